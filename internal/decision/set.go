@@ -1,0 +1,398 @@
+package decision
+
+import (
+	"slices"
+	"time"
+)
+
+// Reason says why a decision came out the way it did.
+type Reason uint8
+
+// Reasons. The zero value is a denial, so a forgotten Decision never reads as an allow.
+const (
+	ReasonNoPermission Reason = iota
+	ReasonGranted
+	ReasonExplicitDeny
+	ReasonUserInactive
+	ReasonTenantSuspended
+	ReasonUnknownTenant
+	ReasonUnknownUser
+	// ReasonInvalidData denies everything for a set whose stored data did not parse (fail closed).
+	ReasonInvalidData
+	reasonCount
+)
+
+var reasonNames = [reasonCount]string{
+	ReasonNoPermission:    "no permission",
+	ReasonGranted:         "granted",
+	ReasonExplicitDeny:    "explicit deny",
+	ReasonUserInactive:    "user inactive",
+	ReasonTenantSuspended: "tenant suspended",
+	ReasonUnknownTenant:   "unknown tenant",
+	ReasonUnknownUser:     "unknown user",
+	ReasonInvalidData:     "invalid data",
+}
+
+// String returns the reason as words, e.g. "explicit deny".
+func (r Reason) String() string {
+	if r < reasonCount {
+		return reasonNames[r]
+	}
+	return "invalid reason"
+}
+
+// Request is one check: a code check "r.a.s" without a resource, or a resource check "r.a" with one.
+type Request struct {
+	Permission  string
+	Resource    Resource
+	HasResource bool
+}
+
+// Resource is what a resource check is about.
+type Resource struct {
+	OwnerID string // compared with the user's external id
+	Group   string // team id at tenant level, target tenant id at platform level; "" = no group
+}
+
+// Decision is the answer to a check, always with the version of the data it was computed from.
+type Decision struct {
+	Allowed bool
+	Reason  Reason
+	Grant   Grant // the matched grant when Allowed
+	Version uint64
+}
+
+// Grant explains an allow: the stored code that matched and where it came from.
+type Grant struct {
+	Code   string // the stored code as written, wildcards included
+	Direct bool
+	Role   string // the assigned role's code (not the inherited role holding the code); "" if Direct
+	Group  string // the restriction, "" if none
+	Scope  Scope  // the effective rank of the matched instance
+}
+
+// grantEntry is a compiled grant. lo..hi are the written instance scopes (1..3 for '*').
+type grantEntry struct {
+	lo, hi     uint8
+	restricted bool
+	direct     bool
+	order      uint32 // position in the static matched-grant order
+	exp        int64
+	groups     map[string]struct{} // restriction closure; nil when unrestricted
+	code       string
+	role       string
+	group      string
+}
+
+// denyEntry is a compiled deny; it removes instances whose written scope ranks >= rank.
+type denyEntry struct {
+	rank   uint8
+	exp    int64
+	groups map[string]struct{} // restriction closure; nil when unrestricted
+}
+
+// bucket lists, by index, the grants and denies one lookup yields.
+type bucket struct {
+	grants []uint32
+	denies []uint32
+}
+
+type raKey struct{ r, a string }
+
+// Set is a user's compiled, immutable permission set. It is safe for concurrent use.
+//
+// Index: every concrete (resource, action) pair written in some code has one merged bucket holding
+// the exact entries plus those of "r.*", "*.a" and "*.*", so the common check is one map lookup.
+// A pair no code names falls back to the disjoint buckets "r.*", "*.a" and "*.*" (two lookups).
+type Set struct {
+	f       *facts
+	members map[string]struct{}
+	grants  []grantEntry
+	denies  []denyEntry
+	pairs   map[raKey]*bucket
+	rOnly   map[string]*bucket
+	aOnly   map[string]*bucket
+	star    bucket
+}
+
+// build indexes resolved facts. The facts have been validated (every code parses at f.level).
+func build(f *facts) *Set {
+	s := &Set{
+		f:       f,
+		members: toSet(f.members),
+		pairs:   make(map[raKey]*bucket),
+		rOnly:   make(map[string]*bucket),
+		aOnly:   make(map[string]*bucket),
+	}
+	closures := make(map[string]map[string]struct{}, len(f.closures))
+	groupsOf := func(g string) map[string]struct{} {
+		if g == "" {
+			return nil
+		}
+		if m, ok := closures[g]; ok {
+			return m
+		}
+		m := toSet(f.closures[g])
+		m[g] = struct{}{}
+		closures[g] = m
+		return m
+	}
+	exact := make(map[raKey]*bucket)
+	pick := func(c Code) *bucket {
+		switch {
+		case !c.AnyResource && !c.AnyAction:
+			return getBucket(exact, raKey{c.Resource, c.Action})
+		case !c.AnyResource:
+			return getBucket(s.rOnly, c.Resource)
+		case !c.AnyAction:
+			return getBucket(s.aOnly, c.Action)
+		}
+		return &s.star
+	}
+	s.grants = make([]grantEntry, len(f.grants))
+	for i, g := range f.grants {
+		c, _ := ParseCode(f.level, g.code)
+		lo, hi := uint8(c.Scope), uint8(c.Scope)
+		if c.Scope == ScopeAny {
+			lo, hi = uint8(ScopeLow), uint8(ScopeTop)
+		}
+		s.grants[i] = grantEntry{
+			lo: lo, hi: hi, restricted: g.group != "", direct: g.direct, order: uint32(i), exp: g.exp,
+			groups: groupsOf(g.group), code: g.code, role: g.role, group: g.group,
+		}
+		b := pick(c)
+		b.grants = append(b.grants, uint32(i))
+	}
+	s.denies = make([]denyEntry, len(f.denies))
+	for i, d := range f.denies {
+		c, _ := ParseCode(f.level, d.code)
+		rank := uint8(c.Scope)
+		if c.Scope == ScopeAny {
+			rank = uint8(ScopeLow)
+		}
+		s.denies[i] = denyEntry{rank: rank, exp: d.exp, groups: groupsOf(d.group)}
+		b := pick(c)
+		b.denies = append(b.denies, uint32(i))
+	}
+	for k, b := range exact {
+		m := &bucket{}
+		for _, src := range []*bucket{b, s.rOnly[k.r], s.aOnly[k.a], &s.star} {
+			if src != nil {
+				m.grants = append(m.grants, src.grants...)
+				m.denies = append(m.denies, src.denies...)
+			}
+		}
+		slices.Sort(m.grants)
+		slices.Sort(m.denies)
+		s.pairs[k] = m
+	}
+	return s
+}
+
+func getBucket[K comparable](m map[K]*bucket, k K) *bucket {
+	b := m[k]
+	if b == nil {
+		b = &bucket{}
+		m[k] = b
+	}
+	return b
+}
+
+func toSet(xs []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(xs))
+	for _, x := range xs {
+		m[x] = struct{}{}
+	}
+	return m
+}
+
+// inSet reports whether g, a real group, is in m; "" (no group) is in no set.
+func inSet(m map[string]struct{}, g string) bool {
+	if g == "" {
+		return false
+	}
+	_, ok := m[g]
+	return ok
+}
+
+// Version returns the authz_state version the set was computed from.
+func (s *Set) Version() uint64 { return s.f.version }
+
+// Level returns the level the set was compiled for.
+func (s *Set) Level() Level { return s.f.level }
+
+// Expiry returns the earliest expiry among the items the set contains (zero = none). Decisions
+// change at that instant without a notification, so caches must not keep the set past it.
+func (s *Set) Expiry() time.Time {
+	if s.f.expiry == never {
+		return time.Time{}
+	}
+	return time.UnixMicro(s.f.expiry).UTC()
+}
+
+// Problem returns why the set denies everything with ReasonInvalidData, or "" when it does not;
+// it is meant for logs, since a decision carries only the reason.
+func (s *Set) Problem() string { return s.f.problem }
+
+// Check decides req at now. A malformed request is an error (ErrInvalidRequest), not a decision.
+// Check never allocates.
+func (s *Set) Check(now time.Time, req Request) (Decision, error) {
+	if s == nil {
+		return Decision{}, ErrNilSet
+	}
+	r, a, want, codeCheck, err := ParseRequest(s.f.level, req.Permission)
+	if err != nil {
+		return Decision{}, err
+	}
+	if codeCheck {
+		if req.HasResource || req.Resource != (Resource{}) {
+			return Decision{}, errReqResourceArg
+		}
+	} else if !req.HasResource {
+		return Decision{}, errReqNoResource
+	}
+	if s.f.status != ReasonGranted {
+		return Decision{Reason: s.f.status, Version: s.f.version}, nil
+	}
+	return s.eval(now.UnixMicro(), r, a, uint8(want), codeCheck, req.Resource), nil
+}
+
+// query carries one evaluation's request facts to the per-instance tests.
+type query struct {
+	codeCheck bool
+	want      uint8
+	group     string
+	owned     bool
+}
+
+func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Resource) Decision {
+	var bs [3]*bucket
+	n := 0
+	if b, ok := s.pairs[raKey{r, a}]; ok {
+		bs[0], n = b, 1
+	} else {
+		if b := s.rOnly[r]; b != nil {
+			bs[n], n = b, n+1
+		}
+		if b := s.aOnly[a]; b != nil {
+			bs[n], n = b, n+1
+		}
+		bs[n], n = &s.star, n+1
+	}
+	q := query{codeCheck: codeCheck, want: want, group: res.Group, owned: res.OwnerID != "" && res.OwnerID == s.f.userID}
+
+	// capAll is the lowest scope removed from every instance; denies restricted to a group the
+	// resource lies outside of are handled per restricted instance (outside).
+	capAll, outside := uint8(ScopeAny), false
+	for _, b := range bs[:n] {
+		for _, di := range b.denies {
+			d := &s.denies[di]
+			if nowUS >= d.exp {
+				continue
+			}
+			if codeCheck || d.groups == nil || inSet(d.groups, q.group) {
+				capAll = min(capAll, d.rank)
+			} else {
+				outside = true
+			}
+		}
+	}
+
+	var best *grantEntry
+	var bestEff uint8
+	wouldAllow := false
+	for _, b := range bs[:n] {
+		for _, gi := range b.grants {
+			e := &s.grants[gi]
+			if nowUS >= e.exp {
+				continue
+			}
+			if !wouldAllow && s.allows(e, effective(e, e.hi), &q) {
+				wouldAllow = true
+			}
+			c := capAll
+			if outside && e.restricted {
+				c = min(c, s.outsideCap(bs[:n], nowUS, q.group, e.group))
+			}
+			top := min(e.hi, c-1)
+			if top < e.lo {
+				continue // every instance removed
+			}
+			eff := effective(e, top)
+			if !s.allows(e, eff, &q) {
+				continue
+			}
+			if best == nil || better(e, eff, best, bestEff) {
+				best, bestEff = e, eff
+			}
+		}
+	}
+	d := Decision{Version: s.f.version}
+	switch {
+	case best != nil:
+		d.Allowed, d.Reason = true, ReasonGranted
+		d.Grant = Grant{Code: best.code, Direct: best.direct, Role: best.role, Group: best.group, Scope: Scope(bestEff)}
+	case wouldAllow:
+		d.Reason = ReasonExplicitDeny
+	default:
+		d.Reason = ReasonNoPermission
+	}
+	return d
+}
+
+// outsideCap applies the denies restricted to a group the resource lies outside of: they remove
+// only instances restricted to their group or one of its descendants.
+func (s *Set) outsideCap(bs []*bucket, nowUS int64, resGroup, instGroup string) uint8 {
+	c := uint8(ScopeAny)
+	for _, b := range bs {
+		for _, di := range b.denies {
+			d := &s.denies[di]
+			if nowUS >= d.exp || d.groups == nil || inSet(d.groups, resGroup) {
+				continue
+			}
+			if inSet(d.groups, instGroup) {
+				c = min(c, d.rank)
+			}
+		}
+	}
+	return c
+}
+
+// effective caps a restricted instance at the middle rank: a restriction never reaches the top.
+func effective(e *grantEntry, scope uint8) uint8 {
+	if e.restricted && scope > uint8(ScopeMiddle) {
+		return uint8(ScopeMiddle)
+	}
+	return scope
+}
+
+// allows reports whether one instance of e with effective rank eff allows the query by itself.
+func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
+	if q.codeCheck {
+		return eff >= q.want
+	}
+	if !e.restricted && eff == uint8(ScopeTop) {
+		return true
+	}
+	var reach bool
+	if e.restricted {
+		reach = inSet(e.groups, q.group)
+	} else {
+		reach = inSet(s.members, q.group)
+	}
+	if eff >= uint8(ScopeMiddle) && reach {
+		return true
+	}
+	return q.owned && (!e.restricted || reach)
+}
+
+// better is the matched-grant order: direct, then higher effective rank, then the static order.
+func better(e *grantEntry, eff uint8, best *grantEntry, bestEff uint8) bool {
+	if e.direct != best.direct {
+		return e.direct
+	}
+	if eff != bestEff {
+		return eff > bestEff
+	}
+	return e.order < best.order
+}
