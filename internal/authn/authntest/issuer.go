@@ -1,0 +1,423 @@
+// Package authntest provides a Keycloak-shaped identity provider for tests and local development: per-realm discovery and JWKS endpoints over HTTP, key rotation, failure injection and token minting.
+package authntest
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTokenLifetime is the exp - iat of tokens minted without an exp.
+const DefaultTokenLifetime = 5 * time.Minute
+
+// Issuer serves, for every realm added to it, Keycloak's
+// /realms/<realm>/.well-known/openid-configuration and
+// /realms/<realm>/protocol/openid-connect/certs, and mints tokens signed
+// by the realm's active key. Its methods are safe for concurrent use.
+type Issuer struct {
+	srv      *httptest.Server
+	now      func() time.Time
+	requests atomic.Int64
+	failing  atomic.Bool
+
+	mu     sync.Mutex
+	realms map[string]*realm
+	seq    int
+}
+
+type realm struct {
+	keys        []*Key // published, in order
+	active      *Key
+	jwksFetches int
+	jwksURI     string // overrides the advertised jwks_uri when set
+}
+
+// Key is a signing key of a realm.
+type Key struct {
+	// ID is the kid.
+	ID string
+	// Alg is the JWS algorithm the key signs with and advertises.
+	Alg string
+	// Signer is the private key.
+	Signer crypto.Signer
+}
+
+// Option configures NewIssuer.
+type Option func(*Issuer)
+
+// WithClock sets the clock used for iat and default exp of minted tokens.
+func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.now = now } }
+
+// NewIssuer starts an issuer on a local HTTP listener. Close it when done.
+func NewIssuer(opts ...Option) *Issuer {
+	i := &Issuer{now: time.Now, realms: map[string]*realm{}}
+	for _, o := range opts {
+		o(i)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /realms/{realm}/.well-known/openid-configuration", i.serveDiscovery)
+	mux.HandleFunc("GET /realms/{realm}/protocol/openid-connect/certs", i.serveCerts)
+	i.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i.requests.Add(1)
+		if i.failing.Load() {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	return i
+}
+
+// Close shuts the server down.
+func (i *Issuer) Close() { i.srv.Close() }
+
+// URL returns the base URL, to be used as a trusted issuer base.
+func (i *Issuer) URL() string { return i.srv.URL }
+
+// Client returns an HTTP client for the server.
+func (i *Issuer) Client() *http.Client { return i.srv.Client() }
+
+// IssuerURL returns the iss of realm's tokens.
+func (i *Issuer) IssuerURL(realm string) string { return i.srv.URL + "/realms/" + realm }
+
+// AddRealm creates realm with an active signing key for alg (RS256, PS256,
+// ES256, EdDSA, ...) and returns its kid. Like Keycloak, it also publishes
+// an RSA encryption key (use "enc") that must never verify a signature.
+func (i *Issuer) AddRealm(realmName, alg string) (string, error) {
+	k, err := i.newKey(alg)
+	if err != nil {
+		return "", err
+	}
+	enc, err := i.newKey("RSA-OAEP")
+	if err != nil {
+		return "", err
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.realms[realmName] = &realm{keys: []*Key{k, enc}, active: k}
+	return k.ID, nil
+}
+
+// Rotate adds a new key for alg to realm and makes it the active one; the
+// old keys stay published until RemoveKey.
+func (i *Issuer) Rotate(realmName, alg string) (string, error) {
+	k, err := i.newKey(alg)
+	if err != nil {
+		return "", err
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	r, ok := i.realms[realmName]
+	if !ok {
+		return "", fmt.Errorf("authntest: no realm %q", realmName)
+	}
+	r.keys = append(r.keys, k)
+	r.active = k
+	return k.ID, nil
+}
+
+// RemoveKey unpublishes kid from realm.
+func (i *Issuer) RemoveKey(realmName, kid string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		for n, k := range r.keys {
+			if k.ID == kid {
+				r.keys = append(r.keys[:n:n], r.keys[n+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// Key returns realm's key kid (published or not), or nil.
+func (i *Issuer) Key(realmName, kid string) *Key {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		for _, k := range r.keys {
+			if k.ID == kid {
+				return k
+			}
+		}
+		if r.active != nil && r.active.ID == kid {
+			return r.active
+		}
+	}
+	return nil
+}
+
+// ActiveKey returns realm's active signing key, or nil.
+func (i *Issuer) ActiveKey(realmName string) *Key {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		return r.active
+	}
+	return nil
+}
+
+// SetFailing makes every endpoint answer 503 (true) or work again (false).
+func (i *Issuer) SetFailing(fail bool) { i.failing.Store(fail) }
+
+// SetJWKSURI makes realm's discovery document advertise uri as jwks_uri.
+func (i *Issuer) SetJWKSURI(realmName, uri string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		r.jwksURI = uri
+	}
+}
+
+// JWKSFetches returns how many times realm's JWKS was served.
+func (i *Issuer) JWKSFetches(realmName string) int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		return r.jwksFetches
+	}
+	return 0
+}
+
+// Requests returns how many HTTP requests the server has received.
+func (i *Issuer) Requests() int64 { return i.requests.Load() }
+
+// Mint returns an access token of realm signed by its active key. Claims
+// default to iss (the realm's issuer), sub "test-user", azp "test-client",
+// typ "Bearer", iat now and exp now+DefaultTokenLifetime; claims overrides
+// them, and a nil value removes a claim.
+func (i *Issuer) Mint(realmName string, claims map[string]any) (string, error) {
+	return i.MintWithHeader(realmName, claims, nil)
+}
+
+// MintWithHeader is Mint with extra protected header members: they override
+// alg, typ and kid (the token is still signed by the active key, so a kid
+// override makes an unknown-kid token), and a nil value removes a member.
+func (i *Issuer) MintWithHeader(realmName string, claims, header map[string]any) (string, error) {
+	k := i.ActiveKey(realmName)
+	if k == nil {
+		return "", fmt.Errorf("authntest: no realm %q", realmName)
+	}
+	now := i.now()
+	c := map[string]any{
+		"iss": i.IssuerURL(realmName),
+		"sub": "test-user",
+		"azp": "test-client",
+		"typ": "Bearer",
+		"iat": now.Unix(),
+		"exp": now.Add(DefaultTokenLifetime).Unix(),
+	}
+	merge(c, claims)
+	h := map[string]any{"alg": k.Alg, "typ": "JWT", "kid": k.ID}
+	merge(h, header)
+	return Sign(h, c, k.Signer)
+}
+
+func merge(dst, src map[string]any) {
+	for name, v := range src {
+		if v == nil {
+			delete(dst, name)
+		} else {
+			dst[name] = v
+		}
+	}
+}
+
+// Sign builds a compact JWS of claims with header, signed by signer with
+// the algorithm named by header["alg"]. It signs with the standard library
+// only, so tests of a validator built on jwx do not check jwx against itself.
+func Sign(header, claims map[string]any, signer crypto.Signer) (string, error) {
+	alg, _ := header["alg"].(string)
+	hj, err := json.Marshal(header)
+	if err != nil {
+		return "", err
+	}
+	cj, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	input := b64(hj) + "." + b64(cj)
+	sig, err := signBytes(alg, signer, []byte(input))
+	if err != nil {
+		return "", err
+	}
+	return input + "." + b64(sig), nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func hashFor(alg string) (crypto.Hash, error) {
+	switch alg[len(alg)-3:] {
+	case "256":
+		return crypto.SHA256, nil
+	case "384":
+		return crypto.SHA384, nil
+	case "512":
+		return crypto.SHA512, nil
+	}
+	return 0, fmt.Errorf("authntest: no hash for %q", alg)
+}
+
+func signBytes(alg string, signer crypto.Signer, input []byte) ([]byte, error) {
+	if alg == "EdDSA" {
+		k, ok := signer.(ed25519.PrivateKey)
+		if !ok {
+			return nil, errors.New("authntest: EdDSA needs an ed25519 key")
+		}
+		return ed25519.Sign(k, input), nil
+	}
+	if len(alg) != 5 {
+		return nil, fmt.Errorf("authntest: cannot sign with %q", alg)
+	}
+	h, err := hashFor(alg)
+	if err != nil {
+		return nil, err
+	}
+	hh := h.New()
+	hh.Write(input)
+	digest := hh.Sum(nil)
+	switch alg[:2] {
+	case "RS", "PS":
+		k, ok := signer.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("authntest: %s needs an RSA key", alg)
+		}
+		if alg[0] == 'R' {
+			return rsa.SignPKCS1v15(rand.Reader, k, h, digest)
+		}
+		return rsa.SignPSS(rand.Reader, k, h, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+	case "ES":
+		k, ok := signer.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("authntest: %s needs an EC key", alg)
+		}
+		r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+		if err != nil {
+			return nil, err
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		out := make([]byte, 2*size)
+		r.FillBytes(out[:size])
+		s.FillBytes(out[size:])
+		return out, nil
+	}
+	return nil, fmt.Errorf("authntest: cannot sign with %q", alg)
+}
+
+// NewSigner generates a private key suitable for alg.
+func NewSigner(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "RSA-OAEP":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ES384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "ES512":
+		return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case "EdDSA":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+	return nil, fmt.Errorf("authntest: unsupported alg %q", alg)
+}
+
+func (i *Issuer) newKey(alg string) (*Key, error) {
+	s, err := NewSigner(alg)
+	if err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	i.seq++
+	kid := "kid-" + strconv.Itoa(i.seq)
+	i.mu.Unlock()
+	return &Key{ID: kid, Alg: alg, Signer: s}, nil
+}
+
+// JWK returns k's public key as a JWK, shaped as Keycloak publishes it.
+func (k *Key) JWK() map[string]any {
+	m := map[string]any{"kid": k.ID, "alg": k.Alg, "use": "sig"}
+	if k.Alg == "RSA-OAEP" {
+		m["use"] = "enc"
+	}
+	switch pub := k.Signer.Public().(type) {
+	case *rsa.PublicKey:
+		m["kty"] = "RSA"
+		m["n"] = b64(pub.N.Bytes())
+		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
+	case *ecdsa.PublicKey:
+		pt, _ := pub.Bytes() // 0x04 || X || Y
+		size := (len(pt) - 1) / 2
+		m["kty"] = "EC"
+		m["crv"] = pub.Curve.Params().Name
+		m["x"] = b64(pt[1 : 1+size])
+		m["y"] = b64(pt[1+size:])
+	case ed25519.PublicKey:
+		m["kty"] = "OKP"
+		m["crv"] = "Ed25519"
+		m["x"] = b64(pub)
+	}
+	return m
+}
+
+func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("realm")
+	i.mu.Lock()
+	rl, ok := i.realms[name]
+	var jwksURI string
+	if ok {
+		jwksURI = rl.jwksURI
+	}
+	i.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	iss := i.IssuerURL(name)
+	if jwksURI == "" {
+		jwksURI = iss + "/protocol/openid-connect/certs"
+	}
+	writeJSON(w, map[string]any{
+		"issuer":                 iss,
+		"jwks_uri":               jwksURI,
+		"authorization_endpoint": iss + "/protocol/openid-connect/auth",
+		"token_endpoint":         iss + "/protocol/openid-connect/token",
+	})
+}
+
+func (i *Issuer) serveCerts(w http.ResponseWriter, r *http.Request) {
+	i.mu.Lock()
+	rl, ok := i.realms[r.PathValue("realm")]
+	var keys []map[string]any
+	if ok {
+		rl.jwksFetches++
+		for _, k := range rl.keys {
+			keys = append(keys, k.JWK())
+		}
+	}
+	i.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	writeJSON(w, map[string]any{"keys": keys})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

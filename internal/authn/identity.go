@@ -1,0 +1,53 @@
+package authn
+
+import "time"
+
+// Level says which RBAC level an identity belongs to.
+type Level uint8
+
+// Levels. The zero value is invalid so that a forgotten assignment is never
+// mistaken for a real level.
+const (
+	LevelTenant Level = iota + 1
+	LevelPlatform
+)
+
+// String returns "tenant" or "platform".
+func (l Level) String() string {
+	switch l {
+	case LevelTenant:
+		return "tenant"
+	case LevelPlatform:
+		return "platform"
+	default:
+		return "invalid"
+	}
+}
+
+// Identity is what a verified token says about its bearer. A *Identity
+// returned by Validate may be shared with other callers through the token
+// cache and must be treated as read-only.
+type Identity struct {
+	// Level is LevelPlatform for the platform realm, LevelTenant otherwise.
+	Level Level
+	// TenantID and TenantSlug identify the tenant whose realm issued the
+	// token; both are empty at platform level.
+	TenantID   string
+	TenantSlug string
+	// Realm is the Keycloak realm that issued the token.
+	Realm string
+	// Subject is the token's sub: the user's external id.
+	Subject string
+	// AuthorizedParty is azp, the client the token was issued to.
+	AuthorizedParty   string
+	PreferredUsername string
+	Email             string
+	// RealmRoles is realm_access.roles.
+	RealmRoles []string
+	// Groups is the groups claim, when the realm maps it.
+	Groups []string
+	// ExpiresAt is the token's exp.
+	ExpiresAt time.Time
+	// SessionID is sid (session_state on older Keycloak versions).
+	SessionID string
+}

@@ -1,0 +1,114 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// TenantRealm is what a RealmResolver knows about the tenant owning a realm.
+type TenantRealm struct {
+	TenantID string
+	Slug     string
+	// Status is the tenant's status; only "active" authenticates.
+	Status string
+	// Audiences are accepted in aud/azp for this tenant's tokens, in addition
+	// to Config.Audiences.
+	Audiences []string
+}
+
+// TenantStatusActive is the only tenant status whose tokens authenticate.
+const TenantStatusActive = "active"
+
+// RealmResolver maps a Keycloak realm to the tenant whose external_auth_realm
+// it is. It returns ErrRealmNotFound when there is none; any other error is
+// treated as "could not decide".
+type RealmResolver interface {
+	ResolveRealm(ctx context.Context, realm string) (TenantRealm, error)
+}
+
+// resolverTimeout bounds one shared resolver call; it runs detached from
+// the first caller's context because other callers may be waiting on it.
+const resolverTimeout = 5 * time.Second
+
+type realmResult struct {
+	tr    TenantRealm
+	found bool
+}
+
+// realmCache caches resolver answers, found and not found, and coalesces
+// concurrent lookups of one realm.
+type realmCache struct {
+	resolver RealmResolver
+	cache    *ttlCache[string, realmResult]
+	ttl      time.Duration
+	now      func() time.Time
+	sf       singleflight.Group
+	// gen is bumped by every invalidation; a lookup that started before an
+	// invalidation does not store its (possibly stale) answer.
+	gen atomic.Uint64
+}
+
+func newRealmCache(r RealmResolver, cfg Config) *realmCache {
+	return &realmCache{
+		resolver: r,
+		cache:    newTTLCache[string, realmResult](cfg.RealmCacheSize, cfg.RealmCacheTTL, cfg.Now),
+		ttl:      cfg.RealmCacheTTL,
+		now:      cfg.Now,
+	}
+}
+
+// resolve returns the tenant owning realm, ErrUnknownRealm or ErrUnavailable.
+func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, error) {
+	if r, ok := c.cache.get(realm); ok {
+		return r.result()
+	}
+	ch := c.sf.DoChan(realm, func() (any, error) {
+		gen := c.gen.Load()
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolverTimeout)
+		defer cancel()
+		tr, err := c.resolver.ResolveRealm(qctx, realm)
+		var r realmResult
+		switch {
+		case errors.Is(err, ErrRealmNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			r = realmResult{tr: tr, found: true}
+		}
+		if c.gen.Load() == gen {
+			c.cache.add(realm, r, c.now().Add(c.ttl))
+		}
+		return r, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return TenantRealm{}, wrapError(KindUnavailable, "resolving realm", res.Err)
+		}
+		return res.Val.(realmResult).result()
+	case <-ctx.Done():
+		return TenantRealm{}, wrapError(KindUnavailable, "resolving realm", ctx.Err())
+	}
+}
+
+func (r realmResult) result() (TenantRealm, error) {
+	if !r.found {
+		return TenantRealm{}, ErrUnknownRealm
+	}
+	return r.tr, nil
+}
+
+func (c *realmCache) invalidate(realm string) {
+	c.gen.Add(1)
+	c.sf.Forget(realm)
+	c.cache.remove(realm)
+}
+
+func (c *realmCache) invalidateAll() {
+	c.gen.Add(1)
+	c.cache.purge()
+}

@@ -1,0 +1,298 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"hash"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// Validator validates Keycloak access tokens. It is safe for concurrent use.
+// Call Run in a goroutine to keep realm keys refreshed in the background.
+type Validator struct {
+	cfg     Config
+	bases   []trustedBase
+	allowed map[string]keyFamily
+	realms  *realmCache
+	keys    *keyStore
+	tokens  *ttlCache[[sha256.Size]byte, *cachedToken]
+	logger  *slog.Logger
+}
+
+type trustedBase struct {
+	prefix string // "<base>/realms/"
+	url    *url.URL
+}
+
+type cachedToken struct {
+	id *Identity
+}
+
+// New returns a Validator. resolver maps non-platform realms to tenants; it
+// may be nil when only the platform realm is served. logger receives
+// background refresh failures; nil means slog.Default().
+func New(cfg Config, resolver RealmResolver, logger *slog.Logger) (*Validator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if resolver == nil {
+		resolver = noTenants{}
+	}
+	v := &Validator{
+		cfg:     cfg,
+		allowed: make(map[string]keyFamily, len(cfg.AllowedAlgorithms)),
+		realms:  newRealmCache(resolver, cfg),
+		keys:    newKeyStore(cfg),
+		tokens:  newTTLCache[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		logger:  logger,
+	}
+	for _, a := range cfg.AllowedAlgorithms {
+		v.allowed[a] = asymmetricAlgorithms[a]
+	}
+	for _, b := range cfg.TrustedIssuerBases {
+		u, err := url.Parse(b)
+		if err != nil {
+			return nil, err // unreachable: Validate parsed it
+		}
+		v.bases = append(v.bases, trustedBase{prefix: b + "/realms/", url: u})
+	}
+	return v, nil
+}
+
+type noTenants struct{}
+
+func (noTenants) ResolveRealm(context.Context, string) (TenantRealm, error) {
+	return TenantRealm{}, ErrRealmNotFound
+}
+
+// Run refreshes the keys of every realm seen so far each
+// JWKSRefreshInterval until ctx is done, then returns nil. Failures are
+// logged and leave the last good keys in place.
+func (v *Validator) Run(ctx context.Context) error {
+	t := time.NewTicker(v.cfg.JWKSRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := v.keys.refreshAll(ctx); err != nil && ctx.Err() == nil {
+				v.logger.WarnContext(ctx, "authn: refreshing realm keys", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// Invalidate drops the cached realm → tenant answer for realm, so a
+// tenant's new status or realm takes effect on its next token (cached
+// tokens included: a cache hit re-checks the tenant).
+func (v *Validator) Invalidate(realm string) { v.realms.invalidate(realm) }
+
+// InvalidateAll drops every cached realm → tenant answer.
+func (v *Validator) InvalidateAll() { v.realms.invalidateAll() }
+
+// Validate verifies token and returns the identity it carries. Errors are
+// *Error values classified by Kind; match them with errors.Is against the
+// Err* sentinels. Neither errors nor logs ever contain the token.
+func (v *Validator) Validate(ctx context.Context, token string) (*Identity, error) {
+	if len(token) > v.cfg.MaxTokenBytes {
+		return nil, ErrTooLarge
+	}
+	if token == "" {
+		return nil, newError(KindMalformed, "empty token")
+	}
+	now := v.cfg.Now()
+	sum := tokenKey(token)
+	if ct, ok := v.tokens.get(sum); ok {
+		fresh, err := v.checkTenant(ctx, ct.id)
+		if err != nil {
+			v.tokens.remove(sum)
+			return nil, err
+		}
+		if fresh {
+			return ct.id, nil
+		}
+		// The realm now belongs to another tenant: validate from scratch so
+		// the answer is the one an uncached token would get.
+		v.tokens.remove(sum)
+	}
+
+	pt, err := parseToken(token, v.allowed)
+	if err != nil {
+		return nil, err
+	}
+	base, realm, ok := v.matchIssuer(pt.iss)
+	if !ok {
+		return nil, ErrUnknownIssuer
+	}
+	id := &Identity{Realm: realm}
+	var tenant TenantRealm
+	if realm == v.cfg.PlatformRealm {
+		id.Level = LevelPlatform
+	} else {
+		// Resolve before fetching keys: an attacker-chosen realm name must
+		// not make us fetch anything from Keycloak.
+		if tenant, err = v.realms.resolve(ctx, realm); err != nil {
+			return nil, err
+		}
+		id.Level, id.TenantID, id.TenantSlug = LevelTenant, tenant.TenantID, tenant.Slug
+	}
+
+	key, err := v.keys.key(ctx, pt.iss, base.url, pt.kid)
+	if err != nil {
+		return nil, err
+	}
+	if !keyFits(key, pt.alg, v.allowed[pt.alg]) {
+		return nil, newError(KindAlgorithmNotAllowed, "key does not match alg")
+	}
+	sigAlg, ok := jwa.LookupSignatureAlgorithm(pt.alg)
+	if !ok {
+		return nil, newError(KindAlgorithmNotAllowed, "")
+	}
+	// jws.Verify works on the exact bytes parseToken decoded, so the payload
+	// read below is the one that was signed.
+	if _, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKey(sigAlg, key.pub), jws.WithAlgorithmMatch(true)); err != nil {
+		return nil, ErrBadSignature
+	}
+
+	c, err := readClaims(pt.payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(c, now, tenant.Audiences); err != nil {
+		return nil, err
+	}
+	if id.Level == LevelTenant && tenant.Status != TenantStatusActive {
+		return nil, ErrTenantNotActive
+	}
+
+	id.Subject = c.sub
+	id.AuthorizedParty = c.azp
+	id.PreferredUsername = c.preferredUsername
+	id.Email = c.email
+	id.RealmRoles = c.realmRoles
+	id.Groups = c.groups
+	id.ExpiresAt = c.exp
+	id.SessionID = c.sid
+
+	// Never cache past exp (+ skew, the same bound a fresh validation
+	// applies), nor longer than CacheTTL.
+	expires := c.exp.Add(v.cfg.ClockSkew)
+	if limit := now.Add(v.cfg.CacheTTL); limit.Before(expires) {
+		expires = limit
+	}
+	v.tokens.add(sum, &cachedToken{id: id}, expires)
+	return id, nil
+}
+
+// tokenHasher is pooled so that hashing a token on the cache-hit path
+// allocates nothing: sha256.Sum256([]byte(token)) copies the token to the
+// heap.
+type tokenHasher struct {
+	h   hash.Hash
+	buf [512]byte
+	sum [sha256.Size]byte
+}
+
+var hasherPool = sync.Pool{New: func() any { return &tokenHasher{h: sha256.New()} }}
+
+// tokenKey is the verified-token cache key: the SHA-256 of the whole token,
+// so the cache never holds a token.
+func tokenKey(token string) [sha256.Size]byte {
+	th := hasherPool.Get().(*tokenHasher)
+	th.h.Reset()
+	for s := token; s != ""; {
+		n := copy(th.buf[:], s)
+		th.h.Write(th.buf[:n])
+		s = s[n:]
+	}
+	sum := [sha256.Size]byte(th.h.Sum(th.sum[:0]))
+	hasherPool.Put(th)
+	return sum
+}
+
+// matchIssuer returns the trusted base and realm of iss, which must be
+// exactly "<base>/realms/<realm>".
+func (v *Validator) matchIssuer(iss string) (trustedBase, string, bool) {
+	for _, b := range v.bases {
+		if realm, ok := strings.CutPrefix(iss, b.prefix); ok && validRealmName(realm) {
+			return b, realm, true
+		}
+	}
+	return trustedBase{}, "", false
+}
+
+func (v *Validator) checkClaims(c *claims, now time.Time, tenantAudiences []string) error {
+	skew := v.cfg.ClockSkew
+	if c.typ != "" && c.typ != "Bearer" {
+		return newError(KindWrongTokenType, "typ claim is not Bearer")
+	}
+	if !c.hasExp {
+		return newError(KindMissingClaim, "exp")
+	}
+	if !now.Before(c.exp.Add(skew)) {
+		return ErrExpired
+	}
+	if c.hasNbf && now.Add(skew).Before(c.nbf) {
+		return newError(KindNotYetValid, "nbf")
+	}
+	if c.hasIat && now.Add(skew).Before(c.iat) {
+		return newError(KindNotYetValid, "iat")
+	}
+	if c.sub == "" {
+		return newError(KindMissingClaim, "sub")
+	}
+	if len(v.cfg.Audiences) > 0 || len(tenantAudiences) > 0 {
+		if !audienceMatches(c, v.cfg.Audiences) && !audienceMatches(c, tenantAudiences) {
+			return ErrWrongAudience
+		}
+	}
+	return nil
+}
+
+func audienceMatches(c *claims, want []string) bool {
+	for _, w := range want {
+		if w != "" && (c.azp == w || slices.Contains(c.aud, w)) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTenant re-checks, on a cache hit, that the identity's tenant still
+// owns its realm and is active, so Invalidate also reaches cached tokens.
+// It returns false when the realm now maps to another tenant.
+func (v *Validator) checkTenant(ctx context.Context, id *Identity) (bool, error) {
+	if id.Level != LevelTenant {
+		return true, nil
+	}
+	tr, err := v.realms.resolve(ctx, id.Realm)
+	if err != nil {
+		return false, err
+	}
+	if tr.TenantID != id.TenantID {
+		return false, nil
+	}
+	if tr.Status != TenantStatusActive {
+		return false, ErrTenantNotActive
+	}
+	return true, nil
+}
+
+// keyFits checks that the published key can be used with alg: the right
+// family (and curve), and the JWK's own alg, when it sets one, equal to alg.
+func keyFits(k *verifyKey, alg string, want keyFamily) bool {
+	return k.family == want && (k.alg == "" || k.alg == alg)
+}
