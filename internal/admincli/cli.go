@@ -1,0 +1,492 @@
+// Package admincli is the command-line interface of the admin binary: migrations, regions,
+// the database registry and tenants.
+package admincli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/registry"
+	"github.com/neofast/neoauthz/internal/secretbox"
+	"github.com/neofast/neoauthz/internal/tenancy"
+	"github.com/neofast/neoauthz/migrations"
+)
+
+// ErrUsage marks a command line that could not be understood (exit code 2).
+var ErrUsage = errors.New("usage")
+
+const usage = `admin — the neoauthz control plane
+
+Usage:
+  admin migrate apply    [--scope all|admin|regional|tenants|analytics] [--tenant SLUG] [--dry-run]
+                         [--batch-size N] [--concurrency N] [--repair] [--output text|json]
+  admin migrate status   [--scope ...] [--tenant SLUG] [--detailed] [--output text|json]
+  admin migrate rollback --scope ... --to VERSION [--tenant SLUG] [--output text|json]
+  admin region create    --code CODE [--name NAME] [--data-residency]
+  admin region list
+  admin db register      --name NAME --region CODE --host HOST [--port 5432] --database DB --user USER
+                         [--password-env VAR] [--type primary|replica|analytics|backup]
+                         [--tls-mode prefer] [--max-failures 3]
+  admin db list
+  admin db check         [NAME]
+  admin tenant create    --slug SLUG --realm REALM --region CODE [--name NAME] [--deployment schema|database]
+  admin tenant list      [--status S] [--region CODE]
+  admin tenant suspend|activate SLUG
+  admin tenant delete    SLUG [--purge]
+
+Environment:
+  ADMIN_DATABASE_URL     the admin database (required)
+  NEOAUTHZ_SECRET_KEY    base64 of 32 bytes; encrypts registered database passwords
+`
+
+// Env is what a command runs with.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Run executes one command line (without the program name).
+func Run(ctx context.Context, args []string, env Env) error {
+	if len(args) < 2 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(env.Stdout, usage)
+		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+			return nil
+		}
+		return ErrUsage
+	}
+	a, err := open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	switch args[0] + " " + args[1] {
+	case "migrate apply":
+		return a.migrateApply(ctx, args[2:], false)
+	case "migrate rollback":
+		return a.migrateApply(ctx, args[2:], true)
+	case "migrate status":
+		return a.migrateStatus(ctx, args[2:])
+	case "region create":
+		return a.regionCreate(ctx, args[2:])
+	case "region list":
+		return a.regionList(ctx)
+	case "db register":
+		return a.dbRegister(ctx, args[2:])
+	case "db list":
+		return a.dbList(ctx)
+	case "db check":
+		return a.dbCheck(ctx, args[2:])
+	case "tenant create":
+		return a.tenantCreate(ctx, args[2:])
+	case "tenant list":
+		return a.tenantList(ctx, args[2:])
+	case "tenant suspend", "tenant activate":
+		return a.tenantTransition(ctx, args[1], args[2:])
+	case "tenant delete":
+		return a.tenantDelete(ctx, args[2:])
+	}
+	fmt.Fprint(env.Stderr, usage)
+	return fmt.Errorf("unknown command %q: %w", strings.Join(args[:2], " "), ErrUsage)
+}
+
+type app struct {
+	env     Env
+	pool    *pgxpool.Pool
+	reg     *registry.Store
+	fleet   *fleet.Runner
+	tenants *tenancy.Service
+}
+
+func open(ctx context.Context, env Env) (*app, error) {
+	url := env.Getenv("ADMIN_DATABASE_URL")
+	if url == "" {
+		return nil, errors.New("ADMIN_DATABASE_URL is not set: point it at the admin database, e.g. postgres://postgres@127.0.0.1:5432/neoauthz_admin")
+	}
+	box, err := secretbox.New(env.Getenv(secretbox.EnvKey))
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("admin database: %w", err)
+	}
+	sets, err := fleet.LoadSets(migrations.FS)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	reg := registry.New(pool, box)
+	runner := &fleet.Runner{Admin: pool, AdminURL: url, Registry: reg, Sets: sets,
+		Log: slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return &app{env: env, pool: pool, reg: reg, fleet: runner,
+		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner}}, nil
+}
+
+func (a *app) close() { a.pool.Close() }
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %v: %w", fs.Name(), err, ErrUsage)
+	}
+	return nil
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) table(header string, rows [][]string) {
+	w := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r, "\t"))
+	}
+	_ = w.Flush()
+}
+
+func (a *app) migrateApply(ctx context.Context, args []string, rollback bool) error {
+	fs := newFlags("migrate")
+	var plan fleet.Plan
+	var output string
+	fs.StringVar(&plan.Scope, "scope", fleet.ScopeAll, "")
+	fs.StringVar(&plan.Tenant, "tenant", "", "")
+	fs.BoolVar(&plan.DryRun, "dry-run", false, "")
+	fs.BoolVar(&plan.Repair, "repair", false, "")
+	fs.IntVar(&plan.BatchSize, "batch-size", 100, "")
+	fs.IntVar(&plan.Concurrency, "concurrency", 4, "")
+	fs.StringVar(&plan.To, "to", "", "")
+	fs.StringVar(&output, "output", "text", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if plan.Tenant != "" && plan.Scope == fleet.ScopeAll {
+		plan.Scope = fleet.ScopeTenants
+	}
+	plan.RequestedBy = "cli:" + a.env.Getenv("USER")
+	start := time.Now()
+	last := time.Time{}
+	plan.Progress = func(done, total int) {
+		if output == "text" && total > 20 && (time.Since(last) > time.Second || done == total) {
+			last = time.Now()
+			fmt.Fprintf(a.env.Stderr, "  %d/%d targets (%.0fs)\n", done, total, time.Since(start).Seconds())
+		}
+	}
+	var run fleet.Run
+	var err error
+	if rollback {
+		run, err = a.fleet.Rollback(ctx, plan)
+	} else {
+		run, err = a.fleet.Apply(ctx, plan)
+	}
+	if output == "json" {
+		if perr := a.printJSON(run); perr != nil {
+			return perr
+		}
+		return err
+	}
+	rows := [][]string{}
+	for _, r := range run.Results {
+		what := strings.Join(r.Applied, ", ")
+		if plan.DryRun {
+			what = "would apply: " + strings.Join(r.Pending, ", ")
+		}
+		if r.Error != "" {
+			what = r.Error
+		}
+		rows = append(rows, []string{r.Target, r.Set, r.Schema, r.Status, r.From + " → " + r.To, what})
+	}
+	a.table("TARGET\tSET\tSCHEMA\tSTATUS\tVERSION\tDETAIL", rows)
+	fmt.Fprintf(a.env.Stdout, "run %s: %s — %d targets, %d succeeded, %d failed in %s\n",
+		run.ID, run.Status, run.Total, run.Succeeded, run.Failed, time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+func (a *app) migrateStatus(ctx context.Context, args []string) error {
+	fs := newFlags("migrate status")
+	var plan fleet.Plan
+	var output string
+	var detailed bool
+	fs.StringVar(&plan.Scope, "scope", fleet.ScopeAll, "")
+	fs.StringVar(&plan.Tenant, "tenant", "", "")
+	fs.BoolVar(&detailed, "detailed", false, "")
+	fs.StringVar(&output, "output", "text", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if plan.Tenant != "" && plan.Scope == fleet.ScopeAll {
+		plan.Scope = fleet.ScopeTenants
+	}
+	st, err := a.fleet.Status(ctx, plan)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		return a.printJSON(st)
+	}
+	rows := [][]string{}
+	behind, failed := 0, 0
+	for _, s := range st {
+		state := "up to date"
+		switch {
+		case s.Error != "":
+			state, failed = "error: "+s.Error, failed+1
+		case len(s.Failed) > 0 || len(s.Mismatched) > 0:
+			state, failed = fmt.Sprintf("failed %v, edited %v", s.Failed, s.Mismatched), failed+1
+		case len(s.Pending) > 0:
+			state, behind = fmt.Sprintf("%d pending", len(s.Pending)), behind+1
+		}
+		if detailed && len(s.Pending) > 0 {
+			state += " " + strings.Join(s.Pending, ", ")
+		}
+		if detailed || state != "up to date" || len(st) <= 50 {
+			rows = append(rows, []string{s.Target, s.Set, s.Schema, s.Current, s.Latest, state})
+		}
+	}
+	a.table("TARGET\tSET\tSCHEMA\tCURRENT\tLATEST\tSTATE", rows)
+	fmt.Fprintf(a.env.Stdout, "%d schemas: %d behind, %d failed\n", len(st), behind, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d schemas need attention", failed)
+	}
+	return nil
+}
+
+func (a *app) regionCreate(ctx context.Context, args []string) error {
+	fs := newFlags("region create")
+	var r registry.Region
+	fs.StringVar(&r.Code, "code", "", "")
+	fs.StringVar(&r.Name, "name", "", "")
+	fs.BoolVar(&r.DataResidency, "data-residency", false, "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	r, err := a.reg.CreateRegion(ctx, r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "region %s created\n", r.Code)
+	return nil
+}
+
+func (a *app) regionList(ctx context.Context) error {
+	list, err := a.reg.ListRegions(ctx)
+	if err != nil {
+		return err
+	}
+	rows := [][]string{}
+	for _, r := range list {
+		rows = append(rows, []string{r.Code, r.Name, fmt.Sprint(r.IsActive), fmt.Sprint(r.DataResidency)})
+	}
+	a.table("CODE\tNAME\tACTIVE\tDATA RESIDENCY", rows)
+	return nil
+}
+
+func (a *app) dbRegister(ctx context.Context, args []string) error {
+	fs := newFlags("db register")
+	var c registry.Connection
+	var pwEnv string
+	fs.StringVar(&c.Name, "name", "", "")
+	fs.StringVar(&c.RegionCode, "region", "", "")
+	fs.StringVar(&c.Host, "host", "", "")
+	fs.IntVar(&c.Port, "port", 5432, "")
+	fs.StringVar(&c.Database, "database", "", "")
+	fs.StringVar(&c.Username, "user", "", "")
+	fs.StringVar(&pwEnv, "password-env", "", "")
+	fs.StringVar(&c.Type, "type", registry.TypePrimary, "")
+	fs.StringVar(&c.TLSMode, "tls-mode", "prefer", "")
+	fs.IntVar(&c.MaxConsecutiveFailures, "max-failures", 3, "")
+	fs.IntVar(&c.PoolMax, "pool-max", 10, "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if pwEnv != "" {
+		// The password comes through the environment, never a flag: flags show in `ps`.
+		c.Password = a.env.Getenv(pwEnv)
+		if c.Password == "" {
+			return fmt.Errorf("--password-env %s: the variable is empty", pwEnv)
+		}
+	}
+	c, err := a.reg.RegisterConnection(ctx, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "database %s registered (%s); run `admin db check %s` before provisioning on it\n", c.Name, c.ID, c.Name)
+	return nil
+}
+
+func (a *app) dbList(ctx context.Context) error {
+	list, err := a.reg.ListConnections(ctx, registry.ConnectionFilter{})
+	if err != nil {
+		return err
+	}
+	rows := [][]string{}
+	for _, c := range list {
+		checked := "never"
+		if c.LastHealthCheck != nil {
+			checked = c.LastHealthCheck.Format(time.RFC3339)
+		}
+		rows = append(rows, []string{c.Name, c.Type, c.RegionCode, fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database),
+			fmt.Sprint(c.IsActive), fmt.Sprint(c.IsHealthy), fmt.Sprint(c.ConsecutiveFailures), checked})
+	}
+	a.table("NAME\tTYPE\tREGION\tADDRESS\tACTIVE\tHEALTHY\tFAILURES\tLAST CHECK", rows)
+	return nil
+}
+
+func (a *app) dbCheck(ctx context.Context, args []string) error {
+	var list []registry.Connection
+	if len(args) > 0 {
+		c, err := a.reg.GetConnection(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		list = append(list, c)
+	} else {
+		var err error
+		if list, err = a.reg.ListConnections(ctx, registry.ConnectionFilter{ActiveOnly: true}); err != nil {
+			return err
+		}
+	}
+	unhealthy := 0
+	for _, c := range list {
+		checked, deactivated, err := a.reg.Check(ctx, c, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		state := fmt.Sprintf("healthy (%.1f ms)", deref(checked.LastLatencyMS))
+		if !checked.IsHealthy {
+			unhealthy++
+			state = fmt.Sprintf("UNHEALTHY (%d in a row): %s", checked.ConsecutiveFailures, deref(checked.LastError))
+		}
+		if deactivated {
+			state += " — deactivated"
+		}
+		fmt.Fprintf(a.env.Stdout, "%s: %s\n", checked.Name, state)
+	}
+	if unhealthy > 0 {
+		return fmt.Errorf("%d of %d databases unhealthy", unhealthy, len(list))
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func (a *app) tenantCreate(ctx context.Context, args []string) error {
+	fs := newFlags("tenant create")
+	var req tenancy.CreateRequest
+	fs.StringVar(&req.Slug, "slug", "", "")
+	fs.StringVar(&req.Name, "name", "", "")
+	fs.StringVar(&req.Region, "region", "", "")
+	fs.StringVar(&req.Deployment, "deployment", tenancy.DeploySchema, "")
+	fs.StringVar(&req.Realm, "realm", "", "")
+	fs.StringVar(&req.OrganizationID, "org", "", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	t, err := a.tenants.Create(ctx, req)
+	if err != nil {
+		return err
+	}
+	where := "schema " + t.SchemaName
+	if t.DatabaseName != nil {
+		where = "database " + *t.DatabaseName
+	}
+	fmt.Fprintf(a.env.Stdout, "tenant %s (%s) is %s in %s, %s, realm %s\n", t.Slug, t.ID, t.Status, t.Region, where, t.Realm)
+	return nil
+}
+
+func (a *app) tenantList(ctx context.Context, args []string) error {
+	fs := newFlags("tenant list")
+	var f tenancy.Filter
+	fs.StringVar(&f.Status, "status", "", "")
+	fs.StringVar(&f.Region, "region", "", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	rows := [][]string{}
+	for page := 1; ; page++ {
+		f.Page = page
+		list, total, err := a.tenants.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, t := range list {
+			rows = append(rows, []string{t.Slug, t.Name, t.Status, t.Deployment, t.Region, t.SchemaName, t.Realm})
+		}
+		if len(rows) >= total || len(list) == 0 {
+			break
+		}
+	}
+	a.table("SLUG\tNAME\tSTATUS\tDEPLOYMENT\tREGION\tSCHEMA\tREALM", rows)
+	return nil
+}
+
+func (a *app) tenantTransition(ctx context.Context, verb string, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("tenant %s takes one tenant slug: %w", verb, ErrUsage)
+	}
+	var t tenancy.Tenant
+	var err error
+	if verb == "suspend" {
+		t, err = a.tenants.Suspend(ctx, args[0])
+	} else {
+		t, err = a.tenants.Activate(ctx, args[0])
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "tenant %s is %s\n", t.Slug, t.Status)
+	return nil
+}
+
+func (a *app) tenantDelete(ctx context.Context, args []string) error {
+	fs := newFlags("tenant delete")
+	purge := fs.Bool("purge", false, "")
+	// Accept the slug before or after the flags.
+	var slug string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if slug == "" && fs.NArg() == 1 {
+		slug = fs.Arg(0)
+	}
+	if slug == "" {
+		return fmt.Errorf("tenant delete takes one tenant slug: %w", ErrUsage)
+	}
+	t, err := a.tenants.Delete(ctx, slug, *purge)
+	if err != nil {
+		return err
+	}
+	if *purge {
+		fmt.Fprintf(a.env.Stdout, "tenant %s purged: its data is dropped\n", t.Slug)
+	} else {
+		fmt.Fprintf(a.env.Stdout, "tenant %s is deleted (data kept; --purge drops it)\n", t.Slug)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+// Package testenv builds a neoauthz control plane for tests: a migrated admin database of the
+// test's own, regions, and regional databases registered in it — on real PostgreSQL.
+package testenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/pgtest"
+	"github.com/neofast/neoauthz/internal/registry"
+	"github.com/neofast/neoauthz/internal/secretbox"
+	"github.com/neofast/neoauthz/internal/tenancy"
+	"github.com/neofast/neoauthz/migrations"
+)
+
+// World is one test's control plane.
+type World struct {
+	AdminURL string
+	Admin    *pgxpool.Pool
+	Registry *registry.Store
+	Fleet    *fleet.Runner
+	Tenants  *tenancy.Service
+	Sets     fleet.Sets
+	server   string
+	pkg      string
+}
+
+var (
+	setsOnce sync.Once
+	sets     fleet.Sets
+	setsErr  error
+	key      string
+)
+
+// Sets returns the project's migration sets and a hash of their content.
+func Sets(tb testing.TB) (fleet.Sets, string) {
+	tb.Helper()
+	setsOnce.Do(func() {
+		sets, setsErr = fleet.LoadSets(migrations.FS)
+		h := sha256.New()
+		_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				b, _ := fs.ReadFile(migrations.FS, path)
+				h.Write([]byte(path))
+				h.Write(b)
+			}
+			return nil
+		})
+		key = hex.EncodeToString(h.Sum(nil))
+	})
+	if setsErr != nil {
+		tb.Fatalf("load migrations: %v", setsErr)
+	}
+	return sets, key
+}
+
+var (
+	templatesMu sync.Mutex
+	templates   = map[string]*pgtest.Template{}
+)
+
+// template returns the package's template of the given kind (admin: platform + admin sets;
+// regional: platform + tenant_template).
+func template(tb testing.TB, pkg, kind string) *pgtest.Template {
+	s, k := Sets(tb)
+	templatesMu.Lock()
+	defer templatesMu.Unlock()
+	name := pkg + "_" + kind
+	if t, ok := templates[name]; ok {
+		return t
+	}
+	steps := []fleet.Step{{Set: migrations.SetPlatform, Schema: migrations.PlatformSchema}}
+	if kind == "admin" {
+		steps = append(steps, fleet.Step{Set: migrations.SetAdmin, Schema: migrations.AdminSchema})
+	} else {
+		steps = append(steps, fleet.Step{Set: migrations.SetTenant, Schema: migrations.TenantTemplateSchema})
+	}
+	t := &pgtest.Template{Name: name, Key: k, Setup: func(ctx context.Context, url string) error {
+		r := &fleet.Runner{Sets: s}
+		return r.ApplyTarget(ctx, fleet.Target{Name: kind, ConnString: url, Steps: steps})
+	}}
+	templates[name] = t
+	return t
+}
+
+// New returns a World whose admin database is fresh and migrated; pkg names the test package
+// ([a-z0-9_]), so each package has databases of its own.
+func New(tb testing.TB, pkg string) *World {
+	tb.Helper()
+	s, _ := Sets(tb)
+	server := pgtest.ServerURL(tb)
+	url := template(tb, pkg, "admin").NewDatabase(tb)
+	pool := pgtest.Pool(tb, url)
+	box, err := secretbox.New("")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg := registry.New(pool, box)
+	runner := &fleet.Runner{Admin: pool, AdminURL: url, Registry: reg, Sets: s, Log: slog.New(slog.DiscardHandler)}
+	return &World{AdminURL: url, Admin: pool, Registry: reg, Fleet: runner, Sets: s, server: server, pkg: pkg,
+		Tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner}}
+}
+
+// AddRegion creates a region with one healthy primary database of its own (a fresh database
+// on the test server, already migrated) and returns that connection.
+func (w *World) AddRegion(tb testing.TB, code string) registry.Connection {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := w.Registry.CreateRegion(ctx, registry.Region{Code: code, Name: code}); err != nil {
+		tb.Fatalf("create region: %v", err)
+	}
+	return w.AddDatabase(tb, code, code+"-primary", registry.TypePrimary)
+}
+
+// AddDatabase registers a fresh database on the test server in region.
+func (w *World) AddDatabase(tb testing.TB, region, name, typ string) registry.Connection {
+	tb.Helper()
+	ctx := context.Background()
+	url := template(tb, w.pkg, "regional").NewDatabase(tb)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := w.Registry.RegisterConnection(ctx, registry.Connection{
+		Name: name, Type: typ, RegionCode: region, Host: cfg.Host, Port: int(cfg.Port),
+		Database: cfg.Database, Username: cfg.User, TLSMode: "disable",
+	})
+	if err != nil {
+		tb.Fatalf("register database: %v", err)
+	}
+	c, _, err = w.Registry.Check(ctx, c, 0)
+	if err != nil || !c.IsHealthy {
+		tb.Fatalf("database %s is not healthy: %v %v", name, err, c.LastError)
+	}
+	return c
+}
+
+// Connect opens a pool on a registered database (or, with database set, another database on
+// its server), closed when the test ends.
+func (w *World) Connect(tb testing.TB, c registry.Connection, database string) *pgxpool.Pool {
+	tb.Helper()
+	dsn, err := w.Registry.ConnString(c, database)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pgtest.Pool(tb, dsn)
+}
+
+// Server returns the test server's URL.
+func (w *World) Server() string { return w.server }
