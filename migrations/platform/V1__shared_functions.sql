@@ -59,14 +59,24 @@ BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN changed := changed || to_jsonb(OLD); END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN changed := changed || to_jsonb(NEW); END IF;
 
-    EXECUTE format(
-        'UPDATE %I.authz_state
-            SET version = CASE WHEN xact = pg_current_xact_id() THEN version ELSE version + 1 END,
-                xact = pg_current_xact_id(), updated_at = now()
-          RETURNING version, tenant_id', TG_TABLE_SCHEMA)
-        INTO v, t;
+    -- The first change of a transaction bumps the version; later rows of the same transaction
+    -- reuse it from transaction-local settings instead of updating authz_state again (bulk
+    -- changes such as seeding a catalog stay cheap).
+    v := nullif(current_setting('neoauthz.version_' || TG_TABLE_SCHEMA, true), '')::bigint;
     IF v IS NULL THEN
-        RAISE EXCEPTION 'neoauthz: %.authz_state has no row', TG_TABLE_SCHEMA;
+        EXECUTE format(
+            'UPDATE %I.authz_state
+                SET version = CASE WHEN xact = pg_current_xact_id() THEN version ELSE version + 1 END,
+                    xact = pg_current_xact_id(), updated_at = now()
+              RETURNING version, tenant_id', TG_TABLE_SCHEMA)
+            INTO v, t;
+        IF v IS NULL THEN
+            RAISE EXCEPTION 'neoauthz: %.authz_state has no row', TG_TABLE_SCHEMA;
+        END IF;
+        PERFORM set_config('neoauthz.version_' || TG_TABLE_SCHEMA, v::text, true);
+        PERFORM set_config('neoauthz.tenant_' || TG_TABLE_SCHEMA, coalesce(t::text, ''), true);
+    ELSE
+        t := nullif(current_setting('neoauthz.tenant_' || TG_TABLE_SCHEMA, true), '')::uuid;
     END IF;
 
     FOREACH r IN ARRAY changed LOOP
