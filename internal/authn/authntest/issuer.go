@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -30,6 +31,8 @@ const DefaultTokenLifetime = 5 * time.Minute
 // by the realm's active key. Its methods are safe for concurrent use.
 type Issuer struct {
 	srv      *httptest.Server
+	listener net.Listener
+	extra    func(*http.ServeMux)
 	now      func() time.Time
 	requests atomic.Int64
 	failing  atomic.Bool
@@ -62,6 +65,14 @@ type Option func(*Issuer)
 // WithClock sets the clock used for iat and default exp of minted tokens.
 func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.now = now } }
 
+// WithListener serves the issuer on l instead of a fresh loopback port (the development
+// issuer of `make run` uses a fixed address).
+func WithListener(l net.Listener) Option { return func(i *Issuer) { i.listener = l } }
+
+// WithMux lets the caller add routes (such as a development token endpoint) beside the
+// realm endpoints.
+func WithMux(add func(*http.ServeMux)) Option { return func(i *Issuer) { i.extra = add } }
+
 // NewIssuer starts an issuer on a local HTTP listener. Close it when done.
 func NewIssuer(opts ...Option) *Issuer {
 	i := &Issuer{now: time.Now, realms: map[string]*realm{}}
@@ -71,7 +82,10 @@ func NewIssuer(opts ...Option) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /realms/{realm}/.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /realms/{realm}/protocol/openid-connect/certs", i.serveCerts)
-	i.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if i.extra != nil {
+		i.extra(mux)
+	}
+	i.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i.requests.Add(1)
 		if i.failing.Load() {
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
@@ -79,6 +93,11 @@ func NewIssuer(opts ...Option) *Issuer {
 		}
 		mux.ServeHTTP(w, r)
 	}))
+	if i.listener != nil {
+		_ = i.srv.Listener.Close()
+		i.srv.Listener = i.listener
+	}
+	i.srv.Start()
 	return i
 }
 

@@ -1,0 +1,482 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/neofast/neoauthz/internal/registry"
+)
+
+// Channel is the NOTIFY channel of the RBAC triggers.
+const Channel = "neoauthz"
+
+// ListenerApplicationName is the application_name of listener connections.
+const ListenerApplicationName = "neoauthz-listener"
+
+// AdminDatabase is the database key of the admin database.
+const AdminDatabase = "admin"
+
+// DatabaseKey names a database for floors and metrics: a registered connection's own
+// database, or another database on its server (database-per-tenant).
+func DatabaseKey(connectionID, database string) string {
+	if database == "" {
+		return connectionID
+	}
+	return connectionID + "/" + database
+}
+
+// VersionReader reads current versions.
+type VersionReader interface {
+	// DatabaseVersions returns tenant id → authz_state.version for every tenant placed on
+	// the database.
+	DatabaseVersions(ctx context.Context, connectionID, database string) (map[string]uint64, error)
+	// AdminVersion returns admin.authz_state.version.
+	AdminVersion(ctx context.Context) (uint64, error)
+}
+
+// Config tunes the Manager.
+type Config struct {
+	// AdminURL is the admin database, listened to over a connection of its own.
+	AdminURL string
+	// Heartbeat is how long a listener waits in silence before proving its connection is
+	// alive; a dead connection is noticed within about twice this. Default 2s.
+	Heartbeat time.Duration
+	// PollInterval is how often versions are re-read to catch notifications lost without a
+	// trace. Default 5s.
+	PollInterval time.Duration
+	// RegistryInterval is how often the registry is re-read for databases added, disabled
+	// or removed. Default 5s.
+	RegistryInterval time.Duration
+	// MaxBackoff caps the wait between reconnection attempts. Default 5s.
+	MaxBackoff time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 2 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.RegistryInterval <= 0 {
+		c.RegistryInterval = 5 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+}
+
+// Database is one database to listen to.
+type Database struct {
+	Key          string
+	ConnectionID string
+	Database     string
+	dsn          string
+}
+
+// Manager runs the listeners and the poll.
+type Manager struct {
+	cfg      Config
+	floors   *Floors
+	admin    *pgxpool.Pool
+	registry *registry.Store
+	versions VersionReader
+	log      *slog.Logger
+	// onTenant is called when a tenant's status, realm or placement changed ("" = any
+	// tenant may have changed).
+	onTenant func(tenantID string)
+	metrics  *metrics
+
+	mu        gosync.Mutex
+	listeners map[string]context.CancelFunc
+}
+
+// New returns a Manager raising floors on notifications. onTenant may be nil.
+func New(cfg Config, floors *Floors, admin *pgxpool.Pool, reg *registry.Store, versions VersionReader,
+	onTenant func(tenantID string), log *slog.Logger, promReg prometheus.Registerer) *Manager {
+	cfg.defaults()
+	if onTenant == nil {
+		onTenant = func(string) {}
+	}
+	return &Manager{cfg: cfg, floors: floors, admin: admin, registry: reg, versions: versions, log: log,
+		onTenant: onTenant, metrics: newMetrics(promReg), listeners: map[string]context.CancelFunc{}}
+}
+
+// Floors returns the floors the Manager raises.
+func (m *Manager) Floors() *Floors { return m.floors }
+
+// Run listens until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	var wg gosync.WaitGroup
+	defer wg.Wait()
+	start := func(db Database) {
+		lctx, cancel := context.WithCancel(ctx)
+		m.listeners[db.Key] = cancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.listen(lctx, db)
+		}()
+	}
+	m.mu.Lock()
+	start(Database{Key: AdminDatabase, dsn: m.cfg.AdminURL})
+	m.mu.Unlock()
+
+	refresh := func() {
+		dbs, err := m.databases(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("cannot read the database registry; keeping the listeners as they are", "error", err)
+			}
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		want := map[string]bool{AdminDatabase: true}
+		for _, db := range dbs {
+			want[db.Key] = true
+			if _, ok := m.listeners[db.Key]; !ok {
+				m.log.Info("listening to a database", "database", db.Key)
+				start(db)
+			}
+		}
+		for key, cancel := range m.listeners {
+			if !want[key] {
+				m.log.Info("database left the registry; no longer listening", "database", key)
+				cancel()
+				delete(m.listeners, key)
+				m.floors.Forget(key)
+			}
+		}
+	}
+	refresh()
+	registryTick := time.NewTicker(m.cfg.RegistryInterval)
+	defer registryTick.Stop()
+	pollTick := time.NewTicker(m.cfg.PollInterval)
+	defer pollTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-registryTick.C:
+			refresh()
+		case <-pollTick.C:
+			m.poll(ctx)
+		}
+	}
+}
+
+// databases lists what to listen to besides the admin database: active primary databases
+// and the own databases of database-per-tenant tenants on active connections.
+func (m *Manager) databases(ctx context.Context) ([]Database, error) {
+	conns, err := m.registry.ListConnections(ctx, registry.ConnectionFilter{Type: registry.TypePrimary, ActiveOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]registry.Connection{}
+	var out []Database
+	for _, c := range conns {
+		byID[c.ID] = c
+		dsn, err := m.registry.ConnString(c, "")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Database{Key: DatabaseKey(c.ID, ""), ConnectionID: c.ID, dsn: dsn})
+	}
+	rows, err := m.admin.Query(ctx, `SELECT database_connection_id::text, database_name FROM admin.tenants
+		WHERE database_name IS NOT NULL AND status <> 'deleted' AND database_connection_id IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	type own struct{ conn, db string }
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (own, error) {
+		var o own
+		err := row.Scan(&o.conn, &o.db)
+		return o, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range list {
+		c, ok := byID[o.conn]
+		if !ok {
+			continue
+		}
+		dsn, err := m.registry.ConnString(c, o.db)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Database{Key: DatabaseKey(o.conn, o.db), ConnectionID: o.conn, Database: o.db, dsn: dsn})
+	}
+	return out, nil
+}
+
+// listen keeps one LISTEN connection to db alive until ctx ends. While it is not connected,
+// or has not yet re-read the database's versions after connecting, the database is marked
+// down so nothing cached from it is trusted.
+func (m *Manager) listen(ctx context.Context, db Database) {
+	backoff := 50 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		if !first {
+			m.metrics.reconnects.WithLabelValues(db.Key).Inc()
+		}
+		first = false
+		err := m.session(ctx, db)
+		m.floors.MarkDown(db.Key, time.Now())
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("listener lost; cached data from this database is stale until it is back", "database", db.Key, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, m.cfg.MaxBackoff)
+	}
+}
+
+// session is one connection's life: connect, LISTEN, re-read versions, mark up, then wait
+// for notifications with a heartbeat until something fails.
+func (m *Manager) session(ctx context.Context, db Database) error {
+	cfg, err := pgx.ParseConfig(db.dsn)
+	if err != nil {
+		return fmt.Errorf("connection string: %w", redact(err))
+	}
+	// Named so operators (and tests) can find listeners in pg_stat_activity.
+	cfg.RuntimeParams["application_name"] = ListenerApplicationName
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", redact(err))
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Listening first, then reading versions: a change committed in between is both seen
+	// in the versions and notified, never neither.
+	if err := m.resync(ctx, db); err != nil {
+		return fmt.Errorf("re-read versions: %w", err)
+	}
+	m.floors.MarkUp(db.Key)
+	m.metrics.up.WithLabelValues(db.Key).Set(1)
+	defer m.metrics.up.WithLabelValues(db.Key).Set(0)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			m.handle(db, n.Payload)
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !pgconn.Timeout(err) && !errors.Is(err, context.DeadlineExceeded):
+			return err
+		}
+		// Silence: prove the connection still answers.
+		hctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
+		_, err = conn.Exec(hctx, "SELECT 1")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+	}
+}
+
+// resync reads the database's current versions and raises every floor to them: whatever was
+// cached before may have missed notifications.
+func (m *Manager) resync(ctx context.Context, db Database) error {
+	if db.Key == AdminDatabase {
+		v, err := m.versions.AdminVersion(ctx)
+		if err != nil {
+			return err
+		}
+		m.floors.RaiseAll(PlatformScope, v)
+		m.floors.RaiseAllDirs(v)
+		m.onTenant("")
+		m.metrics.version.WithLabelValues(db.Key).Set(float64(v))
+		return nil
+	}
+	versions, err := m.versions.DatabaseVersions(ctx, db.ConnectionID, db.Database)
+	if err != nil {
+		return err
+	}
+	var top uint64
+	for tenant, v := range versions {
+		m.floors.RaiseAll(tenant, v)
+		top = max(top, v)
+	}
+	m.metrics.version.WithLabelValues(db.Key).Set(float64(top))
+	return nil
+}
+
+// poll re-reads the versions of every database whose listener is up; a version beyond what
+// notifications said means some were lost, and the whole scope is invalidated.
+func (m *Manager) poll(ctx context.Context) {
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.listeners))
+	for k := range m.listeners {
+		keys = append(keys, k)
+	}
+	m.mu.Unlock()
+	dbs, err := m.databases(ctx)
+	if err != nil {
+		return
+	}
+	byKey := map[string]Database{AdminDatabase: {Key: AdminDatabase}}
+	for _, db := range dbs {
+		byKey[db.Key] = db
+	}
+	for _, key := range keys {
+		if _, down := m.floors.DownSince(key); down {
+			continue
+		}
+		db, ok := byKey[key]
+		if !ok {
+			continue
+		}
+		if key == AdminDatabase {
+			v, err := m.versions.AdminVersion(ctx)
+			if err == nil && v > m.floors.Seen(PlatformScope) {
+				m.metrics.pollRaises.Inc()
+				m.floors.RaiseAll(PlatformScope, v)
+				m.floors.RaiseAllDirs(v)
+				m.onTenant("")
+			}
+			continue
+		}
+		versions, err := m.versions.DatabaseVersions(ctx, db.ConnectionID, db.Database)
+		if err != nil {
+			continue
+		}
+		for tenant, v := range versions {
+			if v > m.floors.Seen(tenant) {
+				m.metrics.pollRaises.Inc()
+				m.floors.RaiseAll(tenant, v)
+			}
+		}
+	}
+}
+
+// Notification is the payload of the RBAC triggers.
+type Notification struct {
+	Level    string  `json:"level"`
+	TenantID *string `json:"tenant_id"`
+	Kind     string  `json:"kind"`
+	UserID   *string `json:"user_id"`
+	RoleID   *string `json:"role_id"`
+	Version  uint64  `json:"version"`
+	// At is when the trigger ran (microseconds since the epoch), for the staleness metric.
+	At int64 `json:"at"`
+}
+
+// handle turns one notification into floor raises. It is O(1) so a burst of thousands costs
+// little; nothing is deleted from the caches here.
+func (m *Manager) handle(db Database, payload string) {
+	var n Notification
+	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.Version == 0 {
+		// A payload we cannot read may hide a change: treat the database as resynced.
+		m.log.Warn("unreadable notification; invalidating the database's scopes", "database", db.Key)
+		m.metrics.invalidations.WithLabelValues("unreadable").Inc()
+		if err := m.resync(context.Background(), db); err != nil {
+			m.floors.MarkDown(db.Key, time.Now())
+		}
+		return
+	}
+	m.metrics.received.WithLabelValues(db.Key).Inc()
+	m.Apply(n)
+	if n.At > 0 {
+		m.metrics.staleness.Observe(time.Since(time.UnixMicro(n.At)).Seconds())
+	}
+}
+
+// Apply raises the floors a notification calls for.
+func (m *Manager) Apply(n Notification) {
+	user := ""
+	if n.UserID != nil {
+		user = *n.UserID
+	}
+	tenant := ""
+	if n.TenantID != nil {
+		tenant = *n.TenantID
+	}
+	switch {
+	case n.Level == "platform" && n.Kind == "user" && user != "":
+		m.floors.RaiseUser(PlatformScope, user, n.Version)
+	case n.Level == "platform":
+		m.floors.RaiseAll(PlatformScope, n.Version)
+	case n.Kind == "tenant" && tenant != "":
+		// From the admin database: the tenant's status, realm or placement changed.
+		m.floors.Heard(PlatformScope, n.Version)
+		m.floors.RaiseDir(tenant, n.Version)
+		m.onTenant(tenant)
+	case tenant == "":
+		// tenant_template or a schema not yet bound to a tenant: nothing is cached from it.
+		return
+	case n.Kind == "user" && user != "":
+		m.floors.RaiseUser(tenant, user, n.Version)
+	default:
+		m.floors.RaiseAll(tenant, n.Version)
+	}
+	m.metrics.invalidations.WithLabelValues(n.Kind).Inc()
+}
+
+func redact(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return errors.Unwrap(connErr)
+	}
+	return err
+}
+
+type metrics struct {
+	received      *prometheus.CounterVec
+	invalidations *prometheus.CounterVec
+	reconnects    *prometheus.CounterVec
+	up            *prometheus.GaugeVec
+	version       *prometheus.GaugeVec
+	staleness     prometheus.Histogram
+	pollRaises    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_notifications_received_total",
+			Help: "Notifications received, by database."}, []string{"database"}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_invalidations_total",
+			Help: "Floors raised by notifications, by kind of change."}, []string{"kind"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sync_listener_reconnects_total",
+			Help: "Listener reconnections, by database."}, []string{"database"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_listener_up",
+			Help: "1 while the database's listener runs and its versions are current."}, []string{"database"}),
+		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sync_database_version",
+			Help: "Highest authz_state version read from the database at its last resync."}, []string{"database"}),
+		staleness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sync_staleness_seconds",
+			Help:    "Time from a change's trigger to the pdp raising its floor.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}}),
+		pollRaises: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_poll_invalidations_total",
+			Help: "Scopes invalidated by the version poll (notifications lost or not yet delivered)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.received, m.invalidations, m.reconnects, m.up, m.version, m.staleness, m.pollRaises)
+	}
+	return m
+}
