@@ -47,26 +47,30 @@ const (
 	Reason_REASON_UNKNOWN_TENANT Reason = 6
 	// REASON_UNKNOWN_USER means the user is not known in the tenant.
 	Reason_REASON_UNKNOWN_USER Reason = 7
-	// REASON_UNAUTHENTICATED means the token is missing, invalid or expired, or a
-	// principal was sent by an untrusted caller.
+	// REASON_UNAUTHENTICATED means the token is missing, invalid or expired.
 	Reason_REASON_UNAUTHENTICATED Reason = 8
 	// REASON_CROSS_TENANT means a valid subject of one tenant asked about another tenant.
 	Reason_REASON_CROSS_TENANT Reason = 9
+	// REASON_INVALID_DATA means the subject's stored authorization data could not be read
+	// (a stored permission code that does not parse); the pdp fails closed and denies
+	// everything for that subject until the data is fixed.
+	Reason_REASON_INVALID_DATA Reason = 10
 )
 
 // Enum value maps for Reason.
 var (
 	Reason_name = map[int32]string{
-		0: "REASON_UNSPECIFIED",
-		1: "REASON_GRANTED",
-		2: "REASON_EXPLICIT_DENY",
-		3: "REASON_NO_PERMISSION",
-		4: "REASON_USER_INACTIVE",
-		5: "REASON_TENANT_SUSPENDED",
-		6: "REASON_UNKNOWN_TENANT",
-		7: "REASON_UNKNOWN_USER",
-		8: "REASON_UNAUTHENTICATED",
-		9: "REASON_CROSS_TENANT",
+		0:  "REASON_UNSPECIFIED",
+		1:  "REASON_GRANTED",
+		2:  "REASON_EXPLICIT_DENY",
+		3:  "REASON_NO_PERMISSION",
+		4:  "REASON_USER_INACTIVE",
+		5:  "REASON_TENANT_SUSPENDED",
+		6:  "REASON_UNKNOWN_TENANT",
+		7:  "REASON_UNKNOWN_USER",
+		8:  "REASON_UNAUTHENTICATED",
+		9:  "REASON_CROSS_TENANT",
+		10: "REASON_INVALID_DATA",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":      0,
@@ -79,6 +83,7 @@ var (
 		"REASON_UNKNOWN_USER":     7,
 		"REASON_UNAUTHENTICATED":  8,
 		"REASON_CROSS_TENANT":     9,
+		"REASON_INVALID_DATA":     10,
 	}
 )
 
@@ -191,7 +196,7 @@ type Subject_Token struct {
 type Subject_Principal struct {
 	// principal names the tenant and user directly, without a token. Only trusted callers
 	// may use it (mTLS or a local socket, by configuration); from any other caller the
-	// check is answered with REASON_UNAUTHENTICATED.
+	// call fails with PERMISSION_DENIED: that is a misconfigured caller, not a decision.
 	Principal *Principal `protobuf:"bytes,2,opt,name=principal,proto3,oneof"`
 }
 
@@ -885,7 +890,7 @@ const file_neoauthz_v1_authz_proto_rawDesc = "" +
 	"\x10at_least_version\x18\x02 \x01(\x04R\x0eatLeastVersion\"U\n" +
 	"\x17ListPermissionsResponse\x12 \n" +
 	"\vpermissions\x18\x01 \x03(\tR\vpermissions\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion*\x88\x02\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion*\xa1\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eREASON_GRANTED\x10\x01\x12\x18\n" +
@@ -896,7 +901,9 @@ const file_neoauthz_v1_authz_proto_rawDesc = "" +
 	"\x15REASON_UNKNOWN_TENANT\x10\x06\x12\x17\n" +
 	"\x13REASON_UNKNOWN_USER\x10\a\x12\x1a\n" +
 	"\x16REASON_UNAUTHENTICATED\x10\b\x12\x17\n" +
-	"\x13REASON_CROSS_TENANT\x10\t2\x80\x02\n" +
+	"\x13REASON_CROSS_TENANT\x10\t\x12\x17\n" +
+	"\x13REASON_INVALID_DATA\x10\n" +
+	"2\x80\x02\n" +
 	"\x14AuthorizationService\x12>\n" +
 	"\x05Check\x12\x19.neoauthz.v1.CheckRequest\x1a\x1a.neoauthz.v1.CheckResponse\x12J\n" +
 	"\tCheckBulk\x12\x1d.neoauthz.v1.CheckBulkRequest\x1a\x1e.neoauthz.v1.CheckBulkResponse\x12\\\n" +

@@ -40,7 +40,8 @@ const (
 // Reason, never a gRPC error. A gRPC error (UNAVAILABLE, INTERNAL, ...) means the pdp
 // could not decide, for example because a tenant database is down and no cached answer
 // is fresh enough; callers must then fail closed. INVALID_ARGUMENT is returned for a
-// malformed request (missing subject, empty permission, too many bulk items).
+// malformed request (missing subject, empty permission, too many bulk items) and
+// PERMISSION_DENIED for a principal subject sent by a caller that is not trusted.
 type AuthorizationServiceClient interface {
 	// Check decides whether the subject holds one permission, optionally on one resource.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
@@ -100,7 +101,8 @@ func (c *authorizationServiceClient) ListPermissions(ctx context.Context, in *Li
 // Reason, never a gRPC error. A gRPC error (UNAVAILABLE, INTERNAL, ...) means the pdp
 // could not decide, for example because a tenant database is down and no cached answer
 // is fresh enough; callers must then fail closed. INVALID_ARGUMENT is returned for a
-// malformed request (missing subject, empty permission, too many bulk items).
+// malformed request (missing subject, empty permission, too many bulk items) and
+// PERMISSION_DENIED for a principal subject sent by a caller that is not trusted.
 type AuthorizationServiceServer interface {
 	// Check decides whether the subject holds one permission, optionally on one resource.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)

@@ -1,0 +1,305 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of Config. They match envoy/envoy.yaml (the pdp cluster on 127.0.0.1:9191 and the
+// identity headers its decoder_header_mutation_rules let through).
+const (
+	DefaultGRPCAddr              = ":9191"
+	DefaultHTTPAddr              = ":8181"
+	DefaultTenantHeader          = "x-neoauthz-tenant"
+	DefaultUserHeader            = "x-neoauthz-user"
+	DefaultDecisionIDHeader      = "x-neoauthz-decision-id"
+	DefaultShutdownTimeout       = 10 * time.Second
+	DefaultReadinessPollInterval = time.Second
+)
+
+// MaxBulkItems is the most items a CheckBulk request may carry (neoauthz.v1 contract).
+const MaxBulkItems = 100
+
+// Config is the pdp's transport configuration. The zero value is not usable: start from
+// DefaultConfig, then apply flags (RegisterFlags) and call Validate.
+type Config struct {
+	// GRPCAddr is the TCP address of the gRPC server (neoauthz.v1, Envoy ext_authz, health,
+	// reflection). The cmd listens on it and hands the listener to Serve.
+	GRPCAddr string
+	// HTTPAddr is the TCP address of the HTTP server (/auth forward auth, /health, /metrics).
+	HTTPAddr string
+	// UnixSocket, when set, is the path of an extra gRPC listener for local callers. Every
+	// connection over it counts as trusted (it may send principal subjects), so access is
+	// governed by the socket file's permissions: Serve creates it with mode 0660.
+	UnixSocket string
+
+	// TLSCertFile and TLSKeyFile, when set, make the gRPC TCP listener speak TLS. The Unix
+	// socket stays plaintext: the kernel already tells us who is on the other end.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSClientCAFile, when set, makes the gRPC TCP listener require a client certificate
+	// signed by one of these CAs (mTLS). Only then can TrustedClientIdentities match.
+	TLSClientCAFile string
+	// TrustedClientIdentities lists the mTLS client identities (certificate subject CN, DNS
+	// SAN or URI SAN such as a SPIFFE id) that may send principal subjects instead of tokens.
+	TrustedClientIdentities []string
+
+	// RouteTablePath is the route table file (routes.LoadFile) the cmd loads and passes to New;
+	// empty means no table: only routes with a pinned permission can be allowed.
+	RouteTablePath string
+	// TenantHostPattern binds the tenant a request serves from its host, e.g.
+	// "{tenant}.app.example.com". Empty disables host binding. A host that does not fit the
+	// pattern binds nothing.
+	TenantHostPattern string
+
+	// TenantHeader, UserHeader and DecisionIDHeader name the identity headers set on allowed
+	// requests (the tenant slug, the user's external id, the decision id). Envoy must allow
+	// exactly these in decoder_header_mutation_rules.
+	TenantHeader     string
+	UserHeader       string
+	DecisionIDHeader string
+
+	// TrustForwardedPermission lets forward auth take the permission from the
+	// X-Neoauthz-Permission request header. Off by default: enable it only when every request
+	// reaching /auth comes from a proxy that sets (and never passes through) that header,
+	// because whoever sets it chooses what is checked.
+	TrustForwardedPermission bool
+
+	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
+	// before connections are closed.
+	ShutdownTimeout time.Duration
+	// ReadinessPollInterval is how often Serve asks the decision service whether it is ready
+	// until it first is; gRPC health reports NOT_SERVING until then.
+	ReadinessPollInterval time.Duration
+
+	// envErrs collects environment values RegisterFlags could not parse, reported by Validate
+	// (RegisterFlags has no error result and must not panic).
+	envErrs []error
+}
+
+// DefaultConfig returns a Config with every default applied.
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:              DefaultGRPCAddr,
+		HTTPAddr:              DefaultHTTPAddr,
+		TenantHeader:          DefaultTenantHeader,
+		UserHeader:            DefaultUserHeader,
+		DecisionIDHeader:      DefaultDecisionIDHeader,
+		ShutdownTimeout:       DefaultShutdownTimeout,
+		ReadinessPollInterval: DefaultReadinessPollInterval,
+	}
+}
+
+// Environment variables read by RegisterFlags as flag defaults.
+const (
+	EnvGRPCAddr                 = "NEOAUTHZ_GRPC_ADDR"
+	EnvHTTPAddr                 = "NEOAUTHZ_HTTP_ADDR"
+	EnvUnixSocket               = "NEOAUTHZ_UNIX_SOCKET"
+	EnvRoutes                   = "NEOAUTHZ_ROUTES"
+	EnvTenantHostPattern        = "NEOAUTHZ_TENANT_HOST_PATTERN"
+	EnvTLSCert                  = "NEOAUTHZ_TLS_CERT"
+	EnvTLSKey                   = "NEOAUTHZ_TLS_KEY"
+	EnvTLSClientCA              = "NEOAUTHZ_TLS_CLIENT_CA"
+	EnvTrustedClients           = "NEOAUTHZ_TRUSTED_CLIENTS"
+	EnvTenantHeader             = "NEOAUTHZ_TENANT_HEADER"
+	EnvUserHeader               = "NEOAUTHZ_USER_HEADER"
+	EnvDecisionIDHeader         = "NEOAUTHZ_DECISION_ID_HEADER"
+	EnvTrustForwardedPermission = "NEOAUTHZ_TRUST_FORWARDED_PERMISSION"
+	EnvShutdownTimeout          = "NEOAUTHZ_SHUTDOWN_TIMEOUT"
+)
+
+// RegisterFlags defines one flag per field on fs. A flag's default is the field's current
+// value, overridden by its environment variable when that is set, so the precedence is
+// flag > environment > c's value. Environment values that do not parse are reported by Validate.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	str := func(p *string, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" (env "+env+")")
+	}
+	str(&c.GRPCAddr, "grpc-addr", EnvGRPCAddr, "gRPC listen address (neoauthz.v1, ext_authz, health)")
+	str(&c.HTTPAddr, "http-addr", EnvHTTPAddr, "HTTP listen address (/auth, /health, /metrics)")
+	str(&c.UnixSocket, "unix-socket", EnvUnixSocket, "extra gRPC Unix socket for trusted local callers")
+	str(&c.RouteTablePath, "routes", EnvRoutes, "route table file (method + path -> permission)")
+	str(&c.TenantHostPattern, "tenant-host-pattern", EnvTenantHostPattern, `host pattern binding the tenant, e.g. "{tenant}.app.example.com"`)
+	str(&c.TLSCertFile, "tls-cert", EnvTLSCert, "gRPC TLS certificate file (PEM)")
+	str(&c.TLSKeyFile, "tls-key", EnvTLSKey, "gRPC TLS private key file (PEM)")
+	str(&c.TLSClientCAFile, "tls-client-ca", EnvTLSClientCA, "CA bundle for gRPC client certificates (enables mTLS)")
+	str(&c.TenantHeader, "tenant-header", EnvTenantHeader, "identity header carrying the tenant slug")
+	str(&c.UserHeader, "user-header", EnvUserHeader, "identity header carrying the user id")
+	str(&c.DecisionIDHeader, "decision-id-header", EnvDecisionIDHeader, "identity header carrying the decision id")
+
+	trusted := (*listValue)(&c.TrustedClientIdentities)
+	c.fromEnv(EnvTrustedClients, trusted)
+	fs.Var(trusted, "trusted-clients", "comma-separated mTLS client identities (CN, DNS or URI SAN) allowed to send principals (env "+EnvTrustedClients+")")
+
+	trust := (*boolValue)(&c.TrustForwardedPermission)
+	c.fromEnv(EnvTrustForwardedPermission, trust)
+	fs.Var(trust, "trust-forwarded-permission", "forward auth: take the permission from X-Neoauthz-Permission (env "+EnvTrustForwardedPermission+")")
+
+	shutdown := (*durationValue)(&c.ShutdownTimeout)
+	c.fromEnv(EnvShutdownTimeout, shutdown)
+	fs.Var(shutdown, "shutdown-timeout", "graceful shutdown deadline (env "+EnvShutdownTimeout+")")
+}
+
+func (c *Config) fromEnv(env string, v flag.Value) {
+	s, ok := os.LookupEnv(env)
+	if !ok {
+		return
+	}
+	if err := v.Set(s); err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", env, s, err))
+	}
+}
+
+// Validate reports every problem with c at once, so an operator fixes them in one go.
+func (c *Config) Validate() error {
+	errs := append([]error(nil), c.envErrs...)
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.GRPCAddr == "" {
+		bad("grpc address is empty")
+	} else if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+		bad("grpc address %q: %v", c.GRPCAddr, err)
+	}
+	if c.HTTPAddr == "" {
+		bad("http address is empty")
+	} else if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("http address %q: %v", c.HTTPAddr, err)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("tls certificate and key must be set together")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		bad("a tls client CA needs a server certificate and key")
+	}
+	if len(c.TrustedClientIdentities) > 0 && c.TLSClientCAFile == "" {
+		// Without verified client certificates no identity can ever match: say so instead of
+		// silently trusting nobody.
+		bad("trusted client identities need a tls client CA (mTLS)")
+	}
+	for _, id := range c.TrustedClientIdentities {
+		if strings.TrimSpace(id) == "" {
+			bad("trusted client identities contain an empty entry")
+			break
+		}
+	}
+	if _, err := parseHostPattern(c.TenantHostPattern); err != nil {
+		bad("tenant host pattern: %v", err)
+	}
+	for _, h := range []struct{ name, v string }{
+		{"tenant header", c.TenantHeader}, {"user header", c.UserHeader}, {"decision id header", c.DecisionIDHeader},
+	} {
+		if !validHeaderName(h.v) {
+			bad("%s %q is not a valid header name", h.name, h.v)
+		}
+	}
+	if c.TenantHeader != "" && (strings.EqualFold(c.TenantHeader, c.UserHeader) ||
+		strings.EqualFold(c.TenantHeader, c.DecisionIDHeader) || strings.EqualFold(c.UserHeader, c.DecisionIDHeader)) {
+		bad("identity header names must differ")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown timeout must be positive, got %v", c.ShutdownTimeout)
+	}
+	if c.ReadinessPollInterval <= 0 {
+		bad("readiness poll interval must be positive, got %v", c.ReadinessPollInterval)
+	}
+	return errors.Join(errs...)
+}
+
+// serverTLS builds the gRPC server's TLS configuration, or nil without a certificate.
+func (c *Config) serverTLS() (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: tls key pair: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(c.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: tls client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server: tls client CA %s: no certificate found", c.TLSClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// validHeaderName reports whether s is an RFC 9110 token in lowercase: Envoy compares header
+// names lowercased, and a mixed-case name here would silently not match its mutation rules.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// listValue is a comma-separated flag.Value; Set replaces the list, so the flag overrides the
+// environment instead of appending to it.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(s string) error {
+	*l = (*l)[:0]
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
+
+type boolValue bool
+
+func (b *boolValue) String() string { return strconv.FormatBool(bool(*b)) }
+
+func (b *boolValue) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean")
+	}
+	*b = boolValue(v)
+	return nil
+}
+
+// IsBoolFlag lets "-trust-forwarded-permission" stand alone on the command line.
+func (b *boolValue) IsBoolFlag() bool { return true }
+
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (e.g. 10s)")
+	}
+	*d = durationValue(v)
+	return nil
+}

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Context extension keys read from the route's ExtAuthzPerRoute check_settings. Route
+// configuration is Envoy's, so these are trusted; request headers never are.
+const (
+	extPermission = "permission"
+	extTenant     = "tenant"
+)
+
+// Check implements Envoy's ext_authz v3 Authorization service.
+//
+// A deny is data: a CheckResponse with a DeniedHttpResponse (403 forbidden, 401 with
+// WWW-Authenticate, 400 for a request that cannot be evaluated) and the JSON error envelope.
+// Only when the pdp cannot decide does Check return a gRPC error (UNAVAILABLE), so that Envoy's
+// failure_mode_allow / status_on_error decide, never an OK.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	defer s.metrics.observe(apiExtAuthz, start)
+
+	attrs := req.GetAttributes()
+	hr := attrs.GetRequest().GetHttp()
+	ext := attrs.GetContextExtensions()
+	in := gateRequest{
+		method:        hr.GetMethod(),
+		path:          hr.GetPath(),
+		host:          hr.GetHost(),
+		authorization: requestHeader(hr, headerAuthorization),
+		minVersion:    requestHeader(hr, headerMinVersion),
+		permission:    ext[extPermission],
+		tenant:        ext[extTenant],
+	}
+	g := s.decideGate(ctx, apiExtAuthz, &in)
+	s.finish(ctx, &g.rec)
+
+	switch g.kind {
+	case gateAllow:
+		return s.extAllow(&g), nil
+	case gatePublic:
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				// Nothing is asserted about a caller on a public route; make sure no identity
+				// header reaches the upstream even where Envoy does not strip client copies.
+				HeadersToRemove: []string{s.cfg.TenantHeader, s.cfg.UserHeader, s.cfg.DecisionIDHeader},
+			}},
+		}, nil
+	case gateUnavailable:
+		return nil, status.Error(codes.Unavailable, unavailableOutcome.message)
+	default: // gateDeny, gateBadRequest
+		return s.extDeny(&g), nil
+	}
+}
+
+// extAllow is an OK carrying the identity headers. They are SET (overwrite or add), never
+// appended: a client-sent copy that got past Envoy's header_mutation must not survive next to
+// ours, and the upstream must read exactly one value.
+//
+// The messages are carved out of a few slices rather than allocated one by one: this is the
+// hot path, and it halves its allocations.
+func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
+	var a struct {
+		resp   authv3.CheckResponse
+		ok     authv3.OkHttpResponse
+		oneof  authv3.CheckResponse_OkResponse
+		status rpcstatus.Status
+		md     structpb.Struct
+		opts   [3]corev3.HeaderValueOption
+		vals   [3]corev3.HeaderValue
+		ptrs   [3]*corev3.HeaderValueOption
+		mdv    [5]structpb.Value
+		mds    [5]structpb.Value_StringValue
+	}
+	n := 0
+	set := func(name, value string) {
+		a.vals[n].Key, a.vals[n].Value = name, value
+		a.opts[n].Header, a.opts[n].AppendAction = &a.vals[n], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		a.ptrs[n] = &a.opts[n]
+		n++
+	}
+	if g.sub.TenantSlug != "" {
+		set(s.cfg.TenantHeader, g.sub.TenantSlug)
+	} else {
+		// A platform subject has no tenant; an empty value cannot be set (Envoy drops it), so
+		// remove the header instead.
+		a.ok.HeadersToRemove = []string{s.cfg.TenantHeader}
+	}
+	set(s.cfg.UserHeader, g.sub.UserID)
+	set(s.cfg.DecisionIDHeader, g.res.DecisionID)
+	a.ok.Headers = a.ptrs[:n]
+
+	// CheckResponse.dynamic_metadata rather than OkHttpResponse's, which is deprecated. It lands
+	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters.
+	fields := [5][2]string{
+		{"decision_id", g.res.DecisionID},
+		{"reason", g.rec.reason},
+		{"tenant", g.sub.TenantSlug},
+		{"user", g.sub.UserID},
+		// A string, because a JSON number (float64) loses integers above 2^53.
+		{"version", strconv.FormatUint(g.res.Version, 10)},
+	}
+	a.md.Fields = make(map[string]*structpb.Value, len(fields))
+	for i, f := range fields {
+		a.mds[i].StringValue = f[1]
+		a.mdv[i].Kind = &a.mds[i]
+		a.md.Fields[f[0]] = &a.mdv[i]
+	}
+
+	a.status.Code = int32(codes.OK)
+	a.oneof.OkResponse = &a.ok
+	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md
+	return &a.resp
+}
+
+// extDeny is a denied answer with the JSON error envelope; the HTTP status and the gRPC code
+// come from the outcome table.
+func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
+	headers := []*corev3.HeaderValueOption{setHeader("content-type", "application/json")}
+	if g.out.http == 401 {
+		headers = append(headers, setHeader("www-authenticate", wwwAuthenticate(g.rec.authn)))
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(g.out.grpc), Message: g.message},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(g.out.http)},
+			Headers: headers,
+			Body:    string(errorBody(g)),
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"decision_id": structpb.NewStringValue(g.rec.decisionID),
+			"reason":      structpb.NewStringValue(g.rec.reason),
+		}},
+	}
+}
+
+func setHeader(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// requestHeader returns a request header of a CheckRequest. Envoy sends headers either in the
+// headers map (lowercased names, repeated headers joined with ",") or, with
+// encode_raw_headers (as in envoy/envoy.yaml), in header_map with one entry per occurrence;
+// repeated occurrences are joined with "," here too, so that two Authorization headers never
+// read as one token.
+func requestHeader(hr *authv3.AttributeContext_HttpRequest, name string) string {
+	if v, ok := hr.GetHeaders()[name]; ok {
+		return v
+	}
+	var out string
+	n := 0
+	for _, h := range hr.GetHeaderMap().GetHeaders() {
+		if !strings.EqualFold(h.GetKey(), name) {
+			continue
+		}
+		v := h.GetValue()
+		if raw := h.GetRawValue(); raw != nil {
+			v = string(raw)
+		}
+		if n == 0 {
+			out = v
+		} else {
+			out += "," + v
+		}
+		n++
+	}
+	return out
+}

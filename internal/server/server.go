@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/routes"
+	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
+)
+
+// Decider is what the transports need from the decision service (*pdp.Service).
+type Decider interface {
+	// SubjectFromToken verifies a bearer token; its errors wrap pdp.ErrUnauthenticated when
+	// the token is not acceptable, anything else means the subject could not be established.
+	SubjectFromToken(ctx context.Context, token string) (pdp.Subject, error)
+	// SubjectFromPrincipal resolves a principal asserted by a trusted caller.
+	SubjectFromPrincipal(ctx context.Context, tenant, user string) (pdp.Subject, error)
+	Check(ctx context.Context, sub pdp.Subject, req pdp.Request) (pdp.Result, error)
+	CheckBulk(ctx context.Context, sub pdp.Subject, reqs []pdp.Request) ([]pdp.Result, error)
+	ListPermissions(ctx context.Context, sub pdp.Subject, atLeastVersion uint64) ([]string, uint64, error)
+	// Ready returns nil when the service can decide.
+	Ready(ctx context.Context) error
+	// Health reports each dependency.
+	Health(ctx context.Context) map[string]pdp.DependencyHealth
+}
+
+// Server is the pdp's transports: one gRPC server (neoauthz.v1, Envoy ext_authz v3, health,
+// reflection) and one HTTP handler (forward auth, /health, /metrics) over one Decider.
+type Server struct {
+	cfg     Config
+	dec     Decider
+	routes  *routes.Table
+	host    hostPattern
+	trusted map[string]struct{} // TrustedClientIdentities
+	log     *slog.Logger
+	metrics *metrics
+
+	grpc    *grpc.Server
+	health  *health.Server
+	http    http.Handler
+	serving atomic.Bool // what the health endpoints report, besides Ready
+
+	shutdownOnce sync.Once
+	shuttingDown atomic.Bool
+}
+
+// Server is Envoy's ext_authz service itself (Check); neoauthz.v1 is authzService.
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// healthServices are the names gRPC health reports on, besides the server-wide "".
+var healthServices = []string{
+	"",
+	authzv1.AuthorizationService_ServiceDesc.ServiceName,
+	"envoy.service.auth.v3.Authorization",
+}
+
+// New builds the server. cfg must be valid (Validate); table may be nil (no route table:
+// ext_authz and forward auth only allow requests whose permission is pinned by trusted
+// configuration); logger nil discards logs; reg nil registers the metrics in a new registry.
+// /metrics serves reg when it is also a prometheus.Gatherer (a *prometheus.Registry) and
+// prometheus.DefaultGatherer otherwise.
+func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if svc == nil {
+		return nil, errors.New("server: nil decider")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: invalid config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	host, _ := parseHostPattern(cfg.TenantHostPattern) // checked by Validate
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		dec:     svc,
+		routes:  table,
+		host:    host,
+		trusted: make(map[string]struct{}, len(cfg.TrustedClientIdentities)),
+		log:     logger,
+		metrics: m,
+		health:  health.NewServer(),
+	}
+	for _, id := range cfg.TrustedClientIdentities {
+		s.trusted[id] = struct{}{}
+	}
+
+	var opts []grpc.ServerOption
+	tlsCfg, err := cfg.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(unixOrTLS{credentials.NewTLS(tlsCfg)}))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	authzv1.RegisterAuthorizationServiceServer(s.grpc, authzService{s: s})
+	authv3.RegisterAuthorizationServer(s.grpc, s)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.setHealth(false) // until the decision service first reports ready
+
+	gatherer := prometheus.DefaultGatherer
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/auth", s.forwardAuth)
+	mux.HandleFunc("GET /health", s.healthHTTP)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.http = mux
+	return s, nil
+}
+
+// GRPCServer returns the gRPC server with every service registered, for callers that serve
+// it on listeners of their own.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// HTTPHandler returns the HTTP handler: /auth (forward auth), /health and /metrics.
+func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+// SetServing sets what gRPC health and /health report. Serve sets it to true once the decision
+// service is first ready; after shutdown has begun it has no effect.
+func (s *Server) SetServing(serving bool) { s.setHealth(serving) }
+
+func (s *Server) setHealth(serving bool) {
+	if s.shuttingDown.Load() {
+		return
+	}
+	s.serving.Store(serving)
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range healthServices {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Serve serves gRPC on grpcLis (and on Config.UnixSocket when set) and HTTP on httpLis until
+// ctx ends or a listener fails, then shuts down gracefully (see shutdown). A nil listener is
+// not served. It returns nil after a shutdown caused by ctx, otherwise the first error. Serve
+// takes ownership of the listeners and may be called once.
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	var unixLis net.Listener
+	if s.cfg.UnixSocket != "" {
+		var err error
+		if unixLis, err = listenUnix(s.cfg.UnixSocket); err != nil {
+			closeAll(grpcLis, httpLis)
+			return err
+		}
+	}
+	httpSrv := &http.Server{
+		Handler:           s.http,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, lis := range []net.Listener{grpcLis, unixLis} {
+		if lis == nil {
+			continue
+		}
+		g.Go(func() error {
+			// ErrServerStopped: ctx ended before this listener started; not a failure.
+			if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("server: grpc on %s: %w", lis.Addr(), err)
+			}
+			return nil
+		})
+	}
+	if httpLis != nil {
+		g.Go(func() error {
+			if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: http on %s: %w", httpLis.Addr(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		s.pollReady(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done() // ctx ended, or a listener failed
+		s.shutdown(httpSrv)
+		return nil
+	})
+	s.log.Info("pdp serving", "grpc", addrOf(grpcLis), "unix", addrOf(unixLis), "http", addrOf(httpLis))
+	err := g.Wait()
+	s.log.Info("pdp stopped", "error", err)
+	return err
+}
+
+// pollReady asks the decision service every ReadinessPollInterval whether it can decide and
+// switches health to SERVING the first time it can. After that readiness is not polled:
+// /health asks on every request, and a pdp that cannot decide answers with errors, which
+// Envoy's failure mode handles, rather than flapping out of the load balancer.
+func (s *Server) pollReady(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReadinessPollInterval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadinessPollInterval)
+		err := s.dec.Ready(rctx)
+		cancel()
+		if err == nil {
+			s.setHealth(true)
+			s.log.Info("pdp ready")
+			return
+		}
+		s.log.Debug("pdp not ready", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// shutdown follows the usual order: report NOT_SERVING first so that load balancers and
+// Envoy's health checks stop sending new work, then drain gRPC (GracefulStop, falling back to
+// Stop at ShutdownTimeout) and HTTP within the same deadline.
+func (s *Server) shutdown(httpSrv *http.Server) {
+	s.shutdownOnce.Do(func() {
+		s.setHealth(false)
+		s.shuttingDown.Store(true)
+		s.health.Shutdown() // NOT_SERVING for good; later SetServingStatus calls are ignored
+		s.log.Info("pdp shutting down", "timeout", s.cfg.ShutdownTimeout)
+
+		deadline, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-deadline.Done():
+				s.log.Warn("grpc graceful stop timed out; closing connections")
+				s.grpc.Stop()
+				<-done
+			}
+		})
+		wg.Go(func() {
+			if err := httpSrv.Shutdown(deadline); err != nil {
+				s.log.Warn("http shutdown timed out; closing connections", "error", err)
+				_ = httpSrv.Close()
+			}
+		})
+		wg.Wait()
+	})
+}
+
+// listenUnix listens on a Unix socket path, replacing a stale socket file left by a previous
+// run but never one another process still serves on.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("server: unix socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("server: unix socket %s: in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("server: unix socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("server: unix socket: %w", err)
+	}
+	// Every caller on this socket is trusted to send principals: owner and group only.
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("server: unix socket %s: %w", path, err)
+	}
+	return lis, nil
+}
+
+func closeAll(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
