@@ -1,0 +1,59 @@
+package cache
+
+import (
+	"encoding/base64"
+	"errors"
+)
+
+// Keys name what they cache unambiguously, because a collision would serve one user's
+// permissions to another:
+//
+//   - a tenant's keys are "tenant:{<tenantID>}:..." and platform keys "platform:...", so the
+//     levels never mix;
+//   - tenantID is restricted to lowercase hex and '-' (a UUID), so it can contain neither the
+//     ':' nor the '}' that end it, and one tenant has one spelling;
+//   - user ids come from tokens and are not ours to restrict, so they are base64url-encoded
+//     (alphabet [A-Za-z0-9_-]): no user id can forge a ':', a brace or another tenant's
+//     segment, and different ids give different keys;
+//   - the braces are a Redis Cluster hash tag, keeping a tenant's keys in one slot so prefix
+//     deletions and multi-key operations stay on one node.
+
+// ErrInvalidTenantID is returned by the key helpers for a tenant id that is not 1 to 64
+// characters of [0-9a-f-].
+var ErrInvalidTenantID = errors.New("cache: tenant id must be 1-64 characters of [0-9a-f-]")
+
+func validTenantID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// TenantPrefix returns the prefix of every key of a tenant, for DeletePrefix.
+func TenantPrefix(tenantID string) (string, error) {
+	if !validTenantID(tenantID) {
+		return "", ErrInvalidTenantID
+	}
+	return "tenant:{" + tenantID + "}:", nil
+}
+
+// TenantUserKey returns the key of a tenant user's entry:
+// "tenant:{<tenantID>}:u:<base64url(userID)>".
+func TenantUserKey(tenantID, userID string) (string, error) {
+	p, err := TenantPrefix(tenantID)
+	if err != nil {
+		return "", err
+	}
+	return p + "u:" + base64.RawURLEncoding.EncodeToString([]byte(userID)), nil
+}
+
+// PlatformUserKey returns the key of a platform user's entry: "platform:u:<base64url(userID)>".
+func PlatformUserKey(userID string) string {
+	return "platform:u:" + base64.RawURLEncoding.EncodeToString([]byte(userID))
+}
