@@ -1,0 +1,267 @@
+// Package daemon wires the pdp's parts together — stores, identity, caches, listeners,
+// transports — and runs them until the context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/pgstore"
+	"github.com/neofast/neoauthz/internal/registry"
+	"github.com/neofast/neoauthz/internal/routes"
+	"github.com/neofast/neoauthz/internal/secretbox"
+	"github.com/neofast/neoauthz/internal/server"
+	authzsync "github.com/neofast/neoauthz/internal/sync"
+)
+
+// Config is everything the pdp reads from flags and the environment.
+type Config struct {
+	Server server.Config
+
+	// AdminURL is the admin database (ADMIN_DATABASE_URL); every other database comes from
+	// its registry.
+	AdminURL string
+	// RedisURL enables the shared L2 cache (REDIS_URL); empty runs on L1 + PostgreSQL.
+	RedisURL string
+	// SecretKey opens registered database passwords (NEOAUTHZ_SECRET_KEY).
+	SecretKey string
+
+	// TrustedIssuers are Keycloak base URLs whose realms' tokens are accepted.
+	TrustedIssuers []string
+	// PlatformRealm is the realm of platform-level users.
+	PlatformRealm string
+	// Audiences, when set, must contain the token's aud or azp.
+	Audiences []string
+	// ClockSkew tolerated on exp/nbf/iat.
+	ClockSkew time.Duration
+
+	// MaxStaleness allows cached decisions for a database whose listener is down for this
+	// long; 0 fails closed.
+	MaxStaleness time.Duration
+	// CacheMaxCost bounds the in-process cache (entries).
+	CacheMaxCost int64
+	// CacheTTL bounds an entry's life in process; Redis keeps entries twice as long.
+	CacheTTL time.Duration
+	// UnknownUserTTL is how long "unknown user" is cached.
+	UnknownUserTTL time.Duration
+	// PollInterval is the version poll period (bounds staleness if notifications are lost).
+	PollInterval time.Duration
+	// Heartbeat is the listener's liveness probe period.
+	Heartbeat time.Duration
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Server:         server.DefaultConfig(),
+		PlatformRealm:  "platform",
+		ClockSkew:      authn.DefaultClockSkew,
+		CacheMaxCost:   1_000_000,
+		CacheTTL:       5 * time.Minute,
+		UnknownUserTTL: 5 * time.Second,
+		PollInterval:   5 * time.Second,
+		Heartbeat:      2 * time.Second,
+		LogLevel:       "info",
+	}
+}
+
+// RegisterFlags defines the flags; each takes its default from its environment variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Server.RegisterFlags(fs)
+	str := func(p *string, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" (env "+env+")")
+	}
+	list := func(p *[]string, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			*p = splitList(v)
+		}
+		fs.Var(listFlag{p}, name, usage+" (env "+env+")")
+	}
+	dur := func(p *time.Duration, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				*p = d
+			}
+		}
+		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
+	}
+	str(&c.AdminURL, "admin-database-url", "ADMIN_DATABASE_URL", "admin database URL (required)")
+	str(&c.RedisURL, "redis-url", "REDIS_URL", "Redis URL for the shared cache (redis://, rediss://, redis-sentinel://, redis-cluster://); empty: no Redis")
+	str(&c.SecretKey, "secret-key", secretbox.EnvKey, "base64 key that opens registered database passwords")
+	list(&c.TrustedIssuers, "trusted-issuers", "NEOAUTHZ_TRUSTED_ISSUERS", "comma-separated Keycloak base URLs (issuer = <base>/realms/<realm>)")
+	str(&c.PlatformRealm, "platform-realm", "NEOAUTHZ_PLATFORM_REALM", "Keycloak realm of platform users")
+	list(&c.Audiences, "audiences", "NEOAUTHZ_AUDIENCES", "comma-separated accepted audiences (aud or azp); empty: not checked")
+	dur(&c.ClockSkew, "clock-skew", "NEOAUTHZ_CLOCK_SKEW", "tolerated clock skew for exp/nbf/iat")
+	dur(&c.MaxStaleness, "max-staleness", "NEOAUTHZ_MAX_STALENESS", "serve cached decisions this long after a database's listener went down (0: fail closed)")
+	dur(&c.CacheTTL, "cache-ttl", "NEOAUTHZ_CACHE_TTL", "in-process cache entry lifetime (Redis: twice this)")
+	dur(&c.UnknownUserTTL, "unknown-user-ttl", "NEOAUTHZ_UNKNOWN_USER_TTL", "how long an unknown user is cached")
+	dur(&c.PollInterval, "poll-interval", "NEOAUTHZ_POLL_INTERVAL", "version poll period")
+	dur(&c.Heartbeat, "heartbeat", "NEOAUTHZ_HEARTBEAT", "listener liveness probe period")
+	if v, ok := os.LookupEnv("NEOAUTHZ_CACHE_MAX_ENTRIES"); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			c.CacheMaxCost = n
+		}
+	}
+	fs.Int64Var(&c.CacheMaxCost, "cache-max-entries", c.CacheMaxCost, "in-process cache capacity in permission sets (env NEOAUTHZ_CACHE_MAX_ENTRIES)")
+	str(&c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
+}
+
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(s string) error { *l.p = splitList(s); return nil }
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := c.Server.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminURL == "" {
+		errs = append(errs, errors.New("ADMIN_DATABASE_URL (--admin-database-url) is required"))
+	}
+	if len(c.TrustedIssuers) == 0 {
+		errs = append(errs, errors.New("NEOAUTHZ_TRUSTED_ISSUERS (--trusted-issuers) is required: the Keycloak base URL(s) whose realms issue tokens"))
+	}
+	if c.MaxStaleness < 0 || c.CacheTTL <= 0 || c.UnknownUserTTL <= 0 || c.PollInterval <= 0 || c.Heartbeat <= 0 {
+		errs = append(errs, errors.New("durations must be positive (max-staleness may be 0)"))
+	}
+	if c.CacheMaxCost < 1 {
+		errs = append(errs, errors.New("cache-max-entries must be at least 1"))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Logger returns the JSON logger the configuration asks for.
+func (c *Config) Logger() *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Run serves until ctx ends. Listeners are opened first so a port in use fails at once.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.Server.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	return Serve(ctx, cfg, log, grpcLis, httpLis)
+}
+
+// Serve runs the pdp on the given listeners (tests pass loopback listeners on port 0).
+func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis net.Listener) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	box, err := secretbox.New(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	admin, err := pgxpool.New(ctx, cfg.AdminURL)
+	if err != nil {
+		return fmt.Errorf("admin database: %w", err)
+	}
+	defer admin.Close()
+	reg2 := registry.New(admin, box)
+	store := pgstore.New(admin, reg2, pgstore.Options{})
+	defer store.Close()
+
+	validator, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm,
+		Audiences: cfg.Audiences, ClockSkew: cfg.ClockSkew}, store, log)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+
+	var rdb redis.UniversalClient
+	if cfg.RedisURL != "" {
+		if rdb, err = cache.ParseRedisURL(cfg.RedisURL); err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		defer rdb.Close()
+	}
+	floors := &authzsync.Floors{}
+	svc, err := pdp.New(pdp.Config{
+		MaxStaleness:   cfg.MaxStaleness,
+		UnknownUserTTL: cfg.UnknownUserTTL,
+		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxCost, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
+	}, validator, store, admin, floors, rdb, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat},
+		floors, admin, reg2, store, svc.TenantChanged, log, reg)
+
+	var table *routes.Table
+	if cfg.Server.RouteTablePath != "" {
+		if table, err = routes.LoadFile(cfg.Server.RouteTablePath); err != nil {
+			return fmt.Errorf("route table: %w", err)
+		}
+	}
+	srv, err := server.New(cfg.Server, svc, table, log, reg)
+	if err != nil {
+		return err
+	}
+	log.Info("pdp starting", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+		"redis", cfg.RedisURL != "", "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mgr.Run(gctx) })
+	g.Go(func() error { return validator.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx, grpcLis, httpLis) })
+	return g.Wait()
+}

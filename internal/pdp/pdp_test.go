@@ -1,0 +1,453 @@
+package pdp_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/pgstore"
+	"github.com/neofast/neoauthz/internal/pgtest"
+	"github.com/neofast/neoauthz/internal/redistest"
+	authzsync "github.com/neofast/neoauthz/internal/sync"
+	"github.com/neofast/neoauthz/internal/tenancy"
+	"github.com/neofast/neoauthz/internal/testenv"
+)
+
+// fixture is a tenant with users and a running pdp (or several sharing one Redis).
+type fixture struct {
+	w      *testenv.World
+	tenant tenancy.Tenant
+	db     *pgxpool.Pool // the tenant's regional database
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	w := testenv.New(t, "pdp")
+	primary := w.AddRegion(t, "us-east-1")
+	tn, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "acme", Region: "us-east-1", Realm: "acme"})
+	require.NoError(t, err)
+	f := &fixture{w: w, tenant: tn, db: w.Connect(t, primary, "")}
+	f.rdb, f.prefix = redistest.Client(t, "pdp")
+	f.exec(t, `INSERT INTO t_acme.users (external_id) VALUES ('alice'), ('bob')`)
+	f.exec(t, `INSERT INTO t_acme.teams (slug, name) VALUES ('eng', 'Engineering')`)
+	f.exec(t, `INSERT INTO t_acme.user_roles (user_id, role_id)
+		SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'alice' AND r.code = 'admin'`)
+	return f
+}
+
+func (f *fixture) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	_, err := f.db.Exec(context.Background(), sql, args...)
+	require.NoError(t, err, sql)
+}
+
+func (f *fixture) version(t testing.TB) uint64 {
+	t.Helper()
+	var v int64
+	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT version FROM t_acme.authz_state`).Scan(&v))
+	return uint64(v)
+}
+
+// instance is one pdp: its own floors, listeners and L1, sharing Redis with the others.
+type instance struct {
+	svc    *pdp.Service
+	floors *authzsync.Floors
+	down   *atomic.Bool
+	mgr    *authzsync.Manager
+	store  *pgstore.Store
+}
+
+// storeHook wraps the real store to hold a load after its read, or to make loads fail as
+// they would with the database unreachable.
+type storeHook struct {
+	*pgstore.Store
+	afterLoad func()
+	down      *atomic.Bool
+}
+
+func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user string) (decision.Input, error) {
+	if h.down.Load() {
+		return decision.Input{}, errors.New("dial tcp: connection refused")
+	}
+	in, err := h.Store.LoadTenantUser(ctx, t, user)
+	if h.afterLoad != nil {
+		h.afterLoad()
+	}
+	return in, err
+}
+
+func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	store := pgstore.New(f.w.Admin, f.w.Registry, pgstore.Options{})
+	floors := &authzsync.Floors{}
+	cfg.Cache.Prefix = f.prefix
+	down := &atomic.Bool{}
+	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down}, f.w.Admin, floors, f.rdb,
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	mgr := authzsync.New(authzsync.Config{AdminURL: f.w.AdminURL, Heartbeat: 500 * time.Millisecond,
+		PollInterval: time.Second, RegistryInterval: 200 * time.Millisecond},
+		floors, f.w.Admin, f.w.Registry, store, svc.TenantChanged, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		svc.Close()
+		store.Close()
+	})
+	in := &instance{svc: svc, floors: floors, mgr: mgr, store: store, down: down}
+	in.waitUp(t, authzsync.AdminDatabase)
+	in.waitUp(t, authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
+	return in
+}
+
+func (in *instance) waitUp(t testing.TB, db string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, down := in.floors.DownSince(db)
+		return !down
+	}, 10*time.Second, 5*time.Millisecond, "listener of %s never came up", db)
+}
+
+// waitFloor waits until the instance has received notifications up to version v.
+func (in *instance) waitFloor(t testing.TB, tenantID string, v uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return in.floors.Seen(tenantID) >= v }, 10*time.Second, time.Millisecond,
+		"notification for version %d never arrived", v)
+}
+
+func (in *instance) check(t testing.TB, tenant, user, perm string) pdp.Result {
+	t.Helper()
+	sub, err := in.svc.SubjectFromPrincipal(context.Background(), tenant, user)
+	require.NoError(t, err)
+	res, err := in.svc.Check(context.Background(), sub, pdp.Request{Permission: perm})
+	require.NoError(t, err)
+	return res
+}
+
+func TestRevocationsDenyOnceNotified(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	const perm = "users.delete.tenant"
+
+	// Concurrent checks run all along; they must never error.
+	stop := make(chan struct{})
+	var wg gosync.WaitGroup
+	var background atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub, _ := in.svc.SubjectFromPrincipal(context.Background(), "acme", "alice")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := in.svc.Check(context.Background(), sub, pdp.Request{Permission: perm})
+				assert.NoError(t, err)
+				background.Add(1)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	revocations := []struct {
+		name   string
+		revoke string
+		reason pdp.Reason
+		grant  string
+	}{
+		{"assignment", `DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')`, pdp.ReasonNoPermission,
+			`INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'alice' AND r.code = 'admin'`},
+		{"role permission", `DELETE FROM t_acme.role_permissions WHERE role_id = (SELECT id FROM t_acme.roles WHERE code = 'admin') AND permission_id = (SELECT id FROM t_acme.permissions WHERE code = 'users.*.tenant')`, pdp.ReasonNoPermission,
+			`INSERT INTO t_acme.role_permissions (role_id, permission_id) SELECT r.id, p.id FROM t_acme.roles r, t_acme.permissions p WHERE r.code = 'admin' AND p.code = 'users.*.tenant'`},
+		{"role deactivated", `UPDATE t_acme.roles SET is_active = false WHERE code = 'admin'`, pdp.ReasonNoPermission,
+			`UPDATE t_acme.roles SET is_active = true WHERE code = 'admin'`},
+		{"explicit deny", `INSERT INTO t_acme.user_permissions (user_id, permission_id, is_granted) SELECT u.id, p.id, false FROM t_acme.users u, t_acme.permissions p WHERE u.external_id = 'alice' AND p.code = 'users.delete.tenant'`, pdp.ReasonExplicitDeny,
+			`DELETE FROM t_acme.user_permissions`},
+		{"user deactivated", `UPDATE t_acme.users SET status = 'inactive' WHERE external_id = 'alice'`, pdp.ReasonUserInactive,
+			`UPDATE t_acme.users SET status = 'active' WHERE external_id = 'alice'`},
+	}
+	for round := range 5 {
+		for _, r := range revocations {
+			res := in.check(t, "acme", "alice", perm)
+			require.True(t, res.Allowed, "round %d %s: allowed before the revocation", round, r.name)
+			f.exec(t, r.revoke)
+			in.waitFloor(t, f.tenant.ID, f.version(t))
+			res = in.check(t, "acme", "alice", perm)
+			assert.False(t, res.Allowed, "round %d %s: the next check after the notification must deny", round, r.name)
+			assert.Equal(t, r.reason, res.Reason, "round %d %s", round, r.name)
+			f.exec(t, r.grant)
+			in.waitFloor(t, f.tenant.ID, f.version(t))
+		}
+	}
+	assert.Positive(t, background.Load())
+}
+
+func TestStaleFillIsNeverCachedAsCurrent(t *testing.T) {
+	f := newFixture(t)
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	in := f.start(t, pdp.Config{}, func() {
+		if hold.CompareAndSwap(true, false) {
+			close(held)
+			<-release
+		}
+	})
+	hold.Store(true)
+	result := make(chan pdp.Result, 1)
+	go func() { result <- in.check(t, "acme", "alice", "users.delete.tenant") }()
+	<-held // the loader has read alice's admin role
+
+	f.exec(t, `DELETE FROM t_acme.user_roles`)
+	in.waitFloor(t, f.tenant.ID, f.version(t))
+	close(release)
+
+	res := <-result
+	assert.False(t, res.Allowed, "a fill that read before the revoke must not be used after its notification")
+	res = in.check(t, "acme", "alice", "users.delete.tenant")
+	assert.False(t, res.Allowed, "nor cached as current")
+	assert.GreaterOrEqual(t, res.Version, f.version(t))
+}
+
+func TestListenerKilledNoStaleAllow(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+
+	// Kill the listeners (notifications sent until they reconnect are lost) and revoke at once.
+	_, err := f.db.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
+	require.NoError(t, err)
+	f.exec(t, `DELETE FROM t_acme.user_roles`)
+
+	// Whether the listener is still down or already back, the answer is a deny: while down
+	// nothing cached is trusted; once back the versions were re-read.
+	assert.False(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	in.waitUp(t, authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
+	assert.False(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+}
+
+func TestTwoInstancesSharingRedis(t *testing.T) {
+	f := newFixture(t)
+	a := f.start(t, pdp.Config{}, nil)
+	b := f.start(t, pdp.Config{}, nil)
+	require.True(t, a.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	a.svc.WaitIdle()
+	require.True(t, b.check(t, "acme", "alice", "users.delete.tenant").Allowed, "b is served from a's Redis entry")
+
+	key, err := cache.TenantUserKey(f.tenant.ID, "alice")
+	require.NoError(t, err)
+	old, err := f.rdb.Get(context.Background(), f.prefix+key).Bytes()
+	require.NoError(t, err, "a's fill reached Redis")
+
+	f.exec(t, `DELETE FROM t_acme.user_roles`)
+	v := f.version(t)
+	a.waitFloor(t, f.tenant.ID, v)
+	b.waitFloor(t, f.tenant.ID, v)
+	assert.False(t, a.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	assert.False(t, b.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+
+	// An instance that missed the change writes its old entry back into Redis: nobody uses it.
+	require.NoError(t, f.rdb.Set(context.Background(), f.prefix+key, old, time.Minute).Err())
+	c := f.start(t, pdp.Config{}, nil)
+	c.waitFloor(t, f.tenant.ID, v)
+	for _, in := range []*instance{a, b, c} {
+		assert.False(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	}
+}
+
+func TestTenantSuspendedDeniesEverywhere(t *testing.T) {
+	f := newFixture(t)
+	a := f.start(t, pdp.Config{}, nil)
+	b := f.start(t, pdp.Config{}, nil)
+	for _, in := range []*instance{a, b} {
+		require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	}
+	_, err := f.w.Tenants.Suspend(context.Background(), "acme")
+	require.NoError(t, err)
+	var admin int64
+	require.NoError(t, f.w.Admin.QueryRow(context.Background(), `SELECT version FROM admin.authz_state`).Scan(&admin))
+	for _, in := range []*instance{a, b} {
+		require.Eventually(t, func() bool { return in.floors.DirFloor(f.tenant.ID) >= uint64(admin) }, 10*time.Second, time.Millisecond)
+		res := in.check(t, "acme", "alice", "users.delete.tenant")
+		assert.False(t, res.Allowed)
+		assert.Equal(t, pdp.ReasonTenantSuspended, res.Reason)
+	}
+}
+
+func TestNewRegionalDatabaseIsListenedTo(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+	eu := f.w.AddRegion(t, "eu-west-1")
+	tn, err := f.w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "globex", Region: "eu-west-1", Realm: "globex"})
+	require.NoError(t, err)
+	in.waitUp(t, authzsync.DatabaseKey(eu.ID, ""))
+
+	db := f.w.Connect(t, eu, "")
+	_, err = db.Exec(ctx, `INSERT INTO t_globex.users (external_id) VALUES ('carol');
+		INSERT INTO t_globex.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_globex.users u, t_globex.roles r WHERE r.code = 'owner'`)
+	require.NoError(t, err)
+	require.True(t, in.check(t, "globex", "carol", "billing.delete.tenant").Allowed)
+	_, err = db.Exec(ctx, `DELETE FROM t_globex.user_roles`)
+	require.NoError(t, err)
+	var v int64
+	require.NoError(t, db.QueryRow(ctx, `SELECT version FROM t_globex.authz_state`).Scan(&v))
+	in.waitFloor(t, tn.ID, uint64(v))
+	assert.False(t, in.check(t, "globex", "carol", "billing.delete.tenant").Allowed)
+
+	// A database deactivated in the registry is dropped without a restart.
+	_, err = f.w.Registry.Deactivate(ctx, eu.Name)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, down := in.floors.DownSince(authzsync.DatabaseKey(eu.ID, ""))
+		return down
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestDatabasePerTenantIsListenedTo(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+	slug := "own-" + f.tenant.ID[:8]
+	t.Cleanup(func() { pgtest.Drop(t, f.w.Server(), tenancy.DatabaseName(slug)) })
+	tn, err := f.w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: slug, Region: "us-east-1", Realm: slug, Deployment: tenancy.DeployDatabase})
+	require.NoError(t, err)
+	in.waitUp(t, authzsync.DatabaseKey(*tn.ConnectionID, *tn.DatabaseName))
+
+	primary, err := f.w.Registry.GetConnection(ctx, *tn.ConnectionID)
+	require.NoError(t, err)
+	db := f.w.Connect(t, primary, *tn.DatabaseName)
+	schema := tn.SchemaName
+	_, err = db.Exec(ctx, `INSERT INTO `+schema+`.users (external_id) VALUES ('erin');
+		INSERT INTO `+schema+`.user_roles (user_id, role_id) SELECT u.id, r.id FROM `+schema+`.users u, `+schema+`.roles r WHERE r.code = 'owner'`)
+	require.NoError(t, err)
+	require.True(t, in.check(t, slug, "erin", "billing.delete.tenant").Allowed)
+	_, err = db.Exec(ctx, `DELETE FROM `+schema+`.user_roles`)
+	require.NoError(t, err)
+	var v int64
+	require.NoError(t, db.QueryRow(ctx, `SELECT version FROM `+schema+`.authz_state`).Scan(&v))
+	in.waitFloor(t, tn.ID, uint64(v))
+	assert.False(t, in.check(t, slug, "erin", "billing.delete.tenant").Allowed)
+}
+
+func TestReadYourWrites(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	sub, err := in.svc.SubjectFromPrincipal(context.Background(), "acme", "bob")
+	require.NoError(t, err)
+	res, err := in.svc.Check(context.Background(), sub, pdp.Request{Permission: "projects.read.team"})
+	require.NoError(t, err)
+	require.False(t, res.Allowed)
+
+	// Stop the listeners from helping: the check alone must ask for new enough data.
+	f.exec(t, `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'bob' AND r.code = 'viewer'`)
+	v := f.version(t)
+	res, err = in.svc.Check(context.Background(), sub, pdp.Request{Permission: "projects.read.team", AtLeastVersion: v})
+	require.NoError(t, err)
+	assert.True(t, res.Allowed)
+	assert.GreaterOrEqual(t, res.Version, v)
+}
+
+func TestReasonsAndErrors(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+	assert.Equal(t, pdp.ReasonUnknownUser, in.check(t, "acme", "nobody", "users.read.tenant").Reason)
+	assert.Equal(t, pdp.ReasonUnknownTenant, in.check(t, "no-such-tenant", "alice", "users.read.tenant").Reason)
+	res := in.check(t, "acme", "alice", "users.read.tenant")
+	assert.Equal(t, pdp.ReasonGranted, res.Reason)
+	assert.Equal(t, "admin", res.Grant.Role)
+	assert.NotEmpty(t, res.DecisionID)
+
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+	require.NoError(t, err)
+	for _, bad := range []pdp.Request{
+		{Permission: "users.*.tenant"},
+		{Permission: "users.read.platform"},
+		{Permission: "users.read", Resource: &pdp.Resource{Tenant: "acme"}},
+	} {
+		_, err := in.svc.Check(ctx, sub, bad)
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest, "%+v", bad)
+	}
+	res, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant", BoundTenant: "other"})
+	require.NoError(t, err)
+	assert.Equal(t, pdp.ReasonCrossTenant, res.Reason)
+	res, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant", BoundTenant: "acme"})
+	require.NoError(t, err)
+	assert.True(t, res.Allowed)
+
+	perms, v, err := in.svc.ListPermissions(ctx, sub, 0)
+	require.NoError(t, err)
+	assert.Contains(t, perms, "users.delete.tenant")
+	assert.NotContains(t, perms, "billing.read.tenant")
+	assert.Positive(t, v)
+}
+
+func TestDatabaseDownFailsClosed(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	// The registry now points the tenant's database at a dead address: the listener goes
+	// down, loads fail, and nothing cached is trusted (the default maximum staleness is 0).
+	ctx := context.Background()
+	_, err := f.w.Admin.Exec(ctx, `UPDATE admin.database_connections SET port = 1 WHERE id = $1`, *f.tenant.ConnectionID)
+	require.NoError(t, err)
+	_, err = f.db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
+	require.NoError(t, err)
+	in.down.Store(true) // and reads of it fail
+	require.Eventually(t, func() bool {
+		_, down := in.floors.DownSince(authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
+		return down
+	}, 10*time.Second, 10*time.Millisecond)
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+	require.NoError(t, err)
+	_, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
+	require.Error(t, err, "never an allow from data that may be stale")
+	assert.True(t, pdp.IsUnavailable(err))
+}
+
+func TestMaxStalenessServesCachedWhileDown(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{MaxStaleness: time.Hour}, nil)
+	require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	ctx := context.Background()
+	_, err := f.w.Admin.Exec(ctx, `UPDATE admin.database_connections SET port = 1 WHERE id = $1`, *f.tenant.ConnectionID)
+	require.NoError(t, err)
+	_, err = f.db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
+	require.NoError(t, err)
+	in.down.Store(true)
+	require.Eventually(t, func() bool {
+		_, down := in.floors.DownSince(authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
+		return down
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed,
+		"an operator who allows an hour of staleness gets the cached decision")
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "bob")
+	require.NoError(t, err)
+	_, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
+	require.Error(t, err, "nothing cached for bob: cannot decide")
+}

@@ -1,0 +1,494 @@
+// Package pdp is the policy decision point's service: it establishes the subject (a verified
+// token or a trusted principal), finds the tenant, gets the user's compiled permission set
+// from the two-tier cache or PostgreSQL, and decides — never from data older than the newest
+// change the pdp has been told about.
+package pdp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/pgstore"
+	authzsync "github.com/neofast/neoauthz/internal/sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes decisions and caching.
+type Config struct {
+	// MaxStaleness lets cached decisions for a database whose listener is down be used for
+	// this long after it went down. Zero (the default) fails closed: nothing cached from it
+	// is used, and if it cannot be read either, the pdp answers with an error.
+	MaxStaleness time.Duration
+	// UnknownUserTTL is how long "unknown user" is cached. Default 5s.
+	UnknownUserTTL time.Duration
+	// DirectoryTTL bounds how long a tenant's directory entry (status, placement) is kept
+	// in process; changes are also pushed by notifications. Default 30s.
+	DirectoryTTL time.Duration
+	// Cache configures the permission-set cache tiers.
+	Cache cache.Options
+}
+
+func (c *Config) defaults() {
+	if c.UnknownUserTTL <= 0 {
+		c.UnknownUserTTL = 5 * time.Second
+	}
+	if c.DirectoryTTL <= 0 {
+		c.DirectoryTTL = 30 * time.Second
+	}
+	if c.Cache.Name == "" {
+		c.Cache.Name = "permset"
+	}
+}
+
+// Store is the PostgreSQL access the service needs.
+type Store interface {
+	Tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, error)
+	LoadTenantUser(ctx context.Context, t pgstore.Tenant, externalID string) (decision.Input, error)
+	LoadPlatformUser(ctx context.Context, externalID string) (decision.Input, error)
+	Catalog(ctx context.Context, t pgstore.Tenant) ([]string, error)
+	PlatformCatalog(ctx context.Context) ([]string, error)
+}
+
+// Service decides.
+type Service struct {
+	cfg       Config
+	validator *authn.Validator
+	store     Store
+	admin     *pgxpool.Pool
+	floors    *authzsync.Floors
+	sets      *cache.Cache[*Entry]
+	now       func() time.Time
+	log       *slog.Logger
+
+	dirMu gosync.RWMutex
+	dir   map[string]dirEntry // by tenant id and by slug
+}
+
+type dirEntry struct {
+	tenant  pgstore.Tenant
+	found   bool
+	fetched time.Time
+}
+
+// New returns a Service. validator may be nil when every subject is a principal; rdb may be
+// nil to run without Redis.
+func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Pool, floors *authzsync.Floors,
+	rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	cfg.defaults()
+	sets, err := cache.New[*Entry](cfg.Cache, rdb, entryCodec{}, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
+		now: time.Now, log: log, dir: map[string]dirEntry{}}, nil
+}
+
+// WaitIdle waits until cache writes to Redis that are under way have finished.
+func (s *Service) WaitIdle() { s.sets.WaitIdle() }
+
+// Close releases the caches.
+func (s *Service) Close() { s.sets.Close() }
+
+// TenantChanged drops what the service knows of a tenant ("" = every tenant) after a change of
+// its status, realm or placement; the sync layer calls it.
+func (s *Service) TenantChanged(tenantID string) {
+	s.dirMu.Lock()
+	if tenantID == "" {
+		clear(s.dir)
+	} else {
+		for k, e := range s.dir {
+			if !e.found || e.tenant.ID == tenantID {
+				delete(s.dir, k)
+			}
+		}
+	}
+	s.dirMu.Unlock()
+	if s.validator != nil {
+		// Realm → tenant answers and verified tokens of that tenant carry its status.
+		s.validator.InvalidateAll()
+	}
+}
+
+// SubjectFromToken verifies a bearer token.
+func (s *Service) SubjectFromToken(ctx context.Context, token string) (Subject, error) {
+	if s.validator == nil {
+		return Subject{}, fmt.Errorf("%w: tokens are not accepted (no trusted issuer configured)", ErrUnauthenticated)
+	}
+	id, err := s.validator.Validate(ctx, token)
+	if err != nil {
+		if authn.KindOf(err).Unauthenticated() {
+			return Subject{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		}
+		return Subject{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return Subject{Level: id.Level, TenantID: id.TenantID, TenantSlug: id.TenantSlug, UserID: id.Subject, Identity: id}, nil
+}
+
+// SubjectFromPrincipal names a subject directly (trusted callers only; the transport checks
+// that). tenant is an id or a slug; "" means the platform level.
+func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string) (Subject, error) {
+	if user == "" {
+		return Subject{}, fmt.Errorf("%w: principal.user is required", ErrInvalidRequest)
+	}
+	if tenant == "" {
+		return Subject{Level: authn.LevelPlatform, UserID: user}, nil
+	}
+	t, found, err := s.tenant(ctx, tenant)
+	if err != nil {
+		return Subject{}, err
+	}
+	if !found {
+		// Check answers "unknown tenant" for it.
+		return Subject{Level: authn.LevelTenant, TenantID: tenant, TenantSlug: tenant, UserID: user}, nil
+	}
+	return Subject{Level: authn.LevelTenant, TenantID: t.ID, TenantSlug: t.Slug, UserID: user}, nil
+}
+
+// tenant returns the directory entry of a tenant by id or slug, from process memory while it
+// is no older than DirectoryTTL and no notification about the tenant came since.
+func (s *Service) tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, bool, error) {
+	now := s.now()
+	s.dirMu.RLock()
+	e, ok := s.dir[idOrSlug]
+	s.dirMu.RUnlock()
+	if ok && now.Sub(e.fetched) < s.cfg.DirectoryTTL && s.trusted(authzsync.AdminDatabase, e.fetched, now) &&
+		(!e.found || e.tenant.AdminVersion >= s.floors.DirFloor(e.tenant.ID)) {
+		return e.tenant, e.found, nil
+	}
+	t, err := s.store.Tenant(ctx, idOrSlug)
+	if errors.Is(err, pgstore.ErrNotFound) {
+		s.dirMu.Lock()
+		s.dir[idOrSlug] = dirEntry{fetched: now}
+		s.dirMu.Unlock()
+		return pgstore.Tenant{}, false, nil
+	}
+	if err != nil {
+		return pgstore.Tenant{}, false, fmt.Errorf("%w: read tenant: %w", ErrUnavailable, err)
+	}
+	s.dirMu.Lock()
+	s.dir[t.ID] = dirEntry{tenant: t, found: true, fetched: now}
+	s.dir[t.Slug] = dirEntry{tenant: t, found: true, fetched: now}
+	s.dirMu.Unlock()
+	return t, true, nil
+}
+
+// trusted reports whether data read from db at the given time may still be used: the
+// database's listener is up (so any change since was notified and has raised a floor), or it
+// went down after the read no longer ago than MaxStaleness.
+func (s *Service) trusted(db string, read, now time.Time) bool {
+	since, down := s.floors.DownSince(db)
+	if !down {
+		return true
+	}
+	return s.cfg.MaxStaleness > 0 && !since.IsZero() && !read.After(since.Add(s.cfg.MaxStaleness)) &&
+		now.Sub(since) <= s.cfg.MaxStaleness
+}
+
+// Check decides one request.
+func (s *Service) Check(ctx context.Context, sub Subject, req Request) (Result, error) {
+	res, err := s.check(ctx, sub, req)
+	res.DecisionID = newDecisionID()
+	return res, err
+}
+
+// CheckBulk decides several requests for one subject, reading its permission set once.
+func (s *Service) CheckBulk(ctx context.Context, sub Subject, reqs []Request) ([]Result, error) {
+	out := make([]Result, len(reqs))
+	for i, r := range reqs {
+		res, err := s.Check(ctx, sub, r)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, error) {
+	if sub.UserID == "" {
+		return Result{Reason: ReasonUnauthenticated}, nil
+	}
+	if req.Resource != nil {
+		if sub.Level == authn.LevelTenant && req.Resource.Tenant != "" {
+			return Result{}, fmt.Errorf("%w: resource.tenant (a target tenant) is for platform-level subjects", ErrInvalidRequest)
+		}
+		if sub.Level == authn.LevelPlatform && req.Resource.TeamID != "" {
+			return Result{}, fmt.Errorf("%w: resource.team_id is for tenant-level subjects", ErrInvalidRequest)
+		}
+	}
+	if req.BoundTenant != "" {
+		bound, found, err := s.tenant(ctx, req.BoundTenant)
+		if err != nil {
+			return Result{}, err
+		}
+		// A platform subject on a tenant's route, or a token of another tenant, is cross-tenant.
+		if !found || sub.Level != authn.LevelTenant || (sub.TenantID != bound.ID && sub.TenantID != bound.Slug) {
+			return Result{Reason: ReasonCrossTenant}, nil
+		}
+	}
+	entry, err := s.permissionSet(ctx, sub, req.AtLeastVersion)
+	if err != nil {
+		return Result{}, err
+	}
+	if entry.reason != nil {
+		return Result{Reason: *entry.reason}, nil
+	}
+	dreq := decision.Request{Permission: req.Permission}
+	if req.Resource != nil {
+		dreq.HasResource = true
+		dreq.Resource.OwnerID = req.Resource.OwnerID
+		dreq.Resource.Group = req.Resource.TeamID
+		if sub.Level == authn.LevelPlatform && req.Resource.Tenant != "" {
+			t, found, err := s.tenant(ctx, req.Resource.Tenant)
+			if err != nil {
+				return Result{}, err
+			}
+			if found {
+				dreq.Resource.Group = t.ID
+			} else {
+				// No grant can be restricted to a tenant that does not exist; the marker
+				// never equals a tenant id.
+				dreq.Resource.Group = "!unknown:" + req.Resource.Tenant
+			}
+		}
+	}
+	d, err := entry.Set.Check(s.now(), dreq)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return Result{Allowed: d.Allowed, Reason: fromEngine(d.Reason), Grant: d.Grant, Version: d.Version}, nil
+}
+
+// ListPermissions returns the subject's effective concrete codes.
+func (s *Service) ListPermissions(ctx context.Context, sub Subject, atLeastVersion uint64) ([]string, uint64, error) {
+	entry, err := s.permissionSet(ctx, sub, atLeastVersion)
+	if err != nil {
+		return nil, 0, err
+	}
+	if entry.reason != nil {
+		return nil, 0, nil
+	}
+	var catalog []string
+	if sub.Level == authn.LevelPlatform {
+		catalog, err = s.store.PlatformCatalog(ctx)
+	} else {
+		catalog, err = s.store.Catalog(ctx, entry.tenant)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: read catalog: %w", ErrUnavailable, err)
+	}
+	return entry.Set.ListPermissions(s.now(), catalog), entry.Set.Version(), nil
+}
+
+// resolved is a permission set ready for checks, or a reason decided before any set.
+type resolved struct {
+	*Entry
+	tenant pgstore.Tenant
+	reason *Reason
+}
+
+var (
+	reasonUnknownTenant   = ReasonUnknownTenant
+	reasonTenantSuspended = ReasonTenantSuspended
+)
+
+func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64) (resolved, error) {
+	now := s.now()
+	if sub.Level == authn.LevelPlatform {
+		key := cache.PlatformUserKey(sub.UserID)
+		e, err := s.get(ctx, key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now,
+			func(ctx context.Context) (decision.Input, uint64, error) {
+				in, err := s.store.LoadPlatformUser(ctx, sub.UserID)
+				return in, in.Version, err
+			})
+		return resolved{Entry: e}, err
+	}
+	t, found, err := s.tenant(ctx, sub.TenantID)
+	if err != nil {
+		return resolved{}, err
+	}
+	if !found {
+		return resolved{reason: &reasonUnknownTenant}, nil
+	}
+	if t.Status != "active" {
+		return resolved{tenant: t, reason: &reasonTenantSuspended}, nil
+	}
+	key, err := cache.TenantUserKey(t.ID, sub.UserID)
+	if err != nil {
+		return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
+	}
+	db := authzsync.DatabaseKey(t.ConnectionID, t.Database)
+	e, err := s.get(ctx, key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now,
+		func(ctx context.Context) (decision.Input, uint64, error) {
+			in, err := s.store.LoadTenantUser(ctx, t, sub.UserID)
+			return in, t.AdminVersion, err
+		})
+	return resolved{Entry: e, tenant: t}, err
+}
+
+// get returns a fresh compiled set for key. Fresh means: computed at or after the newest
+// version the pdp knows for the scope and the user (and at least atLeast), from a directory
+// entry no older than the tenant's directory floor, and from a database whose notifications
+// are flowing (or were, within MaxStaleness) — or loaded by this very call.
+func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVersion, atLeast uint64, now time.Time,
+	load func(context.Context) (decision.Input, uint64, error)) (*Entry, error) {
+	var mine atomic.Pointer[Entry]
+	fresh := func(e *Entry) bool {
+		if e == nil || e.Set == nil {
+			return false
+		}
+		floor := max(s.floors.Floor(scope, user), atLeast)
+		if e.Set.Version() < floor || e.AdminVersion < s.floors.DirFloor(scope) || e.AdminVersion < adminVersion {
+			return false
+		}
+		if exp := e.Set.Expiry(); !exp.IsZero() && !now.Before(exp) {
+			return false
+		}
+		return mine.Load() == e || s.trusted(db, e.LoadedAt, now)
+	}
+	e, _, err := s.sets.Get(ctx, key, fresh, func(ctx context.Context) (cache.Loaded[*Entry], error) {
+		in, av, err := load(ctx)
+		if err != nil {
+			return cache.Loaded[*Entry]{}, err
+		}
+		loadedAt := s.now()
+		set, err := decision.Compile(in, loadedAt)
+		if err != nil {
+			return cache.Loaded[*Entry]{}, err
+		}
+		e := &Entry{Set: set, AdminVersion: av, LoadedAt: loadedAt}
+		mine.Store(e)
+		var ttl time.Duration
+		if !in.UserKnown {
+			ttl = s.cfg.UnknownUserTTL
+		}
+		if exp := set.Expiry(); !exp.IsZero() {
+			until := exp.Sub(loadedAt)
+			if until <= 0 {
+				until = time.Millisecond
+			}
+			if ttl == 0 || until < ttl {
+				ttl = until
+			}
+		}
+		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: 1}, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrInvalidRequest) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: load permissions: %w", ErrUnavailable, err)
+	}
+	return e, nil
+}
+
+// Ready reports whether the service can decide: the admin database answers.
+func (s *Service) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.admin.Ping(ctx)
+}
+
+// DependencyHealth is one dependency's state for /health.
+type DependencyHealth struct {
+	Status  string        `json:"status"` // ok, degraded, down, disabled
+	Latency time.Duration `json:"latency_ns"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// Health reports each dependency: the admin database, Redis, the listeners.
+func (s *Service) Health(ctx context.Context) map[string]DependencyHealth {
+	out := map[string]DependencyHealth{}
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := s.admin.Ping(pctx)
+	cancel()
+	h := DependencyHealth{Status: "ok", Latency: time.Since(start)}
+	if err != nil {
+		h.Status, h.Error = "down", err.Error()
+	}
+	out["admin_database"] = h
+
+	rh := s.sets.Healthy()
+	switch {
+	case !rh.Enabled:
+		out["redis"] = DependencyHealth{Status: "disabled"}
+	case rh.OK:
+		out["redis"] = DependencyHealth{Status: "ok", Latency: rh.Latency}
+	default:
+		// Decisions keep flowing from L1 and PostgreSQL.
+		out["redis"] = DependencyHealth{Status: "degraded", Latency: rh.Latency, Error: rh.Err}
+	}
+	if _, down := s.floors.DownSince(authzsync.AdminDatabase); down {
+		out["listeners"] = DependencyHealth{Status: "degraded", Error: "the admin database listener is not up: cached data is not trusted"}
+	} else {
+		out["listeners"] = DependencyHealth{Status: "ok"}
+	}
+	return out
+}
+
+// Entry is a cached compiled permission set.
+type Entry struct {
+	Set *decision.Set
+	// AdminVersion is the admin database's version of the tenant directory entry the set was
+	// compiled with (tenant status).
+	AdminVersion uint64
+	LoadedAt     time.Time
+}
+
+// entryCodec stores an Entry in Redis: a format byte, the admin version, the load time and
+// the set's own encoding.
+type entryCodec struct{}
+
+const entryFormat = 1
+
+func (entryCodec) Marshal(e *Entry) ([]byte, error) {
+	set, err := e.Set.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 17, 17+len(set))
+	b[0] = entryFormat
+	binary.BigEndian.PutUint64(b[1:], e.AdminVersion)
+	binary.BigEndian.PutUint64(b[9:], uint64(e.LoadedAt.UnixNano()))
+	return append(b, set...), nil
+}
+
+func (entryCodec) Unmarshal(b []byte) (*Entry, error) {
+	if len(b) < 17 || b[0] != entryFormat {
+		return nil, errors.New("not a cached permission set")
+	}
+	set, err := decision.UnmarshalSet(b[17:])
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Set: set, AdminVersion: binary.BigEndian.Uint64(b[1:]),
+		LoadedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))}, nil
+}
+
+func newDecisionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// IsUnavailable reports whether err means "could not decide".
+func IsUnavailable(err error) bool {
+	return err != nil && !errors.Is(err, ErrInvalidRequest) && !errors.Is(err, ErrUnauthenticated) &&
+		!errors.Is(err, ErrUntrustedPrincipal)
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# run.sh — neoauthz end to end on local defaults (called by `make run` after
+# scripts/services.sh has exported DATABASE_URL and REDIS_URL):
+#   admin database + two regional databases, migrations, regions, two demo tenants with
+#   users, teams and roles, the development token issuer, and the pdp in the foreground.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+data="$root/.data/run"
+mkdir -p "$data"
+
+: "${DATABASE_URL:?run through make run (scripts/services.sh sets DATABASE_URL)}"
+IDP_ADDR=${NEOAUTHZ_DEV_IDP_ADDR:-127.0.0.1:8180}
+GRPC_ADDR=${NEOAUTHZ_GRPC_ADDR:-127.0.0.1:9191}
+HTTP_ADDR=${NEOAUTHZ_HTTP_ADDR:-127.0.0.1:8181}
+
+say() { printf '\033[1mrun:\033[0m %s\n' "$*" >&2; }
+
+# URLs of other databases on the same server.
+base=${DATABASE_URL%%\?*}
+query=${DATABASE_URL#"$base"}
+server=${base%/*}
+db_url() { echo "$server/$1$query"; }
+export ADMIN_DATABASE_URL=${ADMIN_DATABASE_URL:-$(db_url neoauthz_admin)}
+
+for db in neoauthz_admin neoauthz_us neoauthz_eu; do
+  psql "$DATABASE_URL" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+    psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
+done
+
+# A key for registered database passwords, kept with the local data.
+[ -s "$data/secret.key" ] || head -c 32 /dev/urandom | base64 > "$data/secret.key"
+export NEOAUTHZ_SECRET_KEY=$(cat "$data/secret.key")
+
+host=$(psql "$DATABASE_URL" -Atc 'SELECT host(inet_server_addr())')
+port=$(psql "$DATABASE_URL" -Atc 'SELECT inet_server_port()')
+user=$(psql "$DATABASE_URL" -Atc 'SELECT current_user')
+pw_args=()
+if [[ $base =~ ://[^:@/]+:([^@]+)@ ]]; then
+  export NEOAUTHZ_DEV_DB_PASSWORD=${BASH_REMATCH[1]}
+  pw_args=(--password-env NEOAUTHZ_DEV_DB_PASSWORD)
+fi
+
+admin=bin/admin
+quiet() { "$@" >/dev/null 2>"$data/last.err" || { grep -q 'already exists' "$data/last.err" || { cat "$data/last.err" >&2; return 1; }; }; }
+
+say "migrating the admin database"
+$admin migrate apply --scope admin >/dev/null
+say "regions and regional databases"
+quiet $admin region create --code us-east-1 --name "US East"
+quiet $admin region create --code eu-west-1 --name "EU West" --data-residency
+quiet $admin db register --name us-primary --region us-east-1 --host "${host:-127.0.0.1}" --port "$port" --database neoauthz_us --user "$user" --tls-mode disable "${pw_args[@]}"
+quiet $admin db register --name eu-primary --region eu-west-1 --host "${host:-127.0.0.1}" --port "$port" --database neoauthz_eu --user "$user" --tls-mode disable "${pw_args[@]}"
+$admin db check >/dev/null
+$admin migrate apply --scope regional >/dev/null
+say "demo tenants: acme (us-east-1, schema) and globex (eu-west-1, its own database)"
+quiet $admin tenant create --slug acme --name "Acme Corp" --region us-east-1 --realm acme
+quiet $admin tenant create --slug globex --name "Globex" --region eu-west-1 --realm globex --deployment database
+
+psql -q "$(db_url neoauthz_us)" <<'SQL'
+INSERT INTO t_acme.users (external_id, email) VALUES ('alice', 'alice@acme.test'), ('bob', 'bob@acme.test'), ('carol', 'carol@acme.test')
+  ON CONFLICT DO NOTHING;
+INSERT INTO t_acme.teams (slug, name) VALUES ('eng', 'Engineering') ON CONFLICT DO NOTHING;
+INSERT INTO t_acme.teams (slug, name, parent_team_id) SELECT 'eng-platform', 'Platform', id FROM t_acme.teams WHERE slug = 'eng' ON CONFLICT DO NOTHING;
+INSERT INTO t_acme.team_members (team_id, user_id) SELECT t.id, u.id FROM t_acme.teams t, t_acme.users u
+  WHERE t.slug = 'eng' AND u.external_id IN ('bob', 'carol') ON CONFLICT DO NOTHING;
+INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u JOIN t_acme.roles r
+  ON (u.external_id, r.code) IN (('alice', 'admin'), ('bob', 'member'), ('carol', 'viewer')) ON CONFLICT DO NOTHING;
+SQL
+psql -q "$server/tenant_globex$query" <<'SQL'
+INSERT INTO t_globex.users (external_id) VALUES ('dave') ON CONFLICT DO NOTHING;
+INSERT INTO t_globex.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_globex.users u, t_globex.roles r
+  WHERE u.external_id = 'dave' AND r.code = 'owner' ON CONFLICT DO NOTHING;
+SQL
+psql -q "$ADMIN_DATABASE_URL" <<'SQL'
+INSERT INTO admin.platform_users (external_id) VALUES ('root') ON CONFLICT DO NOTHING;
+INSERT INTO admin.platform_user_roles (user_id, role_id) SELECT u.id, r.id FROM admin.platform_users u, admin.platform_roles r
+  WHERE u.external_id = 'root' AND r.code = 'system_admin' ON CONFLICT DO NOTHING;
+SQL
+
+cat > "$data/routes.json" <<'JSON'
+{ "routes": [
+  { "method": "GET",  "path": "/healthz", "public": true },
+  { "method": "GET",  "path": "/api/reports", "permission": "reports.read.tenant" },
+  { "method": "GET",  "path": "/api/teams/{team}/projects", "permission": "projects.read", "team": "team" },
+  { "method": "POST", "path": "/api/teams/{team}/projects", "permission": "projects.create", "team": "team" },
+  { "method": "GET",  "path": "/api/users/{owner}/documents/{id}", "permission": "documents.read", "owner": "owner" }
+]}
+JSON
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+say "development token issuer (DEVELOPMENT ONLY) at http://$IDP_ADDR"
+bin/devidp --addr "$IDP_ADDR" --realms platform,acme,globex --audience neoauthz 2>"$data/devidp.log" &
+pids+=($!)
+for _ in $(seq 50); do curl -fs "http://$IDP_ADDR/realms/acme/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
+
+export NEOAUTHZ_TRUSTED_ISSUERS=${NEOAUTHZ_TRUSTED_ISSUERS:-http://$IDP_ADDR}
+export NEOAUTHZ_AUDIENCES=${NEOAUTHZ_AUDIENCES:-neoauthz}
+export NEOAUTHZ_ROUTES=${NEOAUTHZ_ROUTES:-$data/routes.json}
+export NEOAUTHZ_GRPC_ADDR=$GRPC_ADDR NEOAUTHZ_HTTP_ADDR=$HTTP_ADDR
+bin/pdp 2>"$data/pdp.log" &
+pdp=$!
+pids+=($pdp)
+for _ in $(seq 100); do curl -fs "http://$HTTP_ADDR/health" >/dev/null && break; sleep 0.1; done
+curl -fs "http://$HTTP_ADDR/health" >/dev/null || { echo "the pdp did not become healthy; see $data/pdp.log" >&2; tail -20 "$data/pdp.log" >&2; exit 1; }
+
+eng=$(psql "$(db_url neoauthz_us)" -Atc "SELECT id FROM t_acme.teams WHERE slug = 'eng'")
+cat <<TXT
+
+neoauthz is running:  pdp gRPC $GRPC_ADDR · HTTP http://$HTTP_ADDR · dev issuer http://$IDP_ADDR
+logs: $data/pdp.log   routes: $NEOAUTHZ_ROUTES   Ctrl-C stops everything.
+
+# tokens from the development issuer (alice: acme admin, bob: acme member of team eng)
+ALICE=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=acme&sub=alice' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+BOB=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=acme&sub=bob' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+
+# forward auth (nginx auth_request / Traefik ForwardAuth style)
+curl -i -H "Authorization: Bearer \$ALICE" -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth   # 200 allow
+curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth   # 403 deny
+curl -i -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth                                  # 401
+curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/teams/$eng/projects' http://$HTTP_ADDR/auth  # 200 (team scope)
+
+# gRPC (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest)
+grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$ALICE\"},\"permission\":\"users.delete.tenant\"}" $GRPC_ADDR neoauthz.v1.AuthorizationService/Check   # allowed
+grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$BOB\"},\"permission\":\"users.delete.tenant\"}" $GRPC_ADDR neoauthz.v1.AuthorizationService/Check     # denied: no_permission
+grpcurl -plaintext -d "{\"attributes\":{\"request\":{\"http\":{\"method\":\"GET\",\"path\":\"/api/reports\",\"headers\":{\"authorization\":\"Bearer \$ALICE\"}}}}}" $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # OK
+grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"/api/reports"}}}}' $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # 401
+
+# a revocation takes effect at once (the next check after the NOTIFY denies):
+psql '$(db_url neoauthz_us)' -c "DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')"
+TXT
+wait "$pdp"
