@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/base64"
 	"errors"
+	"strings"
 )
 
 // Keys name what they cache unambiguously, because a collision would serve one user's
@@ -46,14 +47,29 @@ func TenantPrefix(tenantID string) (string, error) {
 // TenantUserKey returns the key of a tenant user's entry:
 // "tenant:{<tenantID>}:u:<base64url(userID)>".
 func TenantUserKey(tenantID, userID string) (string, error) {
-	p, err := TenantPrefix(tenantID)
-	if err != nil {
-		return "", err
+	if !validTenantID(tenantID) {
+		return "", ErrInvalidTenantID
 	}
-	return p + "u:" + base64.RawURLEncoding.EncodeToString([]byte(userID)), nil
+	return userKey("tenant:{", tenantID, "}:u:", userID), nil
 }
 
 // PlatformUserKey returns the key of a platform user's entry: "platform:u:<base64url(userID)>".
-func PlatformUserKey(userID string) string {
-	return "platform:u:" + base64.RawURLEncoding.EncodeToString([]byte(userID))
+func PlatformUserKey(userID string) string { return userKey("platform:u:", "", "", userID) }
+
+// userKey builds a key in one allocation: it runs on every check.
+func userKey(a, b, c, userID string) string {
+	var sb strings.Builder
+	sb.Grow(len(a) + len(b) + len(c) + base64.RawURLEncoding.EncodedLen(len(userID)))
+	sb.WriteString(a)
+	sb.WriteString(b)
+	sb.WriteString(c)
+	var buf [96]byte
+	for len(userID) > 0 {
+		// 72 input bytes encode to exactly 96 output bytes with no partial group.
+		n := min(len(userID), 72)
+		enc := base64.RawURLEncoding.AppendEncode(buf[:0], []byte(userID[:n]))
+		sb.Write(enc)
+		userID = userID[n:]
+	}
+	return sb.String()
 }

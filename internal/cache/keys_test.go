@@ -75,7 +75,8 @@ func TestKeysDoNotCollide(t *testing.T) {
 		require.True(t, ok)
 		raw, err := base64.RawURLEncoding.DecodeString(user)
 		require.NoError(t, err)
-		require.Equal(t, p, pair{tenant, string(raw)})
+		decoded := pair{tenant, string(raw)}
+		require.Equal(t, p, decoded)
 	}
 	for i := range 2000 {
 		a, b := pairs[i], pairs[r.IntN(len(pairs))]

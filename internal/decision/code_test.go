@@ -91,6 +91,6 @@ func TestReasonAndScopeNames(t *testing.T) {
 	assert.Equal(t, "invalid reason", Reason(200).String())
 	assert.Equal(t, "team", ScopeTeam.Name(LevelTenant))
 	assert.Equal(t, "tenant", ScopePlatformTenant.Name(LevelPlatform))
-	assert.Equal(t, "", Scope(9).Name(LevelTenant))
+	assert.Empty(t, Scope(9).Name(LevelTenant))
 	assert.Equal(t, "invalid", Level(0).String())
 }

@@ -72,7 +72,7 @@ func UnmarshalSet(data []byte) (*Set, error) {
 	d := decoder{b: data}
 	f, err := d.facts()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidEncoding, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 	}
 	return build(f), nil
 }

@@ -218,17 +218,35 @@ func TestStaleFillIsNeverCachedAsCurrent(t *testing.T) {
 		}
 	})
 	hold.Store(true)
-	result := make(chan pdp.Result, 1)
-	go func() { result <- in.check(t, "acme", "alice", "users.delete.tenant") }()
-	<-held // the loader has read alice's admin role
+	type outcome struct {
+		res pdp.Result
+		err error
+	}
+	result := make(chan outcome, 1)
+	go func() {
+		// No assertions here: the result goes back to the test goroutine, which checks it.
+		sub, err := in.svc.SubjectFromPrincipal(context.Background(), "acme", "alice")
+		if err != nil {
+			result <- outcome{err: err}
+			return
+		}
+		res, err := in.svc.Check(context.Background(), sub, pdp.Request{Permission: "users.delete.tenant"})
+		result <- outcome{res: res, err: err}
+	}()
+	select {
+	case <-held: // the loader has read alice's admin role
+	case out := <-result:
+		t.Fatalf("the check returned before its loader ran: %+v", out)
+	}
 
 	f.exec(t, `DELETE FROM t_acme.user_roles`)
 	in.waitFloor(t, f.tenant.ID, f.version(t))
 	close(release)
 
-	res := <-result
-	assert.False(t, res.Allowed, "a fill that read before the revoke must not be used after its notification")
-	res = in.check(t, "acme", "alice", "users.delete.tenant")
+	out := <-result
+	require.NoError(t, out.err)
+	assert.False(t, out.res.Allowed, "a fill that read before the revoke must not be used after its notification")
+	res := in.check(t, "acme", "alice", "users.delete.tenant")
 	assert.False(t, res.Allowed, "nor cached as current")
 	assert.GreaterOrEqual(t, res.Version, f.version(t))
 }

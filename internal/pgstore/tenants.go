@@ -147,6 +147,9 @@ func (s *Store) DatabaseVersions(ctx context.Context, connectionID, database str
 			versions[id] = uint64(*v)
 			return nil
 		})
+		if err == nil {
+			err = rows.Err() // ForEachRow checked it already; explicit for rowserrcheck
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: versions on database connection %s: %w", connectionID, err)

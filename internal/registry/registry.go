@@ -55,7 +55,7 @@ func ValidSlug(s string) bool { return slugRe.MatchString(s) }
 
 // ValidIdentifier reports whether s may be used as a schema or database name.
 func ValidIdentifier(s string) bool {
-	return identifierRe.MatchString(s) && !(len(s) >= 3 && s[:3] == "pg_")
+	return identifierRe.MatchString(s) && (len(s) < 3 || s[:3] != "pg_")
 }
 
 // Region is a place where tenants' data lives.

@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,7 +132,7 @@ func TestLoadErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.wantText, "got %q, want it to contain %q", err, tc.wantText)
 			var re *RouteError
 			if tc.wantIndex < 0 {
-				assert.False(t, errors.As(err, &re), "got a RouteError %v, want a file-level error", re)
+				assert.NotErrorAs(t, err, &re, "got a RouteError, want a file-level error")
 				return
 			}
 			require.ErrorAs(t, err, &re, "got %v, want a *RouteError", err)

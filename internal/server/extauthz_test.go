@@ -81,7 +81,12 @@ func TestExtAuthz(t *testing.T) {
 		assert.NotEmpty(t, h["x-neoauthz-decision-id"].GetHeader().GetValue())
 		for name, opt := range h {
 			assert.Equal(t, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, opt.GetAppendAction(), "header %s: got %v, want OVERWRITE_IF_EXISTS_OR_ADD", name, opt.GetAppendAction())
-			assert.Nil(t, opt.GetAppend(), "header %s: the deprecated append flag must stay unset", name)
+			// Field presence through protoreflect: the generated getter of the deprecated
+			// append flag is itself deprecated.
+			m := opt.ProtoReflect()
+			appendField := m.Descriptor().Fields().ByName("append")
+			require.NotNil(t, appendField, "HeaderValueOption has no append field")
+			assert.False(t, m.Has(appendField), "header %s: the deprecated append flag must stay unset", name)
 		}
 		md := resp.GetDynamicMetadata().GetFields()
 		assert.Equal(t, h["x-neoauthz-decision-id"].GetHeader().GetValue(), md["decision_id"].GetStringValue())

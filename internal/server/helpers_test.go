@@ -119,7 +119,16 @@ func (ts *testServer) unixConn(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
-func (ts *testServer) get(t *testing.T, path string, header map[string]string) (*http.Response, string) {
+// httpResult is what get keeps of a response: its status and headers. The body is read and
+// closed by get and returned as a string.
+type httpResult struct {
+	StatusCode int
+	Header     http.Header
+}
+
+// get sends a GET to the HTTP listener, reads and closes the response body, and returns the
+// status, headers and body.
+func (ts *testServer) get(t *testing.T, path string, header map[string]string) (httpResult, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, ts.http+path, nil)
 	require.NoError(t, err)
@@ -131,5 +140,5 @@ func (ts *testServer) get(t *testing.T, path string, header map[string]string) (
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return resp, string(b)
+	return httpResult{StatusCode: resp.StatusCode, Header: resp.Header}, string(b)
 }

@@ -261,7 +261,7 @@ func TestServeUnixSocketStale(t *testing.T) {
 	require.NoError(t, err)
 	err = srv.Serve(context.Background(), nil, nil)
 	require.Error(t, err)
-	assert.True(t, strings.Contains(err.Error(), "in use"), "got %v, want in use", err)
+	assert.Contains(t, err.Error(), "in use", "got %v, want in use", err)
 }
 
 func TestServeWithEndedContext(t *testing.T) {

@@ -57,7 +57,7 @@ func (h hostPattern) tenant(host string) string {
 	label := host[len(h.prefix) : len(host)-len(h.suffix)]
 	for i := 0; i < len(label); i++ {
 		c := label[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 			return ""
 		}
 	}
