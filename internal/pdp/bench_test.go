@@ -123,3 +123,101 @@ func BenchmarkNotificationBurst(b *testing.B) {
 		fmt.Printf("check throughput: %.0f/s quiet, %.0f/s during a burst of 10,000 notifications (%.0f%%)\n", base, burst, 100*burst/base)
 	}
 }
+
+// benchUsers adds n users holding the member role and one team-restricted manager role.
+func benchUsers(b *testing.B, f *fixture, n int) []string {
+	b.Helper()
+	f.exec(b, `INSERT INTO t_acme.users (external_id) SELECT 'u' || g FROM generate_series(1, $1) g`, n)
+	f.exec(b, `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r
+		WHERE u.external_id LIKE 'u%' AND r.code = 'member'`)
+	f.exec(b, `INSERT INTO t_acme.user_roles (user_id, role_id, team_id) SELECT u.id, r.id, t.id FROM t_acme.users u, t_acme.roles r, t_acme.teams t
+		WHERE u.external_id LIKE 'u%' AND r.code = 'manager' AND t.slug = 'eng'`)
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d", i+1)
+	}
+	return users
+}
+
+func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+}
+
+// BenchmarkCheckWarm is a Check answered from the in-process cache (the pdp's hot path,
+// without transport).
+func BenchmarkCheckWarm(b *testing.B) {
+	f := newFixture(b)
+	in := f.start(b, pdp.Config{}, nil)
+	ctx := context.Background()
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+	require.NoError(b, err)
+	req := pdp.Request{Permission: "users.read.tenant"}
+	_, err = in.svc.Check(ctx, sub, req)
+	require.NoError(b, err)
+	in.svc.WaitIdle()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := in.svc.Check(ctx, sub, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckL2Hit: instance a fills Redis; instance b, with an empty L1, is measured.
+func BenchmarkCheckL2Hit(b *testing.B) {
+	f := newFixture(b)
+	users := benchUsers(b, f, 2000)
+	a := f.start(b, pdp.Config{}, nil)
+	ctx := context.Background()
+	for _, u := range users {
+		a.check(b, "acme", u, "projects.read.team")
+	}
+	a.svc.WaitIdle()
+	lat := make([]time.Duration, 0, len(users))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		in := f.start(b, pdp.Config{}, nil)
+		b.StartTimer()
+		for _, u := range users {
+			sub, _ := in.svc.SubjectFromPrincipal(ctx, "acme", u)
+			start := time.Now()
+			if _, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "projects.read.team"}); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+	}
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+}
+
+// BenchmarkCheckMiss: nothing cached anywhere (no Redis entry, empty L1): load from
+// PostgreSQL, compile, decide.
+func BenchmarkCheckMiss(b *testing.B) {
+	f := newFixture(b)
+	users := benchUsers(b, f, 2000)
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, len(users))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		f.prefix = fmt.Sprintf("%smiss%d:", f.prefix, i) // a fresh Redis namespace
+		in := f.start(b, pdp.Config{}, nil)
+		b.StartTimer()
+		for _, u := range users {
+			sub, _ := in.svc.SubjectFromPrincipal(ctx, "acme", u)
+			start := time.Now()
+			if _, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "projects.read.team"}); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+	}
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+}

@@ -481,9 +481,21 @@ func (entryCodec) Unmarshal(b []byte) (*Entry, error) {
 		LoadedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))}, nil
 }
 
+// Decision ids are a random per-process prefix and a counter: unique across instances with
+// overwhelming probability, and cheap on the hot path (no system call per decision).
+var (
+	decisionPrefix = func() [8]byte {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return b
+	}()
+	decisionCounter atomic.Uint64
+)
+
 func newDecisionID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
+	var b [16]byte
+	copy(b[:8], decisionPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], decisionCounter.Add(1))
 	return hex.EncodeToString(b[:])
 }
 

@@ -1,0 +1,177 @@
+package daemon_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/neofast/neoauthz/internal/authn/authntest"
+	"github.com/neofast/neoauthz/internal/daemon"
+	"github.com/neofast/neoauthz/internal/redistest"
+	"github.com/neofast/neoauthz/internal/tenancy"
+	"github.com/neofast/neoauthz/internal/testenv"
+	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
+)
+
+// TestEndToEnd runs the whole pdp — identity against a Keycloak-shaped issuer, PostgreSQL,
+// Redis, listeners, all three APIs — and drives it with real clients.
+func TestEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := testenv.New(t, "daemon")
+	primary := w.AddRegion(t, "us-east-1")
+	_, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "acme", Region: "us-east-1", Realm: "acme-realm"})
+	require.NoError(t, err)
+	db := w.Connect(t, primary, "")
+	_, err = db.Exec(ctx, `INSERT INTO t_acme.users (external_id) VALUES ('alice'), ('bob');
+		INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r
+		WHERE u.external_id = 'alice' AND r.code = 'admin'`)
+	require.NoError(t, err)
+
+	idp := authntest.NewIssuer()
+	t.Cleanup(idp.Close)
+	for _, realm := range []string{"acme-realm", "platform"} {
+		_, err := idp.AddRealm(realm, "RS256")
+		require.NoError(t, err)
+	}
+	token := func(sub string) string {
+		tok, err := idp.Mint("acme-realm", map[string]any{"sub": sub, "typ": "Bearer", "aud": "neoauthz"})
+		require.NoError(t, err)
+		return tok
+	}
+	alice, bob := token("alice"), token("bob")
+
+	routesFile := filepath.Join(t.TempDir(), "routes.json")
+	require.NoError(t, os.WriteFile(routesFile, []byte(`{"routes": [
+		{"method": "GET", "path": "/api/users", "permission": "users.read.tenant"},
+		{"method": "GET", "path": "/healthz", "public": true}]}`), 0o600))
+
+	cfg := daemon.DefaultConfig()
+	cfg.AdminURL = w.AdminURL
+	cfg.RedisURL = redistest.URL(t)
+	cfg.TrustedIssuers = []string{idp.URL()}
+	cfg.Audiences = []string{"neoauthz"}
+	cfg.Server.RouteTablePath = routesFile
+	require.NoError(t, cfg.Validate())
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- daemon.Serve(ctx, cfg, slog.New(slog.DiscardHandler), grpcLis, httpLis) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("the pdp did not shut down")
+		}
+	})
+
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Eventually(t, func() bool {
+		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	}, 15*time.Second, 20*time.Millisecond, "gRPC health never reached SERVING")
+
+	base := "http://" + httpLis.Addr().String()
+	forward := func(tok, uri string) (int, http.Header) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/auth", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Forwarded-Method", "GET")
+		req.Header.Set("X-Forwarded-Uri", uri)
+		req.Header.Set("X-Neoauthz-User", "forged")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Header
+	}
+	code, h := forward(alice, "/api/users?page=2")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "alice", h.Get("X-Neoauthz-User"))
+	assert.Equal(t, "acme", h.Get("X-Neoauthz-Tenant"))
+	code, _ = forward(bob, "/api/users")
+	assert.Equal(t, http.StatusForbidden, code)
+	code, h = forward("", "/api/users")
+	assert.Equal(t, http.StatusUnauthorized, code)
+	assert.Contains(t, h.Get("WWW-Authenticate"), "Bearer")
+	code, _ = forward(alice, "/api/x/%2e%2e/%2e%2e/%2e%2e/users")
+	assert.Equal(t, http.StatusBadRequest, code)
+
+	ext := authv3.NewAuthorizationClient(conn)
+	extCheck := func(tok, path string) *authv3.CheckResponse {
+		headers := map[string]string{}
+		if tok != "" {
+			headers["authorization"] = "Bearer " + tok
+		}
+		res, err := ext.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: path, Headers: headers}},
+			ContextExtensions: map[string]string{},
+		}})
+		require.NoError(t, err)
+		return res
+	}
+	res := extCheck(alice, "/api/users")
+	assert.Equal(t, int32(codes.OK), res.GetStatus().GetCode())
+	var user string
+	for _, hv := range res.GetOkResponse().GetHeaders() {
+		if hv.GetHeader().GetKey() == "x-neoauthz-user" {
+			user = hv.GetHeader().GetValue()
+			assert.Equal(t, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, hv.GetAppendAction())
+		}
+	}
+	assert.Equal(t, "alice", user)
+	assert.Equal(t, int32(codes.PermissionDenied), extCheck(bob, "/api/users").GetStatus().GetCode())
+	assert.EqualValues(t, 403, extCheck(bob, "/api/users").GetDeniedResponse().GetStatus().GetCode())
+	assert.EqualValues(t, 401, extCheck("", "/api/users").GetDeniedResponse().GetStatus().GetCode())
+	assert.Equal(t, int32(codes.OK), extCheck("", "/healthz").GetStatus().GetCode())
+
+	api := authzv1.NewAuthorizationServiceClient(conn)
+	check := func(tok string) *authzv1.CheckResponse {
+		res, err := api.Check(ctx, &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Token{Token: tok}},
+			Permission: "users.delete.tenant"})
+		require.NoError(t, err)
+		return res
+	}
+	assert.True(t, check(alice).GetAllowed())
+	assert.Equal(t, authzv1.Reason_REASON_NO_PERMISSION, check(bob).GetReason())
+	_, err = api.Check(ctx, &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Principal{
+		Principal: &authzv1.Principal{Tenant: "acme", User: "alice"}}}, Permission: "users.delete.tenant"})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "principals only from trusted callers")
+
+	// A revocation reaches every API once notified.
+	_, err = db.Exec(ctx, `DELETE FROM t_acme.user_roles`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !check(alice).GetAllowed() }, 10*time.Second, 5*time.Millisecond)
+	code, _ = forward(alice, "/api/users")
+	assert.Equal(t, http.StatusForbidden, code)
+
+	resp, err := http.Get(base + "/health")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
