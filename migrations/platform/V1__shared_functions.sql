@@ -36,7 +36,9 @@ $$;
 -- rbac_changed is the trigger behind every RBAC table. In the same transaction as the change it
 -- bumps the schema's authz_state.version (once per transaction, so one commit is one version)
 -- and sends a NOTIFY on channel 'neoauthz' with
---   {"level","tenant_id","kind","user_id","role_id","version"}
+--   {"level","tenant_id","kind","user_id","role_id","version","at"}
+-- ("at": the transaction's start in microseconds since the epoch, for staleness metrics; the
+-- same for every row of a transaction so PostgreSQL folds identical notifications)
 -- Arguments: level ('tenant' | 'platform'), kind ('user' | 'role' | 'team' | 'permission' |
 -- 'tenant'), and for kind 'user' the table holding the users' external ids.
 CREATE OR REPLACE FUNCTION platform.rbac_changed() RETURNS trigger
@@ -100,7 +102,8 @@ BEGIN
         sent := sent || key;
         PERFORM pg_notify('neoauthz', json_build_object(
             'level', lvl, 'tenant_id', tid, 'kind', kind,
-            'user_id', uid, 'role_id', rid, 'version', v)::text);
+            'user_id', uid, 'role_id', rid, 'version', v,
+            'at', (extract(epoch FROM now()) * 1000000)::bigint)::text);
     END LOOP;
     RETURN NULL;
 END
