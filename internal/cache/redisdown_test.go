@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/redistest"
 )
 
 func TestRedisUnreachable(t *testing.T) {
@@ -45,58 +44,10 @@ func TestRedisUnreachable(t *testing.T) {
 	assert.InDelta(t, 0.0, metricValue(t, reg, "cache_redis_up", nil), 0)
 }
 
-// redisServer is a redis-server owned by one test, which it can kill and restart.
-type redisServer struct {
-	tb   testing.TB
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedisServer(tb testing.TB) *redisServer {
-	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("redis-server is not on PATH")
-		}
-		tb.Skip("redis-server is not on PATH; install it (apt-get install redis-server) to run this test")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(tb, l.Close())
-	s := &redisServer{tb: tb, port: port}
-	s.start()
-	tb.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) url() string { return "redis://127.0.0.1:" + strconv.Itoa(s.port) }
-
-func (s *redisServer) start() {
-	s.tb.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
-	require.NoError(s.tb, s.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.port), MaxRetries: -1})
-	defer c.Close()
-	require.Eventually(s.tb, func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	}, 10*time.Second, 20*time.Millisecond, "redis-server did not start on port %d", s.port)
-}
-
-func (s *redisServer) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
-}
-
 func TestRedisDiesAndReturns(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedisServer(t)
-	rdb, err := ParseRedisURL(srv.url())
+	srv := redistest.StartServer(t)
+	rdb, err := ParseRedisURL(srv.URL())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rdb.Close() })
 	c, reg := newTestCache(t, rdb, "test:cache:dies:", Options{Timeout: 500 * time.Millisecond})
@@ -115,7 +66,7 @@ func TestRedisDiesAndReturns(t *testing.T) {
 	assert.Equal(t, SourceLoad, src)
 	c.WaitIdle()
 
-	srv.kill()
+	srv.Kill()
 	for i := range 10 {
 		_, src = get("before", 1)
 		assert.Equal(t, SourceL1, src, "cached before Redis died")
@@ -130,7 +81,7 @@ func TestRedisDiesAndReturns(t *testing.T) {
 	assert.NotEmpty(t, h.Err)
 	assert.InDelta(t, 0.0, metricValue(t, reg, "cache_redis_up", nil), 0)
 
-	srv.start() // same port, empty
+	srv.Start() // same port, empty
 	// Without a Ping: a probe after the breaker's backoff finds Redis back.
 	require.Eventually(t, func() bool {
 		get("probe", 1)
@@ -149,21 +100,21 @@ func TestRedisDiesAndReturns(t *testing.T) {
 
 func TestPingClosesBreaker(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedisServer(t)
-	rdb, err := ParseRedisURL(srv.url())
+	srv := redistest.StartServer(t)
+	rdb, err := ParseRedisURL(srv.URL())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rdb.Close() })
 	c, _ := newTestCache(t, rdb, "test:cache:ping:", Options{Timeout: 500 * time.Millisecond})
 	c.l2.br.minBackoff = time.Hour // only a Ping can close it
 
-	srv.kill()
+	srv.Kill()
 	var calls atomic.Int32
 	for i := range 5 {
 		_, _, err := c.Get(ctx, fmt.Sprintf("k%d", i), atLeast(1), loader(val{Version: 1}, &calls))
 		require.NoError(t, err)
 	}
 	require.NotZero(t, c.l2.br.openUntil.Load(), "breaker open")
-	srv.start()
+	srv.Start()
 	require.NoError(t, c.Ping(ctx))
 	assert.True(t, c.Healthy().OK)
 	probe, ok := c.l2.br.allow()

@@ -469,3 +469,94 @@ func TestMaxStalenessServesCachedWhileDown(t *testing.T) {
 	_, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
 	require.Error(t, err, "nothing cached for bob: cannot decide")
 }
+
+func TestRedisDiesMidTrafficAndReturns(t *testing.T) {
+	f := newFixture(t)
+	srv := redistest.StartServer(t)
+	rdb, err := cache.ParseRedisURL(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rdb.Close() })
+	f.rdb = rdb
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	var wg gosync.WaitGroup
+	var checks, failures atomic.Int64
+	for _, user := range []string{"alice", "bob", "nobody"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub, _ := in.svc.SubjectFromPrincipal(ctx, "acme", user)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
+				if err != nil || res.Allowed != (user == "alice") {
+					failures.Add(1)
+				}
+				checks.Add(1)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	srv.Kill()
+	// Revoke while Redis is down: L1 + PostgreSQL still follow the notification.
+	f.exec(t, `UPDATE t_acme.users SET status = status WHERE external_id = 'bob'`)
+	in.waitFloor(t, f.tenant.ID, f.version(t))
+	require.Eventually(t, func() bool { return in.svc.Health(ctx)["redis"].Status == "degraded" }, 10*time.Second, 10*time.Millisecond)
+	before := checks.Load()
+	time.Sleep(300 * time.Millisecond)
+	assert.Greater(t, checks.Load(), before+10, "checks keep flowing without Redis")
+
+	srv.Start()
+	// A new fill after Redis returns lands in Redis again.
+	f.exec(t, `INSERT INTO t_acme.users (external_id) VALUES ('carol')`)
+	in.waitFloor(t, f.tenant.ID, f.version(t))
+	key, err := cache.TenantUserKey(f.tenant.ID, "carol")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		in.check(t, "acme", "carol", "users.read.tenant")
+		in.svc.WaitIdle()
+		n, err := rdb.Exists(ctx, f.prefix+key).Result()
+		return err == nil && n == 1
+	}, 60*time.Second, 100*time.Millisecond, "Redis is used again after it returns")
+	assert.Equal(t, "ok", in.svc.Health(ctx)["redis"].Status)
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, failures.Load(), "no check failed or changed its answer while Redis was away")
+}
+
+func TestSameDecisionFromEveryTier(t *testing.T) {
+	f := newFixture(t)
+	a := f.start(t, pdp.Config{}, nil)
+	perms := []string{"users.delete.tenant", "billing.read.tenant", "projects.read.team", "documents.update.own"}
+	var fromLoad, fromL1, fromL2 []pdp.Result
+	for _, p := range perms {
+		fromLoad = append(fromLoad, a.check(t, "acme", "alice", p))
+	}
+	for _, p := range perms {
+		fromL1 = append(fromL1, a.check(t, "acme", "alice", p))
+	}
+	a.svc.WaitIdle()
+	b := f.start(t, pdp.Config{}, nil) // empty L1, same Redis
+	for _, p := range perms {
+		fromL2 = append(fromL2, b.check(t, "acme", "alice", p))
+	}
+	strip := func(rs []pdp.Result) []pdp.Result {
+		out := make([]pdp.Result, len(rs))
+		for i, r := range rs {
+			r.DecisionID = ""
+			out[i] = r
+		}
+		return out
+	}
+	assert.Equal(t, strip(fromLoad), strip(fromL1))
+	assert.Equal(t, strip(fromLoad), strip(fromL2))
+	assert.True(t, fromLoad[0].Allowed)
+	assert.False(t, fromLoad[1].Allowed)
+}
