@@ -120,6 +120,14 @@ type Runner struct {
 	Log      *slog.Logger
 	// LockTimeout is set for each migration's transaction (default 10s).
 	LockTimeout time.Duration
+
+}
+
+// workerConn is a worker's dedicated connection to one database and how many targets it has
+// migrated.
+type workerConn struct {
+	*pgx.Conn
+	uses int
 }
 
 func (p *Plan) defaults() error {
@@ -322,7 +330,7 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 		work := make(chan Target)
 		for w := 0; w < min(plan.Concurrency, len(batch)); w++ {
 			g.Go(func() error {
-				conns := map[string]*pgx.Conn{}
+				conns := map[string]*workerConn{}
 				defer func() {
 					for _, c := range conns {
 						_ = c.Close(context.Background())
@@ -391,7 +399,7 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 
 // migrateTarget applies each step of t on one dedicated connection (reused across targets of
 // the same database by a worker); the first failing step fails the target and skips the rest.
-func (r *Runner) migrateTarget(ctx context.Context, conns map[string]*pgx.Conn, t Target, plan Plan, action string, to migrate.Version) []Result {
+func (r *Runner) migrateTarget(ctx context.Context, conns map[string]*workerConn, t Target, plan Plan, action string, to migrate.Version) []Result {
 	results := make([]Result, 0, len(t.Steps))
 	fail := func(step Step, err error) []Result {
 		return append(results, Result{Target: t.Name, Set: step.Set, Schema: step.Schema, Status: "failed",
@@ -451,16 +459,28 @@ func (r *Runner) migrateTarget(ctx context.Context, conns map[string]*pgx.Conn, 
 	return results
 }
 
-func (r *Runner) connect(ctx context.Context, conns map[string]*pgx.Conn, dsn string) (*pgx.Conn, error) {
-	if c, ok := conns[dsn]; ok && !c.IsClosed() {
-		return c, nil
+// reuseLimit is how many targets one connection migrates before it is replaced. A session
+// that creates many relations keeps them in its relation cache, and PostgreSQL walks that
+// whole cache at the end of every transaction creating more than a few relations: reusing
+// one connection for every schema made each schema slower than the last (quadratic over a
+// thousand tenants).
+const reuseLimit = 8
+
+func (r *Runner) connect(ctx context.Context, conns map[string]*workerConn, dsn string) (*pgx.Conn, error) {
+	if c, ok := conns[dsn]; ok {
+		if !c.IsClosed() && c.uses < reuseLimit {
+			c.uses++
+			return c.Conn, nil
+		}
+		_ = c.Close(ctx)
+		delete(conns, dsn)
 	}
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
 	if conns != nil {
-		conns[dsn] = c
+		conns[dsn] = &workerConn{Conn: c, uses: 1}
 	}
 	return c, nil
 }
@@ -521,7 +541,7 @@ func (r *Runner) Status(ctx context.Context, plan Plan) ([]TargetStatus, error) 
 		return nil, err
 	}
 	out := make([]TargetStatus, 0, len(targets))
-	conns := map[string]*pgx.Conn{}
+	conns := map[string]*workerConn{}
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close(context.Background())
