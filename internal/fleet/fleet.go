@@ -120,7 +120,6 @@ type Runner struct {
 	Log      *slog.Logger
 	// LockTimeout is set for each migration's transaction (default 10s).
 	LockTimeout time.Duration
-
 }
 
 // workerConn is a worker's dedicated connection to one database and how many targets it has
