@@ -44,7 +44,18 @@ postgres_url() {
   local bin; bin=$(pg_bin)
   local dir="$data/postgres" run=()
   mkdir -p "$data"
-  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); chown postgres "$data"; fi
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root: run it as postgres, in a folder postgres can reach
+    # (a checkout under /root is not).
+    run=(env -C / runuser -u postgres --)
+    if ! runuser -u postgres -- test -x "$data" 2>/dev/null; then
+      dir="/var/lib/postgresql/neoauthz-$(printf '%s' "$root" | md5sum | cut -c1-8)"
+      mkdir -p "$(dirname "$dir")"
+    else
+      chown postgres "$data"
+    fi
+    mkdir -p "$dir" && chown postgres "$dir" && chmod 700 "$dir"
+  fi
   if [ ! -s "$dir/PG_VERSION" ]; then
     say "PostgreSQL: initdb into $dir"
     "${run[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
