@@ -1,5 +1,5 @@
 // Package admincli is the command-line interface of the admin binary: migrations, regions,
-// the database registry and tenants.
+// the database registry, tenants, the admin REST API server, bootstrap and audit verification.
 package admincli
 
 import (
@@ -44,10 +44,18 @@ Usage:
   admin tenant list      [--status S] [--region CODE]
   admin tenant suspend|activate SLUG
   admin tenant delete    SLUG [--purge]
+  admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
+                         [--audiences A[,B]] [--health-interval 30s] [--health-timeout 5s]
+  admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
+  admin audit verify                                   walk the audit log's hash chain
 
 Environment:
   ADMIN_DATABASE_URL     the admin database (required)
   NEOAUTHZ_SECRET_KEY    base64 of 32 bytes; encrypts registered database passwords
+  NEOAUTHZ_ADMIN_ADDR    admin serve: listen address (default :8001)
+  NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES,
+  NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
+                         admin serve: defaults for the flags of the same meaning
 `
 
 // Env is what a command runs with.
@@ -58,6 +66,18 @@ type Env struct {
 
 // Run executes one command line (without the program name).
 func Run(ctx context.Context, args []string, env Env) error {
+	// One-word commands.
+	if len(args) >= 1 && (args[0] == "serve" || args[0] == "bootstrap") {
+		a, err := open(ctx, env)
+		if err != nil {
+			return err
+		}
+		defer a.close()
+		if args[0] == "serve" {
+			return a.serve(ctx, args[1:])
+		}
+		return a.bootstrap(ctx, args[1:])
+	}
 	if len(args) < 2 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(env.Stdout, usage)
 		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -95,6 +115,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return a.tenantTransition(ctx, args[1], args[2:])
 	case "tenant delete":
 		return a.tenantDelete(ctx, args[2:])
+	case "audit verify":
+		return a.auditVerify(ctx)
 	}
 	fmt.Fprint(env.Stderr, usage)
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args[:2], " "), ErrUsage)

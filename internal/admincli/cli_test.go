@@ -1,0 +1,130 @@
+package admincli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/authn/authntest"
+	"github.com/neofast/neoauthz/internal/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for the serve goroutine and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func cliEnv(w *testenv.World, vars map[string]string) (Env, *syncBuffer) {
+	out := &syncBuffer{}
+	return Env{Stdout: out, Stderr: &syncBuffer{}, Getenv: func(k string) string {
+		if k == "ADMIN_DATABASE_URL" {
+			return w.AdminURL
+		}
+		return vars[k]
+	}}, out
+}
+
+func TestBootstrapAndAuditVerify(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	ctx := context.Background()
+	env, out := cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"bootstrap", "--user", "alice", "--email", "a@example.com"}, env))
+	assert.Contains(t, out.String(), "created platform user alice")
+	assert.Contains(t, out.String(), "assigned role system_admin")
+
+	env, out = cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"bootstrap", "--user", "alice"}, env))
+	assert.Contains(t, out.String(), "already exists")
+	assert.Contains(t, out.String(), "nothing changed")
+	var n int
+	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT count(*) FROM admin.platform_user_roles`).Scan(&n))
+	assert.Equal(t, 1, n)
+
+	err := Run(ctx, []string{"bootstrap"}, env)
+	assert.ErrorIs(t, err, ErrUsage)
+
+	env, out = cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"audit", "verify"}, env))
+	assert.Contains(t, out.String(), "audit log intact: 1 rows verified")
+
+	_, err = w.Admin.Exec(ctx, `ALTER TABLE admin.audit_log DISABLE TRIGGER audit_log_append_only;
+		UPDATE admin.audit_log SET actor = 'mallory';
+		ALTER TABLE admin.audit_log ENABLE TRIGGER audit_log_append_only`)
+	require.NoError(t, err)
+	env, out = cliEnv(w, nil)
+	err = Run(ctx, []string{"audit", "verify"}, env)
+	require.Error(t, err)
+	assert.Contains(t, out.String(), "row 1 altered")
+}
+
+func TestServeConfig(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	env, _ := cliEnv(w, nil)
+	err := Run(context.Background(), []string{"serve"}, env)
+	require.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "--trusted-issuers")
+	assert.Contains(t, err.Error(), "--platform-realm")
+
+	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "soon"})
+	require.ErrorIs(t, Run(context.Background(), []string{"serve"}, env), ErrUsage)
+	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p"})
+	require.ErrorIs(t, Run(context.Background(), []string{"serve", "--addr", "nonsense"}, env), ErrUsage)
+}
+
+func TestServeStartsAndStops(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	iss := authntest.NewIssuer()
+	defer iss.Close()
+	_, err := iss.AddRealm("platform", "RS256")
+	require.NoError(t, err)
+	env, out := cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": iss.URL(), "NEOAUTHZ_PLATFORM_REALM": "platform",
+		"NEOAUTHZ_ADMIN_ADDR": "127.0.0.1:0", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "1s"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, []string{"serve"}, env) }()
+	addrRe := regexp.MustCompile(`listening on (\S+)`)
+	var addr string
+	require.Eventually(t, func() bool {
+		m := addrRe.FindStringSubmatch(out.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, 10*time.Second, 20*time.Millisecond)
+	res, err := http.Get("http://" + addr + "/health")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, 200, res.StatusCode)
+	tok, err := iss.Mint("platform", map[string]any{"sub": "nobody"})
+	require.NoError(t, err)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/admin/tenants", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, 403, res.StatusCode, "an unknown platform user is refused")
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	assert.False(t, strings.Contains(out.String(), tok), "tokens are never printed")
+}
