@@ -150,6 +150,11 @@ func TestAdminTriggersNotifyPlatformAndTenantChanges(t *testing.T) {
 	assert.Equal(t, "tenant", got[0].Kind)
 	assert.Equal(t, &tn.ID, got[0].TenantID)
 
+	exec(`UPDATE admin.tenants SET settings = '{"audiences": ["acme-app"]}' WHERE slug = 'acme'`)
+	got = next(t, l)
+	require.Len(t, got, 1, "accepted audiences live in settings")
+	assert.Equal(t, "tenant", got[0].Kind)
+
 	exec(`UPDATE admin.tenants SET name = 'Renamed' WHERE slug = 'acme'`)
 	exec(`INSERT INTO admin.platform_users (external_id) VALUES ('kc-root')`)
 	got = next(t, l)
