@@ -211,12 +211,31 @@ func ParseRequest(level Level, s string) (resource, action string, scope Scope, 
 	return resource, action, scope, hasScope, nil
 }
 
-func checkRequestSegment(seg string) error {
-	if strings.IndexByte(seg, '*') >= 0 {
-		return errReqWildcard
+// segmentByte marks the bytes a segment may contain; checks read one table entry per byte.
+var segmentByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
 	}
-	if !validSegment(seg) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['_'], t['-'] = true, true
+	return t
+}()
+
+// checkRequestSegment validates one segment of a request in a single pass; only a segment
+// that fails is looked at again, to tell a '*' from any other bad byte.
+func checkRequestSegment(seg string) error {
+	if seg == "" {
 		return errReqSegment
+	}
+	for i := 0; i < len(seg); i++ {
+		if !segmentByte[seg[i]] {
+			if strings.IndexByte(seg, '*') >= 0 {
+				return errReqWildcard
+			}
+			return errReqSegment
+		}
 	}
 	return nil
 }
