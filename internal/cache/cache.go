@@ -169,6 +169,9 @@ func New[V any](opts Options, rdb redis.UniversalClient, codec Codec[V], reg pro
 		NumCounters: numCounters(opts.L1MaxCost),
 		MaxCost:     opts.L1MaxCost,
 		BufferItems: 64, // ristretto's recommended value
+		// Costs are the caller's own unit (the pdp counts entries); ristretto's internal
+		// per-entry overhead would otherwise add ~56 to each and hold 1/57th of MaxCost.
+		IgnoreInternalCost: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: L1: %w", err)
@@ -183,8 +186,10 @@ func New[V any](opts Options, rdb redis.UniversalClient, codec Codec[V], reg pro
 
 // numCounters sizes ristretto's admission sketch at ten counters per expected entry, as its
 // documentation advises, expecting entries of about 1 KiB.
+// numCounters sizes ristretto's admission counters at ten per entry it may hold (its
+// recommendation), assuming entries of cost 1, within bounds.
 func numCounters(maxCost int64) int64 {
-	return min(max(maxCost/100, 10_000), 10_000_000)
+	return min(max(maxCost*10, 10_000), 10_000_000)
 }
 
 // Get returns a value for key that fresh accepts: from L1, else from Redis (promoting it to
