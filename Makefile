@@ -7,10 +7,10 @@ BIN := $(CURDIR)/.bin
 # Finds PostgreSQL and Redis (DATABASE_URL/REDIS_URL, the default ports, or our own under .data/).
 SERVICES := eval "$$(scripts/services.sh)"
 
-.PHONY: help build run test lint bench proto clean
+.PHONY: help build run test lint bench bench-load proto clean
 
 help: ## Show the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/pdp and bin/admin
 	go build -o bin/ ./cmd/...
@@ -26,8 +26,12 @@ lint: $(BIN)/golangci-lint ## gofmt, go vet and golangci-lint
 	go vet ./...
 	$(BIN)/golangci-lint run ./...
 
-bench: ## Benchmarks (engine, identity, migrations across 1,000 tenant schemas)
+bench: ## Benchmarks (engine, identity, migrations across 1,000 tenant schemas), then bench-load
 	@$(SERVICES) && go test -run '^$$' -bench . -benchmem -timeout 30m ./internal/...
+	@$(MAKE) --no-print-directory bench-load
+
+bench-load: ## Load test: a local pdp on 50 tenants × 1,000 users vs a do-nothing ext_authz server
+	@$(SERVICES) && go run ./cmd/loadgen
 
 proto: ## Regenerate the gRPC code from proto/ (buf lint + generate)
 	scripts/proto.sh
