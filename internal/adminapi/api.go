@@ -89,12 +89,17 @@ func (f fieldErrors) err() error {
 	if len(f) == 0 {
 		return nil
 	}
+	return f.apiError()
+}
+
+// apiError is the 422 for f; err wraps it so an empty f is a nil error, not a typed nil.
+func (f fieldErrors) apiError() *apiError {
 	return &apiError{Status: http.StatusUnprocessableEntity, Code: CodeValidation,
 		Message: "the request has invalid fields", Details: map[string]any{"fields": map[string]string(f)}}
 }
 
 func errValidation(field, msg string) *apiError {
-	return fieldErrors{field: msg}.err().(*apiError)
+	return fieldErrors{field: msg}.apiError()
 }
 
 // toAPIError maps the errors of the packages the API builds on to statuses. The message of a

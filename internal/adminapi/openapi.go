@@ -33,7 +33,7 @@ func obj(props schema, required ...string) schema {
 func schemas() map[string]schema {
 	ts := strf("date-time")
 	m := map[string]schema{
-		"Meta": schema{"type": "object", "properties": schema{
+		"Meta": {"type": "object", "properties": schema{
 			"request_id": str(), "version": integer(), "page": integer(), "page_size": integer(),
 			"total": integer(), "total_pages": integer(), "purged": boolean(),
 		}},

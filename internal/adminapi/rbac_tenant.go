@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,9 +27,27 @@ func (s *Server) tenantRBACRoutes() []route {
 		{Method: "GET", Path: v1Tenants + "/permissions", Permission: read, Tenant: "tenant", Summary: "The tenant's permission catalog", Tag: "tenant-rbac", Response: "[]Permission", Status: 200, handle: s.listTenantPermissions},
 		{Method: "GET", Path: v1Tenants + "/roles", Permission: read, Tenant: "tenant", Summary: "List roles with inherits and permissions", Tag: "tenant-rbac", Response: "[]Role", Status: 200, handle: s.listTenantRoles},
 		{Method: "POST", Path: v1Tenants + "/roles", Permission: write, Tenant: "tenant", Summary: "Create a role (inherits, permissions from the catalog; no cycles)", Tag: "tenant-rbac", Request: "CreateRole", Response: "Role", Status: 201, handle: s.createTenantRole},
+		{Method: "GET", Path: v1Tenants + "/roles/{role}", Permission: read, Tenant: "tenant", Summary: "Get a role (id or code) with inherited role codes and permission codes", Tag: "tenant-rbac", Response: "Role", Status: 200, handle: s.getTenantRole},
+		{Method: "PATCH", Path: v1Tenants + "/roles/{role}", Permission: write, Tenant: "tenant", Summary: "Change a role; inherits and permissions replace the current sets (cycles 409, unknown codes 422)", Tag: "tenant-rbac", Request: "PatchRole", Response: "Role", Status: 200, handle: s.patchTenantRole},
 		{Method: "DELETE", Path: v1Tenants + "/roles/{role}", Permission: write, Tenant: "tenant", Summary: "Delete a role (409 while assigned)", Tag: "tenant-rbac", Response: "Role", Status: 200, handle: s.deleteTenantRole},
 		{Method: "POST", Path: v1Tenants + "/users/{user}/roles", Permission: write, Tenant: "tenant", Summary: "Assign a role to a user (optional team restriction, expiry)", Tag: "tenant-rbac", Request: "AssignRole", Response: "RoleAssignment", Status: 201, handle: s.assignTenantRole},
-		{Method: "GET", Path: v1Tenants + "/users/{user}/effective-permissions", Permission: read, Tenant: "tenant", Summary: "A user's effective permissions with the grant behind each", Tag: "tenant-rbac", Response: "[]EffectivePermission", Status: 200, handle: s.effectivePermissions},
+		{Method: "GET", Path: v1Tenants + "/users/{user}", Permission: read, Tenant: "tenant", Summary: "Get a user by id or external id", Tag: "tenant-rbac", Response: "TenantUser", Status: 200, handle: s.getTenantUser},
+		{Method: "PATCH", Path: v1Tenants + "/users/{user}", Permission: write, Tenant: "tenant", Summary: "Change a user's status, email or display name", Tag: "tenant-rbac", Request: "PatchTenantUser", Response: "TenantUser", Status: 200, handle: s.patchTenantUser},
+		{Method: "DELETE", Path: v1Tenants + "/users/{user}", Permission: write, Tenant: "tenant", Summary: "Delete a user with its memberships, assignments and direct permissions", Tag: "tenant-rbac", Response: "TenantUser", Status: 200, handle: s.deleteTenantUser},
+		{Method: "GET", Path: v1Tenants + "/users/{user}/roles", Permission: read, Tenant: "tenant", Summary: "A user's role assignments", Tag: "tenant-rbac", Response: "[]UserRoleAssignment", Status: 200, handle: s.listTenantUserRoles},
+		{Method: "DELETE", Path: v1Tenants + "/users/{user}/roles/{assignment}", Permission: write, Tenant: "tenant", Summary: "Revoke a role assignment", Tag: "tenant-rbac", Response: "UserRoleAssignment", Status: 200, handle: s.revokeTenantUserRole},
+		{Method: "POST", Path: v1Tenants + "/users/{user}/permissions", Permission: write, Tenant: "tenant", Summary: "Grant (granted: true) or deny (granted: false) a catalog code directly, optionally restricted to a team", Tag: "tenant-rbac", Request: "AddUserPermission", Response: "UserPermission", Status: 201, handle: s.addTenantUserPermission},
+		{Method: "GET", Path: v1Tenants + "/users/{user}/permissions", Permission: read, Tenant: "tenant", Summary: "A user's direct grants and denies", Tag: "tenant-rbac", Response: "[]UserPermission", Status: 200, handle: s.listTenantUserPermissions},
+		{Method: "DELETE", Path: v1Tenants + "/users/{user}/permissions/{id}", Permission: write, Tenant: "tenant", Summary: "Remove a direct grant or deny", Tag: "tenant-rbac", Response: "UserPermission", Status: 200, handle: s.deleteTenantUserPermission},
+		{Method: "POST", Path: v1Tenants + "/teams", Permission: write, Tenant: "tenant", Summary: "Create a team (optional parent team id or slug)", Tag: "tenant-rbac", Request: "CreateTeam", Response: "Team", Status: 201, handle: s.createTeam},
+		{Method: "GET", Path: v1Tenants + "/teams", Permission: read, Tenant: "tenant", Summary: "List teams", Tag: "tenant-rbac", Response: "[]Team", Query: pageQuery, Status: 200, handle: s.listTeams},
+		{Method: "GET", Path: v1Tenants + "/teams/{team}", Permission: read, Tenant: "tenant", Summary: "Get a team by id or slug", Tag: "tenant-rbac", Response: "Team", Status: 200, handle: s.getTeam},
+		{Method: "PATCH", Path: v1Tenants + "/teams/{team}", Permission: write, Tenant: "tenant", Summary: "Rename a team or move it under another parent (null: the root); a cycle is a 409", Tag: "tenant-rbac", Request: "PatchTeam", Response: "Team", Status: 200, handle: s.patchTeam},
+		{Method: "DELETE", Path: v1Tenants + "/teams/{team}", Permission: write, Tenant: "tenant", Summary: "Delete a team (409 while it has child teams)", Tag: "tenant-rbac", Response: "Team", Status: 200, handle: s.deleteTeam},
+		{Method: "POST", Path: v1Tenants + "/teams/{team}/members", Permission: write, Tenant: "tenant", Summary: "Add a user (external id) to a team", Tag: "tenant-rbac", Request: "AddTeamMember", Response: "TeamMember", Status: 201, handle: s.addTeamMember},
+		{Method: "GET", Path: v1Tenants + "/teams/{team}/members", Permission: read, Tenant: "tenant", Summary: "List a team's members", Tag: "tenant-rbac", Response: "[]TeamMember", Query: pageQuery, Status: 200, handle: s.listTeamMembers},
+		{Method: "DELETE", Path: v1Tenants + "/teams/{team}/members/{user}", Permission: write, Tenant: "tenant", Summary: "Remove a user from a team", Tag: "tenant-rbac", Response: "TeamMember", Status: 200, handle: s.removeTeamMember},
+		{Method: "GET", Path: v1Tenants + "/users/{user}/effective-permissions", Permission: read, Tenant: "tenant", Summary: "A user's effective permissions with the grant behind each, and the catalog codes an explicit deny removes", Tag: "tenant-rbac", Response: "[]EffectivePermission", Status: 200, handle: s.effectivePermissions},
 	}
 }
 
@@ -219,6 +238,7 @@ type Role struct {
 	ID          string   `json:"id"`
 	Code        string   `json:"code"`
 	Name        string   `json:"name"`
+	Description *string  `json:"description,omitempty"`
 	Level       string   `json:"level"`
 	IsSystem    bool     `json:"is_system"`
 	IsActive    bool     `json:"is_active"`
@@ -236,7 +256,7 @@ type CreateRole struct {
 }
 
 func roleQuery(db tenantDB) string {
-	return `SELECT r.id::text, r.code, r.name, r.level, r.is_system, r.is_active,
+	return `SELECT r.id::text, r.code, r.name, r.description, r.level, r.is_system, r.is_active,
 		ARRAY(SELECT i.code FROM ` + db.table("role_inherits") + ` ri JOIN ` + db.table("roles") + ` i ON i.id = ri.inherited_role_id
 		      WHERE ri.role_id = r.id ORDER BY i.code COLLATE "C"),
 		ARRAY(SELECT p.code FROM ` + db.table("role_permissions") + ` rp JOIN ` + db.table("permissions") + ` p ON p.id = rp.permission_id
@@ -246,7 +266,7 @@ func roleQuery(db tenantDB) string {
 
 func scanRole(row pgx.Row) (Role, error) {
 	var r Role
-	err := row.Scan(&r.ID, &r.Code, &r.Name, &r.Level, &r.IsSystem, &r.IsActive, &r.Inherits, &r.Permissions)
+	err := row.Scan(&r.ID, &r.Code, &r.Name, &r.Description, &r.Level, &r.IsSystem, &r.IsActive, &r.Inherits, &r.Permissions)
 	return r, err
 }
 
@@ -300,10 +320,10 @@ func (s *Server) createTenantRole(c *call) error {
 			req.Code, req.Name, req.Level).Scan(&id); err != nil {
 			return auditRecord{}, err
 		}
-		if err := addRolePermissions(c.ctx(), tx, db, id, req.Permissions); err != nil {
+		if err := addRolePermissions(c.ctx(), tx, db.roleTables(), id, req.Permissions); err != nil {
 			return auditRecord{}, err
 		}
-		if err := addRoleInherits(c.ctx(), tx, db, id, req.Inherits); err != nil {
+		if err := addRoleInherits(c.ctx(), tx, db.roleTables(), id, req.Inherits); err != nil {
 			return auditRecord{}, err
 		}
 		var err error
@@ -316,53 +336,88 @@ func (s *Server) createTenantRole(c *call) error {
 	return c.ok(201, role, map[string]any{"version": v})
 }
 
-// addRolePermissions links catalog codes; a code outside the catalog is a 422 naming it.
-func addRolePermissions(ctx context.Context, tx pgx.Tx, db tenantDB, roleID string, codes []string) error {
-	if len(codes) == 0 {
-		return nil
-	}
-	var missing []string
-	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(c), '{}') FROM unnest($1::text[]) c
-		WHERE NOT EXISTS (SELECT 1 FROM `+db.table("permissions")+` p WHERE p.code = c)`, codes).Scan(&missing); err != nil {
-		return err
-	}
-	if len(missing) > 0 {
-		return errValidation("permissions", "not in the tenant's catalog: "+strings.Join(missing, ", "))
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+db.table("role_permissions")+` (role_id, permission_id)
-		SELECT $1::uuid, id FROM `+db.table("permissions")+` WHERE code = ANY ($2) ON CONFLICT DO NOTHING`, roleID, codes)
-	return err
+// PatchRole is the body of PATCH /roles/{role}: absent fields stay as they are; inherits and
+// permissions (codes) replace the role's current sets; description null clears it.
+type PatchRole struct {
+	Name        optional[string] `json:"name"`
+	Description optional[string] `json:"description"`
+	IsActive    *bool            `json:"is_active"`
+	Inherits    *[]string        `json:"inherits"`
+	Permissions *[]string        `json:"permissions"`
 }
 
-// addRoleInherits links inherited roles by code, refusing (409) a link that would close a
-// cycle: the recursive CTE walks what each new parent already inherits.
-func addRoleInherits(ctx context.Context, tx pgx.Tx, db tenantDB, roleID string, codes []string) error {
-	for _, code := range codes {
-		var parent string
-		err := tx.QueryRow(ctx, `SELECT id::text FROM `+db.table("roles")+` WHERE code = $1`, code).Scan(&parent)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errValidation("inherits", "no role "+code)
-		}
-		if err != nil {
-			return err
-		}
-		var cycle bool
-		err = tx.QueryRow(ctx, `WITH RECURSIVE down(id) AS (
-				SELECT $1::uuid
-				UNION
-				SELECT ri.inherited_role_id FROM `+db.table("role_inherits")+` ri JOIN down ON ri.role_id = down.id
-			) SELECT EXISTS (SELECT 1 FROM down WHERE id = $2::uuid)`, parent, roleID).Scan(&cycle)
-		if err != nil {
-			return err
-		}
-		if cycle {
-			return errConflict("role inheritance cycle: " + code + " already inherits this role")
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+db.table("role_inherits")+` (role_id, inherited_role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roleID, parent); err != nil {
-			return err
-		}
+func (req PatchRole) validate() error {
+	fe := fieldErrors{}
+	if req.Name.Set && (req.Name.Value == nil || *req.Name.Value == "" || len(*req.Name.Value) > 200) {
+		fe.add("name", "1 to 200 characters")
 	}
-	return nil
+	return fe.err()
+}
+
+// tenantRoleByRef loads the role named by the {role} path parameter (id or code).
+func tenantRoleByRef(c *call, q querier, db tenantDB) (Role, error) {
+	ref := c.r.PathValue("role")
+	role, err := scanRole(q.QueryRow(c.ctx(), roleQuery(db)+` WHERE r.id::text = $1 OR r.code = $1`, ref))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Role{}, errNotFound("role " + ref + " does not exist")
+	}
+	return role, err
+}
+
+func (s *Server) getTenantRole(c *call) error {
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return err
+	}
+	role, err := tenantRoleByRef(c, db.pool, db)
+	if err != nil {
+		return err
+	}
+	return c.ok(200, role, nil)
+}
+
+func (s *Server) patchTenantRole(c *call) error {
+	var req PatchRole
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return err
+	}
+	var before, after Role
+	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		var err error
+		if before, err = tenantRoleByRef(c, tx, db); err != nil {
+			return auditRecord{}, err
+		}
+		name, desc, active := before.Name, before.Description, before.IsActive
+		if req.Name.Set {
+			name = *req.Name.Value
+		}
+		if req.Description.Set {
+			desc = req.Description.Value
+		}
+		if req.IsActive != nil {
+			active = *req.IsActive
+		}
+		if _, err := tx.Exec(c.ctx(), `UPDATE `+db.table("roles")+` SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
+			before.ID, name, desc, active); err != nil {
+			return auditRecord{}, err
+		}
+		if err := replaceRoleLinks(c.ctx(), tx, db.roleTables(), before.ID, req.Inherits, req.Permissions); err != nil {
+			return auditRecord{}, err
+		}
+		after, err = scanRole(tx.QueryRow(c.ctx(), roleQuery(db)+` WHERE r.id = $1::uuid`, before.ID))
+		return auditRecord{Action: "tenant_role.update", TargetType: "tenant_role", TargetID: before.ID, Before: before, After: after}, err
+	})
+	if err != nil {
+		return err
+	}
+	return c.ok(200, after, map[string]any{"version": v})
 }
 
 func (s *Server) deleteTenantRole(c *call) error {
@@ -467,9 +522,11 @@ func (s *Server) assignTenantRole(c *call) error {
 	return c.ok(201, a, map[string]any{"version": v})
 }
 
-// EffectivePermission is one code a user holds, with the grant the engine matched.
+// EffectivePermission is one code a user holds, with the grant the engine matched, or a
+// catalog code an explicit deny takes away (allowed false, reason "explicit deny").
 type EffectivePermission struct {
 	Permission string `json:"permission"`
+	Allowed    bool   `json:"allowed"`
 	Reason     string `json:"reason"`
 	GrantCode  string `json:"grant_code"`
 	Direct     bool   `json:"direct"`
@@ -504,13 +561,29 @@ func (s *Server) effectivePermissions(c *call) error {
 		return err
 	}
 	out := []EffectivePermission{}
-	for _, p := range set.ListPermissions(now, catalog) {
+	allowed := set.ListPermissions(now, catalog)
+	for _, p := range allowed {
 		d, err := set.Check(now, decision.Request{Permission: p})
 		if err != nil {
 			return err
 		}
-		out = append(out, EffectivePermission{Permission: p, Reason: d.Reason.String(), GrantCode: d.Grant.Code,
+		out = append(out, EffectivePermission{Permission: p, Allowed: true, Reason: d.Reason.String(), GrantCode: d.Grant.Code,
 			Direct: d.Grant.Direct, Role: d.Grant.Role, Team: d.Grant.Group})
 	}
+	// A deny shows only as an absence in the list above; an administrator asking "why can't
+	// she?" needs to see it, so every other catalog code a deny takes away is listed too.
+	for _, p := range catalog {
+		if slices.Contains(allowed, p) {
+			continue
+		}
+		d, err := set.Check(now, decision.Request{Permission: p})
+		if err != nil {
+			continue // not a concrete code of this level: not something a request can carry
+		}
+		if d.Reason == decision.ReasonExplicitDeny {
+			out = append(out, EffectivePermission{Permission: p, Reason: d.Reason.String()})
+		}
+	}
+	slices.SortFunc(out, func(a, b EffectivePermission) int { return strings.Compare(a.Permission, b.Permission) })
 	return c.ok(200, out, map[string]any{"total": len(out), "version": set.Version()})
 }

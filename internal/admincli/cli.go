@@ -165,7 +165,7 @@ func newFlags(name string) *flag.FlagSet {
 
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%s: %v: %w", fs.Name(), err, ErrUsage)
+		return fmt.Errorf("%s: %w: %w", fs.Name(), err, ErrUsage)
 	}
 	return nil
 }

@@ -99,7 +99,13 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("token validation: %w", err)
 	}
-	go v.Run(ctx)
+	// Run returns nil when ctx ends; anything else means keys stop refreshing, which must be
+	// visible in the logs even though serving continues on the keys already fetched.
+	go func() {
+		if err := v.Run(ctx); err != nil {
+			log.Error("token key refresh stopped", "err", err)
+		}
+	}()
 	srv, err := adminapi.New(adminapi.Deps{Admin: a.pool, Registry: a.reg, Fleet: a.fleet, Tenants: a.tenants, Store: store, Validator: v, Log: log})
 	if err != nil {
 		return err
