@@ -72,11 +72,7 @@ INSERT INTO t_globex.users (external_id) VALUES ('dave') ON CONFLICT DO NOTHING;
 INSERT INTO t_globex.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_globex.users u, t_globex.roles r
   WHERE u.external_id = 'dave' AND r.code = 'owner' ON CONFLICT DO NOTHING;
 SQL
-psql -q "$ADMIN_DATABASE_URL" <<'SQL'
-INSERT INTO admin.platform_users (external_id) VALUES ('root') ON CONFLICT DO NOTHING;
-INSERT INTO admin.platform_user_roles (user_id, role_id) SELECT u.id, r.id FROM admin.platform_users u, admin.platform_roles r
-  WHERE u.external_id = 'root' AND r.code = 'system_admin' ON CONFLICT DO NOTHING;
-SQL
+$admin bootstrap --user root >/dev/null
 
 cat > "$data/routes.json" <<'JSON'
 { "routes": [
@@ -107,11 +103,16 @@ pids+=($pdp)
 for _ in $(seq 100); do curl -fs "http://$HTTP_ADDR/health" >/dev/null && break; sleep 0.1; done
 curl -fs "http://$HTTP_ADDR/health" >/dev/null || { echo "the pdp did not become healthy; see $data/pdp.log" >&2; tail -20 "$data/pdp.log" >&2; exit 1; }
 
+ADMIN_ADDR=${NEOAUTHZ_ADMIN_ADDR:-127.0.0.1:8001}
+NEOAUTHZ_ADMIN_ADDR=$ADMIN_ADDR NEOAUTHZ_PLATFORM_REALM=platform bin/admin serve 2>"$data/admin.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -fs "http://$ADMIN_ADDR/health" >/dev/null && break; sleep 0.1; done
+
 eng=$(psql "$(db_url neoauthz_us)" -Atc "SELECT id FROM t_acme.teams WHERE slug = 'eng'")
 cat <<TXT
 
-neoauthz is running:  pdp gRPC $GRPC_ADDR · HTTP http://$HTTP_ADDR · dev issuer http://$IDP_ADDR
-logs: $data/pdp.log   routes: $NEOAUTHZ_ROUTES   Ctrl-C stops everything.
+neoauthz is running:  pdp gRPC $GRPC_ADDR · HTTP http://$HTTP_ADDR · admin API http://$ADMIN_ADDR (docs: /docs) · dev issuer http://$IDP_ADDR
+logs: $data/pdp.log $data/admin.log   routes: $NEOAUTHZ_ROUTES   Ctrl-C stops everything.
 
 # tokens from the development issuer (alice: acme admin, bob: acme member of team eng)
 ALICE=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=acme&sub=alice' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
@@ -128,6 +129,11 @@ grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$ALICE\"},\"permission\":\"use
 grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$BOB\"},\"permission\":\"users.delete.tenant\"}" $GRPC_ADDR neoauthz.v1.AuthorizationService/Check     # denied: no_permission
 grpcurl -plaintext -d "{\"attributes\":{\"request\":{\"http\":{\"method\":\"GET\",\"path\":\"/api/reports\",\"headers\":{\"authorization\":\"Bearer \$ALICE\"}}}}}" $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # OK
 grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"/api/reports"}}}}' $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # 401
+
+# the admin API with a platform token (root is a system_admin); writes return X-Neoauthz-Version
+ROOT=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=platform&sub=root' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -s -H "Authorization: Bearer \$ROOT" http://$ADMIN_ADDR/api/v1/admin/tenants
+curl -si -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/acme/suspend   # then alice's checks deny: tenant_suspended
 
 # a revocation takes effect at once (the next check after the NOTIFY denies):
 psql '$(db_url neoauthz_us)' -c "DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')"
