@@ -148,7 +148,7 @@ func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string)
 	if tenant == "" {
 		return Subject{Level: authn.LevelPlatform, UserID: user}, nil
 	}
-	t, found, err := s.tenant(ctx, tenant)
+	t, found, err := s.tenant(ctx, tenant, s.now())
 	if err != nil {
 		return Subject{}, err
 	}
@@ -161,8 +161,7 @@ func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string)
 
 // tenant returns the directory entry of a tenant by id or slug, from process memory while it
 // is no older than DirectoryTTL and no notification about the tenant came since.
-func (s *Service) tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, bool, error) {
-	now := s.now()
+func (s *Service) tenant(ctx context.Context, idOrSlug string, now time.Time) (pgstore.Tenant, bool, error) {
 	s.dirMu.RLock()
 	e, ok := s.dir[idOrSlug]
 	s.dirMu.RUnlock()
@@ -220,6 +219,8 @@ func (s *Service) CheckBulk(ctx context.Context, sub Subject, reqs []Request) ([
 }
 
 func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, error) {
+	// One clock reading per decision: it is used for every expiry comparison below.
+	now := s.now()
 	if sub.UserID == "" {
 		return Result{Reason: ReasonUnauthenticated}, nil
 	}
@@ -232,7 +233,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		}
 	}
 	if req.BoundTenant != "" {
-		bound, found, err := s.tenant(ctx, req.BoundTenant)
+		bound, found, err := s.tenant(ctx, req.BoundTenant, now)
 		if err != nil {
 			return Result{}, err
 		}
@@ -241,7 +242,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 			return Result{Reason: ReasonCrossTenant}, nil
 		}
 	}
-	entry, err := s.permissionSet(ctx, sub, req.AtLeastVersion)
+	entry, err := s.permissionSet(ctx, sub, req.AtLeastVersion, now)
 	if err != nil {
 		return Result{}, err
 	}
@@ -254,7 +255,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		dreq.Resource.OwnerID = req.Resource.OwnerID
 		dreq.Resource.Group = req.Resource.TeamID
 		if sub.Level == authn.LevelPlatform && req.Resource.Tenant != "" {
-			t, found, err := s.tenant(ctx, req.Resource.Tenant)
+			t, found, err := s.tenant(ctx, req.Resource.Tenant, now)
 			if err != nil {
 				return Result{}, err
 			}
@@ -267,7 +268,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 			}
 		}
 	}
-	d, err := entry.Set.Check(s.now(), dreq)
+	d, err := entry.Set.Check(now, dreq)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
@@ -276,7 +277,8 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 
 // ListPermissions returns the subject's effective concrete codes.
 func (s *Service) ListPermissions(ctx context.Context, sub Subject, atLeastVersion uint64) ([]string, uint64, error) {
-	entry, err := s.permissionSet(ctx, sub, atLeastVersion)
+	now := s.now()
+	entry, err := s.permissionSet(ctx, sub, atLeastVersion, now)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -292,7 +294,7 @@ func (s *Service) ListPermissions(ctx context.Context, sub Subject, atLeastVersi
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: read catalog: %w", ErrUnavailable, err)
 	}
-	return entry.Set.ListPermissions(s.now(), catalog), entry.Set.Version(), nil
+	return entry.Set.ListPermissions(now, catalog), entry.Set.Version(), nil
 }
 
 // resolved is a permission set ready for checks, or a reason decided before any set.
@@ -307,8 +309,7 @@ var (
 	reasonTenantSuspended = ReasonTenantSuspended
 )
 
-func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64) (resolved, error) {
-	now := s.now()
+func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
 		key := cache.PlatformUserKey(sub.UserID)
 		e, err := s.get(ctx, key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now,
@@ -318,7 +319,7 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64
 			})
 		return resolved{Entry: e}, err
 	}
-	t, found, err := s.tenant(ctx, sub.TenantID)
+	t, found, err := s.tenant(ctx, sub.TenantID, now)
 	if err != nil {
 		return resolved{}, err
 	}
