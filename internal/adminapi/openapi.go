@@ -35,7 +35,7 @@ func schemas() map[string]schema {
 	m := map[string]schema{
 		"Meta": {"type": "object", "properties": schema{
 			"request_id": str(), "version": integer(), "page": integer(), "page_size": integer(),
-			"total": integer(), "total_pages": integer(), "purged": boolean(),
+			"total": integer(), "total_pages": integer(), "purged": boolean(), "organization_id": strf("uuid"),
 		}},
 		"Error": obj(schema{
 			"success": schema{"const": false},
@@ -44,6 +44,12 @@ func schemas() map[string]schema {
 		}, "success", "error"),
 		"Health": obj(schema{"status": enum("ok", "unavailable"), "dependencies": schema{"type": "object",
 			"additionalProperties": obj(schema{"status": str(), "latency_ms": number(), "error": str()})}}),
+		"Organization": obj(schema{
+			"id": strf("uuid"), "slug": str(), "name": str(), "status": enum("active", "suspended", "deleted"),
+			"tenant_count": integer(), "created_at": ts, "updated_at": ts,
+		}, "id", "slug", "name", "status"),
+		"CreateOrganization": obj(schema{"slug": str(), "name": str()}, "slug"),
+		"PatchOrganization":  obj(schema{"name": str(), "status": enum("active", "suspended")}),
 		"Tenant": obj(schema{
 			"id": strf("uuid"), "organization_id": strf("uuid"), "slug": str(), "name": str(),
 			"status": enum("provisioning", "active", "suspended", "deleted"), "deployment_type": enum("schema", "database"),
@@ -53,7 +59,8 @@ func schemas() map[string]schema {
 		}, "id", "slug", "name", "status"),
 		"CreateTenant": obj(schema{
 			"slug": str(), "name": str(), "region": str(), "deployment_type": enum("schema", "database"),
-			"external_auth_realm": str(), "organization_id": strf("uuid"),
+			"external_auth_realm": str(),
+			"organization_id":     schema{"type": "string", "description": "the organization's id or slug"},
 		}, "slug", "region", "external_auth_realm"),
 		"PatchTenant":       obj(schema{"name": str(), "settings": anyObject()}),
 		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),

@@ -94,6 +94,14 @@ func (s *Server) routes() []route {
 		{Method: "POST", Path: v1Admin + "/tenants/{id}/activate", Permission: "tenants.update", Tenant: "id", Summary: "Activate a suspended tenant", Tag: "tenants", Response: "Tenant", Status: 200, handle: s.activateTenant},
 		{Method: "POST", Path: v1Admin + "/tenants/{id}/migrate", Permission: "migrations.write", Tenant: "id", Summary: "Migrate one tenant's schema (background job)", Tag: "migrations", Request: "MigrateTenant", Response: "MigrationJob", Status: 202, handle: s.migrateTenant},
 
+		// Organizations (group tenants; soft delete, refused while they have tenants).
+		{Method: "POST", Path: v1Admin + "/organizations", Permission: "organizations.create.platform", Summary: "Create an organization", Tag: "organizations", Request: "CreateOrganization", Response: "Organization", Status: 201, handle: s.createOrganization},
+		{Method: "GET", Path: v1Admin + "/organizations", Permission: "organizations.read.platform", Summary: "List organizations (filter status; deleted ones only when asked for)", Tag: "organizations", Response: "[]Organization", Query: []string{"status", "page", "page_size"}, Status: 200, handle: s.listOrganizations},
+		{Method: "GET", Path: v1Admin + "/organizations/{id}", Permission: "organizations.read.platform", Summary: "Get an organization by id or slug", Tag: "organizations", Response: "Organization", Status: 200, handle: s.getOrganization},
+		{Method: "PATCH", Path: v1Admin + "/organizations/{id}", Permission: "organizations.update.platform", Summary: "Change an organization's name or status (active, suspended)", Tag: "organizations", Request: "PatchOrganization", Response: "Organization", Status: 200, handle: s.patchOrganization},
+		{Method: "DELETE", Path: v1Admin + "/organizations/{id}", Permission: "organizations.delete.platform", Summary: "Delete an organization (soft; 409 while it has tenants not deleted)", Tag: "organizations", Response: "Organization", Status: 200, handle: s.deleteOrganization},
+		{Method: "GET", Path: v1Admin + "/organizations/{id}/tenants", Permission: "organizations.read.platform", Summary: "List an organization's tenants (filter status; deleted ones only when asked for)", Tag: "organizations", Response: "[]Tenant", Query: []string{"status", "page", "page_size"}, Status: 200, handle: s.listOrganizationTenants},
+
 		// Audit.
 		{Method: "GET", Path: v1Admin + "/audit", Permission: "audit.read.platform", Summary: "List audit log entries (filters actor, action, target_type, target_id, tenant_id)", Tag: "audit", Response: "[]AuditEntry", Query: []string{"actor", "action", "target_type", "target_id", "tenant_id", "page", "page_size"}, Status: 200, handle: s.listAudit},
 		{Method: "POST", Path: v1Admin + "/audit/verify", Permission: "audit.read.platform", Summary: "Verify the audit log's hash chain", Tag: "audit", Response: "AuditVerification", Status: 200, handle: s.verifyAudit},

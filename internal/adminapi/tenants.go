@@ -66,6 +66,10 @@ func (s *Server) createTenant(c *call) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
+	// organization_id may be the organization's id or slug; tenancy is given the id.
+	if err := resolveTenantOrganization(c.ctx(), s.Admin, &req); err != nil {
+		return err
+	}
 	t, err := s.Tenants.Create(c.ctx(), req)
 	// tenancy.Create runs several transactions on two databases, so the audit row cannot share
 	// one with it: it is appended right after, with the outcome. A failure that left a tenant
