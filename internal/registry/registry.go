@@ -334,16 +334,16 @@ func (s *Store) probe(ctx context.Context, c Connection, timeout time.Duration) 
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return redact(err)
+		return Redact(err)
 	}
 	defer conn.Close(context.Background())
 	var one int
 	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
 }
 
-// redact keeps a connection error's reason but not the URL it was built from (which can hold
-// the password).
-func redact(err error) error {
+// Redact keeps a connection error's reason but not the URL it was built from (which can hold
+// the password); use it on any error from connecting to a registered database.
+func Redact(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)

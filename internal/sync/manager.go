@@ -252,7 +252,7 @@ func (m *Manager) listen(ctx context.Context, db Database) {
 func (m *Manager) session(ctx context.Context, db Database) error {
 	cfg, err := pgx.ParseConfig(db.dsn)
 	if err != nil {
-		return fmt.Errorf("connection string: %w", redact(err))
+		return fmt.Errorf("connection string: %w", registry.Redact(err))
 	}
 	// Named so operators (and tests) can find listeners in pg_stat_activity.
 	cfg.RuntimeParams["application_name"] = ListenerApplicationName
@@ -260,7 +260,7 @@ func (m *Manager) session(ctx context.Context, db Database) error {
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect: %w", redact(err))
+		return fmt.Errorf("connect: %w", registry.Redact(err))
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
@@ -435,17 +435,6 @@ func (m *Manager) Apply(n Notification) {
 	m.metrics.invalidations.WithLabelValues(n.Kind).Inc()
 }
 
-func redact(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return errors.Unwrap(connErr)
-	}
-	return err
-}
 
 type metrics struct {
 	received      *prometheus.CounterVec
