@@ -435,7 +435,6 @@ func (m *Manager) Apply(n Notification) {
 	m.metrics.invalidations.WithLabelValues(n.Kind).Inc()
 }
 
-
 type metrics struct {
 	received      *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
