@@ -220,22 +220,28 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 }
 
 // pollReady asks the decision service every ReadinessPollInterval whether it can decide and
-// switches health to SERVING the first time it can. After that readiness is not polled:
-// /health asks on every request, and a pdp that cannot decide answers with errors, which
-// Envoy's failure mode handles, rather than flapping out of the load balancer.
+// keeps gRPC health in step: NOT_SERVING until it first can, and again while it cannot (an
+// instance that lost its admin database is taken out of a pool whose other members may still
+// decide).
 func (s *Server) pollReady(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReadinessPollInterval)
 	defer t.Stop()
+	// Edge-triggered: health follows changes of readiness (down when the admin database stops
+	// answering, up when it is back), and a SetServing in between stands until the next change.
+	known, ready := false, false
 	for {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadinessPollInterval)
 		err := s.dec.Ready(rctx)
 		cancel()
-		if err == nil {
-			s.setHealth(true)
-			s.log.Info("pdp ready")
-			return
+		if now := err == nil; !known || now != ready {
+			known, ready = true, now
+			s.setHealth(ready)
+			if ready {
+				s.log.Info("pdp ready")
+			} else {
+				s.log.Warn("pdp not ready: gRPC health is NOT_SERVING", "error", err)
+			}
 		}
-		s.log.Debug("pdp not ready", "error", err)
 		select {
 		case <-ctx.Done():
 			return

@@ -65,6 +65,17 @@ func TestHealth(t *testing.T) {
 	assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, healthStatus(t, ts.conn, ""))
 	resp, _ = ts.get(t, "/health", nil)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	ts.srv.SetServing(true)
+
+	// Readiness is followed after the first success too: lost, then back.
+	fake.ready.Store(false)
+	require.Eventually(t, func() bool {
+		return healthStatus(t, ts.conn, "") == healthpb.HealthCheckResponse_NOT_SERVING
+	}, 5*time.Second, 10*time.Millisecond, "gRPC health stayed SERVING after the pdp could no longer decide")
+	fake.ready.Store(true)
+	require.Eventually(t, func() bool {
+		return healthStatus(t, ts.conn, "") == healthpb.HealthCheckResponse_SERVING
+	}, 5*time.Second, 10*time.Millisecond, "gRPC health did not come back")
 }
 
 func TestReflection(t *testing.T) {
