@@ -16,6 +16,12 @@ HTTP_ADDR=${NEOAUTHZ_HTTP_ADDR:-127.0.0.1:8181}
 
 say() { printf '\033[1mrun:\033[0m %s\n' "$*" >&2; }
 
+# curl waits for the servers and fetches demo tokens; psql comes with scripts/services.sh.
+if ! command -v curl >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || { echo "run: curl is missing; install it" >&2; exit 1; }
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >&2
+fi
+
 # URLs of other databases on the same server.
 base=${DATABASE_URL%%\?*}
 query=${DATABASE_URL#"$base"}
