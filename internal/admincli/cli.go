@@ -230,6 +230,9 @@ func (a *app) migrateApply(ctx context.Context, args []string, rollback bool) er
 		what := strings.Join(r.Applied, ", ")
 		if plan.DryRun {
 			what = "would apply: " + strings.Join(r.Pending, ", ")
+			if len(r.Pending) == 0 {
+				what = "nothing to apply"
+			}
 		}
 		if r.Error != "" {
 			what = r.Error
