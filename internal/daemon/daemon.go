@@ -220,8 +220,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis n
 	store := pgstore.New(admin, reg2, pgstore.Options{})
 	defer store.Close()
 
+	// Realms resolve from an in-memory index so made-up realm names in unverified tokens
+	// cost no database query.
+	realms := pgstore.NewRealmIndex(store)
 	validator, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm,
-		Audiences: cfg.Audiences, ClockSkew: cfg.ClockSkew}, store, log)
+		Audiences: cfg.Audiences, ClockSkew: cfg.ClockSkew}, realms, log)
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
@@ -244,7 +247,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis n
 	}
 	defer svc.Close()
 	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat},
-		floors, admin, reg2, store, svc.TenantChanged, log, reg)
+		floors, admin, reg2, store, func(tenantID string) {
+			realms.Invalidate()
+			svc.TenantChanged(tenantID)
+		}, log, reg)
 
 	var table *routes.Table
 	if cfg.Server.RouteTablePath != "" {

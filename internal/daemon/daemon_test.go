@@ -170,6 +170,17 @@ func TestEndToEnd(t *testing.T) {
 	code, _ = forward(alice, "/api/users")
 	assert.Equal(t, http.StatusForbidden, code)
 
+	// Suspending the tenant reaches identity through the notification: its tokens stop
+	// authenticating, and work again once it is active.
+	_, err = w.Tenants.Suspend(ctx, "acme")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { c, _ := forward(bob, "/api/users"); return c == http.StatusUnauthorized },
+		10*time.Second, 5*time.Millisecond, "a suspended tenant's token still authenticates")
+	_, err = w.Tenants.Activate(ctx, "acme")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { c, _ := forward(bob, "/api/users"); return c == http.StatusForbidden },
+		10*time.Second, 5*time.Millisecond, "the tenant's tokens never authenticated again")
+
 	resp, err := http.Get(base + "/health")
 	require.NoError(t, err)
 	defer resp.Body.Close()

@@ -59,6 +59,13 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 	return t, nil
 }
 
+// realmColumns are what identity needs of a tenant: id, slug, status and the string entries of
+// settings.audiences.
+const realmColumns = `id::text, slug, status,
+	ARRAY(SELECT a #>> '{}' FROM jsonb_array_elements(
+	          CASE jsonb_typeof(settings->'audiences') WHEN 'array' THEN settings->'audiences' ELSE '[]' END) a
+	       WHERE jsonb_typeof(a) = 'string')`
+
 // ResolveRealm implements authn.RealmResolver: the tenant whose external_auth_realm is realm,
 // deleted tenants excluded (authn.ErrRealmNotFound). Any status other than deleted is passed
 // through for authn to refuse. Audiences come from settings->'audiences' when it is a JSON
@@ -67,10 +74,7 @@ func (s *Store) ResolveRealm(ctx context.Context, realm string) (authn.TenantRea
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	var tr authn.TenantRealm
-	err := s.admin.QueryRow(ctx, `SELECT id::text, slug, status,
-			ARRAY(SELECT a #>> '{}' FROM jsonb_array_elements(
-			          CASE jsonb_typeof(settings->'audiences') WHEN 'array' THEN settings->'audiences' ELSE '[]' END) a
-			       WHERE jsonb_typeof(a) = 'string')
+	err := s.admin.QueryRow(ctx, `SELECT `+realmColumns+`
 		  FROM admin.tenants WHERE external_auth_realm = $1 AND status <> 'deleted'`, realm).
 		Scan(&tr.TenantID, &tr.Slug, &tr.Status, &tr.Audiences)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -71,7 +71,6 @@ func TestTenant(t *testing.T) {
 func TestResolveRealm(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, pgstore.Options{})
-	var resolver authn.RealmResolver = e.store
 	active, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "alpha", Realm: "alpha-realm"})
 	paused, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "beta", Realm: "beta-realm"})
 	gone, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "gamma", Realm: "gamma-realm"})
@@ -96,16 +95,52 @@ func TestResolveRealm(t *testing.T) {
 		{"unknown", "delta-realm", authn.TenantRealm{}, authn.ErrRealmNotFound},
 		{"a slug is not a realm", "alpha", authn.TenantRealm{}, authn.ErrRealmNotFound},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := resolver.ResolveRealm(ctx, tc.realm)
-			if tc.err != nil {
-				require.ErrorIs(t, err, tc.err)
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
-		})
+		for name, resolver := range map[string]authn.RealmResolver{"query": e.store, "index": pgstore.NewRealmIndex(e.store)} {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				got, err := resolver.ResolveRealm(ctx, tc.realm)
+				if tc.err != nil {
+					require.ErrorIs(t, err, tc.err)
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, got)
+			})
+		}
 	}
+}
+
+func TestRealmIndexFollowsInvalidation(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, pgstore.Options{})
+	tn, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "alpha", Realm: "alpha-realm"})
+	idx := pgstore.NewRealmIndex(e.store)
+	idx.MaxAge = time.Hour
+	got, err := idx.ResolveRealm(ctx, "alpha-realm")
+	require.NoError(t, err)
+	assert.Equal(t, "active", got.Status)
+
+	_, err = e.w.Tenants.Suspend(ctx, tn.ID)
+	require.NoError(t, err)
+	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET external_auth_realm = 'alpha-new' WHERE id = $1`, tn.ID)
+	require.NoError(t, err)
+	got, err = idx.ResolveRealm(ctx, "alpha-realm")
+	require.NoError(t, err)
+	assert.Equal(t, "active", got.Status, "the copy is kept until invalidated")
+
+	idx.Invalidate()
+	_, err = idx.ResolveRealm(ctx, "alpha-realm")
+	require.ErrorIs(t, err, authn.ErrRealmNotFound, "the realm moved")
+	got, err = idx.ResolveRealm(ctx, "alpha-new")
+	require.NoError(t, err)
+	assert.Equal(t, "suspended", got.Status)
+
+	// Without invalidations, MaxAge bounds the copy.
+	idx.MaxAge = time.Nanosecond
+	_, err = e.w.Tenants.Activate(ctx, tn.ID)
+	require.NoError(t, err)
+	got, err = idx.ResolveRealm(ctx, "alpha-new")
+	require.NoError(t, err)
+	assert.Equal(t, "active", got.Status)
 }
 
 func TestDatabaseVersions(t *testing.T) {
