@@ -98,19 +98,24 @@ func (s *Store) realms(ctx context.Context) (map[string]authn.TenantRealm, error
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read realms: %w", err)
 	}
-	m := map[string]authn.TenantRealm{}
-	var realm string
-	var tr authn.TenantRealm
-	_, err = pgx.ForEachRow(rows, []any{&realm, &tr.TenantID, &tr.Slug, &tr.Status, &tr.Audiences}, func() error {
-		if len(tr.Audiences) == 0 {
-			tr.Audiences = nil
-		}
-		m[realm] = tr
-		tr = authn.TenantRealm{}
-		return nil
+	type row struct {
+		realm string
+		tr    authn.TenantRealm
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.realm, &x.tr.TenantID, &x.tr.Slug, &x.tr.Status, &x.tr.Audiences)
+		return x, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read realms: %w", err)
+	}
+	m := make(map[string]authn.TenantRealm, len(list))
+	for _, x := range list {
+		if len(x.tr.Audiences) == 0 {
+			x.tr.Audiences = nil
+		}
+		m[x.realm] = x.tr
 	}
 	return m, nil
 }
