@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
@@ -23,7 +24,7 @@ import (
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
 
-// Pagination limits (DESIGN §5).
+// Pagination limits.
 const (
 	DefaultPageSize = 20
 	MaxPageSize     = 100
@@ -148,6 +149,8 @@ type call struct {
 	route     *route
 	id        *authn.Identity
 	tenant    *pgstore.Tenant // the tenant a tenant-scoped route is about, resolved by authorization
+	actorIn   decision.Input  // the actor's platform facts, loaded by authorization
+	actorSet  *decision.Set   // the actor's compiled platform set (nil on public routes)
 	requestID string
 	log       *slog.Logger
 	written   bool

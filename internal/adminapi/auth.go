@@ -68,6 +68,7 @@ func (s *Server) authorize(c *call) error {
 	if err != nil {
 		return err
 	}
+	c.actorIn, c.actorSet = in, set
 	d, err := set.Check(now, req)
 	if err != nil {
 		return err

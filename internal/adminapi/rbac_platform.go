@@ -12,7 +12,10 @@ import (
 
 // Platform RBAC lives in the admin database, so every change commits in one transaction with
 // its audit row (adminWrite) and returns admin.authz_state's version. All routes are platform
-// scope code checks: a tenant-restricted administrator cannot grant itself more.
+// scope code checks, and every write that confers permissions (role assignments, direct grants,
+// roles created or given more codes or inherits) passes the no-escalation guard
+// (guardConferral, escalation.go): an actor can only confer codes it holds itself, on the tenant
+// the conferral is restricted to or, unrestricted, platform-wide.
 func (s *Server) platformRBACRoutes() []route {
 	const (
 		usersRead, usersCreate, usersUpdate = "platform_users.read.platform", "platform_users.create.platform", "platform_users.update.platform"
@@ -357,8 +360,16 @@ func (s *Server) createPlatformRole(c *call) error {
 	}
 	var role PlatformRole
 	v, err := s.adminWrite(c, func(tx pgx.Tx) (auditRecord, error) {
+		// No escalation: the new role's codes and those of the roles it inherits.
+		conferred, err := roleClosureCodes(c.ctx(), tx, req.Inherits)
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardConferral(c, tx, nil, append(conferred, req.Permissions...)); err != nil {
+			return auditRecord{}, err
+		}
 		var id string
-		err := tx.QueryRow(c.ctx(), `INSERT INTO admin.platform_roles (code, name, description) VALUES ($1, $2, $3) RETURNING id::text`,
+		err = tx.QueryRow(c.ctx(), `INSERT INTO admin.platform_roles (code, name, description) VALUES ($1, $2, $3) RETURNING id::text`,
 			req.Code, req.Name, req.Description).Scan(&id)
 		if pgCode(err) == "23505" {
 			return auditRecord{}, errConflict("platform role " + req.Code + " already exists")
@@ -404,6 +415,21 @@ func (s *Server) patchPlatformRole(c *call) error {
 		}
 		if req.IsActive != nil {
 			active = *req.IsActive
+		}
+		// No escalation: the codes added to the role and those of the roles it newly inherits.
+		var conferred []string
+		if req.Permissions != nil {
+			conferred = added(before.Permissions, *req.Permissions)
+		}
+		if req.Inherits != nil {
+			codes, err := roleClosureCodes(c.ctx(), tx, added(before.Inherits, *req.Inherits))
+			if err != nil {
+				return auditRecord{}, err
+			}
+			conferred = append(conferred, codes...)
+		}
+		if err := s.guardConferral(c, tx, nil, conferred); err != nil {
+			return auditRecord{}, err
 		}
 		if _, err := tx.Exec(c.ctx(), `UPDATE admin.platform_roles SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
 			before.ID, name, desc, active); err != nil {
@@ -522,6 +548,14 @@ func (s *Server) assignPlatformRole(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
+		// No escalation: the role's codes and those of the active roles it inherits.
+		conferred, err := roleClosureCodes(c.ctx(), tx, []string{roleID})
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardConferral(c, tx, tenant, conferred); err != nil {
+			return auditRecord{}, err
+		}
 		var id string
 		err = tx.QueryRow(c.ctx(), `INSERT INTO admin.platform_user_roles (user_id, role_id, tenant_id, expires_at, granted_by)
 			VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5) RETURNING id::text`, u.ID, roleID, tenant, req.ExpiresAt, c.actor()).Scan(&id)
@@ -628,6 +662,12 @@ func (s *Server) addPlatformUserPermission(c *call) error {
 		tenant, err := tenantRef(c, tx, "tenant", req.Tenant)
 		if err != nil {
 			return auditRecord{}, err
+		}
+		// No escalation: a grant confers its code; a deny confers nothing.
+		if *req.Granted {
+			if err := s.guardConferral(c, tx, tenant, []string{req.Code}); err != nil {
+				return auditRecord{}, err
+			}
 		}
 		var id string
 		err = tx.QueryRow(c.ctx(), `INSERT INTO admin.platform_user_permissions (user_id, permission_id, tenant_id, is_granted, expires_at, granted_by)
