@@ -111,7 +111,7 @@ func (g gen) request(level Level) Request {
 
 func (g gen) at() time.Time { return t0.Add(pick(g.rnd, checkTimes)) }
 
-// TestCompileMatchesReference compares the indexed engine with the literal reading of §2.
+// TestCompileMatchesReference compares the indexed engine with the literal reading of the decision rules.
 func TestCompileMatchesReference(t *testing.T) {
 	g := gen{rnd: rand.New(rand.NewPCG(1, 2)), badCodes: true}
 	allowed, denied := 0, 0

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The reference evaluator follows DESIGN §2 sentence by sentence, with no index, no caps
+// The reference evaluator follows the decision rules (docs/semantics.md) sentence by sentence, with no index, no caps
 // arithmetic and no shortcuts: instances are materialised one per scope and denies delete them.
 // It is deliberately slow and independent of the package's code (it shares only the types).
 

@@ -27,7 +27,7 @@
 //     resource) but may have a tenant binding.
 //   - owner, team: the parameter carrying the resource's owner id or team id.
 //   - tenant: the parameter carrying the tenant the route serves or targets (the tenant binding
-//     of DESIGN §5: the caller denies a token of another tenant as cross-tenant). With a
+//     of the tenant binding: the caller denies a token of another tenant as cross-tenant). With a
 //     resource check and no owner or team, the tenant is the resource.
 //   - public: true for a route that needs no permission; the caller allows it without a token.
 //     A public route has no permission, owner, team or tenant.

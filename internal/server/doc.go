@@ -3,7 +3,7 @@
 //
 // # Decisions, errors and status codes
 //
-// A deny is data, an error means "could not decide" (DESIGN §5):
+// A deny is data, an error means "could not decide":
 //
 //   - neoauthz.v1: a denied or unauthenticated check is a CheckResponse with allowed = false
 //     and its Reason. Errors: INVALID_ARGUMENT for a malformed request (no subject, no

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// envelope is the JSON body of every HTTP answer (DESIGN §5): {"success", "data"} or
+// envelope is the JSON body of every HTTP answer: {"success", "data"} or
 // {"success": false, "error": {"code", "message", "details"}}.
 type envelope struct {
 	Success bool      `json:"success"`

@@ -36,7 +36,7 @@ const (
 	maxPermissionLabels = 500
 )
 
-// metrics are the pdp transport's Prometheus collectors (DESIGN §5).
+// metrics are the pdp transport's Prometheus collectors.
 type metrics struct {
 	checks       *prometheus.CounterVec // permission_checks_total{tenant, permission, result}
 	duration     map[string]prometheus.Observer
