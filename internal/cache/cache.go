@@ -226,6 +226,20 @@ func (c *Cache[V]) Get(ctx context.Context, key string, fresh func(V) bool, load
 	return v, SourceLoad, err
 }
 
+// PeekL1 returns key's value from the in-process tier without loading, touching Redis or
+// counting anything: the warm path of a caller that can judge freshness without a closure. A
+// caller that accepts the value reports it with HitL1; otherwise it calls Get.
+func (c *Cache[V]) PeekL1(key string) (V, bool) {
+	if e, ok := c.getL1(key); ok {
+		return e.val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// HitL1 counts a value from PeekL1 that the caller accepted.
+func (c *Cache[V]) HitL1() { c.m.l1Hit.Inc() }
+
 func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
 	c.mu.RLock()
 	e, ok := c.l1.Get(key)

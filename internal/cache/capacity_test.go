@@ -35,3 +35,21 @@ func TestL1HoldsMaxCostEntries(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, hits, n*8/10, "got %d L1 hits of %d entries, want nearly all", hits, n*9/10)
 }
+
+func TestPeekL1(t *testing.T) {
+	c, reg := newTestCache(t, nil, "", Options{})
+	ctx := context.Background()
+	_, ok := c.PeekL1("k")
+	assert.False(t, ok, "nothing there yet, and nothing is loaded")
+	_, _, err := c.Get(ctx, "k", atLeast(1), func(context.Context) (Loaded[val], error) {
+		return Loaded[val]{Value: val{Version: 3, Data: "x"}}, nil
+	})
+	require.NoError(t, err)
+	c.WaitIdle()
+	got, ok := c.PeekL1("k")
+	require.True(t, ok)
+	assert.Equal(t, val{Version: 3, Data: "x"}, got)
+	assert.InDelta(t, 0, metricValue(t, reg, "cache_operations_total", ops("l1", "get", "hit")), 0, "a peek counts nothing")
+	c.HitL1()
+	assert.InDelta(t, 1, metricValue(t, reg, "cache_operations_total", ops("l1", "get", "hit")), 0)
+}

@@ -312,6 +312,9 @@ var (
 func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
 		key := cache.PlatformUserKey(sub.UserID)
+		if e, ok := s.warm(key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now); ok {
+			return resolved{Entry: e}, nil
+		}
 		e, err := s.get(ctx, key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now,
 			func(ctx context.Context) (decision.Input, uint64, error) {
 				in, err := s.store.LoadPlatformUser(ctx, sub.UserID)
@@ -334,12 +337,41 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64
 		return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
 	}
 	db := authzsync.DatabaseKey(t.ConnectionID, t.Database)
+	if e, ok := s.warm(key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now); ok {
+		return resolved{Entry: e, tenant: t}, nil
+	}
 	e, err := s.get(ctx, key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now,
 		func(ctx context.Context) (decision.Input, uint64, error) {
 			in, err := s.store.LoadTenantUser(ctx, t, sub.UserID)
 			return in, t.AdminVersion, err
 		})
 	return resolved{Entry: e, tenant: t}, err
+}
+
+// current reports whether e was computed at or after the newest version known for the scope
+// and the user (and at least atLeast), from a directory entry no older than the tenant's
+// directory floor and the one in use, and is not past the earliest expiry inside it.
+func (s *Service) current(e *Entry, scope, user string, adminVersion, atLeast uint64, now time.Time) bool {
+	if e == nil || e.Set == nil {
+		return false
+	}
+	floor := max(s.floors.Floor(scope, user), atLeast)
+	if e.Set.Version() < floor || e.AdminVersion < s.floors.DirFloor(scope) || e.AdminVersion < adminVersion {
+		return false
+	}
+	exp := e.Set.Expiry()
+	return exp.IsZero() || now.Before(exp)
+}
+
+// warm returns the in-process entry for key when it may be used as it is: the path of nearly
+// every check, kept free of the closures a miss needs.
+func (s *Service) warm(key, scope, user, db string, adminVersion, atLeast uint64, now time.Time) (*Entry, bool) {
+	e, ok := s.sets.PeekL1(key)
+	if !ok || !s.current(e, scope, user, adminVersion, atLeast, now) || !s.trusted(db, e.LoadedAt, now) {
+		return nil, false
+	}
+	s.sets.HitL1()
+	return e, true
 }
 
 // get returns a fresh compiled set for key. Fresh means: computed at or after the newest
@@ -350,17 +382,7 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 	load func(context.Context) (decision.Input, uint64, error)) (*Entry, error) {
 	var mine atomic.Pointer[Entry]
 	fresh := func(e *Entry) bool {
-		if e == nil || e.Set == nil {
-			return false
-		}
-		floor := max(s.floors.Floor(scope, user), atLeast)
-		if e.Set.Version() < floor || e.AdminVersion < s.floors.DirFloor(scope) || e.AdminVersion < adminVersion {
-			return false
-		}
-		if exp := e.Set.Expiry(); !exp.IsZero() && !now.Before(exp) {
-			return false
-		}
-		return mine.Load() == e || s.trusted(db, e.LoadedAt, now)
+		return s.current(e, scope, user, adminVersion, atLeast, now) && (mine.Load() == e || s.trusted(db, e.LoadedAt, now))
 	}
 	e, _, err := s.sets.Get(ctx, key, fresh, func(ctx context.Context) (cache.Loaded[*Entry], error) {
 		in, av, err := load(ctx)
