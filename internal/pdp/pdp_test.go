@@ -560,3 +560,35 @@ func TestSameDecisionFromEveryTier(t *testing.T) {
 	assert.True(t, fromLoad[0].Allowed)
 	assert.False(t, fromLoad[1].Allowed)
 }
+
+func TestBoundTenantForPlatformSubjects(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+	_, err := f.w.Admin.Exec(ctx, `INSERT INTO admin.platform_users (external_id) VALUES ('ops');
+		INSERT INTO admin.platform_user_roles (user_id, role_id, tenant_id)
+		SELECT u.id, r.id, t.id FROM admin.platform_users u, admin.platform_roles r, admin.tenants t
+		WHERE u.external_id = 'ops' AND r.code = 'tenant_admin' AND t.slug = 'acme'`)
+	require.NoError(t, err)
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "", "ops")
+	require.NoError(t, err)
+	check := func(req pdp.Request) pdp.Result {
+		t.Helper()
+		res, err := in.svc.Check(ctx, sub, req)
+		require.NoError(t, err)
+		return res
+	}
+	// /tenants/{tenant}/... on a platform route: the bound tenant is the target.
+	res := check(pdp.Request{Permission: "tenants.read", Resource: &pdp.Resource{Tenant: "acme"}, BoundTenant: "acme"})
+	assert.True(t, res.Allowed, "reason %s", res.Reason)
+	res = check(pdp.Request{Permission: "tenants.read", Resource: &pdp.Resource{Tenant: f.tenant.ID}, BoundTenant: "acme"})
+	assert.True(t, res.Allowed, "the same tenant by id")
+	for name, req := range map[string]pdp.Request{
+		"code check":       {Permission: "tenants.read.tenant", BoundTenant: "acme"},
+		"another target":   {Permission: "tenants.read", Resource: &pdp.Resource{Tenant: "globex"}, BoundTenant: "acme"},
+		"unknown bound":    {Permission: "tenants.read", Resource: &pdp.Resource{Tenant: "nope"}, BoundTenant: "nope"},
+		"no target tenant": {Permission: "tenants.read", Resource: &pdp.Resource{OwnerID: "x"}, BoundTenant: "acme"},
+	} {
+		assert.Equal(t, pdp.ReasonCrossTenant, check(req).Reason, name)
+	}
+}

@@ -237,8 +237,12 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		if err != nil {
 			return Result{}, err
 		}
-		// A platform subject on a tenant's route, or a token of another tenant, is cross-tenant.
-		if !found || sub.Level != authn.LevelTenant || (sub.TenantID != bound.ID && sub.TenantID != bound.Slug) {
+		names := func(ref string) bool { return found && (ref == bound.ID || ref == bound.Slug) }
+		// A tenant subject must belong to the bound tenant. A platform subject acts on a bound
+		// tenant only as the target of a resource check naming that same tenant (a platform
+		// route such as /tenants/{tenant}/...); anything else is cross-tenant.
+		if sub.Level == authn.LevelTenant && !names(sub.TenantID) ||
+			sub.Level != authn.LevelTenant && (req.Resource == nil || !names(req.Resource.Tenant)) {
 			return Result{Reason: ReasonCrossTenant}, nil
 		}
 	}
