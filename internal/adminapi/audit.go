@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,6 +32,7 @@ type AuditEntry struct {
 	Before     json.RawMessage `json:"before,omitempty"`
 	After      json.RawMessage `json:"after,omitempty"`
 	RequestID  *string         `json:"request_id,omitempty"`
+	OutboxID   *string         `json:"outbox_id,omitempty"` // the tenant audit_outbox row it was shipped from
 	PrevHash   []byte          `json:"prev_hash"`
 	Hash       []byte          `json:"hash"`
 }
@@ -39,11 +41,18 @@ type AuditEntry struct {
 type auditRecord struct {
 	Actor, Action, TargetType, TargetID, TenantID, RequestID string
 	Before, After                                            any
+	// OutboxID and OccurredAt are set when shipping a tenant's audit_outbox row: the row is
+	// recorded at most once per outbox id, with the time of the change it records. Otherwise
+	// occurred_at is the time of the append.
+	OutboxID   string
+	OccurredAt time.Time
 }
 
 // canonical is the byte string a row's hash covers: a JSON array of the row's fields in a fixed
 // order. before/after are PostgreSQL's jsonb text (already normalised: key order, spacing), so
-// the writer and the verifier hash the same bytes whatever JSON the writer sent.
+// the writer and the verifier hash the same bytes whatever JSON the writer sent. outbox_id is
+// appended only when set, so rows without one (every row written before it existed) keep the
+// canonical form, and the hash, they had.
 func canonical(e *AuditEntry) ([]byte, error) {
 	raw := func(m json.RawMessage) any {
 		if m == nil {
@@ -51,10 +60,14 @@ func canonical(e *AuditEntry) ([]byte, error) {
 		}
 		return m
 	}
-	return json.Marshal([]any{
+	fields := []any{
 		e.ID, e.OccurredAt.UTC().Format("2006-01-02T15:04:05.000000Z"), e.Actor, e.Action, e.TargetType,
 		e.TargetID, e.TenantID, raw(e.Before), raw(e.After), e.RequestID,
-	})
+	}
+	if e.OutboxID != nil {
+		fields = append(fields, *e.OutboxID)
+	}
+	return json.Marshal(fields)
 }
 
 func chainHash(prev []byte, e *AuditEntry) ([]byte, error) {
@@ -82,9 +95,14 @@ func jsonOrNil(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// errAuditShipped says an outbox row was already recorded: appendAudit appended nothing.
+var errAuditShipped = errors.New("audit outbox row already recorded")
+
 // appendAudit appends rec to the chain inside tx, so the row commits or rolls back with the
 // change it records. Ids are assigned here (max + 1 under the lock) rather than by the
 // identity sequence, so a rolled-back append leaves no gap and a gap always means a removal.
+// A record with an OutboxID already in the log is not appended again (ON CONFLICT (outbox_id)
+// DO NOTHING): appendAudit returns errAuditShipped and the chain is unchanged.
 func appendAudit(ctx context.Context, tx pgx.Tx, rec auditRecord) (AuditEntry, error) {
 	before, err := jsonOrNil(rec.Before)
 	if err != nil {
@@ -98,13 +116,18 @@ func appendAudit(ctx context.Context, tx pgx.Tx, rec auditRecord) (AuditEntry, e
 		return AuditEntry{}, fmt.Errorf("audit lock: %w", err)
 	}
 	e := AuditEntry{Actor: rec.Actor, Action: rec.Action, TargetType: rec.TargetType,
-		TargetID: nullable(rec.TargetID), TenantID: nullable(rec.TenantID), RequestID: nullable(rec.RequestID)}
+		TargetID: nullable(rec.TargetID), TenantID: nullable(rec.TenantID), RequestID: nullable(rec.RequestID),
+		OutboxID: nullable(rec.OutboxID)}
+	var occurredAt *time.Time
+	if !rec.OccurredAt.IsZero() {
+		occurredAt = &rec.OccurredAt
+	}
 	var lastID *int64
 	var lastHash []byte
 	var beforeText, afterText *string
-	err = tx.QueryRow(ctx, `SELECT l.id, l.hash, clock_timestamp(), $1::jsonb::text, $2::jsonb::text
+	err = tx.QueryRow(ctx, `SELECT l.id, l.hash, coalesce($3::timestamptz, clock_timestamp()), $1::jsonb::text, $2::jsonb::text
 		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, hash FROM admin.audit_log ORDER BY id DESC LIMIT 1) l ON true`,
-		before, after).Scan(&lastID, &lastHash, &e.OccurredAt, &beforeText, &afterText)
+		before, after, occurredAt).Scan(&lastID, &lastHash, &e.OccurredAt, &beforeText, &afterText)
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("audit tail: %w", err)
 	}
@@ -123,12 +146,18 @@ func appendAudit(ctx context.Context, tx pgx.Tx, rec auditRecord) (AuditEntry, e
 	if e.Hash, err = chainHash(e.PrevHash, &e); err != nil {
 		return AuditEntry{}, err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO admin.audit_log
-		(id, occurred_at, actor, action, target_type, target_id, tenant_id, before, after, request_id, prev_hash, hash)
-		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::jsonb, $10, $11, $12)`,
-		e.ID, e.OccurredAt, e.Actor, e.Action, e.TargetType, e.TargetID, e.TenantID, beforeText, afterText, e.RequestID, e.PrevHash, e.Hash)
+	// A NULL outbox_id never conflicts; a shipped outbox row already in the log is skipped
+	// (appends are serialized by the lock, so the id computed above is simply not used).
+	tag, err := tx.Exec(ctx, `INSERT INTO admin.audit_log
+		(id, occurred_at, actor, action, target_type, target_id, tenant_id, before, after, request_id, prev_hash, hash, outbox_id)
+		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::jsonb, $10, $11, $12, $13::uuid)
+		ON CONFLICT (outbox_id) DO NOTHING`,
+		e.ID, e.OccurredAt, e.Actor, e.Action, e.TargetType, e.TargetID, e.TenantID, beforeText, afterText, e.RequestID, e.PrevHash, e.Hash, e.OutboxID)
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("audit append: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return AuditEntry{}, errAuditShipped
 	}
 	return e, nil
 }
@@ -159,7 +188,7 @@ func VerifyAudit(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }) (AuditVerification, error) {
 	rows, err := q.Query(ctx, `SELECT id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-		before::text, after::text, request_id, prev_hash, hash FROM admin.audit_log ORDER BY id`)
+		before::text, after::text, request_id, outbox_id::text, prev_hash, hash FROM admin.audit_log ORDER BY id`)
 	if err != nil {
 		return AuditVerification{}, err
 	}
@@ -201,7 +230,7 @@ func scanAudit(row pgx.Row) (AuditEntry, error) {
 	var e AuditEntry
 	var before, after *string
 	err := row.Scan(&e.ID, &e.OccurredAt, &e.Actor, &e.Action, &e.TargetType, &e.TargetID, &e.TenantID,
-		&before, &after, &e.RequestID, &e.PrevHash, &e.Hash)
+		&before, &after, &e.RequestID, &e.OutboxID, &e.PrevHash, &e.Hash)
 	if before != nil {
 		e.Before = json.RawMessage(*before)
 	}
@@ -221,7 +250,7 @@ func (s *Server) listAudit(c *call) error {
 		return errValidation("tenant_id", "must be a tenant id (uuid)")
 	}
 	rows, err := s.Admin.Query(c.ctx(), `SELECT id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-		before::text, after::text, request_id, prev_hash, hash, count(*) OVER ()
+		before::text, after::text, request_id, outbox_id::text, prev_hash, hash, count(*) OVER ()
 		FROM admin.audit_log
 		WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR action = $2) AND ($3 = '' OR target_type = $3)
 		  AND ($4 = '' OR target_id = $4) AND ($5 = '' OR tenant_id = nullif($5, '')::uuid)
@@ -235,7 +264,7 @@ func (s *Server) listAudit(c *call) error {
 		var e AuditEntry
 		var before, after *string
 		err := row.Scan(&e.ID, &e.OccurredAt, &e.Actor, &e.Action, &e.TargetType, &e.TargetID, &e.TenantID,
-			&before, &after, &e.RequestID, &e.PrevHash, &e.Hash, &total)
+			&before, &after, &e.RequestID, &e.OutboxID, &e.PrevHash, &e.Hash, &total)
 		if before != nil {
 			e.Before = json.RawMessage(*before)
 		}

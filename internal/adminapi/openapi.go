@@ -63,7 +63,7 @@ func schemas() map[string]schema {
 			"organization_id":     schema{"type": "string", "description": "the organization's id or slug"},
 		}, "slug", "region", "external_auth_realm"),
 		"PatchTenant":       obj(schema{"name": str(), "settings": anyObject()}),
-		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
+		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
 		"AuditVerification": obj(schema{"ok": boolean(), "rows_checked": integer(), "first_bad_id": integer(), "problem": str()}, "ok"),
 		"Region":            obj(schema{"code": str(), "name": str(), "is_active": boolean(), "data_residency": boolean(), "created_at": ts}, "code"),
 		"CreateRegion":      obj(schema{"code": str(), "name": str(), "data_residency": boolean()}, "code"),

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
 )
 
@@ -99,10 +100,15 @@ func (s *Server) tenantDB(c *call) (tenantDB, error) {
 	if t.Status == "deleted" || t.Status == "provisioning" {
 		return tenantDB{}, errConflict("tenant " + t.Slug + " is " + t.Status)
 	}
+	return s.tenantDBOf(c.ctx(), *t)
+}
+
+// tenantDBOf opens (once) the write pool of t's database; t's status is not checked.
+func (s *Server) tenantDBOf(ctx context.Context, t pgstore.Tenant) (tenantDB, error) {
 	if !registry.ValidIdentifier(t.SchemaName) {
 		return tenantDB{}, fmt.Errorf("tenant %s: invalid schema name", t.ID)
 	}
-	p, err := s.writePool(c.ctx(), t.ConnectionID, t.Database)
+	p, err := s.writePool(ctx, t.ConnectionID, t.Database)
 	if err != nil {
 		return tenantDB{}, err
 	}
@@ -110,26 +116,42 @@ func (s *Server) tenantDB(c *call) (tenantDB, error) {
 }
 
 // tenantWrite runs fn in a transaction on the tenant's database and returns the tenant
-// schema's authz_state.version after it. The audit row goes to the admin database right after
-// the commit: the two databases share no transaction, so a crash between the two commits can
-// lose the audit row of a committed change (never the reverse).
+// schema's authz_state.version after it. The audit record is inserted into the schema's
+// audit_outbox in the same transaction, so it commits or rolls back with the change; right
+// after the commit shipOutbox moves it to admin.audit_log. A failed ship is only logged: the
+// record is durable in the outbox and the background shipper (MonitorAuditOutbox) retries.
+// A schema not yet migrated to the outbox (tenant V3) falls back to appending right after
+// the commit, where a crash in between can lose the audit row.
 func (s *Server) tenantWrite(c *call, db tenantDB, fn func(tx pgx.Tx) (auditRecord, error)) (int64, error) {
 	var rec auditRecord
 	var version int64
+	var outbox bool
 	err := pgx.BeginFunc(c.ctx(), db.pool, func(tx pgx.Tx) error {
 		var err error
 		if rec, err = fn(tx); err != nil {
 			return err
 		}
-		return tx.QueryRow(c.ctx(), `SELECT version FROM `+db.table("authz_state")).Scan(&version)
+		rec.Actor, rec.RequestID, rec.TenantID = c.actor(), c.requestID, c.tenant.ID
+		err = tx.QueryRow(c.ctx(), `SELECT version, to_regclass($1) IS NOT NULL FROM `+db.table("authz_state"),
+			db.table("audit_outbox")).Scan(&version, &outbox)
+		if err != nil || !outbox {
+			return err
+		}
+		return insertOutbox(c.ctx(), tx, db, rec)
 	})
 	if err != nil {
 		return 0, err
 	}
-	rec.Actor, rec.RequestID, rec.TenantID = c.actor(), c.requestID, c.tenant.ID
-	if err := appendAuditNow(c.ctx(), s.Admin, rec); err != nil {
-		c.log.Error("audit append after tenant write failed", "err", err)
-		return 0, err
+	ctx := context.WithoutCancel(c.ctx())
+	if !outbox {
+		if err := appendAuditNow(ctx, s.Admin, rec); err != nil {
+			c.log.Error("audit append after tenant write failed", "err", err)
+			return 0, err
+		}
+		return version, nil
+	}
+	if _, err := s.shipOutbox(ctx, *c.tenant); err != nil {
+		c.log.Error("audit outbox: ship after tenant write failed; the background shipper retries", "tenant", c.tenant.ID, "err", err)
 	}
 	return version, nil
 }

@@ -29,6 +29,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// HealthTimeout bounds one connection's health probe.
 	HealthTimeout time.Duration
+	// OutboxInterval is the period of the shipper that moves rows left in the tenants'
+	// audit_outbox to admin.audit_log; 0 means DefaultOutboxInterval, negative disables it.
+	OutboxInterval time.Duration
 	// ShutdownGrace is how long in-flight requests get after a stop signal.
 	ShutdownGrace time.Duration
 }
@@ -55,7 +58,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Serve listens on cfg.Addr and runs the health monitor until ctx ends, then shuts down
+// Serve listens on cfg.Addr and runs the health monitor and the audit outbox shipper until
+// ctx ends, then shuts down
 // gracefully: stop accepting, let requests finish within ShutdownGrace, wait for jobs.
 func (s *Server) Serve(ctx context.Context, cfg Config, ready func(addr string)) error {
 	if err := cfg.Validate(); err != nil {
@@ -77,6 +81,16 @@ func (s *Server) Serve(ctx context.Context, cfg Config, ready func(addr string))
 	if cfg.HealthInterval > 0 {
 		g.Go(func() error {
 			s.MonitorHealth(gctx, cfg.HealthInterval, cfg.HealthTimeout)
+			return nil
+		})
+	}
+	if cfg.OutboxInterval >= 0 {
+		interval := cfg.OutboxInterval
+		if interval == 0 {
+			interval = DefaultOutboxInterval
+		}
+		g.Go(func() error {
+			s.MonitorAuditOutbox(gctx, interval)
 			return nil
 		})
 	}

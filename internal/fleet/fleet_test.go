@@ -67,7 +67,7 @@ func TestApplyAllThenNoop(t *testing.T) {
 	}
 }
 
-// extended returns the project's sets with a third tenant migration (and its undo).
+// extended returns the project's sets with a next tenant migration, V4 (and its undo).
 func extended(t *testing.T, w *testenv.World, v3, u3 string) fleet.Sets {
 	t.Helper()
 	files := fstest.MapFS{}
@@ -79,8 +79,8 @@ func extended(t *testing.T, w *testenv.World, v3, u3 string) fleet.Sets {
 		files[path] = &fstest.MapFile{Data: b}
 		return err
 	}))
-	files["tenant/V3__projects.sql"] = &fstest.MapFile{Data: []byte(v3)}
-	files["tenant/U3__projects.sql"] = &fstest.MapFile{Data: []byte(u3)}
+	files["tenant/V4__projects.sql"] = &fstest.MapFile{Data: []byte(v3)}
+	files["tenant/U4__projects.sql"] = &fstest.MapFile{Data: []byte(u3)}
 	set, err := migrate.Load(files, "tenant")
 	require.NoError(t, err)
 	out := fleet.Sets{}
@@ -99,7 +99,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 
 	w.Fleet.Sets = extended(t, w, "CREATE TABLE projects (id uuid PRIMARY KEY, name text NOT NULL);", "DROP TABLE projects;")
 	regional := w.Connect(t, primary, "")
-	// t3 already holds a table of that name, so V3 fails there.
+	// t3 already holds a table of that name, so V4 fails there.
 	_, err := regional.Exec(ctx, `CREATE TABLE t_t3.projects (x int)`)
 	require.NoError(t, err)
 
@@ -111,7 +111,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 	for _, r := range run.Results {
 		if r.Target == "tenant:t3" {
 			assert.Equal(t, "failed", r.Status)
-			assert.Contains(t, r.Error, "V3__projects.sql")
+			assert.Contains(t, r.Error, "V4__projects.sql")
 		} else {
 			assert.Equal(t, "succeeded", r.Status, r.Target)
 		}
@@ -130,7 +130,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 	for _, r := range rerun.Results {
 		applied[r.Target] = r.Applied
 	}
-	assert.Equal(t, map[string][]string{"tenant:t1": nil, "tenant:t2": nil, "tenant:t3": {"V3__projects.sql"}, "tenant:t4": nil, "tenant:t5": nil}, applied,
+	assert.Equal(t, map[string][]string{"tenant:t1": nil, "tenant:t2": nil, "tenant:t3": {"V4__projects.sql"}, "tenant:t4": nil, "tenant:t5": nil}, applied,
 		"the rerun resumes: only the failed tenant has work left")
 }
 
@@ -144,7 +144,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	run, err := w.Fleet.Apply(ctx, fleet.Plan{Scope: fleet.ScopeTenants, DryRun: true})
 	require.NoError(t, err)
 	require.Len(t, run.Results, 1)
-	assert.Equal(t, []string{"V3__projects.sql"}, run.Results[0].Pending)
+	assert.Equal(t, []string{"V4__projects.sql"}, run.Results[0].Pending)
 	assert.Empty(t, run.Results[0].Applied)
 
 	var exists bool
@@ -168,11 +168,11 @@ func TestRollbackAndReapply(t *testing.T) {
 	}
 	require.True(t, exists())
 
-	run, err := w.Fleet.Rollback(ctx, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: "acme", To: "2"})
+	run, err := w.Fleet.Rollback(ctx, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: "acme", To: "3"})
 	require.NoError(t, err)
 	require.Len(t, run.Results, 1)
-	assert.Equal(t, "3", run.Results[0].From)
-	assert.Equal(t, "2", run.Results[0].To)
+	assert.Equal(t, "4", run.Results[0].From)
+	assert.Equal(t, "3", run.Results[0].To)
 	assert.False(t, exists(), "the undo file ran")
 
 	_, err = w.Fleet.Apply(ctx, fleet.Plan{Scope: fleet.ScopeTenants})
@@ -204,9 +204,9 @@ func TestConcurrentRunnersApplyOnce(t *testing.T) {
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
-	rows, err := w.Connect(t, primary, "").Query(ctx, `SELECT count(*) FROM t_a.flyway_schema_history WHERE version = '3'
-		UNION ALL SELECT count(*) FROM t_b.flyway_schema_history WHERE version = '3'
-		UNION ALL SELECT count(*) FROM t_c.flyway_schema_history WHERE version = '3'`)
+	rows, err := w.Connect(t, primary, "").Query(ctx, `SELECT count(*) FROM t_a.flyway_schema_history WHERE version = '4'
+		UNION ALL SELECT count(*) FROM t_b.flyway_schema_history WHERE version = '4'
+		UNION ALL SELECT count(*) FROM t_c.flyway_schema_history WHERE version = '4'`)
 	require.NoError(t, err)
 	counts, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	require.NoError(t, err)
