@@ -58,7 +58,7 @@ quiet $admin region create --code eu-west-1 --name "EU West" --data-residency
 quiet $admin db register --name us-primary --region us-east-1 --host "${host:-127.0.0.1}" --port "$port" --database neoauthz_us --user "$user" --tls-mode disable "${pw_args[@]}"
 quiet $admin db register --name eu-primary --region eu-west-1 --host "${host:-127.0.0.1}" --port "$port" --database neoauthz_eu --user "$user" --tls-mode disable "${pw_args[@]}"
 $admin db check >/dev/null
-$admin migrate apply --scope regional >/dev/null
+$admin migrate apply --scope all >/dev/null    # regional databases and existing tenants
 say "demo tenants: acme (us-east-1, schema) and globex (eu-west-1, its own database)"
 quiet $admin tenant create --slug acme --name "Acme Corp" --region us-east-1 --realm acme
 quiet $admin tenant create --slug globex --name "Globex" --region eu-west-1 --realm globex --deployment database
