@@ -91,6 +91,12 @@ func TestNoEscalation(t *testing.T) {
 	e.must(201, "POST", roles, map[string]any{"code": "wrap", "inherits": []string{"dormant"}, "permissions": []string{"platform_users.read.platform"}})
 	r = e.do("POST", users+"/other/roles", mgr, map[string]any{"role": "wrap"})
 	require.Equal(t, 201, r.Status, "an inactive inherited role confers nothing: %s", r.Body)
+	// ...until it is active again: re-activating it confers *.*.* on its holders.
+	refusedEscalation(t, e.do("PATCH", roles+"/dormant", mgr, map[string]any{"is_active": true}), "re-activating a *.*.* role")
+	e.must(200, "GET", roles+"/dormant", nil).into(&role)
+	assert.False(t, role.IsActive, "a refused activation changes nothing")
+	r = e.do("PATCH", roles+"/dormant", mgr, map[string]any{"name": "Dormant"})
+	require.Equal(t, 200, r.Status, "renaming it, inactive, confers nothing: %s", r.Body)
 	e.must(201, "POST", roles, map[string]any{"code": "c1", "permissions": []string{"platform_users.read.platform"}})
 	e.must(201, "POST", roles, map[string]any{"code": "c2", "inherits": []string{"c1"}, "permissions": []string{"platform_users.read.platform"}})
 	e.must(201, "POST", roles, map[string]any{"code": "c3", "inherits": []string{"c2"}, "permissions": []string{"regions.read.platform"}})

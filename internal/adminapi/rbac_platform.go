@@ -428,6 +428,14 @@ func (s *Server) patchPlatformRole(c *call) error {
 			}
 			conferred = append(conferred, codes...)
 		}
+		if active && !before.IsActive {
+			// Re-activating a role confers everything it holds on every holder again.
+			codes, err := roleClosureCodes(c.ctx(), tx, []string{before.ID})
+			if err != nil {
+				return auditRecord{}, err
+			}
+			conferred = append(conferred, codes...)
+		}
 		if err := s.guardConferral(c, tx, nil, conferred); err != nil {
 			return auditRecord{}, err
 		}
