@@ -217,7 +217,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis n
 	}
 	defer admin.Close()
 	reg2 := registry.New(admin, box)
-	store := pgstore.New(admin, reg2, pgstore.Options{})
+	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg})
 	defer store.Close()
 
 	// Realms resolve from an in-memory index so made-up realm names in unverified tokens

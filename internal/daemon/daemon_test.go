@@ -185,4 +185,14 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	metrics, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer metrics.Body.Close()
+	body, err := io.ReadAll(metrics.Body)
+	require.NoError(t, err)
+	for _, name := range []string{"permission_checks_total", "permission_check_duration_seconds", "cache_operations_total",
+		`db_query_duration_seconds_count{query="load_tenant_user"}`, "sync_notifications_received_total"} {
+		assert.Contains(t, string(body), name)
+	}
 }

@@ -156,7 +156,7 @@ func (s *Store) LoadTenantUser(ctx context.Context, t Tenant, externalID string)
 	if err != nil {
 		return decision.Input{}, err
 	}
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "load_tenant_user")
 	defer cancel()
 	in := decision.Input{Level: decision.LevelTenant, TenantID: t.ID, TenantKnown: true, TenantStatus: t.Status, UserID: externalID}
 	stateTenant, err := scanLoad(pool.QueryRow(ctx, q.load, externalID), &in)
@@ -174,7 +174,7 @@ func (s *Store) LoadTenantUser(ctx context.Context, t Tenant, externalID string)
 // LoadPlatformUser loads the platform RBAC facts of the user with external id externalID from
 // the admin database, in one statement. Groups are tenant ids.
 func (s *Store) LoadPlatformUser(ctx context.Context, externalID string) (decision.Input, error) {
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "load_platform_user")
 	defer cancel()
 	in := decision.Input{Level: decision.LevelPlatform, UserID: externalID}
 	if _, err := scanLoad(s.admin.QueryRow(ctx, s.platform, externalID), &in); err != nil {
@@ -289,7 +289,7 @@ func (s *Store) TenantVersion(ctx context.Context, t Tenant) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "tenant_version")
 	defer cancel()
 	var v int64
 	if err := pool.QueryRow(ctx, q.version).Scan(&v); err != nil {
@@ -300,7 +300,7 @@ func (s *Store) TenantVersion(ctx context.Context, t Tenant) (uint64, error) {
 
 // AdminVersion reads admin.authz_state.version (platform RBAC and tenant directory changes).
 func (s *Store) AdminVersion(ctx context.Context) (uint64, error) {
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "admin_version")
 	defer cancel()
 	var v int64
 	if err := s.admin.QueryRow(ctx, `SELECT version FROM admin.authz_state`).Scan(&v); err != nil {
@@ -329,7 +329,7 @@ func (s *Store) PlatformCatalog(ctx context.Context) ([]string, error) {
 }
 
 func (s *Store) codes(ctx context.Context, query func(context.Context, string, ...any) (pgx.Rows, error), sql, what string) ([]string, error) {
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "catalog")
 	defer cancel()
 	rows, err := query(ctx, sql)
 	if err != nil {

@@ -91,7 +91,7 @@ func (x *RealmIndex) reload(ctx context.Context) (map[string]authn.TenantRealm, 
 }
 
 func (s *Store) realms(ctx context.Context) (map[string]authn.TenantRealm, error) {
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "realms")
 	defer cancel()
 	rows, err := s.admin.Query(ctx, `SELECT external_auth_realm, `+realmColumns+`
 		  FROM admin.tenants WHERE status <> 'deleted'`)

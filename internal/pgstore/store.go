@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type Options struct {
 	// so that a connection deactivated (or re-pointed) in the registry stops being used
 	// without a restart.
 	RecheckInterval time.Duration
+	// Registerer, when set, receives db_query_duration_seconds{query}.
+	Registerer prometheus.Registerer
 }
 
 func (o Options) withDefaults() Options {
@@ -75,6 +78,8 @@ type Store struct {
 
 	schemas  sync.Map // schema name -> *schemaQueries
 	platform string   // the platform loader statement
+
+	durations *prometheus.HistogramVec
 }
 
 type poolKey struct{ conn, database string }
@@ -95,12 +100,21 @@ type poolEntry struct {
 // New returns a Store over the admin database pool and the registry that locates tenant
 // databases. The admin pool stays the caller's; Close closes only the pools the Store opened.
 func New(admin *pgxpool.Pool, reg *registry.Store, opts Options) *Store {
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "db_query_duration_seconds",
+		Help:    "Duration of the pdp's PostgreSQL reads, by query.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"query"})
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(durations)
+	}
 	return &Store{
-		admin:    admin,
-		reg:      reg,
-		opts:     opts.withDefaults(),
-		pools:    make(map[poolKey]*poolEntry),
-		platform: platformLoaderSQL(),
+		admin:     admin,
+		reg:       reg,
+		opts:      opts.withDefaults(),
+		pools:     make(map[poolKey]*poolEntry),
+		platform:  platformLoaderSQL(),
+		durations: durations,
 	}
 }
 
@@ -263,7 +277,13 @@ func (s *Store) maybeRecheck(key poolKey, e *poolEntry) {
 	}()
 }
 
-// timeout bounds one query by Options.QueryTimeout.
-func (s *Store) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.opts.QueryTimeout)
+// timeout bounds one query by Options.QueryTimeout; the returned cancel also records the
+// query's duration in db_query_duration_seconds{query}.
+func (s *Store) timeout(ctx context.Context, query string) (context.Context, context.CancelFunc) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	return ctx, func() {
+		cancel()
+		s.durations.WithLabelValues(query).Observe(time.Since(start).Seconds())
+	}
 }

@@ -38,7 +38,7 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 	if uuidRe.MatchString(idOrSlug) {
 		id = &idOrSlug
 	}
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "tenant")
 	defer cancel()
 	var t Tenant
 	var version int64
@@ -71,7 +71,7 @@ const realmColumns = `id::text, slug, status,
 // through for authn to refuse. Audiences come from settings->'audiences' when it is a JSON
 // array; elements that are not strings are ignored, which can only narrow what is accepted.
 func (s *Store) ResolveRealm(ctx context.Context, realm string) (authn.TenantRealm, error) {
-	ctx, cancel := s.timeout(ctx)
+	ctx, cancel := s.timeout(ctx, "resolve_realm")
 	defer cancel()
 	var tr authn.TenantRealm
 	err := s.admin.QueryRow(ctx, `SELECT `+realmColumns+`
@@ -106,7 +106,7 @@ const databaseVersionsSQL = `SELECT l.tenant_id,
 // left out. The sync layer calls it after a listener reconnect and on its periodic poll.
 func (s *Store) DatabaseVersions(ctx context.Context, connectionID, database string) (map[string]uint64, error) {
 	type placed struct{ id, schema string }
-	qctx, cancel := s.timeout(ctx)
+	qctx, cancel := s.timeout(ctx, "database_tenants")
 	rows, err := s.admin.Query(qctx, `SELECT t.id::text, t.schema_name
 		  FROM admin.tenants t JOIN admin.database_connections c ON c.id = t.database_connection_id
 		 WHERE (c.id::text = $1 OR c.name = $1) AND t.status <> 'deleted'
@@ -138,7 +138,7 @@ func (s *Store) DatabaseVersions(ctx context.Context, connectionID, database str
 	if err != nil {
 		return nil, err
 	}
-	qctx, cancel = s.timeout(ctx)
+	qctx, cancel = s.timeout(ctx, "database_versions")
 	defer cancel()
 	rows, err = pool.Query(qctx, databaseVersionsSQL, ids, schemas)
 	if err == nil {
