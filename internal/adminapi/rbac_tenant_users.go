@@ -155,52 +155,16 @@ func scanUserRole(row pgx.Row) (UserRoleAssignment, error) {
 	return a, err
 }
 
-func (s *Server) listTenantUserRoles(c *call) error {
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	u, err := tenantUserByRef(c, db.pool, db)
-	if err != nil {
-		return err
-	}
-	rows, err := db.pool.Query(c.ctx(), userRoleQuery(db)+` WHERE ur.user_id = $1::uuid ORDER BY r.code COLLATE "C", ur.team_id NULLS FIRST`, u.ID)
-	list, err := collect(rows, err, scanUserRole)
-	if err != nil {
-		return err
-	}
-	return c.ok(200, list, map[string]any{"total": len(list)})
+// userRoleRows are a tenant user's role assignments.
+var userRoleRows = userRows[UserRoleAssignment]{
+	query: userRoleQuery, alias: "ur", table: "user_roles", param: "assignment",
+	order: `r.code COLLATE "C", ur.team_id NULLS FIRST`, noun: "role assignment",
+	action: "tenant_user_role.revoke", scan: scanUserRole, id: func(a UserRoleAssignment) string { return a.ID },
 }
 
-func (s *Server) revokeTenantUserRole(c *call) error {
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	var a UserRoleAssignment
-	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
-		u, err := tenantUserByRef(c, tx, db)
-		if err != nil {
-			return auditRecord{}, err
-		}
-		id := c.r.PathValue("assignment")
-		// The assignment must be this user's: a path naming another user's assignment is a 404,
-		// not a revocation of someone else's role.
-		a, err = scanUserRole(tx.QueryRow(c.ctx(), userRoleQuery(db)+` WHERE ur.id::text = $1 AND ur.user_id = $2::uuid`, id, u.ID))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return auditRecord{}, errNotFound("user " + u.ExternalID + " has no role assignment " + id)
-		}
-		if err != nil {
-			return auditRecord{}, err
-		}
-		_, err = tx.Exec(c.ctx(), `DELETE FROM `+db.table("user_roles")+` WHERE id = $1::uuid`, a.ID)
-		return auditRecord{Action: "tenant_user_role.revoke", TargetType: "tenant_user", TargetID: u.ID, Before: a}, err
-	})
-	if err != nil {
-		return err
-	}
-	return c.ok(200, a, map[string]any{"version": v})
-}
+func (s *Server) listTenantUserRoles(c *call) error { return listUserRows(s, c, userRoleRows) }
+
+func (s *Server) revokeTenantUserRole(c *call) error { return deleteUserRow(s, c, userRoleRows) }
 
 func userPermissionQuery(db tenantDB) string {
 	return `SELECT up.id::text, up.user_id::text, up.permission_id::text, p.code, up.is_granted, up.team_id::text, up.expires_at, up.granted_by, up.created_at
@@ -278,7 +242,36 @@ func (s *Server) addTenantUserPermission(c *call) error {
 	return c.ok(201, p, map[string]any{"version": v})
 }
 
+// userPermissionRows are a tenant user's direct grants and denies.
+var userPermissionRows = userRows[UserPermission]{
+	query: userPermissionQuery, alias: "up", table: "user_permissions", param: "id",
+	order: `p.code COLLATE "C", up.team_id NULLS FIRST`, noun: "direct permission",
+	action: "tenant_user_permission.delete", scan: scanUserPermission, id: func(p UserPermission) string { return p.ID },
+}
+
 func (s *Server) listTenantUserPermissions(c *call) error {
+	return listUserRows(s, c, userPermissionRows)
+}
+
+func (s *Server) deleteTenantUserPermission(c *call) error {
+	return deleteUserRow(s, c, userPermissionRows)
+}
+
+// userRows describes a table whose rows belong to one tenant user, so that one list handler
+// and one delete handler serve role assignments and direct permissions alike.
+type userRows[T any] struct {
+	query  func(tenantDB) string // SELECT … FROM the table aliased as alias
+	alias  string
+	table  string
+	param  string // path parameter naming one row
+	order  string
+	noun   string // what a row is, for 404s
+	action string // audit action of a deletion
+	scan   func(pgx.Row) (T, error)
+	id     func(T) string
+}
+
+func listUserRows[T any](s *Server, c *call, k userRows[T]) error {
 	db, err := s.tenantDB(c)
 	if err != nil {
 		return err
@@ -287,38 +280,40 @@ func (s *Server) listTenantUserPermissions(c *call) error {
 	if err != nil {
 		return err
 	}
-	rows, err := db.pool.Query(c.ctx(), userPermissionQuery(db)+` WHERE up.user_id = $1::uuid ORDER BY p.code COLLATE "C", up.team_id NULLS FIRST`, u.ID)
-	list, err := collect(rows, err, scanUserPermission)
+	rows, err := db.pool.Query(c.ctx(), k.query(db)+` WHERE `+k.alias+`.user_id = $1::uuid ORDER BY `+k.order, u.ID)
+	list, err := collect(rows, err, k.scan)
 	if err != nil {
 		return err
 	}
 	return c.ok(200, list, map[string]any{"total": len(list)})
 }
 
-func (s *Server) deleteTenantUserPermission(c *call) error {
+func deleteUserRow[T any](s *Server, c *call, k userRows[T]) error {
 	db, err := s.tenantDB(c)
 	if err != nil {
 		return err
 	}
-	var p UserPermission
+	var row T
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
 		u, err := tenantUserByRef(c, tx, db)
 		if err != nil {
 			return auditRecord{}, err
 		}
-		id := c.r.PathValue("id")
-		p, err = scanUserPermission(tx.QueryRow(c.ctx(), userPermissionQuery(db)+` WHERE up.id::text = $1 AND up.user_id = $2::uuid`, id, u.ID))
+		id := c.r.PathValue(k.param)
+		// The row must be this user's: a path naming another user's row is a 404, not a
+		// change to someone else's permissions.
+		row, err = k.scan(tx.QueryRow(c.ctx(), k.query(db)+` WHERE `+k.alias+`.id::text = $1 AND `+k.alias+`.user_id = $2::uuid`, id, u.ID))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return auditRecord{}, errNotFound("user " + u.ExternalID + " has no direct permission " + id)
+			return auditRecord{}, errNotFound("user " + u.ExternalID + " has no " + k.noun + " " + id)
 		}
 		if err != nil {
 			return auditRecord{}, err
 		}
-		_, err = tx.Exec(c.ctx(), `DELETE FROM `+db.table("user_permissions")+` WHERE id = $1::uuid`, p.ID)
-		return auditRecord{Action: "tenant_user_permission.delete", TargetType: "tenant_user", TargetID: u.ID, Before: p}, err
+		_, err = tx.Exec(c.ctx(), `DELETE FROM `+db.table(k.table)+` WHERE id = $1::uuid`, k.id(row))
+		return auditRecord{Action: k.action, TargetType: "tenant_user", TargetID: u.ID, Before: row}, err
 	})
 	if err != nil {
 		return err
 	}
-	return c.ok(200, p, map[string]any{"version": v})
+	return c.ok(200, row, map[string]any{"version": v})
 }

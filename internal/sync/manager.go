@@ -112,9 +112,6 @@ func New(cfg Config, floors *Floors, admin *pgxpool.Pool, reg *registry.Store, v
 		onTenant: onTenant, metrics: newMetrics(promReg), listeners: map[string]context.CancelFunc{}}
 }
 
-// Floors returns the floors the Manager raises.
-func (m *Manager) Floors() *Floors { return m.floors }
-
 // Run listens until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	var wg gosync.WaitGroup
