@@ -73,6 +73,14 @@ type Config struct {
 	// because whoever sets it chooses what is checked.
 	TrustForwardedPermission bool
 
+	// AuthZENConfigPath is the AuthZEN file (LoadAuthZENConfig): the PEPs trusted to ask and
+	// the mapping of AuthZEN requests onto checks. Empty: the AuthZEN API is not served.
+	AuthZENConfigPath string
+	// HTTPTLS serves the HTTP port over TLS with the gRPC certificate (TLSCertFile); with
+	// TLSClientCAFile, client certificates are verified when sent, so AuthZEN PEPs can be
+	// identified by mTLS. Forward-auth proxies then need https too.
+	HTTPTLS bool
+
 	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
 	// before connections are closed.
 	ShutdownTimeout time.Duration
@@ -114,6 +122,8 @@ const (
 	EnvDecisionIDHeader         = "NEOAUTHZ_DECISION_ID_HEADER"
 	EnvTrustForwardedPermission = "NEOAUTHZ_TRUST_FORWARDED_PERMISSION"
 	EnvShutdownTimeout          = "NEOAUTHZ_SHUTDOWN_TIMEOUT"
+	EnvAuthZENConfig            = "NEOAUTHZ_AUTHZEN_CONFIG"
+	EnvHTTPTLS                  = "NEOAUTHZ_HTTP_TLS"
 )
 
 // RegisterFlags defines one flag per field on fs. A flag's default is the field's current
@@ -138,6 +148,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.UserHeader, "user-header", EnvUserHeader, "identity header carrying the user id")
 	str(&c.DecisionIDHeader, "decision-id-header", EnvDecisionIDHeader, "identity header carrying the decision id")
 
+	str(&c.AuthZENConfigPath, "authzen-config", EnvAuthZENConfig, "AuthZEN file (PEPs and mapping); empty: AuthZEN not served")
+
 	trusted := (*listValue)(&c.TrustedClientIdentities)
 	c.fromEnv(EnvTrustedClients, trusted)
 	fs.Var(trusted, "trusted-clients", "comma-separated mTLS client identities (CN, DNS or URI SAN) allowed to send principals (env "+EnvTrustedClients+")")
@@ -145,6 +157,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	trust := (*boolValue)(&c.TrustForwardedPermission)
 	c.fromEnv(EnvTrustForwardedPermission, trust)
 	fs.Var(trust, "trust-forwarded-permission", "forward auth: take the permission from X-Neoauthz-Permission (env "+EnvTrustForwardedPermission+")")
+
+	httpTLS := (*boolValue)(&c.HTTPTLS)
+	c.fromEnv(EnvHTTPTLS, httpTLS)
+	fs.Var(httpTLS, "http-tls", "serve the HTTP port over TLS with the gRPC certificate (client certificates verified when sent) (env "+EnvHTTPTLS+")")
 
 	shutdown := (*durationValue)(&c.ShutdownTimeout)
 	c.fromEnv(EnvShutdownTimeout, shutdown)
@@ -181,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		bad("a tls client CA needs a server certificate and key")
+	}
+	if c.HTTPTLS && c.TLSCertFile == "" {
+		bad("http tls needs a server certificate and key")
 	}
 	if len(c.TrustedClientIdentities) > 0 && c.TLSClientCAFile == "" {
 		// Without verified client certificates no identity can ever match: say so instead of

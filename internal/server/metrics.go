@@ -14,6 +14,7 @@ const (
 	apiGRPC        = "grpc"
 	apiExtAuthz    = "extauthz"
 	apiForwardAuth = "forwardauth"
+	apiAuthZEN     = "authzen"
 
 	resultAllowed         = "allowed"
 	resultDenied          = "denied"
@@ -53,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"tenant", "permission", "result"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "permission_check_duration_seconds",
-		Help: "Time to answer a check request, by API (grpc, extauthz, forwardauth).",
+		Help: "Time to answer a check request, by API (grpc, extauthz, forwardauth, authzen).",
 		// A cached decision takes microseconds; a cache fill reads PostgreSQL (milliseconds);
 		// Envoy's ext_authz timeout is 250ms.
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
@@ -76,11 +77,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		checks:       checks,
 		authnFailure: failures,
-		duration:     make(map[string]prometheus.Observer, 3),
+		duration:     make(map[string]prometheus.Observer, 4),
 		tenants:      labelLimiter{max: maxTenantLabels},
 		permissions:  labelLimiter{max: maxPermissionLabels},
 	}
-	for _, api := range []string{apiGRPC, apiExtAuthz, apiForwardAuth} {
+	for _, api := range []string{apiGRPC, apiExtAuthz, apiForwardAuth, apiAuthZEN} {
 		// Curried once: the hot path then costs no label hashing for the histogram.
 		m.duration[api] = duration.WithLabelValues(api)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,7 @@ type Server struct {
 	trusted map[string]struct{} // TrustedClientIdentities
 	log     *slog.Logger
 	metrics *metrics
+	authzen *authzenState // nil: the AuthZEN API is not served
 
 	grpc    *grpc.Server
 	health  *health.Server
@@ -131,6 +133,14 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/auth", s.forwardAuth)
+	if cfg.AuthZENConfigPath != "" {
+		az, err := LoadAuthZENConfig(cfg.AuthZENConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.authzen = newAuthZEN(az, svc)
+		s.registerAuthZEN(mux)
+	}
 	mux.HandleFunc("GET /health", s.healthHTTP)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.http = mux
@@ -141,7 +151,8 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 // it on listeners of their own.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
-// HTTPHandler returns the HTTP handler: /auth (forward auth), /health and /metrics.
+// HTTPHandler returns the HTTP handler: /auth (forward auth), the AuthZEN API when configured,
+// /health and /metrics.
 func (s *Server) HTTPHandler() http.Handler { return s.http }
 
 // SetServing sets what gRPC health and /health report. Serve sets it to true once the decision
@@ -174,6 +185,19 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 			closeAll(grpcLis, httpLis)
 			return err
 		}
+	}
+	if s.cfg.HTTPTLS && httpLis != nil {
+		tlsCfg, err := s.cfg.serverTLS()
+		if err != nil {
+			closeAll(grpcLis, httpLis, unixLis)
+			return err
+		}
+		if tlsCfg.ClientAuth == tls.RequireAndVerifyClientCert {
+			// Forward-auth proxies and health probes need not carry certificates; a certificate
+			// that is sent is verified, and only then can it name an AuthZEN PEP.
+			tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		httpLis = tls.NewListener(httpLis, tlsCfg)
 	}
 	httpSrv := &http.Server{
 		Handler:           s.http,

@@ -28,21 +28,7 @@ func (s *Server) trustedPeer(ctx context.Context) bool {
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return false
 	}
-	leaf := ti.State.VerifiedChains[0][0]
-	if s.isTrusted(leaf.Subject.CommonName) {
-		return true
-	}
-	for _, d := range leaf.DNSNames {
-		if s.isTrusted(d) {
-			return true
-		}
-	}
-	for _, u := range leaf.URIs {
-		if s.isTrusted(u.String()) {
-			return true
-		}
-	}
-	return false
+	return forEachIdentity(ti.State.VerifiedChains[0][0], s.isTrusted)
 }
 
 func (s *Server) isTrusted(id string) bool {

@@ -1,0 +1,819 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/routes"
+)
+
+// AuthZEN Authorization API 1.0, HTTPS JSON binding: Access Evaluation, Access Evaluations,
+// the Search APIs and PDP metadata, decided by the same Decider (engine, caches, freshness,
+// metrics) as ext_authz, forward auth and neoauthz.v1.
+
+// Limits of AuthZEN requests. They keep hostile input cheap; real requests are far below.
+const (
+	maxAuthZENBody       = 1 << 20
+	maxAuthZENItems      = MaxBulkItems
+	maxAuthZENTypeLen    = 128
+	maxAuthZENIDLen      = 255 // users.external_id
+	maxAuthZENResIDLen   = 1024
+	maxAuthZENPropLen    = 320 // users.email
+	maxRequestIDLen      = 256
+	authzenTenantsPrefix = "/tenants/{tenant}"
+	authzenWellKnown     = "/.well-known/authzen-configuration"
+	headerRequestID      = "X-Request-ID"
+)
+
+// The AuthZEN endpoints, relative to the pdp's base (or a tenant's).
+const (
+	pathEvaluation    = "/access/v1/evaluation"
+	pathEvaluations   = "/access/v1/evaluations"
+	pathSearchSubject = "/access/v1/search/subject"
+	pathSearchAction  = "/access/v1/search/action"
+)
+
+// Reasons of AuthZEN denies decided before the pdp's engine (the engine's reasons are the
+// pdp.Reason names).
+const (
+	reasonUnknownAction       = "unknown_action"
+	reasonUnsupportedSubject  = "unsupported_subject_type"
+	reasonSubjectMismatch     = "subject_token_mismatch"
+	reasonUnknownUserEmail    = "unknown_user"
+	reasonNoRoute             = "no_route"
+	reasonPublicRoute         = "public"
+	semanticExecuteAll        = "execute_all"
+	semanticDenyOnFirstDeny   = "deny_on_first_deny"
+	semanticPermitOnFirstPerm = "permit_on_first_permit"
+)
+
+// AuthZENDirectory is what AuthZEN needs beyond Decider for subjects named by email and for
+// subject search (*pdp.Service provides it). Without it those answer 501 / are not served.
+type AuthZENDirectory interface {
+	// UserByEmail returns the external id of the one user of tenant whose email is email.
+	UserByEmail(ctx context.Context, tenant, email string) (externalID string, found bool, err error)
+	// SubjectCandidates returns, in byte order after after, at most limit active users of
+	// tenant who hold (directly or through a role) a grant that may match resource.action.
+	// It is a superset: every candidate is then decided by the engine.
+	SubjectCandidates(ctx context.Context, tenant, resource, action, after string, limit int) ([]string, error)
+}
+
+// authzenState is the AuthZEN transport's configuration, ready for requests.
+type authzenState struct {
+	cfg  *AuthZENConfig
+	mtls map[string]*PEPConfig
+	dir  AuthZENDirectory // nil: no email subjects, no subject search
+}
+
+func newAuthZEN(cfg *AuthZENConfig, dec Decider) *authzenState {
+	a := &authzenState{cfg: cfg, mtls: map[string]*PEPConfig{}}
+	for i := range cfg.PEPs {
+		for _, id := range cfg.PEPs[i].MTLSIdentities {
+			a.mtls[id] = &cfg.PEPs[i]
+		}
+	}
+	a.dir, _ = dec.(AuthZENDirectory)
+	return a
+}
+
+// registerAuthZEN adds the AuthZEN endpoints to mux, at the root and under /tenants/{tenant}.
+func (s *Server) registerAuthZEN(mux *http.ServeMux) {
+	for _, prefix := range []string{"", authzenTenantsPrefix} {
+		mux.HandleFunc("POST "+prefix+pathEvaluation, s.authzenEvaluation)
+		mux.HandleFunc("POST "+prefix+pathEvaluations, s.authzenEvaluations)
+		mux.HandleFunc("POST "+prefix+pathSearchAction, s.authzenSearchAction)
+		if s.authzen.dir != nil {
+			mux.HandleFunc("POST "+prefix+pathSearchSubject, s.authzenSearchSubject)
+		}
+	}
+	mux.HandleFunc("GET "+authzenWellKnown, s.authzenMetadata)
+	mux.HandleFunc("GET "+authzenWellKnown+authzenTenantsPrefix, s.authzenMetadata)
+}
+
+// azEntity is an AuthZEN subject or action (name in ID for actions is not used).
+type azEntity struct {
+	Type       string                     `json:"type"`
+	ID         string                     `json:"id"`
+	Properties map[string]json.RawMessage `json:"properties"`
+}
+
+type azAction struct {
+	Name       string                     `json:"name"`
+	Properties map[string]json.RawMessage `json:"properties"`
+}
+
+// azResource is an AuthZEN resource. Members beside type, id and properties are kept in
+// legacy: PEPs written to drafts before properties existed (the interop Todo scenario's
+// decisions.json) put attributes there, and a mapped property is looked up there last.
+type azResource struct {
+	Type       string
+	ID         string
+	HasID      bool
+	Properties map[string]json.RawMessage
+	legacy     map[string]json.RawMessage
+}
+
+func (r *azResource) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for name, dst := range map[string]*string{"type": &r.Type, "id": &r.ID} {
+		raw, ok := m[name]
+		if !ok || isJSONNull(raw) {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return fmt.Errorf("resource.%s must be a string", name)
+		}
+		r.HasID = r.HasID || name == "id"
+		delete(m, name)
+	}
+	if raw, ok := m["properties"]; ok {
+		if !isJSONNull(raw) {
+			if err := json.Unmarshal(raw, &r.Properties); err != nil {
+				return errors.New("resource.properties must be an object")
+			}
+		}
+		delete(m, "properties")
+	}
+	r.legacy = m
+	return nil
+}
+
+// property returns the string property name of the resource ("" when absent or null).
+func (r *azResource) property(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	raw, ok := r.Properties[name]
+	if !ok {
+		raw, ok = r.legacy[name]
+	}
+	return stringProperty("resource.properties."+name, raw, ok)
+}
+
+func stringProperty(what string, raw json.RawMessage, ok bool) (string, error) {
+	if !ok || isJSONNull(raw) {
+		return "", nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("%s must be a string", what)
+	}
+	if len(v) > maxAuthZENPropLen {
+		return "", fmt.Errorf("%s is too long", what)
+	}
+	return v, nil
+}
+
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// azEvaluation is one access evaluation request, or the defaults and items of an
+// evaluations request.
+type azEvaluation struct {
+	Subject  *azEntity      `json:"subject"`
+	Action   *azAction      `json:"action"`
+	Resource *azResource    `json:"resource"`
+	Context  map[string]any `json:"context"`
+}
+
+type azEvaluationsRequest struct {
+	azEvaluation
+	Evaluations []azEvaluation `json:"evaluations"`
+	Options     struct {
+		Semantic string `json:"evaluations_semantic"`
+	} `json:"options"`
+}
+
+// azDecision is an AuthZEN Decision.
+type azDecision struct {
+	Decision bool      `json:"decision"`
+	Context  azContext `json:"context"`
+}
+
+// azContext is the decision context neoauthz returns: why, which decision (for the logs),
+// at which authorization version, or the error that kept an item from being decided.
+type azContext struct {
+	Reason     string   `json:"reason,omitempty"`
+	DecisionID string   `json:"decision_id,omitempty"`
+	Version    uint64   `json:"version,omitempty"`
+	Error      *azError `json:"error,omitempty"`
+}
+
+// azError is an error that is not a decision: an HTTP status and a message for the caller.
+type azError struct {
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+	err     error  // for the log only
+}
+
+func (e *azError) Error() string { return e.Message }
+
+func azBad(format string, args ...any) *azError {
+	return &azError{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+// azCaller is who sent the request: a configured PEP, or nil for a caller that may only ask
+// about the bearers of subject tokens.
+type azCaller struct {
+	pep *PEPConfig
+}
+
+// azRequest is what every AuthZEN endpoint establishes before deciding anything.
+type azRequest struct {
+	caller     azCaller
+	tenant     string // bound by the path, "" at the root
+	minVersion uint64
+}
+
+// authzenBegin authenticates the caller and reads the parts of the request every endpoint
+// shares. body receives the decoded JSON.
+func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) (azRequest, *azError) {
+	if id := r.Header.Get(headerRequestID); id != "" && validRequestID(id) {
+		w.Header().Set(headerRequestID, id)
+	}
+	var in azRequest
+	if t := r.PathValue("tenant"); t != "" || strings.HasPrefix(r.URL.Path, "/tenants/") {
+		if !validTenantRef(t) {
+			return in, &azError{Status: http.StatusNotFound, Message: "not a tenant"}
+		}
+		in.tenant = t
+	}
+	if v := r.Header.Get(headerMinVersion); v != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return in, azBad("invalid %s header", headerMinVersion)
+		}
+		in.minVersion = n
+	}
+	caller, aerr := s.authzenCaller(r)
+	if aerr != nil {
+		return in, aerr
+	}
+	in.caller = caller
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return in, azBad("Content-Type must be application/json")
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAuthZENBody))
+	if err != nil {
+		return in, azBad("request body too large or unreadable")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(body); err != nil {
+		return in, azBad("malformed JSON request: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return in, azBad("malformed JSON request: data after the object")
+	}
+	return in, nil
+}
+
+// jsonProblem describes a decoding error without echoing the request.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return te.Field + " has the wrong type"
+		}
+		return "the top level must be an object"
+	case errors.As(err, &se):
+		return "syntax error at offset " + strconv.FormatInt(se.Offset, 10)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "empty or truncated body"
+	default:
+		msg := err.Error()
+		if len(msg) > 120 {
+			msg = msg[:120]
+		}
+		return msg
+	}
+}
+
+// authzenCaller identifies the caller: an mTLS client certificate naming a PEP, else a bearer
+// token of a PEP's client. Without either, the caller may only use subject tokens.
+func (s *Server) authzenCaller(r *http.Request) (azCaller, *azError) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		var pep *PEPConfig
+		forEachIdentity(r.TLS.VerifiedChains[0][0], func(id string) bool {
+			pep = s.authzen.mtls[id]
+			return pep != nil
+		})
+		if pep != nil {
+			return azCaller{pep: pep}, nil
+		}
+	}
+	tok, isBearer := bearerToken(joinedHeader(r.Header, "Authorization"))
+	if tok == "" {
+		if isBearer {
+			return azCaller{}, &azError{Status: http.StatusUnauthorized, Message: msgInvalidToken}
+		}
+		if !s.authzen.cfg.SubjectTokens {
+			return azCaller{}, &azError{Status: http.StatusUnauthorized, Message: "a PEP credential is required (mTLS or a bearer token)"}
+		}
+		return azCaller{}, nil
+	}
+	sub, err := s.dec.SubjectFromToken(r.Context(), tok)
+	if err != nil {
+		if label, ok := authnFailure(err); ok {
+			return azCaller{}, &azError{Status: http.StatusUnauthorized, Message: msgInvalidToken + ": " + label, err: err}
+		}
+		return azCaller{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	if sub.Identity != nil {
+		for i := range s.authzen.cfg.PEPs {
+			p := &s.authzen.cfg.PEPs[i]
+			c := p.Client
+			if c != nil && c.Realm == sub.Identity.Realm && c.ClientID == sub.Identity.AuthorizedParty &&
+				(c.Subject == "" || c.Subject == sub.UserID) {
+				return azCaller{pep: p}, nil
+			}
+		}
+	}
+	return azCaller{}, &azError{Status: http.StatusForbidden, Message: "the credential is not a configured PEP's"}
+}
+
+// forEachIdentity calls fn with the certificate's identities (subject CN, DNS SANs, URI SANs)
+// until it returns true.
+func forEachIdentity(leaf *x509.Certificate, fn func(string) bool) bool {
+	if leaf.Subject.CommonName != "" && fn(leaf.Subject.CommonName) {
+		return true
+	}
+	for _, d := range leaf.DNSNames {
+		if fn(d) {
+			return true
+		}
+	}
+	for _, u := range leaf.URIs {
+		if fn(u.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+func validRequestID(id string) bool {
+	if len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// authzenEvaluation is POST /access/v1/evaluation.
+func (s *Server) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer s.metrics.observe(apiAuthZEN, start)
+	var body azEvaluation
+	in, aerr := s.authzenBegin(w, r, &body)
+	if aerr == nil {
+		aerr = body.complete("")
+	}
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	d, aerr := s.authzenDecide(r.Context(), &in, &body)
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	writeAuthZEN(w, http.StatusOK, d)
+}
+
+// authzenEvaluations is POST /access/v1/evaluations: the top-level subject, action, resource
+// and context are defaults for each item; without items it is one evaluation.
+func (s *Server) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer s.metrics.observe(apiAuthZEN, start)
+	var body azEvaluationsRequest
+	in, aerr := s.authzenBegin(w, r, &body)
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	semantic := body.Options.Semantic
+	switch semantic {
+	case "", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm:
+	default:
+		s.authzenFail(w, r, azBad("options.evaluations_semantic must be %s, %s or %s", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm))
+		return
+	}
+	if len(body.Evaluations) == 0 {
+		// Backwards compatible with the single evaluation (and answered like it).
+		if aerr := body.complete(""); aerr != nil {
+			s.authzenFail(w, r, aerr)
+			return
+		}
+		d, aerr := s.authzenDecide(r.Context(), &in, &body.azEvaluation)
+		if aerr != nil {
+			s.authzenFail(w, r, aerr)
+			return
+		}
+		writeAuthZEN(w, http.StatusOK, d)
+		return
+	}
+	if len(body.Evaluations) > maxAuthZENItems {
+		s.authzenFail(w, r, azBad("too many evaluations: %d, at most %d", len(body.Evaluations), maxAuthZENItems))
+		return
+	}
+	items := body.Evaluations
+	for i := range items {
+		items[i].withDefaults(&body.azEvaluation)
+		if aerr := items[i].complete(fmt.Sprintf("evaluations[%d].", i)); aerr != nil {
+			s.authzenFail(w, r, aerr)
+			return
+		}
+	}
+	out := make([]azDecision, 0, len(items))
+	for i := range items {
+		d, aerr := s.authzenDecide(r.Context(), &in, &items[i])
+		if aerr != nil {
+			if aerr.Status == http.StatusUnauthorized || aerr.Status == http.StatusBadRequest {
+				// About the whole request (the caller, the tenant): not one item's failure.
+				s.authzenFail(w, r, aerr)
+				return
+			}
+			d = azDecision{Context: azContext{Error: aerr, DecisionID: newDecisionID()}}
+		}
+		out = append(out, d)
+		if semantic == semanticDenyOnFirstDeny && !d.Decision || semantic == semanticPermitOnFirstPerm && d.Decision {
+			break
+		}
+	}
+	writeAuthZEN(w, http.StatusOK, struct {
+		Evaluations []azDecision `json:"evaluations"`
+	}{out})
+}
+
+// withDefaults fills the members e does not set from the request's top level.
+func (e *azEvaluation) withDefaults(d *azEvaluation) {
+	if e.Subject == nil {
+		e.Subject = d.Subject
+	}
+	if e.Action == nil {
+		e.Action = d.Action
+	}
+	if e.Resource == nil {
+		e.Resource = d.Resource
+	}
+	if e.Context == nil {
+		e.Context = d.Context
+	}
+}
+
+// complete checks that e has every required member, within bounds.
+func (e *azEvaluation) complete(at string) *azError {
+	switch {
+	case e.Subject == nil || e.Subject.Type == "" || e.Subject.ID == "":
+		return azBad("%ssubject with type and id is required", at)
+	case e.Action == nil || e.Action.Name == "":
+		return azBad("%saction with name is required", at)
+	case e.Resource == nil || e.Resource.Type == "" || !e.Resource.HasID:
+		return azBad("%sresource with type and id is required", at)
+	case len(e.Subject.Type) > maxAuthZENTypeLen || len(e.Resource.Type) > maxAuthZENTypeLen || len(e.Action.Name) > maxAuthZENTypeLen:
+		return azBad("%ssubject.type, resource.type and action.name are at most %d bytes", at, maxAuthZENTypeLen)
+	case len(e.Subject.ID) > maxAuthZENIDLen:
+		return azBad("%ssubject.id is at most %d bytes", at, maxAuthZENIDLen)
+	case len(e.Resource.ID) > maxAuthZENResIDLen:
+		return azBad("%sresource.id is at most %d bytes", at, maxAuthZENResIDLen)
+	}
+	return nil
+}
+
+// authzenDecide decides one complete evaluation. A deny is a decision; an *azError is not.
+func (s *Server) authzenDecide(ctx context.Context, in *azRequest, e *azEvaluation) (azDecision, *azError) {
+	rec := record{api: apiAuthZEN}
+	d, aerr := s.authzenCheck(ctx, in, e, &rec)
+	s.authzenRecord(ctx, &rec, d, aerr)
+	return d, aerr
+}
+
+// authzenRecord counts and logs one AuthZEN check.
+func (s *Server) authzenRecord(ctx context.Context, rec *record, d azDecision, aerr *azError) {
+	switch {
+	case aerr != nil:
+		rec.result, rec.reason = resultError, http.StatusText(aerr.Status)
+		rec.undecided = aerr.Status >= 500
+		if rec.err == nil {
+			rec.err = aerr.err
+		}
+		if rec.err == nil {
+			rec.err = aerr
+		}
+		rec.decisionID = newDecisionID()
+	case d.Decision:
+		rec.result = resultAllowed
+	default:
+		rec.result = resultDenied
+		if d.Context.Reason == pdp.ReasonUnauthenticated.String() {
+			rec.result = resultUnauthenticated
+		}
+	}
+	if aerr == nil {
+		rec.reason, rec.decisionID = d.Context.Reason, d.Context.DecisionID
+	}
+	s.finish(ctx, rec)
+}
+
+// azDeny is a deny decided before the engine.
+func azDeny(rec *record, reason string) azDecision {
+	return azDecision{Context: azContext{Reason: reason, DecisionID: newDecisionID()}}
+}
+
+func (s *Server) authzenCheck(ctx context.Context, in *azRequest, e *azEvaluation, rec *record) (azDecision, *azError) {
+	sub, deny, aerr := s.authzenSubject(ctx, in, e.Subject, rec)
+	if aerr != nil || deny != "" {
+		return azDeny(rec, deny), aerr
+	}
+	return s.authzenCheckAs(ctx, in, sub, e, rec)
+}
+
+// authzenCheckAs decides e for an established subject.
+func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, sub pdp.Subject, e *azEvaluation, rec *record) (azDecision, *azError) {
+	cfg := s.authzen.cfg
+	rec.tenant, rec.user = sub.TenantSlug, sub.UserID
+
+	req := pdp.Request{AtLeastVersion: in.minVersion}
+	if in.caller.pep == nil {
+		// A subject token's tenant is its own; the path still binds the tenant asked about.
+		req.BoundTenant = in.tenant
+	}
+	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
+		d, done, aerr := s.authzenRoute(e, sub, &req, rec)
+		if done || aerr != nil {
+			return d, aerr
+		}
+	} else {
+		perm, ok := cfg.permission(e.Action.Name, e.Resource.Type)
+		if !ok {
+			return azDeny(rec, reasonUnknownAction), nil
+		}
+		req.Permission = perm
+		rec.permission = perm
+		if strings.Count(perm, ".") == 1 {
+			res, deny, aerr := s.authzenResource(ctx, sub, e.Resource)
+			if aerr != nil || deny != "" {
+				return azDeny(rec, deny), aerr
+			}
+			req.Resource = res
+		}
+	}
+	res, err := s.dec.Check(ctx, sub, req)
+	if err == nil {
+		err = consistent(res)
+	}
+	if err != nil {
+		rec.err = err
+		if errors.Is(err, pdp.ErrInvalidRequest) {
+			return azDecision{}, &azError{Status: http.StatusBadRequest, Message: "invalid permission request", err: err}
+		}
+		return azDecision{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version}}, nil
+}
+
+// authzenSubject establishes the subject of one evaluation: from its subject token when it
+// carries one (and the subject must then be the token's), else from the PEP's word, in the
+// tenant the path binds or the PEP's only tenant. deny is a reason for a deny decision.
+func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEntity, rec *record) (sub pdp.Subject, deny string, aerr *azError) {
+	m, ok := s.authzen.cfg.subjectMapping(subj.Type)
+	if !ok {
+		return sub, reasonUnsupportedSubject, nil
+	}
+	platform := m.Level == "platform"
+	raw, hasTok := subj.Properties["token"]
+	token, err := stringProperty("subject.properties.token", raw, hasTok)
+	if err != nil {
+		return sub, "", azBad("%s", err.Error())
+	}
+	pep := in.caller.pep
+
+	// The tenant the subject belongs to.
+	tenant := in.tenant
+	if !platform && tenant == "" && pep != nil {
+		if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
+			return sub, "", azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathEvaluation)
+		}
+		tenant = pep.Tenants[0]
+	}
+	if platform && pep != nil && !pep.Platform {
+		return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about platform subjects"}
+	}
+
+	if token != "" {
+		tsub, err := s.dec.SubjectFromToken(ctx, token)
+		if err != nil {
+			if label, ok := authnFailure(err); ok {
+				rec.authn = label
+				return sub, pdp.ReasonUnauthenticated.String(), nil
+			}
+			return sub, "", &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+		}
+		want := subj.ID
+		if m.ID == byEmail {
+			var found bool
+			if want, found, aerr = s.authzenUserByEmail(ctx, tsub.TenantID, subj.ID); aerr != nil || !found {
+				return sub, reasonSubjectMismatch, aerr
+			}
+		}
+		if tsub.UserID != want || (tsub.Level == authn.LevelPlatform) != platform {
+			return sub, reasonSubjectMismatch, nil
+		}
+		if pep != nil && !platform && !pep.allows(tenant, tsub.TenantID, tsub.TenantSlug) {
+			return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+		}
+		return tsub, "", nil
+	}
+	if pep == nil {
+		return sub, "", &azError{Status: http.StatusUnauthorized, Message: "a PEP credential or subject.properties.token is required"}
+	}
+	if platform {
+		sub, err = s.dec.SubjectFromPrincipal(ctx, "", subj.ID)
+	} else {
+		if !pep.allows(tenant) {
+			return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+		}
+		user := subj.ID
+		if m.ID == byEmail {
+			var found bool
+			if user, found, aerr = s.authzenUserByEmail(ctx, tenant, subj.ID); aerr != nil || !found {
+				return sub, reasonUnknownUserEmail, aerr
+			}
+		}
+		sub, err = s.dec.SubjectFromPrincipal(ctx, tenant, user)
+	}
+	if err != nil {
+		rec.err = err
+		if errors.Is(err, pdp.ErrInvalidRequest) {
+			return sub, "", azBad("invalid subject")
+		}
+		return sub, "", &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	return sub, "", nil
+}
+
+func (s *Server) authzenUserByEmail(ctx context.Context, tenant, email string) (string, bool, *azError) {
+	if s.authzen.dir == nil {
+		return "", false, &azError{Status: http.StatusNotImplemented, Message: "users named by email are not supported by this pdp"}
+	}
+	id, found, err := s.authzen.dir.UserByEmail(ctx, tenant, email)
+	if err != nil {
+		return "", false, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	return id, found, nil
+}
+
+// authzenResource reads the resource of a resource check from the mapped properties.
+func (s *Server) authzenResource(ctx context.Context, sub pdp.Subject, r *azResource) (*pdp.Resource, string, *azError) {
+	m := s.authzen.cfg.resourceMapping(r.Type)
+	owner, err := r.property(m.Owner)
+	if err != nil {
+		return nil, "", azBad("%s", err.Error())
+	}
+	team, err := r.property(m.Team)
+	if err != nil {
+		return nil, "", azBad("%s", err.Error())
+	}
+	res := &pdp.Resource{OwnerID: owner}
+	if sub.Level == authn.LevelPlatform {
+		if res.Tenant, err = r.property(m.Tenant); err != nil {
+			return nil, "", azBad("%s", err.Error())
+		}
+	} else {
+		res.TeamID = team
+	}
+	if owner != "" && m.OwnerBy == byEmail {
+		id, found, aerr := s.authzenUserByEmail(ctx, sub.TenantID, owner)
+		if aerr != nil {
+			return nil, "", aerr
+		}
+		res.OwnerID = id
+		if !found {
+			// Nobody owns it by that email: the resource is nobody's.
+			res.OwnerID = ""
+		}
+	}
+	return res, "", nil
+}
+
+// authzenRoute decides a route resource through the route table: action.name is the method,
+// resource.id the path. done reports a decision made without the engine.
+func (s *Server) authzenRoute(e *azEvaluation, sub pdp.Subject, req *pdp.Request, rec *record) (azDecision, bool, *azError) {
+	if s.routes == nil {
+		return azDeny(rec, reasonNoRoute), true, nil
+	}
+	m, err := s.routes.Match(e.Action.Name, e.Resource.ID)
+	rec.path = m.Path
+	switch {
+	case errors.Is(err, routes.ErrNoRoute):
+		return azDeny(rec, reasonNoRoute), true, nil
+	case errors.Is(err, routes.ErrBadMethod):
+		return azDecision{}, true, azBad("action.name is not an HTTP method")
+	case err != nil:
+		return azDecision{}, true, azBad("resource.id is not a request path")
+	}
+	if m.Route.Public {
+		return azDecision{Decision: true, Context: azContext{Reason: reasonPublicRoute, DecisionID: newDecisionID()}}, true, nil
+	}
+	req.Permission = m.Route.Permission
+	rec.permission = req.Permission
+	if bound, conflict := bindTenant(req.BoundTenant, m.Tenant); conflict {
+		return azDeny(rec, pdp.ReasonCrossTenant.String()), true, nil
+	} else if sub.Level == authn.LevelTenant {
+		req.BoundTenant = bound
+	}
+	if m.Route.ResourceCheck() {
+		req.Resource = &pdp.Resource{OwnerID: m.Owner, TeamID: m.Team}
+		if sub.Level == authn.LevelPlatform {
+			req.Resource.Tenant = m.Tenant
+		}
+	}
+	return azDecision{}, false, nil
+}
+
+// authzenFail answers a request that could not be evaluated: the status and a JSON body
+// {"error": {"status", "message"}}; 401 carries WWW-Authenticate. Never a decision.
+func (s *Server) authzenFail(w http.ResponseWriter, r *http.Request, e *azError) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="neoauthz"`)
+	}
+	rec := record{api: apiAuthZEN, reason: http.StatusText(e.Status), err: e.err, undecided: e.Status >= 500,
+		decisionID: newDecisionID(), path: r.URL.Path}
+	if rec.err == nil {
+		rec.err = e
+	}
+	s.finish(r.Context(), &rec)
+	writeAuthZEN(w, e.Status, struct {
+		Error *azError `json:"error"`
+	}{e})
+}
+
+func writeAuthZEN(w http.ResponseWriter, status int, body any) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"status":500,"message":"cannot encode the answer"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// authzenMetadata is GET /.well-known/authzen-configuration[/tenants/{tenant}]: the PDP
+// metadata, naming exactly the endpoints served.
+func (s *Server) authzenMetadata(w http.ResponseWriter, r *http.Request) {
+	base := s.authzen.cfg.PolicyDecisionPoint
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	base = strings.TrimSuffix(base, "/")
+	if t := r.PathValue("tenant"); t != "" {
+		if !validTenantRef(t) {
+			writeAuthZEN(w, http.StatusNotFound, struct {
+				Error *azError `json:"error"`
+			}{&azError{Status: http.StatusNotFound, Message: "not a tenant"}})
+			return
+		}
+		base += "/tenants/" + t
+	}
+	md := struct {
+		PDP           string `json:"policy_decision_point"`
+		Evaluation    string `json:"access_evaluation_endpoint"`
+		Evaluations   string `json:"access_evaluations_endpoint"`
+		SearchSubject string `json:"search_subject_endpoint,omitempty"`
+		SearchAction  string `json:"search_action_endpoint"`
+	}{
+		PDP: base, Evaluation: base + pathEvaluation, Evaluations: base + pathEvaluations, SearchAction: base + pathSearchAction,
+	}
+	if s.authzen.dir != nil {
+		md.SearchSubject = base + pathSearchSubject
+	}
+	b, _ := json.Marshal(md)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "max-age=300")
+	_, _ = w.Write(b)
+}

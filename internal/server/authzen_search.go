@@ -1,0 +1,297 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/neofast/neoauthz/internal/decision"
+)
+
+// Subject search page sizes.
+const (
+	defaultSearchLimit = 50
+	maxSearchLimit     = 100
+)
+
+type azPage struct {
+	Token string `json:"token"`
+	Limit *int   `json:"limit"`
+}
+
+type azSearchRequest struct {
+	azEvaluation
+	Page *azPage `json:"page"`
+}
+
+type azPageOut struct {
+	NextToken string `json:"next_token"`
+	Count     int    `json:"count"`
+}
+
+type azSubjectResult struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+type azActionResult struct {
+	Name string `json:"name"`
+}
+
+// azPageToken is the opaque page token of subject search: where the previous page ended,
+// and a hash of the query, so that a token is refused with a different query.
+type azPageToken struct {
+	After string `json:"a"`
+	Query string `json:"q"`
+}
+
+// authzenSearchSubject is POST /access/v1/search/subject: the users of the tenant that may
+// perform the action on the resource. Candidates come from one PostgreSQL query per page
+// (users holding, directly or through a role, a grant that may match the permission's
+// resource and action); each is then decided by the engine, so a result is exactly an
+// evaluation that would answer true. A page may hold fewer results than the limit, even
+// none, while next_token says more candidates remain.
+func (s *Server) authzenSearchSubject(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer s.metrics.observe(apiAuthZEN, start)
+	var body azSearchRequest
+	in, aerr := s.authzenBegin(w, r, &body)
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	e := &body.azEvaluation
+	switch {
+	case e.Subject == nil || e.Subject.Type == "":
+		aerr = azBad("subject with type is required")
+	case e.Action == nil || e.Action.Name == "":
+		aerr = azBad("action with name is required")
+	case e.Resource == nil || e.Resource.Type == "" || !e.Resource.HasID:
+		aerr = azBad("resource with type and id is required")
+	case in.caller.pep == nil:
+		aerr = &azError{Status: http.StatusForbidden, Message: "subject search is for PEPs only"}
+	}
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	cfg := s.authzen.cfg
+	m, ok := cfg.subjectMapping(e.Subject.Type)
+	if !ok || m.Level == "platform" || m.ID == byEmail {
+		s.authzenFail(w, r, azBad("subject search serves tenant-level subject types named by external id"))
+		return
+	}
+	tenant := in.tenant
+	pep := in.caller.pep
+	if tenant == "" {
+		if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
+			s.authzenFail(w, r, azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathSearchSubject))
+			return
+		}
+		tenant = pep.Tenants[0]
+	}
+	if !pep.allows(tenant) {
+		s.authzenFail(w, r, &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"})
+		return
+	}
+	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
+		s.authzenFail(w, r, azBad("subject search does not serve route resources"))
+		return
+	}
+	perm, ok := cfg.permission(e.Action.Name, e.Resource.Type)
+	if !ok {
+		writeAuthZEN(w, http.StatusOK, searchAnswer([]azSubjectResult{}, ""))
+		return
+	}
+	resource, action, _, _, err := decision.ParseRequest(decision.LevelTenant, perm)
+	if err != nil {
+		s.authzenFail(w, r, azBad("action maps to %q, not a tenant-level permission", perm))
+		return
+	}
+
+	limit := defaultSearchLimit
+	var after string
+	queryHash := searchQueryHash(tenant, e, body.Page)
+	if body.Page != nil {
+		if body.Page.Limit != nil {
+			if *body.Page.Limit < 0 {
+				s.authzenFail(w, r, azBad("page.limit must not be negative"))
+				return
+			}
+			limit = min(*body.Page.Limit, maxSearchLimit)
+		}
+		if body.Page.Token != "" {
+			tok, ok := decodePageToken(body.Page.Token)
+			if !ok || tok.Query != queryHash {
+				s.authzenFail(w, r, azBad("page.token does not belong to this query"))
+				return
+			}
+			after = tok.After
+		}
+	}
+	if limit == 0 {
+		writeAuthZEN(w, http.StatusOK, searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)))
+		return
+	}
+	candidates, err := s.authzen.dir.SubjectCandidates(r.Context(), tenant, resource, action, after, limit)
+	if err != nil {
+		s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
+		return
+	}
+	results := []azSubjectResult{}
+	for _, user := range candidates {
+		sub, err := s.dec.SubjectFromPrincipal(r.Context(), tenant, user)
+		if err != nil {
+			s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
+			return
+		}
+		item := azEvaluation{Subject: &azEntity{Type: e.Subject.Type, ID: user}, Action: e.Action, Resource: e.Resource}
+		rec := record{api: apiAuthZEN}
+		d, aerr := s.authzenCheckAs(r.Context(), &in, sub, &item, &rec)
+		s.authzenRecord(r.Context(), &rec, d, aerr)
+		if aerr != nil {
+			s.authzenFail(w, r, aerr)
+			return
+		}
+		if d.Decision {
+			results = append(results, azSubjectResult{Type: e.Subject.Type, ID: user})
+		}
+	}
+	next := ""
+	if len(candidates) == limit {
+		next = pageToken(candidates[len(candidates)-1], queryHash)
+	}
+	writeAuthZEN(w, http.StatusOK, searchAnswer(results, next))
+}
+
+func searchAnswer[T any](results []T, next string) any {
+	if results == nil {
+		results = []T{}
+	}
+	return struct {
+		Page    azPageOut `json:"page"`
+		Results []T       `json:"results"`
+	}{azPageOut{NextToken: next, Count: len(results)}, results}
+}
+
+// searchQueryHash identifies a search query (everything but the page token).
+func searchQueryHash(tenant string, e *azEvaluation, page *azPage) string {
+	h := sha256.New()
+	b, _ := json.Marshal(struct {
+		T, S, A, RT, RID string
+		P                any
+		L                *int
+	}{tenant, e.Subject.Type, e.Action.Name, e.Resource.Type, e.Resource.ID, e.Resource.Properties, pageLimit(page)})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func pageLimit(p *azPage) *int {
+	if p == nil {
+		return nil
+	}
+	return p.Limit
+}
+
+func pageToken(after, query string) string {
+	b, _ := json.Marshal(azPageToken{After: after, Query: query})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(s string) (azPageToken, bool) {
+	var t azPageToken
+	if len(s) > 2*maxAuthZENIDLen+128 {
+		return t, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &t) != nil || len(t.After) > maxAuthZENIDLen {
+		return t, false
+	}
+	return t, true
+}
+
+// authzenSearchAction is POST /access/v1/search/action: the actions the subject may perform
+// on the resource. The candidates are the mapped actions that apply to the resource type and
+// the subject's effective permission codes whose resource segment is the resource type (the
+// names the default mapping accepts); each is decided like an evaluation. The answer is the
+// whole result set (no pagination).
+func (s *Server) authzenSearchAction(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer s.metrics.observe(apiAuthZEN, start)
+	var body azSearchRequest
+	in, aerr := s.authzenBegin(w, r, &body)
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	e := &body.azEvaluation
+	switch {
+	case e.Subject == nil || e.Subject.Type == "" || e.Subject.ID == "":
+		aerr = azBad("subject with type and id is required")
+	case e.Resource == nil || e.Resource.Type == "" || !e.Resource.HasID:
+		aerr = azBad("resource with type and id is required")
+	case len(e.Subject.ID) > maxAuthZENIDLen || len(e.Resource.ID) > maxAuthZENResIDLen:
+		aerr = azBad("subject.id or resource.id is too long")
+	}
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	rec := record{api: apiAuthZEN}
+	sub, deny, aerr := s.authzenSubject(r.Context(), &in, e.Subject, &rec)
+	if aerr != nil {
+		s.authzenFail(w, r, aerr)
+		return
+	}
+	results := []azActionResult{}
+	if deny != "" {
+		writeAuthZEN(w, http.StatusOK, searchAnswer(results, ""))
+		return
+	}
+	cfg := s.authzen.cfg
+	names := map[string]bool{}
+	for _, a := range cfg.Actions {
+		if a.ResourceType == "" || a.ResourceType == e.Resource.Type {
+			names[a.Name] = true
+		}
+	}
+	if cfg.RouteResourceType == "" || e.Resource.Type != cfg.RouteResourceType {
+		codes, _, err := s.dec.ListPermissions(r.Context(), sub, in.minVersion)
+		if err != nil {
+			s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
+			return
+		}
+		for _, c := range codes {
+			if res, _, ok := strings.Cut(c, "."); ok && res == e.Resource.Type {
+				names[c] = true
+			}
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, name := range sorted {
+		item := azEvaluation{Subject: e.Subject, Action: &azAction{Name: name}, Resource: e.Resource, Context: e.Context}
+		rec := record{api: apiAuthZEN}
+		d, aerr := s.authzenCheckAs(r.Context(), &in, sub, &item, &rec)
+		s.authzenRecord(r.Context(), &rec, d, aerr)
+		if aerr != nil {
+			if aerr.Status == http.StatusBadRequest {
+				continue // this action does not apply to this resource (e.g. a code check)
+			}
+			s.authzenFail(w, r, aerr)
+			return
+		}
+		if d.Decision {
+			results = append(results, azActionResult{Name: name})
+		}
+	}
+	writeAuthZEN(w, http.StatusOK, searchAnswer(results, ""))
+}
