@@ -1,0 +1,60 @@
+package pdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/neofast/neoauthz/internal/pgstore"
+)
+
+// userDirectory is the store access behind UserByEmail and SubjectCandidates
+// (*pgstore.Store provides it).
+type userDirectory interface {
+	TenantUserByEmail(ctx context.Context, t pgstore.Tenant, email string) (string, bool, error)
+	TenantSubjectCandidates(ctx context.Context, t pgstore.Tenant, resource, action, after string, limit int) ([]string, error)
+}
+
+var errNoDirectory = errors.New("pdp: the store cannot look users up")
+
+// directory returns the active tenant idOrSlug and the store's user directory; found is
+// false for a tenant that is unknown or not active (it has no users to name).
+func (s *Service) directory(ctx context.Context, idOrSlug string) (pgstore.Tenant, userDirectory, bool, error) {
+	dir, ok := s.store.(userDirectory)
+	if !ok {
+		return pgstore.Tenant{}, nil, false, errNoDirectory
+	}
+	t, found, err := s.tenant(ctx, idOrSlug, s.now())
+	if err != nil || !found || t.Status != "active" {
+		return t, dir, false, err
+	}
+	return t, dir, true, nil
+}
+
+// UserByEmail returns the external id of the one user of the tenant whose email is email. It
+// reads PostgreSQL every time: nothing about it is cached, so it is never stale.
+func (s *Service) UserByEmail(ctx context.Context, tenant, email string) (string, bool, error) {
+	t, dir, ok, err := s.directory(ctx, tenant)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	id, found, err := dir.TenantUserByEmail(ctx, t, email)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return id, found, nil
+}
+
+// SubjectCandidates returns a page of the tenant's users who may hold resource.action (see
+// pgstore.Store.TenantSubjectCandidates); the caller decides each with Check.
+func (s *Service) SubjectCandidates(ctx context.Context, tenant, resource, action, after string, limit int) ([]string, error) {
+	t, dir, ok, err := s.directory(ctx, tenant)
+	if err != nil || !ok {
+		return nil, err
+	}
+	ids, err := dir.TenantSubjectCandidates(ctx, t, resource, action, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ids, nil
+}

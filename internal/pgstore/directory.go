@@ -1,0 +1,85 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/neofast/neoauthz/internal/migrate"
+)
+
+// TenantUserByEmail returns the external id of the one user of t whose email is email
+// (compared case-insensitively). found is false when no user, or more than one, has it: an
+// email two users share names nobody.
+func (s *Store) TenantUserByEmail(ctx context.Context, t Tenant, email string) (externalID string, found bool, err error) {
+	if !migrate.ValidSchemaName(t.SchemaName) {
+		return "", false, fmt.Errorf("pgstore: schema %q: %w", t.SchemaName, ErrInvalidSchemaName)
+	}
+	pool, err := s.Pool(ctx, t.ConnectionID, t.Database)
+	if err != nil {
+		return "", false, err
+	}
+	ctx, cancel := s.timeout(ctx, "user_by_email")
+	defer cancel()
+	rows, err := pool.Query(ctx, `SELECT external_id FROM `+pgx.Identifier{t.SchemaName, "users"}.Sanitize()+
+		` WHERE lower(email) = lower($1) LIMIT 2`, email)
+	if err != nil {
+		return "", false, fmt.Errorf("pgstore: user by email in tenant %s: %w", t.ID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", false, fmt.Errorf("pgstore: user by email in tenant %s: %w", t.ID, err)
+	}
+	if len(ids) != 1 {
+		return "", false, nil
+	}
+	return ids[0], true, nil
+}
+
+// TenantSubjectCandidates returns, in byte order of external id and after after, at most
+// limit active users of t holding a valid grant whose resource and action segments match
+// resource and action (a stored '*' matches anything): a direct grant, or an assignment to a
+// role from which a role holding such a grant is reachable through inheritance. One
+// statement. It is a superset of the users the engine allows (denies, scopes, restrictions,
+// inactive roles are the engine's to apply).
+func (s *Store) TenantSubjectCandidates(ctx context.Context, t Tenant, resource, action, after string, limit int) ([]string, error) {
+	if !migrate.ValidSchemaName(t.SchemaName) {
+		return nil, fmt.Errorf("pgstore: schema %q: %w", t.SchemaName, ErrInvalidSchemaName)
+	}
+	pool, err := s.Pool(ctx, t.ConnectionID, t.Database)
+	if err != nil {
+		return nil, err
+	}
+	q := func(table string) string { return pgx.Identifier{t.SchemaName, table}.Sanitize() }
+	matches := `split_part(p.code, '.', 1) IN ($1, '*') AND split_part(p.code, '.', 2) IN ($2, '*')`
+	sql := `WITH RECURSIVE
+granting AS (
+    SELECT rp.role_id AS id FROM ` + q("role_permissions") + ` rp JOIN ` + q("permissions") + ` p ON p.id = rp.permission_id
+     WHERE ` + matches + `),
+up (id) AS (
+    SELECT id FROM granting
+    UNION
+    SELECT ri.role_id FROM ` + q("role_inherits") + ` ri JOIN up ON ri.inherited_role_id = up.id)
+SELECT u.external_id FROM ` + q("users") + ` u
+ WHERE u.status = 'active' AND u.external_id COLLATE "C" > $3
+   AND (EXISTS (SELECT 1 FROM ` + q("user_roles") + ` ur
+                 WHERE ur.user_id = u.id AND ur.role_id IN (SELECT id FROM up)
+                   AND (ur.expires_at IS NULL OR ur.expires_at > now()))
+     OR EXISTS (SELECT 1 FROM ` + q("user_permissions") + ` d JOIN ` + q("permissions") + ` p ON p.id = d.permission_id
+                 WHERE d.user_id = u.id AND d.is_granted AND ` + matches + `
+                   AND (d.expires_at IS NULL OR d.expires_at > now())))
+ ORDER BY u.external_id COLLATE "C"
+ LIMIT $4`
+	ctx, cancel := s.timeout(ctx, "subject_candidates")
+	defer cancel()
+	rows, err := pool.Query(ctx, sql, resource, action, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: subject candidates in tenant %s: %w", t.ID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: subject candidates in tenant %s: %w", t.ID, err)
+	}
+	return ids, nil
+}
