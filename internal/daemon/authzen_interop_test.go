@@ -237,3 +237,193 @@ func TestAuthZENInterop(t *testing.T) {
 		runSingles(t, tw.start(t, "authzen-email-subjects.json"), "", f.Decisions)
 	})
 }
+
+// TestAuthZENSearchAndTrust covers the rest of the AuthZEN API over the Todo tenant: search,
+// metadata, the evaluations semantics, who may ask, subject tokens and freshness.
+func TestAuthZENSearchAndTrust(t *testing.T) {
+	tw := newTodoWorld(t)
+	// The shipped file plus subject tokens, in a file of the test's own.
+	b, err := os.ReadFile(filepath.Join(interopDir, "todo", "authzen.json"))
+	require.NoError(t, err)
+	var file map[string]any
+	require.NoError(t, json.Unmarshal(b, &file))
+	file["subject_tokens"] = true
+	b, err = json.Marshal(file)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "authzen.json"), b, 0o600))
+	abs, err := filepath.Abs(filepath.Join(interopDir, "todo"))
+	require.NoError(t, err)
+	rel, err := filepath.Rel(abs, filepath.Join(dir, "authzen.json"))
+	require.NoError(t, err)
+	pdp := tw.start(t, rel)
+
+	const (
+		rick  = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"
+		morty = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"
+		beth  = "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"
+	)
+	user := func(id string) map[string]any { return map[string]any{"type": "user", "id": id} }
+	mortysTodo := map[string]any{"type": "todo", "id": "t1", "properties": map[string]any{"ownerID": "morty@the-citadel.com"}}
+	update := map[string]any{"name": "can_update_todo"}
+
+	t.Run("subject search, paginated", func(t *testing.T) {
+		req := map[string]any{"subject": map[string]any{"type": "user"}, "action": update, "resource": mortysTodo}
+		var res struct {
+			Page struct {
+				NextToken string `json:"next_token"`
+				Count     int    `json:"count"`
+			} `json:"page"`
+			Results []struct{ Type, ID string } `json:"results"`
+		}
+		require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/search/subject", req, &res))
+		var all []string
+		for _, r := range res.Results {
+			assert.Equal(t, "user", r.Type)
+			all = append(all, r.ID)
+		}
+		assert.ElementsMatch(t, []string{rick, morty}, all, "evil_genius Rick and owner Morty")
+		assert.Empty(t, res.Page.NextToken)
+
+		// One candidate per page: the same users, page after page, until next_token is "".
+		var paged []string
+		req["page"] = map[string]any{"limit": 1}
+		for i := 0; i < 10; i++ {
+			res.Results, res.Page.NextToken = nil, ""
+			require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/search/subject", req, &res))
+			for _, r := range res.Results {
+				paged = append(paged, r.ID)
+			}
+			if res.Page.NextToken == "" {
+				break
+			}
+			req["page"] = map[string]any{"limit": 1, "token": res.Page.NextToken}
+		}
+		assert.ElementsMatch(t, all, paged)
+
+		// A token is only good for the query it came from.
+		req["page"] = map[string]any{"limit": 1}
+		require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/search/subject", req, &res))
+		require.NotEmpty(t, res.Page.NextToken)
+		req["page"] = map[string]any{"limit": 1, "token": res.Page.NextToken}
+		req["action"] = map[string]any{"name": "can_delete_todo"}
+		assert.Equal(t, http.StatusBadRequest, pdp.post(t, "/access/v1/search/subject", req, nil))
+	})
+
+	t.Run("action search", func(t *testing.T) {
+		var res struct {
+			Results []struct{ Name string } `json:"results"`
+		}
+		names := func(subject string) []string {
+			res.Results = nil
+			require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/search/action",
+				map[string]any{"subject": user(subject), "resource": mortysTodo}, &res))
+			var out []string
+			for _, r := range res.Results {
+				out = append(out, r.Name)
+			}
+			return out
+		}
+		assert.ElementsMatch(t, []string{"can_read_user", "can_read_todos", "can_create_todo", "can_update_todo", "can_delete_todo"}, names(morty))
+		assert.ElementsMatch(t, []string{"can_read_user", "can_read_todos"}, names(beth))
+	})
+
+	t.Run("metadata names the endpoints served", func(t *testing.T) {
+		for path, base := range map[string]string{
+			"/.well-known/authzen-configuration":              pdp.base,
+			"/.well-known/authzen-configuration/tenants/todo": pdp.base + "/tenants/todo",
+		} {
+			resp, err := http.Get(pdp.base + path)
+			require.NoError(t, err)
+			var md map[string]string
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&md))
+			_ = resp.Body.Close()
+			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+			assert.Equal(t, map[string]string{
+				"policy_decision_point":       base,
+				"access_evaluation_endpoint":  base + "/access/v1/evaluation",
+				"access_evaluations_endpoint": base + "/access/v1/evaluations",
+				"search_subject_endpoint":     base + "/access/v1/search/subject",
+				"search_action_endpoint":      base + "/access/v1/search/action",
+			}, md)
+			// Every endpoint it names is served (a POST without a body is a 400, not a 404).
+			for name, u := range md {
+				if name == "policy_decision_point" {
+					continue
+				}
+				assert.Equal(t, http.StatusBadRequest, postJSON(t, u, "Bearer "+pdp.pep, nil, nil), name)
+			}
+		}
+	})
+
+	t.Run("evaluations semantics", func(t *testing.T) {
+		items := []map[string]any{
+			{"subject": user(beth)},  // deny
+			{"subject": user(morty)}, // permit
+			{"subject": user(beth)},  // deny
+		}
+		for semantic, want := range map[string][]bool{
+			"":                       {false, true, false},
+			"execute_all":            {false, true, false},
+			"deny_on_first_deny":     {false},
+			"permit_on_first_permit": {false, true},
+		} {
+			req := map[string]any{"action": update, "resource": mortysTodo, "evaluations": items}
+			if semantic != "" {
+				req["options"] = map[string]any{"evaluations_semantic": semantic}
+			}
+			var got evaluationsOut
+			require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/evaluations", req, &got), semantic)
+			var decisions []bool
+			for _, d := range got.Evaluations {
+				decisions = append(decisions, *d.Decision)
+			}
+			assert.Equal(t, want, decisions, semantic)
+		}
+	})
+
+	t.Run("who may ask", func(t *testing.T) {
+		req := map[string]any{"subject": user(morty), "action": update, "resource": mortysTodo}
+		url := pdp.base + "/access/v1/evaluation"
+		var out struct {
+			Decision *bool `json:"decision"`
+		}
+		// No credential and no subject token: 401. A user's own token is no PEP credential: 403.
+		assert.Equal(t, http.StatusUnauthorized, postJSON(t, url, "", req, &out))
+		assert.Nil(t, out.Decision, "an error is never a decision")
+		mortyTok, err := tw.idp.Mint("todo-realm", map[string]any{"sub": morty, "aud": "neoauthz"})
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusForbidden, postJSON(t, url, "Bearer "+mortyTok, req, nil))
+		assert.Equal(t, http.StatusUnauthorized, postJSON(t, url, "Bearer not-a-token", req, nil))
+		// A PEP bound to the todo tenant may not ask about another one.
+		assert.Equal(t, http.StatusForbidden, pdp.post(t, "/tenants/other/access/v1/evaluation", req, nil))
+
+		// Without a PEP credential, a subject token lets a caller ask about its bearer only.
+		var d decisionOut
+		withTok := func(sub string, tok string) map[string]any {
+			return map[string]any{"subject": map[string]any{"type": "user", "id": sub, "properties": map[string]any{"token": tok}},
+				"action": update, "resource": mortysTodo}
+		}
+		require.Equal(t, http.StatusOK, postJSON(t, url, "", withTok(morty, mortyTok), &d))
+		assert.True(t, *d.Decision)
+		require.Equal(t, http.StatusOK, postJSON(t, url, "", withTok(rick, mortyTok), &d))
+		assert.False(t, *d.Decision)
+		assert.Equal(t, "subject_token_mismatch", d.Context.Reason)
+		require.Equal(t, http.StatusOK, postJSON(t, url, "", withTok(morty, "forged"), &d))
+		assert.False(t, *d.Decision)
+		assert.Equal(t, "unauthenticated", d.Context.Reason)
+	})
+
+	t.Run("a revocation reaches AuthZEN at once", func(t *testing.T) {
+		req := map[string]any{"subject": user(morty), "action": update, "resource": mortysTodo}
+		var d decisionOut
+		require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/evaluation", req, &d))
+		require.True(t, *d.Decision)
+		tw.exec(`DELETE FROM t_todo.user_roles WHERE user_id = (SELECT id FROM t_todo.users WHERE email = 'morty@the-citadel.com')`)
+		require.Eventually(t, func() bool {
+			pdp.post(t, "/access/v1/evaluation", req, &d)
+			return !*d.Decision
+		}, 10*time.Second, 5*time.Millisecond, "the revoked role still allows")
+		assert.Equal(t, "no_permission", d.Context.Reason)
+	})
+}
