@@ -29,16 +29,17 @@ const interopDir = "../../testdata/authzen"
 // authzenPDP is a running pdp with the AuthZEN API and a PEP credential for it.
 type authzenPDP struct {
 	base string
+	grpc string // gRPC address
 	pep  string // bearer token of the todo-backend PEP
 }
 
 // post sends body to the pdp's path as the PEP and decodes the JSON answer into out.
-func (p *authzenPDP) post(t *testing.T, path string, body any, out any) int {
+func (p *authzenPDP) post(t testing.TB, path string, body any, out any) int {
 	t.Helper()
 	return postJSON(t, p.base+path, "Bearer "+p.pep, body, out)
 }
 
-func postJSON(t *testing.T, url, authorization string, body, out any) int {
+func postJSON(t testing.TB, url, authorization string, body, out any) int {
 	t.Helper()
 	b, err := json.Marshal(body)
 	require.NoError(t, err)
@@ -68,7 +69,7 @@ type todoWorld struct {
 	exec func(sql string)
 }
 
-func newTodoWorld(t *testing.T) *todoWorld {
+func newTodoWorld(t testing.TB) *todoWorld {
 	ctx := context.Background()
 	w := testenv.New(t, "daemon")
 	primary := w.AddRegion(t, "us-east-1")
@@ -95,7 +96,7 @@ func newTodoWorld(t *testing.T) *todoWorld {
 }
 
 // start runs a pdp over the world with the given AuthZEN file and the gateway's route table.
-func (tw *todoWorld) start(t *testing.T, authzenFile string) *authzenPDP {
+func (tw *todoWorld) start(t testing.TB, authzenFile string) *authzenPDP {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := daemon.DefaultConfig()
 	cfg.AdminURL = tw.w.AdminURL
@@ -129,7 +130,7 @@ func (tw *todoWorld) start(t *testing.T, authzenFile string) *authzenPDP {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 15*time.Second, 20*time.Millisecond, "the pdp never became healthy")
-	return &authzenPDP{base: base, pep: tw.pep}
+	return &authzenPDP{base: base, grpc: grpcLis.Addr().String(), pep: tw.pep}
 }
 
 // interopFile is the shape of the interop decision files.

@@ -70,6 +70,8 @@ type AuthZENDirectory interface {
 	SubjectCandidates(ctx context.Context, tenant, resource, action, after string, limit int) ([]string, error)
 }
 
+var _ AuthZENDirectory = (*pdp.Service)(nil)
+
 // authzenState is the AuthZEN transport's configuration, ready for requests.
 type authzenState struct {
 	cfg  *AuthZENConfig
@@ -246,7 +248,7 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 		w.Header().Set(headerRequestID, id)
 	}
 	var in azRequest
-	if t := r.PathValue("tenant"); t != "" || strings.HasPrefix(r.URL.Path, "/tenants/") {
+	if t := r.PathValue("tenant"); t != "" {
 		if !validTenantRef(t) {
 			return in, &azError{Status: http.StatusNotFound, Message: "not a tenant"}
 		}
@@ -535,14 +537,14 @@ func (s *Server) authzenRecord(ctx context.Context, rec *record, d azDecision, a
 }
 
 // azDeny is a deny decided before the engine.
-func azDeny(rec *record, reason string) azDecision {
+func azDeny(reason string) azDecision {
 	return azDecision{Context: azContext{Reason: reason, DecisionID: newDecisionID()}}
 }
 
 func (s *Server) authzenCheck(ctx context.Context, in *azRequest, e *azEvaluation, rec *record) (azDecision, *azError) {
 	sub, deny, aerr := s.authzenSubject(ctx, in, e.Subject, rec)
 	if aerr != nil || deny != "" {
-		return azDeny(rec, deny), aerr
+		return azDeny(deny), aerr
 	}
 	return s.authzenCheckAs(ctx, in, sub, e, rec)
 }
@@ -565,14 +567,14 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, sub pdp.Subj
 	} else {
 		perm, ok := cfg.permission(e.Action.Name, e.Resource.Type)
 		if !ok {
-			return azDeny(rec, reasonUnknownAction), nil
+			return azDeny(reasonUnknownAction), nil
 		}
 		req.Permission = perm
 		rec.permission = perm
 		if strings.Count(perm, ".") == 1 {
 			res, deny, aerr := s.authzenResource(ctx, sub, e.Resource)
 			if aerr != nil || deny != "" {
-				return azDeny(rec, deny), aerr
+				return azDeny(deny), aerr
 			}
 			req.Resource = res
 		}
@@ -722,13 +724,13 @@ func (s *Server) authzenResource(ctx context.Context, sub pdp.Subject, r *azReso
 // resource.id the path. done reports a decision made without the engine.
 func (s *Server) authzenRoute(e *azEvaluation, sub pdp.Subject, req *pdp.Request, rec *record) (azDecision, bool, *azError) {
 	if s.routes == nil {
-		return azDeny(rec, reasonNoRoute), true, nil
+		return azDeny(reasonNoRoute), true, nil
 	}
 	m, err := s.routes.Match(e.Action.Name, e.Resource.ID)
 	rec.path = m.Path
 	switch {
 	case errors.Is(err, routes.ErrNoRoute):
-		return azDeny(rec, reasonNoRoute), true, nil
+		return azDeny(reasonNoRoute), true, nil
 	case errors.Is(err, routes.ErrBadMethod):
 		return azDecision{}, true, azBad("action.name is not an HTTP method")
 	case err != nil:
@@ -740,7 +742,7 @@ func (s *Server) authzenRoute(e *azEvaluation, sub pdp.Subject, req *pdp.Request
 	req.Permission = m.Route.Permission
 	rec.permission = req.Permission
 	if bound, conflict := bindTenant(req.BoundTenant, m.Tenant); conflict {
-		return azDeny(rec, pdp.ReasonCrossTenant.String()), true, nil
+		return azDeny(pdp.ReasonCrossTenant.String()), true, nil
 	} else if sub.Level == authn.LevelTenant {
 		req.BoundTenant = bound
 	}

@@ -1,7 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,5 +44,34 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkAuthZENEvaluation runs POST /access/v1/evaluation in process (no network): JSON
+// decoding, the caller, the mapping, a fake decision, the JSON answer, metrics and a
+// (disabled) debug log line. The caller asks with a subject token.
+func BenchmarkAuthZENEvaluation(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "authzen.json")
+	if err := os.WriteFile(p, []byte(`{"subject_tokens": true,
+		"actions": [{"name": "can_read_users", "permission": "users.read.tenant"}]}`), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.AuthZENConfigPath = p
+	srv, err := New(cfg, newFake(), nil, nil, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"subject":{"type":"user","id":"alice","properties":{"token":"alice-token"}},
+		"action":{"name":"can_read_users"},"resource":{"type":"app","id":"x"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, pathEvaluation, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rr := httptest.NewRecorder()
+		srv.HTTPHandler().ServeHTTP(rr, req)
+		if rr.Code != http.StatusOK || !bytes.Contains(rr.Body.Bytes(), []byte(`"decision":true`)) {
+			b.Fatalf("got %d %s", rr.Code, rr.Body.String())
+		}
 	}
 }
