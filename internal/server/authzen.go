@@ -189,7 +189,7 @@ type azEvaluation struct {
 	Subject  *azEntity      `json:"subject"`
 	Action   *azAction      `json:"action"`
 	Resource *azResource    `json:"resource"`
-	Context  map[string]any `json:"context"`
+	Context  json.RawMessage `json:"context"` // not used for decisions; must be an object
 }
 
 type azEvaluationsRequest struct {
@@ -273,12 +273,9 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 	if err != nil {
 		return in, azBad("request body too large or unreadable")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(body); err != nil {
+	// Unmarshal refuses anything after the top-level value.
+	if err := json.Unmarshal(b, body); err != nil {
 		return in, azBad("malformed JSON request: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return in, azBad("malformed JSON request: data after the object")
 	}
 	return in, nil
 }
@@ -295,8 +292,6 @@ func jsonProblem(err error) string {
 		return "the top level must be an object"
 	case errors.As(err, &se):
 		return "syntax error at offset " + strconv.FormatInt(se.Offset, 10)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "empty or truncated body"
 	default:
 		msg := err.Error()
 		if len(msg) > 120 {
@@ -485,6 +480,8 @@ func (e *azEvaluation) withDefaults(d *azEvaluation) {
 // complete checks that e has every required member, within bounds.
 func (e *azEvaluation) complete(at string) *azError {
 	switch {
+	case len(e.Context) > 0 && e.Context[0] != '{' && !isJSONNull(e.Context):
+		return azBad("%scontext must be an object", at)
 	case e.Subject == nil || e.Subject.Type == "" || e.Subject.ID == "":
 		return azBad("%ssubject with type and id is required", at)
 	case e.Action == nil || e.Action.Name == "":

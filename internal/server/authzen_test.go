@@ -141,6 +141,7 @@ func TestAuthZENEvaluation(t *testing.T) {
 		"no action":         {"application/json", `{"subject":{"type":"user","id":"alice"},"resource":{"type":"a","id":"b"}}`, 400},
 		"id not a string":   {"application/json", `{"subject":{"type":"user","id":7},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"}}`, 400},
 		"owner not string":  {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"projects.read"},"resource":{"type":"a","id":"b","properties":{"owner_id":{}}}}`, 400},
+		"context not obj":   {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"},"context":[1]}`, 400},
 		"cannot decide":     {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"fail.unavailable.tenant"},"resource":{"type":"a","id":"b"}}`, 503},
 	}
 	for name, tc := range errs {
