@@ -93,11 +93,11 @@ func newAuthZEN(cfg *AuthZENConfig, dec Decider) *authzenState {
 // registerAuthZEN adds the AuthZEN endpoints to mux, at the root and under /tenants/{tenant}.
 func (s *Server) registerAuthZEN(mux *http.ServeMux) {
 	for _, prefix := range []string{"", authzenTenantsPrefix} {
-		mux.HandleFunc("POST "+prefix+pathEvaluation, s.authzenEvaluation)
-		mux.HandleFunc("POST "+prefix+pathEvaluations, s.authzenEvaluations)
-		mux.HandleFunc("POST "+prefix+pathSearchAction, s.authzenSearchAction)
+		mux.Handle("POST "+prefix+pathEvaluation, authzenHandler(s, s.authzenEvaluation))
+		mux.Handle("POST "+prefix+pathEvaluations, authzenHandler(s, s.authzenEvaluations))
+		mux.Handle("POST "+prefix+pathSearchAction, authzenHandler(s, s.authzenSearchAction))
 		if s.authzen.dir != nil {
-			mux.HandleFunc("POST "+prefix+pathSearchSubject, s.authzenSearchSubject)
+			mux.Handle("POST "+prefix+pathSearchSubject, authzenHandler(s, s.authzenSearchSubject))
 		}
 	}
 	mux.HandleFunc("GET "+authzenWellKnown, s.authzenMetadata)
@@ -186,9 +186,9 @@ func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) 
 // azEvaluation is one access evaluation request, or the defaults and items of an
 // evaluations request.
 type azEvaluation struct {
-	Subject  *azEntity      `json:"subject"`
-	Action   *azAction      `json:"action"`
-	Resource *azResource    `json:"resource"`
+	Subject  *azEntity       `json:"subject"`
+	Action   *azAction       `json:"action"`
+	Resource *azResource     `json:"resource"`
 	Context  json.RawMessage `json:"context"` // not used for decisions; must be an object
 }
 
@@ -375,79 +375,65 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// authzenEvaluation is POST /access/v1/evaluation.
-func (s *Server) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer s.metrics.observe(apiAuthZEN, start)
-	var body azEvaluation
-	in, aerr := s.authzenBegin(w, r, &body)
-	if aerr == nil {
-		aerr = body.complete("")
-	}
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
-	}
-	d, aerr := s.authzenDecide(r.Context(), &in, &body)
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
-	}
-	writeAuthZEN(w, http.StatusOK, d)
-}
-
-// authzenEvaluations is POST /access/v1/evaluations: the top-level subject, action, resource
-// and context are defaults for each item; without items it is one evaluation.
-func (s *Server) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer s.metrics.observe(apiAuthZEN, start)
-	var body azEvaluationsRequest
-	in, aerr := s.authzenBegin(w, r, &body)
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
-	}
-	semantic := body.Options.Semantic
-	switch semantic {
-	case "", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm:
-	default:
-		s.authzenFail(w, r, azBad("options.evaluations_semantic must be %s, %s or %s", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm))
-		return
-	}
-	if len(body.Evaluations) == 0 {
-		// Backwards compatible with the single evaluation (and answered like it).
-		if aerr := body.complete(""); aerr != nil {
-			s.authzenFail(w, r, aerr)
-			return
+// authzenHandler is the frame of every AuthZEN POST endpoint: timing, the caller and the
+// body (authzenBegin), then fn, whose answer is written as 200 JSON and whose error is
+// answered by authzenFail.
+func authzenHandler[T any](s *Server, fn func(r *http.Request, in *azRequest, body *T) (any, *azError)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer s.metrics.observe(apiAuthZEN, start)
+		var body T
+		in, aerr := s.authzenBegin(w, r, &body)
+		var out any
+		if aerr == nil {
+			out, aerr = fn(r, &in, &body)
 		}
-		d, aerr := s.authzenDecide(r.Context(), &in, &body.azEvaluation)
 		if aerr != nil {
 			s.authzenFail(w, r, aerr)
 			return
 		}
-		writeAuthZEN(w, http.StatusOK, d)
-		return
+		writeAuthZEN(w, http.StatusOK, out)
+	}
+}
+
+// authzenEvaluation is POST /access/v1/evaluation.
+func (s *Server) authzenEvaluation(r *http.Request, in *azRequest, body *azEvaluation) (any, *azError) {
+	if aerr := body.complete(""); aerr != nil {
+		return nil, aerr
+	}
+	return s.authzenDecide(r.Context(), in, body)
+}
+
+// authzenEvaluations is POST /access/v1/evaluations: the top-level subject, action, resource
+// and context are defaults for each item; without items it is one evaluation.
+func (s *Server) authzenEvaluations(r *http.Request, in *azRequest, body *azEvaluationsRequest) (any, *azError) {
+	semantic := body.Options.Semantic
+	switch semantic {
+	case "", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm:
+	default:
+		return nil, azBad("options.evaluations_semantic must be %s, %s or %s", semanticExecuteAll, semanticDenyOnFirstDeny, semanticPermitOnFirstPerm)
+	}
+	if len(body.Evaluations) == 0 {
+		// Backwards compatible with the single evaluation (and answered like it).
+		return s.authzenEvaluation(r, in, &body.azEvaluation)
 	}
 	if len(body.Evaluations) > maxAuthZENItems {
-		s.authzenFail(w, r, azBad("too many evaluations: %d, at most %d", len(body.Evaluations), maxAuthZENItems))
-		return
+		return nil, azBad("too many evaluations: %d, at most %d", len(body.Evaluations), maxAuthZENItems)
 	}
 	items := body.Evaluations
 	for i := range items {
 		items[i].withDefaults(&body.azEvaluation)
 		if aerr := items[i].complete(fmt.Sprintf("evaluations[%d].", i)); aerr != nil {
-			s.authzenFail(w, r, aerr)
-			return
+			return nil, aerr
 		}
 	}
 	out := make([]azDecision, 0, len(items))
 	for i := range items {
-		d, aerr := s.authzenDecide(r.Context(), &in, &items[i])
+		d, aerr := s.authzenDecide(r.Context(), in, &items[i])
 		if aerr != nil {
 			if aerr.Status == http.StatusUnauthorized || aerr.Status == http.StatusBadRequest {
 				// About the whole request (the caller, the tenant): not one item's failure.
-				s.authzenFail(w, r, aerr)
-				return
+				return nil, aerr
 			}
 			d = azDecision{Context: azContext{Error: aerr, DecisionID: newDecisionID()}}
 		}
@@ -456,9 +442,9 @@ func (s *Server) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	writeAuthZEN(w, http.StatusOK, struct {
+	return struct {
 		Evaluations []azDecision `json:"evaluations"`
-	}{out})
+	}{out}, nil
 }
 
 // withDefaults fills the members e does not set from the request's top level.

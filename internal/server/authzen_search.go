@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/neofast/neoauthz/internal/decision"
 )
@@ -56,62 +55,44 @@ type azPageToken struct {
 // resource and action); each is then decided by the engine, so a result is exactly an
 // evaluation that would answer true. A page may hold fewer results than the limit, even
 // none, while next_token says more candidates remain.
-func (s *Server) authzenSearchSubject(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer s.metrics.observe(apiAuthZEN, start)
-	var body azSearchRequest
-	in, aerr := s.authzenBegin(w, r, &body)
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
-	}
+func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSearchRequest) (any, *azError) {
 	e := &body.azEvaluation
 	switch {
 	case e.Subject == nil || e.Subject.Type == "":
-		aerr = azBad("subject with type is required")
+		return nil, azBad("subject with type is required")
 	case e.Action == nil || e.Action.Name == "":
-		aerr = azBad("action with name is required")
+		return nil, azBad("action with name is required")
 	case e.Resource == nil || e.Resource.Type == "" || !e.Resource.HasID:
-		aerr = azBad("resource with type and id is required")
+		return nil, azBad("resource with type and id is required")
 	case in.caller.pep == nil:
-		aerr = &azError{Status: http.StatusForbidden, Message: "subject search is for PEPs only"}
-	}
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
+		return nil, &azError{Status: http.StatusForbidden, Message: "subject search is for PEPs only"}
 	}
 	cfg := s.authzen.cfg
 	m, ok := cfg.subjectMapping(e.Subject.Type)
 	if !ok || m.Level == "platform" || m.ID == byEmail {
-		s.authzenFail(w, r, azBad("subject search serves tenant-level subject types named by external id"))
-		return
+		return nil, azBad("subject search serves tenant-level subject types named by external id")
 	}
 	tenant := in.tenant
 	pep := in.caller.pep
 	if tenant == "" {
 		if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
-			s.authzenFail(w, r, azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathSearchSubject))
-			return
+			return nil, azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathSearchSubject)
 		}
 		tenant = pep.Tenants[0]
 	}
 	if !pep.allows(tenant) {
-		s.authzenFail(w, r, &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"})
-		return
+		return nil, &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
 	}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
-		s.authzenFail(w, r, azBad("subject search does not serve route resources"))
-		return
+		return nil, azBad("subject search does not serve route resources")
 	}
 	perm, ok := cfg.permission(e.Action.Name, e.Resource.Type)
 	if !ok {
-		writeAuthZEN(w, http.StatusOK, searchAnswer([]azSubjectResult{}, ""))
-		return
+		return searchAnswer([]azSubjectResult{}, ""), nil
 	}
 	resource, action, _, _, err := decision.ParseRequest(decision.LevelTenant, perm)
 	if err != nil {
-		s.authzenFail(w, r, azBad("action maps to %q, not a tenant-level permission", perm))
-		return
+		return nil, azBad("action maps to %q, not a tenant-level permission", perm)
 	}
 
 	limit := defaultSearchLimit
@@ -120,43 +101,37 @@ func (s *Server) authzenSearchSubject(w http.ResponseWriter, r *http.Request) {
 	if body.Page != nil {
 		if body.Page.Limit != nil {
 			if *body.Page.Limit < 0 {
-				s.authzenFail(w, r, azBad("page.limit must not be negative"))
-				return
+				return nil, azBad("page.limit must not be negative")
 			}
 			limit = min(*body.Page.Limit, maxSearchLimit)
 		}
 		if body.Page.Token != "" {
 			tok, ok := decodePageToken(body.Page.Token)
 			if !ok || tok.Query != queryHash {
-				s.authzenFail(w, r, azBad("page.token does not belong to this query"))
-				return
+				return nil, azBad("page.token does not belong to this query")
 			}
 			after = tok.After
 		}
 	}
 	if limit == 0 {
-		writeAuthZEN(w, http.StatusOK, searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)))
-		return
+		return searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)), nil
 	}
 	candidates, err := s.authzen.dir.SubjectCandidates(r.Context(), tenant, resource, action, after, limit)
 	if err != nil {
-		s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
-		return
+		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
 	results := []azSubjectResult{}
 	for _, user := range candidates {
 		sub, err := s.dec.SubjectFromPrincipal(r.Context(), tenant, user)
 		if err != nil {
-			s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
-			return
+			return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 		}
 		item := azEvaluation{Subject: &azEntity{Type: e.Subject.Type, ID: user}, Action: e.Action, Resource: e.Resource}
 		rec := record{api: apiAuthZEN}
-		d, aerr := s.authzenCheckAs(r.Context(), &in, sub, &item, &rec)
+		d, aerr := s.authzenCheckAs(r.Context(), in, sub, &item, &rec)
 		s.authzenRecord(r.Context(), &rec, d, aerr)
 		if aerr != nil {
-			s.authzenFail(w, r, aerr)
-			return
+			return nil, aerr
 		}
 		if d.Decision {
 			results = append(results, azSubjectResult{Type: e.Subject.Type, ID: user})
@@ -166,7 +141,7 @@ func (s *Server) authzenSearchSubject(w http.ResponseWriter, r *http.Request) {
 	if len(candidates) == limit {
 		next = pageToken(candidates[len(candidates)-1], queryHash)
 	}
-	writeAuthZEN(w, http.StatusOK, searchAnswer(results, next))
+	return searchAnswer(results, next), nil
 }
 
 func searchAnswer[T any](results []T, next string) any {
@@ -220,38 +195,24 @@ func decodePageToken(s string) (azPageToken, bool) {
 // the subject's effective permission codes whose resource segment is the resource type (the
 // names the default mapping accepts); each is decided like an evaluation. The answer is the
 // whole result set (no pagination).
-func (s *Server) authzenSearchAction(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer s.metrics.observe(apiAuthZEN, start)
-	var body azSearchRequest
-	in, aerr := s.authzenBegin(w, r, &body)
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
-	}
+func (s *Server) authzenSearchAction(r *http.Request, in *azRequest, body *azSearchRequest) (any, *azError) {
 	e := &body.azEvaluation
 	switch {
 	case e.Subject == nil || e.Subject.Type == "" || e.Subject.ID == "":
-		aerr = azBad("subject with type and id is required")
+		return nil, azBad("subject with type and id is required")
 	case e.Resource == nil || e.Resource.Type == "" || !e.Resource.HasID:
-		aerr = azBad("resource with type and id is required")
+		return nil, azBad("resource with type and id is required")
 	case len(e.Subject.ID) > maxAuthZENIDLen || len(e.Resource.ID) > maxAuthZENResIDLen:
-		aerr = azBad("subject.id or resource.id is too long")
-	}
-	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
+		return nil, azBad("subject.id or resource.id is too long")
 	}
 	rec := record{api: apiAuthZEN}
-	sub, deny, aerr := s.authzenSubject(r.Context(), &in, e.Subject, &rec)
+	sub, deny, aerr := s.authzenSubject(r.Context(), in, e.Subject, &rec)
 	if aerr != nil {
-		s.authzenFail(w, r, aerr)
-		return
+		return nil, aerr
 	}
 	results := []azActionResult{}
 	if deny != "" {
-		writeAuthZEN(w, http.StatusOK, searchAnswer(results, ""))
-		return
+		return searchAnswer(results, ""), nil
 	}
 	cfg := s.authzen.cfg
 	names := map[string]bool{}
@@ -263,8 +224,7 @@ func (s *Server) authzenSearchAction(w http.ResponseWriter, r *http.Request) {
 	if cfg.RouteResourceType == "" || e.Resource.Type != cfg.RouteResourceType {
 		codes, _, err := s.dec.ListPermissions(r.Context(), sub, in.minVersion)
 		if err != nil {
-			s.authzenFail(w, r, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err})
-			return
+			return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 		}
 		for _, c := range codes {
 			if res, _, ok := strings.Cut(c, "."); ok && res == e.Resource.Type {
@@ -280,18 +240,17 @@ func (s *Server) authzenSearchAction(w http.ResponseWriter, r *http.Request) {
 	for _, name := range sorted {
 		item := azEvaluation{Subject: e.Subject, Action: &azAction{Name: name}, Resource: e.Resource, Context: e.Context}
 		rec := record{api: apiAuthZEN}
-		d, aerr := s.authzenCheckAs(r.Context(), &in, sub, &item, &rec)
+		d, aerr := s.authzenCheckAs(r.Context(), in, sub, &item, &rec)
 		s.authzenRecord(r.Context(), &rec, d, aerr)
 		if aerr != nil {
 			if aerr.Status == http.StatusBadRequest {
 				continue // this action does not apply to this resource (e.g. a code check)
 			}
-			s.authzenFail(w, r, aerr)
-			return
+			return nil, aerr
 		}
 		if d.Decision {
 			results = append(results, azActionResult{Name: name})
 		}
 	}
-	writeAuthZEN(w, http.StatusOK, searchAnswer(results, ""))
+	return searchAnswer(results, ""), nil
 }

@@ -1,5 +1,6 @@
 // Package server is the pdp's transports — its neoauthz.v1 gRPC API, Envoy ext_authz v3 on the
-// same gRPC server, HTTP forward auth, health and metrics — over one decision service.
+// same gRPC server, HTTP forward auth, the AuthZEN Authorization API, health and metrics — over
+// one decision service.
 //
 // # Decisions, errors and status codes
 //
@@ -16,6 +17,10 @@
 //     be evaluated) with the JSON error envelope; could-not-decide is a gRPC UNAVAILABLE error,
 //     so that Envoy's failure_mode_allow decides — never an OK.
 //   - forward auth (/auth): 200 with the identity headers, 401, 403, 400, or 503.
+//   - AuthZEN (authzen*.go, Config.AuthZENConfigPath): a deny is 200 with "decision": false
+//     and the reason in the context; a request that cannot be evaluated is 400, 401, 403, 404
+//     or 503 with {"error": {"status", "message"}}, never a decision. In evaluations, an item
+//     that cannot be decided is a deny carrying context.error.
 //
 // The reason → (neoauthz.v1 Reason, HTTP status, envelope code, ext_authz gRPC code) mapping
 // is the single table reasonOutcomes in reasons.go.
@@ -37,7 +42,10 @@
 // A principal subject ({tenant, user} without a token) is accepted only over the Unix socket
 // (Config.UnixSocket; every connection on it is trusted, so its file mode is 0660) or from an
 // mTLS client whose verified certificate's subject CN, DNS SAN or URI SAN is listed in
-// Config.TrustedClientIdentities.
+// Config.TrustedClientIdentities. AuthZEN names the subject in the body, so its callers are
+// PEPs listed in the AuthZEN file (an mTLS identity on the TLS HTTP port, or a bearer token of a
+// configured client), each bound to its tenants; other callers may only ask about the bearer of
+// a subject token.
 //
 // # Observability
 //
