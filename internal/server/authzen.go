@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/pdp"
@@ -273,11 +274,68 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 	if err != nil {
 		return in, azBad("request body too large or unreadable")
 	}
+	if !utf8.Valid(b) {
+		// I-JSON (RFC 7493 §2.1); json.Unmarshal would silently replace the bad bytes.
+		return in, azBad("malformed JSON request: not UTF-8")
+	}
 	// Unmarshal refuses anything after the top-level value.
 	if err := json.Unmarshal(b, body); err != nil {
 		return in, azBad("malformed JSON request: %s", jsonProblem(err))
 	}
+	if name, dup := duplicateMember(b); dup {
+		return in, azBad("malformed JSON request: member %q appears twice in one object", name)
+	}
 	return in, nil
+}
+
+// duplicateMember finds an object, at any depth, with a member name twice (I-JSON, RFC 7493
+// §2.3): a reader that keeps the first and one that keeps the last would act on two different
+// requests. b must be valid JSON in UTF-8 (json.Unmarshal accepted it): the scan only tracks
+// strings, brackets and commas.
+func duplicateMember(b []byte) (string, bool) {
+	var stack []map[string]struct{} // one per open container; nil for an array
+	isObj := []bool{}
+	wantKey := false
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{':
+			stack, isObj, wantKey = append(stack, nil), append(isObj, true), true
+		case '[':
+			stack, isObj, wantKey = append(stack, nil), append(isObj, false), false
+		case '}', ']':
+			stack, isObj, wantKey = stack[:len(stack)-1], isObj[:len(isObj)-1], false
+		case ',':
+			wantKey = len(isObj) > 0 && isObj[len(isObj)-1]
+		case '"':
+			j, escaped := i+1, false
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+				}
+			}
+			if wantKey {
+				key := string(b[i+1 : j])
+				if escaped {
+					_ = json.Unmarshal(b[i:j+1], &key) // valid JSON: compare names unescaped
+				}
+				top := len(stack) - 1
+				if _, dup := stack[top][key]; dup {
+					if len(key) > 64 {
+						key = key[:64]
+					}
+					return key, true
+				}
+				if stack[top] == nil {
+					stack[top] = make(map[string]struct{}, 4)
+				}
+				stack[top][key] = struct{}{}
+				wantKey = false
+			}
+			i = j
+		}
+	}
+	return "", false
 }
 
 // jsonProblem describes a decoding error without echoing the request.

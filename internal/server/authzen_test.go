@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,6 +142,8 @@ func TestAuthZENEvaluation(t *testing.T) {
 		"no action":         {"application/json", `{"subject":{"type":"user","id":"alice"},"resource":{"type":"a","id":"b"}}`, 400},
 		"id not a string":   {"application/json", `{"subject":{"type":"user","id":7},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"}}`, 400},
 		"owner not string":  {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"projects.read"},"resource":{"type":"a","id":"b","properties":{"owner_id":{}}}}`, 400},
+		"not UTF-8":         {"application/json", "{\"subject\":{\"type\":\"user\",\"id\":\"al\xffce\"},\"action\":{\"name\":\"can_read_users\"},\"resource\":{\"type\":\"a\",\"id\":\"b\"}}", 400},
+		"duplicate member":  {"application/json", `{"subject":{"type":"user","id":"alice","id":"root"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"}}`, 400},
 		"context not obj":   {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"},"context":[1]}`, 400},
 		"cannot decide":     {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"fail.unavailable.tenant"},"resource":{"type":"a","id":"b"}}`, 503},
 	}
@@ -320,5 +323,84 @@ func TestAuthZENConfigValidate(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.HTTPTLS = true
 		require.ErrorContains(t, cfg.Validate(), "http tls")
+	})
+}
+
+func TestDuplicateMember(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" = none
+	}{
+		{`{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}`, ""},
+		{`{"a":1,"a":2}`, "a"},
+		{`{"s":{"type":"user","id":"alice","id":"root"}}`, "id"},
+		{`{"e":[{"x":[1,{"y":1,"y":2}]}]}`, "y"},
+		{`{"a":{"b":1},"c":2,"a":3}`, "a"},
+		{`{"a\u0062":1,"ab":2}`, "ab"}, // equal after unescaping
+		{`[{"a":1},{"a":1}]`, ""},
+		{`{}`, ""},
+	}
+	for _, tc := range tests {
+		name, dup := duplicateMember([]byte(tc.in))
+		assert.Equal(t, tc.want != "", dup, tc.in)
+		assert.Equal(t, tc.want, name, tc.in)
+	}
+}
+
+// duplicateMemberReference is duplicateMember written over json.Decoder's tokens: slow, but
+// obviously right, as an oracle for the fuzz target.
+func duplicateMemberReference(b []byte) bool {
+	type frame struct {
+		obj, wantKey bool
+		keys         map[string]bool
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := len(stack) - 1
+		if d, ok := t.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:top]
+			if top > 0 && stack[top-1].obj {
+				stack[top-1].wantKey = true
+			}
+			continue
+		}
+		if top >= 0 && stack[top].obj && stack[top].wantKey {
+			k := t.(string)
+			if stack[top].keys[k] {
+				return true
+			}
+			stack[top].keys[k], stack[top].wantKey = true, false
+			continue
+		}
+		switch t {
+		case json.Delim('{'):
+			stack = append(stack, frame{obj: true, wantKey: true, keys: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		default:
+			if top >= 0 && stack[top].obj {
+				stack[top].wantKey = true
+			}
+		}
+	}
+}
+
+func FuzzDuplicateMember(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":"}\"","b":1}}`, `[{"a":[1,"a"]},{"a":1}]`, `{"\u0061":1,"a":2}`, `"x"`, `{"a":"\\"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !json.Valid(b) || !utf8.Valid(b) {
+			return
+		}
+		_, got := duplicateMember(b)
+		if want := duplicateMemberReference(b); got != want {
+			t.Fatalf("duplicateMember(%q) = %v, want %v", b, got, want)
+		}
 	})
 }
