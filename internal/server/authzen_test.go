@@ -31,12 +31,17 @@ type authzenClient struct {
 
 func startAuthZEN(t *testing.T, fake *fakeDecider, cn string) (*testServer, *authzenClient) {
 	t.Helper()
+	return startAuthZENWith(t, fake, cn, testAuthZENConfig)
+}
+
+func startAuthZENWith(t *testing.T, fake *fakeDecider, cn, config string) (*testServer, *authzenClient) {
+	t.Helper()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	scert, skey := ca.issue(t, "127.0.0.1", true, []string{"localhost"}, nil)
 	certFile, keyFile := writeFile(t, dir, "server.pem", scert), writeFile(t, dir, "server-key.pem", skey)
 	caFile := writeFile(t, dir, "ca.pem", ca.pem)
-	azFile := writeFile(t, dir, "authzen.json", []byte(testAuthZENConfig))
+	azFile := writeFile(t, dir, "authzen.json", []byte(config))
 	ts := startServer(t, fake, func(c *Config) {
 		c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = certFile, keyFile, caFile
 		c.HTTPTLS, c.AuthZENConfigPath = true, azFile
@@ -403,4 +408,31 @@ func FuzzDuplicateMember(f *testing.F) {
 			t.Fatalf("duplicateMember(%q) = %v, want %v", b, got, want)
 		}
 	})
+}
+
+func TestAuthZENPlatformSubjects(t *testing.T) {
+	const config = `{
+	  "peps": [
+	    { "name": "ops", "mtls_identities": ["spiffe://test/ops"], "platform": true, "tenants": ["acme"] },
+	    { "name": "app", "mtls_identities": ["spiffe://test/app"], "tenants": ["acme"] }
+	  ],
+	  "subjects": { "operator": { "level": "platform" }, "user": {} },
+	  "resources": { "tenant": { "tenant": "slug", "team": "team" } }
+	}`
+	body := `{"subject":{"type":"operator","id":"root"},"action":{"name":"tenants.read"},
+		"resource":{"type":"tenant","id":"x","properties":{"slug":"acme","team":"ignored"}}}`
+	fake := newFake()
+	_, ops := startAuthZENWith(t, fake, "spiffe://test/ops", config)
+	code, out := ops.post(t, pathEvaluation, body)
+	require.Equal(t, http.StatusOK, code, "%v", out)
+	assert.Equal(t, true, out["decision"])
+	req, sub, _ := fake.lastRequest()
+	assert.Equal(t, "root", sub.UserID)
+	require.NotNil(t, req.Resource)
+	assert.Equal(t, "acme", req.Resource.Tenant, "the target tenant comes from the mapped property")
+	assert.Empty(t, req.Resource.TeamID, "teams are for tenant-level subjects")
+
+	_, app := startAuthZENWith(t, newFake(), "spiffe://test/app", config)
+	code, out = app.post(t, pathEvaluation, body)
+	assert.Equal(t, http.StatusForbidden, code, "a PEP without platform may not ask about platform subjects: %v", out)
 }
