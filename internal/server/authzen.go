@@ -654,11 +654,10 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 
 	// The tenant the subject belongs to.
 	tenant := in.tenant
-	if !platform && tenant == "" && pep != nil {
-		if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
-			return sub, "", azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathEvaluation)
+	if !platform && pep != nil {
+		if tenant, aerr = pepTenant(in, pathEvaluation); aerr != nil {
+			return sub, "", aerr
 		}
-		tenant = pep.Tenants[0]
 	}
 	if platform && pep != nil && !pep.Platform {
 		return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about platform subjects"}
@@ -684,7 +683,7 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 			return sub, reasonSubjectMismatch, nil
 		}
 		if pep != nil && !platform && !pep.allows(tenant, tsub.TenantID, tsub.TenantSlug) {
-			return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+			return sub, "", errPEPTenant
 		}
 		return tsub, "", nil
 	}
@@ -696,7 +695,7 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		sub, err = s.dec.SubjectFromPrincipal(ctx, "", subj.ID)
 	} else {
 		if !pep.allows(tenant) {
-			return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+			return sub, "", errPEPTenant
 		}
 		user := subj.ID
 		if m.ID == byEmail {
@@ -715,6 +714,21 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		return sub, "", &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
 	return sub, "", nil
+}
+
+// errPEPTenant refuses a PEP asking about a tenant it is not bound to.
+var errPEPTenant = &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+
+// pepTenant is the tenant a PEP's request is about: the path's, else the PEP's only tenant.
+func pepTenant(in *azRequest, endpoint string) (string, *azError) {
+	if in.tenant != "" {
+		return in.tenant, nil
+	}
+	pep := in.caller.pep
+	if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
+		return "", azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", endpoint)
+	}
+	return pep.Tenants[0], nil
 }
 
 func (s *Server) authzenUserByEmail(ctx context.Context, tenant, email string) (string, bool, *azError) {

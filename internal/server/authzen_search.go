@@ -72,16 +72,12 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 	if !ok || m.Level == "platform" || m.ID == byEmail {
 		return nil, azBad("subject search serves tenant-level subject types named by external id")
 	}
-	tenant := in.tenant
-	pep := in.caller.pep
-	if tenant == "" {
-		if len(pep.Tenants) != 1 || pep.Tenants[0] == anyTenant {
-			return nil, azBad("this PEP asks about several tenants: use /tenants/{tenant}%s", pathSearchSubject)
-		}
-		tenant = pep.Tenants[0]
+	tenant, aerr := pepTenant(in, pathSearchSubject)
+	if aerr != nil {
+		return nil, aerr
 	}
-	if !pep.allows(tenant) {
-		return nil, &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about this tenant"}
+	if !in.caller.pep.allows(tenant) {
+		return nil, errPEPTenant
 	}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
 		return nil, azBad("subject search does not serve route resources")
@@ -95,23 +91,9 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 		return nil, azBad("action maps to %q, not a tenant-level permission", perm)
 	}
 
-	limit := defaultSearchLimit
-	var after string
-	queryHash := searchQueryHash(tenant, e, body.Page)
-	if body.Page != nil {
-		if body.Page.Limit != nil {
-			if *body.Page.Limit < 0 {
-				return nil, azBad("page.limit must not be negative")
-			}
-			limit = min(*body.Page.Limit, maxSearchLimit)
-		}
-		if body.Page.Token != "" {
-			tok, ok := decodePageToken(body.Page.Token)
-			if !ok || tok.Query != queryHash {
-				return nil, azBad("page.token does not belong to this query")
-			}
-			after = tok.After
-		}
+	after, limit, queryHash, aerr := searchPage(tenant, e, body.Page)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if limit == 0 {
 		return searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)), nil
@@ -154,23 +136,47 @@ func searchAnswer[T any](results []T, next string) any {
 	}{azPageOut{NextToken: next, Count: len(results)}, results}
 }
 
-// searchQueryHash identifies a search query (everything but the page token).
-func searchQueryHash(tenant string, e *azEvaluation, page *azPage) string {
-	h := sha256.New()
-	b, _ := json.Marshal(struct {
-		T, S, A, RT, RID string
-		P                any
-		L                *int
-	}{tenant, e.Subject.Type, e.Action.Name, e.Resource.Type, e.Resource.ID, e.Resource.Properties, pageLimit(page)})
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil)[:12])
+// searchPage reads the page of a paginated search: where to start, how many candidates, and
+// the hash of the query the page token must carry.
+func searchPage(tenant string, e *azEvaluation, page *azPage) (after string, limit int, queryHash string, aerr *azError) {
+	limit = defaultSearchLimit
+	var pageLimit *int
+	if page != nil {
+		pageLimit = page.Limit
+	}
+	queryHash = searchQueryHash(tenant, e, pageLimit)
+	if page == nil {
+		return "", limit, queryHash, nil
+	}
+	if page.Limit != nil {
+		if *page.Limit < 0 {
+			return "", 0, "", azBad("page.limit must not be negative")
+		}
+		limit = min(*page.Limit, maxSearchLimit)
+	}
+	if page.Token != "" {
+		tok, ok := decodePageToken(page.Token)
+		if !ok || tok.Query != queryHash {
+			return "", 0, "", azBad("page.token does not belong to this query")
+		}
+		after = tok.After
+	}
+	return after, limit, queryHash, nil
 }
 
-func pageLimit(p *azPage) *int {
-	if p == nil {
-		return nil
+// searchQueryHash identifies a search query (everything but the page token).
+func searchQueryHash(tenant string, e *azEvaluation, limit *int) string {
+	var action string
+	if e.Action != nil {
+		action = e.Action.Name
 	}
-	return p.Limit
+	b, _ := json.Marshal(struct {
+		T, S, SID, A, RT, RID string
+		P                     any
+		L                     *int
+	}{tenant, e.Subject.Type, e.Subject.ID, action, e.Resource.Type, e.Resource.ID, e.Resource.Properties, limit})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
 }
 
 func pageToken(after, query string) string {
