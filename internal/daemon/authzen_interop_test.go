@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -64,6 +65,7 @@ func postJSON(t testing.TB, url, authorization string, body, out any) int {
 // needs to serve it.
 type todoWorld struct {
 	w    *testenv.World
+	db   *pgxpool.Pool
 	idp  *authntest.Issuer
 	pep  string
 	exec func(sql string)
@@ -89,7 +91,7 @@ func newTodoWorld(t testing.TB) *todoWorld {
 	}
 	pep, err := idp.Mint("platform", map[string]any{"sub": "service-account-todo-backend", "azp": "todo-backend", "aud": "neoauthz"})
 	require.NoError(t, err)
-	return &todoWorld{w: w, idp: idp, pep: pep, exec: func(sql string) {
+	return &todoWorld{w: w, db: db, idp: idp, pep: pep, exec: func(sql string) {
 		_, err := db.Exec(ctx, sql)
 		require.NoError(t, err)
 	}}
@@ -249,6 +251,9 @@ func TestAuthZENSearchAndTrust(t *testing.T) {
 	var file map[string]any
 	require.NoError(t, json.Unmarshal(b, &file))
 	file["subject_tokens"] = true
+	file["resources"].(map[string]any)["team"] = map[string]any{"team": "team_id", "search": "teams"}
+	file["actions"] = append(file["actions"].([]any),
+		map[string]any{"name": "can_update_todos_in", "resource_type": "team", "permission": "todos.update"})
 	b, err = json.Marshal(file)
 	require.NoError(t, err)
 	dir := t.TempDir()
@@ -258,6 +263,18 @@ func TestAuthZENSearchAndTrust(t *testing.T) {
 	rel, err := filepath.Rel(abs, filepath.Join(dir, "authzen.json"))
 	require.NoError(t, err)
 	pdp := tw.start(t, rel)
+	// Two teams; Beth may update the todos of team red.
+	tw.exec(`INSERT INTO t_todo.teams (slug, name) VALUES ('red', 'Red'), ('blue', 'Blue');
+		INSERT INTO t_todo.permissions (code) VALUES ('todos.update.team');
+		INSERT INTO t_todo.user_permissions (user_id, permission_id, team_id, is_granted)
+		SELECT u.id, p.id, t.id, true FROM t_todo.users u, t_todo.permissions p, t_todo.teams t
+		 WHERE u.email = 'beth@the-smiths.com' AND p.code = 'todos.update.team' AND t.slug = 'red'`)
+	teamID := func(slug string) string {
+		var id string
+		require.NoError(t, tw.db.QueryRow(context.Background(), `SELECT id::text FROM t_todo.teams WHERE slug = $1`, slug).Scan(&id))
+		return id
+	}
+	red, blue := teamID("red"), teamID("blue")
 
 	const (
 		rick  = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"
@@ -329,6 +346,48 @@ func TestAuthZENSearchAndTrust(t *testing.T) {
 		assert.ElementsMatch(t, []string{"can_read_user", "can_read_todos"}, names(beth))
 	})
 
+	t.Run("resource search: the teams a subject may act on", func(t *testing.T) {
+		search := func(subject string, page map[string]any) ([]string, string) {
+			req := map[string]any{"subject": user(subject), "action": map[string]any{"name": "can_update_todos_in"},
+				"resource": map[string]any{"type": "team"}}
+			if page != nil {
+				req["page"] = page
+			}
+			var res struct {
+				Page struct {
+					NextToken string `json:"next_token"`
+				} `json:"page"`
+				Results []struct{ Type, ID string } `json:"results"`
+			}
+			require.Equal(t, http.StatusOK, pdp.post(t, "/access/v1/search/resource", req, &res))
+			var ids []string
+			for _, r := range res.Results {
+				assert.Equal(t, "team", r.Type)
+				ids = append(ids, r.ID)
+			}
+			return ids, res.Page.NextToken
+		}
+		got, _ := search(beth, nil)
+		assert.Equal(t, []string{red}, got, "Beth's grant is restricted to team red")
+		got, _ = search(morty, nil)
+		assert.Empty(t, got, "own scope reaches no team")
+		var paged []string
+		page := map[string]any{"limit": 1}
+		for range 5 {
+			ids, next := search(rick, page)
+			paged = append(paged, ids...)
+			if next == "" {
+				break
+			}
+			page = map[string]any{"limit": 1, "token": next}
+		}
+		assert.ElementsMatch(t, []string{red, blue}, paged, "Rick updates every todo")
+
+		// Other resource types are not stored: refused, not answered with an empty list.
+		assert.Equal(t, http.StatusBadRequest, pdp.post(t, "/access/v1/search/resource",
+			map[string]any{"subject": user(rick), "action": update, "resource": map[string]any{"type": "todo"}}, nil))
+	})
+
 	t.Run("metadata names the endpoints served", func(t *testing.T) {
 		for path, base := range map[string]string{
 			"/.well-known/authzen-configuration":              pdp.base,
@@ -345,6 +404,7 @@ func TestAuthZENSearchAndTrust(t *testing.T) {
 				"access_evaluation_endpoint":  base + "/access/v1/evaluation",
 				"access_evaluations_endpoint": base + "/access/v1/evaluations",
 				"search_subject_endpoint":     base + "/access/v1/search/subject",
+				"search_resource_endpoint":    base + "/access/v1/search/resource",
 				"search_action_endpoint":      base + "/access/v1/search/action",
 			}, md)
 			// Every endpoint it names is served (a POST without a body is a 400, not a 404).

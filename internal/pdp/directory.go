@@ -8,11 +8,12 @@ import (
 	"github.com/neofast/neoauthz/internal/pgstore"
 )
 
-// userDirectory is the store access behind UserByEmail and SubjectCandidates
+// userDirectory is the store access behind UserByEmail, SubjectCandidates and Teams
 // (*pgstore.Store provides it).
 type userDirectory interface {
 	TenantUserByEmail(ctx context.Context, t pgstore.Tenant, email string) (string, bool, error)
 	TenantSubjectCandidates(ctx context.Context, t pgstore.Tenant, resource, action, after string, limit int) ([]string, error)
+	TenantTeams(ctx context.Context, t pgstore.Tenant, after string, limit int) ([]string, error)
 }
 
 var errNoDirectory = errors.New("pdp: the store cannot look users up")
@@ -53,6 +54,19 @@ func (s *Service) SubjectCandidates(ctx context.Context, tenant, resource, actio
 		return nil, err
 	}
 	ids, err := dir.TenantSubjectCandidates(ctx, t, resource, action, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ids, nil
+}
+
+// Teams returns a page of the tenant's team ids (see pgstore.Store.TenantTeams).
+func (s *Service) Teams(ctx context.Context, tenant, after string, limit int) ([]string, error) {
+	t, dir, ok, err := s.directory(ctx, tenant)
+	if err != nil || !ok {
+		return nil, err
+	}
+	ids, err := dir.TenantTeams(ctx, t, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

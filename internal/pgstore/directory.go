@@ -13,26 +13,11 @@ import (
 // (compared case-insensitively). found is false when no user, or more than one, has it: an
 // email two users share names nobody.
 func (s *Store) TenantUserByEmail(ctx context.Context, t Tenant, email string) (externalID string, found bool, err error) {
-	if !migrate.ValidSchemaName(t.SchemaName) {
-		return "", false, fmt.Errorf("pgstore: schema %q: %w", t.SchemaName, ErrInvalidSchemaName)
-	}
-	pool, err := s.Pool(ctx, t.ConnectionID, t.Database)
-	if err != nil {
+	ids, err := s.tenantStrings(ctx, t, "user_by_email", func(q func(string) string) string {
+		return `SELECT external_id FROM ` + q("users") + ` WHERE lower(email) = lower($1) LIMIT 2`
+	}, email)
+	if err != nil || len(ids) != 1 {
 		return "", false, err
-	}
-	ctx, cancel := s.timeout(ctx, "user_by_email")
-	defer cancel()
-	rows, err := pool.Query(ctx, `SELECT external_id FROM `+pgx.Identifier{t.SchemaName, "users"}.Sanitize()+
-		` WHERE lower(email) = lower($1) LIMIT 2`, email)
-	if err != nil {
-		return "", false, fmt.Errorf("pgstore: user by email in tenant %s: %w", t.ID, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", false, fmt.Errorf("pgstore: user by email in tenant %s: %w", t.ID, err)
-	}
-	if len(ids) != 1 {
-		return "", false, nil
 	}
 	return ids[0], true, nil
 }
@@ -44,16 +29,9 @@ func (s *Store) TenantUserByEmail(ctx context.Context, t Tenant, email string) (
 // statement. It is a superset of the users the engine allows (denies, scopes, restrictions,
 // inactive roles are the engine's to apply).
 func (s *Store) TenantSubjectCandidates(ctx context.Context, t Tenant, resource, action, after string, limit int) ([]string, error) {
-	if !migrate.ValidSchemaName(t.SchemaName) {
-		return nil, fmt.Errorf("pgstore: schema %q: %w", t.SchemaName, ErrInvalidSchemaName)
-	}
-	pool, err := s.Pool(ctx, t.ConnectionID, t.Database)
-	if err != nil {
-		return nil, err
-	}
-	q := func(table string) string { return pgx.Identifier{t.SchemaName, table}.Sanitize() }
-	matches := `split_part(p.code, '.', 1) IN ($1, '*') AND split_part(p.code, '.', 2) IN ($2, '*')`
-	sql := `WITH RECURSIVE
+	return s.tenantStrings(ctx, t, "subject_candidates", func(q func(string) string) string {
+		matches := `split_part(p.code, '.', 1) IN ($1, '*') AND split_part(p.code, '.', 2) IN ($2, '*')`
+		return `WITH RECURSIVE
 granting AS (
     SELECT rp.role_id AS id FROM ` + q("role_permissions") + ` rp JOIN ` + q("permissions") + ` p ON p.id = rp.permission_id
      WHERE ` + matches + `),
@@ -71,15 +49,37 @@ SELECT u.external_id FROM ` + q("users") + ` u
                    AND (d.expires_at IS NULL OR d.expires_at > now())))
  ORDER BY u.external_id COLLATE "C"
  LIMIT $4`
-	ctx, cancel := s.timeout(ctx, "subject_candidates")
+	}, resource, action, after, limit)
+}
+
+// TenantTeams returns at most limit team ids of t after after, in byte order.
+func (s *Store) TenantTeams(ctx context.Context, t Tenant, after string, limit int) ([]string, error) {
+	return s.tenantStrings(ctx, t, "teams", func(q func(string) string) string {
+		return `SELECT id::text FROM ` + q("teams") + ` WHERE id::text COLLATE "C" > $1 ORDER BY id::text COLLATE "C" LIMIT $2`
+	}, after, limit)
+}
+
+// tenantStrings runs one statement on t's schema, built by sql with a function that quotes
+// the schema's tables, and returns its single text column. query names it in
+// db_query_duration_seconds.
+func (s *Store) tenantStrings(ctx context.Context, t Tenant, query string, sql func(q func(string) string) string, args ...any) ([]string, error) {
+	if !migrate.ValidSchemaName(t.SchemaName) {
+		return nil, fmt.Errorf("pgstore: schema %q: %w", t.SchemaName, ErrInvalidSchemaName)
+	}
+	pool, err := s.Pool(ctx, t.ConnectionID, t.Database)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.timeout(ctx, query)
 	defer cancel()
-	rows, err := pool.Query(ctx, sql, resource, action, after, limit)
+	stmt := sql(func(table string) string { return pgx.Identifier{t.SchemaName, table}.Sanitize() })
+	rows, err := pool.Query(ctx, stmt, args...)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: subject candidates in tenant %s: %w", t.ID, err)
+		return nil, fmt.Errorf("pgstore: %s in tenant %s: %w", query, t.ID, err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: subject candidates in tenant %s: %w", t.ID, err)
+		return nil, fmt.Errorf("pgstore: %s in tenant %s: %w", query, t.ID, err)
 	}
-	return ids, nil
+	return out, nil
 }

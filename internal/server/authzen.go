@@ -40,10 +40,11 @@ const (
 
 // The AuthZEN endpoints, relative to the pdp's base (or a tenant's).
 const (
-	pathEvaluation    = "/access/v1/evaluation"
-	pathEvaluations   = "/access/v1/evaluations"
-	pathSearchSubject = "/access/v1/search/subject"
-	pathSearchAction  = "/access/v1/search/action"
+	pathEvaluation     = "/access/v1/evaluation"
+	pathEvaluations    = "/access/v1/evaluations"
+	pathSearchSubject  = "/access/v1/search/subject"
+	pathSearchAction   = "/access/v1/search/action"
+	pathSearchResource = "/access/v1/search/resource"
 )
 
 // Reasons of AuthZEN denies decided before the pdp's engine (the engine's reasons are the
@@ -69,6 +70,8 @@ type AuthZENDirectory interface {
 	// tenant who hold (directly or through a role) a grant that may match resource.action.
 	// It is a superset: every candidate is then decided by the engine.
 	SubjectCandidates(ctx context.Context, tenant, resource, action, after string, limit int) ([]string, error)
+	// Teams returns, in byte order after after, at most limit team ids of tenant.
+	Teams(ctx context.Context, tenant, after string, limit int) ([]string, error)
 }
 
 var _ AuthZENDirectory = (*pdp.Service)(nil)
@@ -99,6 +102,9 @@ func (s *Server) registerAuthZEN(mux *http.ServeMux) {
 		mux.Handle("POST "+prefix+pathSearchAction, authzenHandler(s, s.authzenSearchAction))
 		if s.authzen.dir != nil {
 			mux.Handle("POST "+prefix+pathSearchSubject, authzenHandler(s, s.authzenSearchSubject))
+		}
+		if s.authzenSearchesResources() {
+			mux.Handle("POST "+prefix+pathSearchResource, authzenHandler(s, s.authzenSearchResource))
 		}
 	}
 	mux.HandleFunc("GET "+authzenWellKnown, s.authzenMetadata)
@@ -861,16 +867,20 @@ func (s *Server) authzenMetadata(w http.ResponseWriter, r *http.Request) {
 		base += "/tenants/" + t
 	}
 	md := struct {
-		PDP           string `json:"policy_decision_point"`
-		Evaluation    string `json:"access_evaluation_endpoint"`
-		Evaluations   string `json:"access_evaluations_endpoint"`
-		SearchSubject string `json:"search_subject_endpoint,omitempty"`
-		SearchAction  string `json:"search_action_endpoint"`
+		PDP            string `json:"policy_decision_point"`
+		Evaluation     string `json:"access_evaluation_endpoint"`
+		Evaluations    string `json:"access_evaluations_endpoint"`
+		SearchSubject  string `json:"search_subject_endpoint,omitempty"`
+		SearchResource string `json:"search_resource_endpoint,omitempty"`
+		SearchAction   string `json:"search_action_endpoint"`
 	}{
 		PDP: base, Evaluation: base + pathEvaluation, Evaluations: base + pathEvaluations, SearchAction: base + pathSearchAction,
 	}
 	if s.authzen.dir != nil {
 		md.SearchSubject = base + pathSearchSubject
+	}
+	if s.authzenSearchesResources() {
+		md.SearchResource = base + pathSearchResource
 	}
 	b, _ := json.Marshal(md)
 	w.Header().Set("Content-Type", "application/json")

@@ -84,7 +84,14 @@ type ResourceMapping struct {
 	OwnerBy string `json:"owner_by"`
 	Team    string `json:"team"`
 	Tenant  string `json:"tenant"`
+	// Search is "teams" when the resources of this type are the tenant's teams (id = team id,
+	// put in the Team property): resource search then lists the teams the subject may act on.
+	// neoauthz stores no other resources, so no other type can be searched.
+	Search string `json:"search"`
 }
+
+// searchTeams is the ResourceMapping.Search value for team resources.
+const searchTeams = "teams"
 
 // ActionMapping maps an action (for one resource type, or any when ResourceType is empty) to
 // a permission: a code ("todos.read.tenant", a code check) or "resource.action" (a resource
@@ -198,6 +205,9 @@ func (c *AuthZENConfig) Validate() error {
 		if m.OwnerBy != "" && m.OwnerBy != byExternalID && m.OwnerBy != byEmail {
 			bad("resources[%q].owner_by must be %q or %q", typ, byExternalID, byEmail)
 		}
+		if m.Search != "" && (m.Search != searchTeams || m.Team == "") {
+			bad("resources[%q].search can only be %q, with team naming the property of the team id", typ, searchTeams)
+		}
 	}
 	seen := map[[2]string]bool{}
 	for i, a := range c.Actions {
@@ -241,6 +251,16 @@ func validTenantRef(s string) bool {
 		}
 	}
 	return true
+}
+
+// searchesTeams reports whether some resource type is searched as teams.
+func (c *AuthZENConfig) searchesTeams() bool {
+	for _, m := range c.Resources {
+		if m.Search == searchTeams {
+			return true
+		}
+	}
+	return false
 }
 
 // subjectMapping returns the mapping of a subject type, and whether the type is served.

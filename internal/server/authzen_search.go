@@ -76,6 +76,7 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 	if aerr != nil {
 		return nil, aerr
 	}
+	e.Subject.ID = "" // the id of the searched entity is ignored
 	if !in.caller.pep.allows(tenant) {
 		return nil, errPEPTenant
 	}
@@ -259,4 +260,77 @@ func (s *Server) authzenSearchAction(r *http.Request, in *azRequest, body *azSea
 		}
 	}
 	return searchAnswer(results, ""), nil
+}
+
+// authzenSearchesResources reports whether resource search is served: the pdp can list teams
+// and some resource type is searched as teams.
+func (s *Server) authzenSearchesResources() bool {
+	return s.authzen.dir != nil && s.authzen.cfg.searchesTeams()
+}
+
+// authzenSearchResource is POST /access/v1/search/resource. neoauthz stores no resources but
+// the tenant's teams, so it answers for resource types mapped with "search": "teams": the
+// teams (id = team id) on which the subject may perform the action, each decided like an
+// evaluation whose resource is that team. One PostgreSQL query per page lists the teams. Any
+// other type is a 400.
+func (s *Server) authzenSearchResource(r *http.Request, in *azRequest, body *azSearchRequest) (any, *azError) {
+	e := &body.azEvaluation
+	switch {
+	case e.Subject == nil || e.Subject.Type == "" || e.Subject.ID == "":
+		return nil, azBad("subject with type and id is required")
+	case e.Action == nil || e.Action.Name == "":
+		return nil, azBad("action with name is required")
+	case e.Resource == nil || e.Resource.Type == "":
+		return nil, azBad("resource with type is required")
+	case len(e.Subject.ID) > maxAuthZENIDLen:
+		return nil, azBad("subject.id is too long")
+	}
+	e.Resource.ID = "" // the id of the searched entity is ignored
+	cfg := s.authzen.cfg
+	m := cfg.resourceMapping(e.Resource.Type)
+	if m.Search != searchTeams {
+		return nil, azBad("resource search serves resource types mapped with \"search\": \"teams\": neoauthz stores no other resources")
+	}
+	if perm, ok := cfg.permission(e.Action.Name, e.Resource.Type); !ok || strings.Count(perm, ".") != 1 {
+		return nil, azBad("action must map to a resource check (resource.action) for a team search")
+	}
+	rec := record{api: apiAuthZEN}
+	sub, deny, aerr := s.authzenSubject(r.Context(), in, e.Subject, &rec)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if deny != "" || sub.TenantID == "" {
+		return searchAnswer([]azSubjectResult{}, ""), nil
+	}
+	after, limit, queryHash, aerr := searchPage(sub.TenantID, e, body.Page)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if limit == 0 {
+		return searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)), nil
+	}
+	teams, err := s.authzen.dir.Teams(r.Context(), sub.TenantID, after, limit)
+	if err != nil {
+		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	results := []azSubjectResult{}
+	for _, team := range teams {
+		id, _ := json.Marshal(team)
+		item := azEvaluation{Subject: e.Subject, Action: e.Action, Context: e.Context, Resource: &azResource{
+			Type: e.Resource.Type, ID: team, HasID: true, Properties: map[string]json.RawMessage{m.Team: id}}}
+		rec := record{api: apiAuthZEN}
+		d, aerr := s.authzenCheckAs(r.Context(), in, sub, &item, &rec)
+		s.authzenRecord(r.Context(), &rec, d, aerr)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if d.Decision {
+			results = append(results, azSubjectResult{Type: e.Resource.Type, ID: team})
+		}
+	}
+	next := ""
+	if len(teams) == limit {
+		next = pageToken(teams[len(teams)-1], queryHash)
+	}
+	return searchAnswer(results, next), nil
 }

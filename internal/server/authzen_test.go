@@ -303,6 +303,7 @@ func TestAuthZENConfigValidate(t *testing.T) {
 		}, "also"},
 		"subject id":  {func(m map[string]any) { m["subjects"] = map[string]any{"user": map[string]any{"id": "name"}} }, "subjects"},
 		"owner by":    {func(m map[string]any) { m["resources"] = map[string]any{"doc": map[string]any{"owner_by": "name"}} }, "owner_by"},
+		"search":      {func(m map[string]any) { m["resources"] = map[string]any{"doc": map[string]any{"search": "teams"}} }, "search"},
 		"client half": {func(m map[string]any) { m["peps"].([]any)[0].(map[string]any)["client"] = map[string]any{"realm": "r"} }, "client_id"},
 	}
 	for name, tc := range tests {
