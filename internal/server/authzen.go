@@ -597,15 +597,12 @@ func (s *Server) authzenCheck(ctx context.Context, in *azRequest, e *azEvaluatio
 }
 
 // authzenCheckAs decides e for an established subject.
-func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, sub pdp.Subject, e *azEvaluation, rec *record) (azDecision, *azError) {
+func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubject, e *azEvaluation, rec *record) (azDecision, *azError) {
 	cfg := s.authzen.cfg
+	sub := asub.Subject
 	rec.tenant, rec.user = sub.TenantSlug, sub.UserID
 
-	req := pdp.Request{AtLeastVersion: in.minVersion}
-	if in.caller.pep == nil {
-		// A subject token's tenant is its own; the path still binds the tenant asked about.
-		req.BoundTenant = in.tenant
-	}
+	req := pdp.Request{AtLeastVersion: in.minVersion, BoundTenant: asub.bound}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
 		d, done, aerr := s.authzenRoute(e, sub, &req, rec)
 		if done || aerr != nil {
@@ -640,10 +637,18 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, sub pdp.Subj
 	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version}}, nil
 }
 
+// azSubject is the subject of an evaluation and the tenant the request binds it to (the
+// path's, for a subject established from its token; the pdp denies a subject of another
+// tenant as cross_tenant).
+type azSubject struct {
+	pdp.Subject
+	bound string
+}
+
 // authzenSubject establishes the subject of one evaluation: from its subject token when it
 // carries one (and the subject must then be the token's), else from the PEP's word, in the
 // tenant the path binds or the PEP's only tenant. deny is a reason for a deny decision.
-func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEntity, rec *record) (sub pdp.Subject, deny string, aerr *azError) {
+func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEntity, rec *record) (sub azSubject, deny string, aerr *azError) {
 	m, ok := s.authzen.cfg.subjectMapping(subj.Type)
 	if !ok {
 		return sub, reasonUnsupportedSubject, nil
@@ -657,19 +662,14 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		}
 	}
 	pep := in.caller.pep
-
-	// The tenant the subject belongs to.
-	tenant := in.tenant
-	if !platform && pep != nil {
-		if tenant, aerr = pepTenant(in, pathEvaluation); aerr != nil {
-			return sub, "", aerr
-		}
-	}
 	if platform && pep != nil && !pep.Platform {
 		return sub, "", &azError{Status: http.StatusForbidden, Message: "this PEP may not ask about platform subjects"}
 	}
 
 	if token != "" {
+		// The token names the subject and its tenant; the path, when it names a tenant, binds
+		// the request to it (a token of another tenant is denied cross_tenant).
+		sub.bound = in.tenant
 		tsub, err := s.dec.SubjectFromToken(ctx, token)
 		if err != nil {
 			if label, ok := authnFailure(err); ok {
@@ -688,17 +688,24 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		if tsub.UserID != want || (tsub.Level == authn.LevelPlatform) != platform {
 			return sub, reasonSubjectMismatch, nil
 		}
-		if pep != nil && !platform && !pep.allows(tenant, tsub.TenantID, tsub.TenantSlug) {
+		if pep != nil && !platform && !pep.allows(tsub.TenantID, tsub.TenantSlug) {
 			return sub, "", errPEPTenant
 		}
-		return tsub, "", nil
+		sub.Subject = tsub
+		return sub, "", nil
 	}
 	if pep == nil {
 		return sub, "", &azError{Status: http.StatusUnauthorized, Message: "a PEP credential or subject.properties.token is required"}
 	}
+	tenant := in.tenant
+	if !platform {
+		if tenant, aerr = pepTenant(in, pathEvaluation); aerr != nil {
+			return sub, "", aerr
+		}
+	}
 	var err error
 	if platform {
-		sub, err = s.dec.SubjectFromPrincipal(ctx, "", subj.ID)
+		sub.Subject, err = s.dec.SubjectFromPrincipal(ctx, "", subj.ID)
 	} else {
 		if !pep.allows(tenant) {
 			return sub, "", errPEPTenant
@@ -710,7 +717,7 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 				return sub, reasonUnknownUserEmail, aerr
 			}
 		}
-		sub, err = s.dec.SubjectFromPrincipal(ctx, tenant, user)
+		sub.Subject, err = s.dec.SubjectFromPrincipal(ctx, tenant, user)
 	}
 	if err != nil {
 		rec.err = err

@@ -111,7 +111,7 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 		}
 		item := azEvaluation{Subject: &azEntity{Type: e.Subject.Type, ID: user}, Action: e.Action, Resource: e.Resource}
 		rec := record{api: apiAuthZEN}
-		d, aerr := s.authzenCheckAs(r.Context(), in, sub, &item, &rec)
+		d, aerr := s.authzenCheckAs(r.Context(), in, azSubject{Subject: sub}, &item, &rec)
 		s.authzenRecord(r.Context(), &rec, d, aerr)
 		if aerr != nil {
 			return nil, aerr
@@ -229,7 +229,7 @@ func (s *Server) authzenSearchAction(r *http.Request, in *azRequest, body *azSea
 		}
 	}
 	if cfg.RouteResourceType == "" || e.Resource.Type != cfg.RouteResourceType {
-		codes, _, err := s.dec.ListPermissions(r.Context(), sub, in.minVersion)
+		codes, _, err := s.dec.ListPermissions(r.Context(), sub.Subject, in.minVersion)
 		if err != nil {
 			return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 		}

@@ -437,3 +437,41 @@ func TestAuthZENPlatformSubjects(t *testing.T) {
 	code, out = app.post(t, pathEvaluation, body)
 	assert.Equal(t, http.StatusForbidden, code, "a PEP without platform may not ask about platform subjects: %v", out)
 }
+
+func TestAuthZENSubjectTokens(t *testing.T) {
+	const config = `{
+	  "peps": [{ "name": "gateway", "mtls_identities": ["spiffe://test/gateway"], "tenants": ["acme"] }],
+	  "subject_tokens": true
+	}`
+	body := func(user, token string) string {
+		return `{"subject":{"type":"user","id":"` + user + `","properties":{"token":"` + token + `"}},
+			"action":{"name":"users.read.tenant"},"resource":{"type":"a","id":"b"}}`
+	}
+	reason := func(out map[string]any) any { return out["context"].(map[string]any)["reason"] }
+
+	_, anon := startAuthZENWith(t, newFake(), "", config)
+	code, out := anon.post(t, pathEvaluation, body("bob", "bob-token"))
+	require.Equal(t, http.StatusOK, code, "%v", out)
+	assert.Equal(t, true, out["decision"], "a caller may ask about the bearer of a subject token")
+	code, out = anon.post(t, "/tenants/acme"+pathEvaluation, body("bob", "bob-token"))
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, false, out["decision"])
+	assert.Equal(t, "cross_tenant", reason(out), "the path binds the tenant")
+	code, out = anon.post(t, pathEvaluation, body("alice", "bob-token"))
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "subject_token_mismatch", reason(out))
+	code, out = anon.post(t, pathEvaluation, body("bob", "expired"))
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, false, out["decision"])
+	assert.Equal(t, "unauthenticated", reason(out))
+
+	// A PEP's subject token must be of a tenant the PEP may ask about.
+	_, pep := startAuthZENWith(t, newFake(), "spiffe://test/gateway", config)
+	code, out = pep.post(t, pathEvaluation, body("alice", "alice-token"))
+	require.Equal(t, http.StatusOK, code, "%v", out)
+	assert.Equal(t, true, out["decision"])
+	code, _ = pep.post(t, pathEvaluation, body("bob", "bob-token"))
+	assert.Equal(t, http.StatusForbidden, code, "the gateway is bound to acme, bob is of globex")
+	code, _ = pep.post(t, "/tenants/acme"+pathEvaluation, body("bob", "bob-token"))
+	assert.Equal(t, http.StatusForbidden, code)
+}
