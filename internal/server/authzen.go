@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -406,25 +405,6 @@ func (s *Server) authzenCaller(r *http.Request) (azCaller, *azError) {
 		}
 	}
 	return azCaller{}, &azError{Status: http.StatusForbidden, Message: "the credential is not a configured PEP's"}
-}
-
-// forEachIdentity calls fn with the certificate's identities (subject CN, DNS SANs, URI SANs)
-// until it returns true.
-func forEachIdentity(leaf *x509.Certificate, fn func(string) bool) bool {
-	if leaf.Subject.CommonName != "" && fn(leaf.Subject.CommonName) {
-		return true
-	}
-	for _, d := range leaf.DNSNames {
-		if fn(d) {
-			return true
-		}
-	}
-	for _, u := range leaf.URIs {
-		if fn(u.String()) {
-			return true
-		}
-	}
-	return false
 }
 
 func validRequestID(id string) bool {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 
 	"google.golang.org/grpc/credentials"
@@ -29,6 +30,25 @@ func (s *Server) trustedPeer(ctx context.Context) bool {
 		return false
 	}
 	return forEachIdentity(ti.State.VerifiedChains[0][0], s.isTrusted)
+}
+
+// forEachIdentity calls fn with the certificate's identities (subject CN, DNS SANs, URI SANs)
+// until it returns true.
+func forEachIdentity(leaf *x509.Certificate, fn func(string) bool) bool {
+	if leaf.Subject.CommonName != "" && fn(leaf.Subject.CommonName) {
+		return true
+	}
+	for _, d := range leaf.DNSNames {
+		if fn(d) {
+			return true
+		}
+	}
+	for _, u := range leaf.URIs {
+		if fn(u.String()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) isTrusted(id string) bool {
