@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -33,7 +34,7 @@ type azPageOut struct {
 	Count     int    `json:"count"`
 }
 
-type azSubjectResult struct {
+type azEntityResult struct {
 	Type string `json:"type"`
 	ID   string `json:"id"`
 }
@@ -85,7 +86,7 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 	}
 	perm, ok := cfg.permission(e.Action.Name, e.Resource.Type)
 	if !ok {
-		return searchAnswer([]azSubjectResult{}, ""), nil
+		return searchAnswer([]azEntityResult{}, ""), nil
 	}
 	resource, action, _, _, err := decision.ParseRequest(decision.LevelTenant, perm)
 	if err != nil {
@@ -97,27 +98,39 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 		return nil, aerr
 	}
 	if limit == 0 {
-		return searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)), nil
+		return searchAnswer([]azEntityResult{}, pageToken(after, queryHash)), nil
 	}
 	candidates, err := s.authzen.dir.SubjectCandidates(r.Context(), tenant, resource, action, after, limit)
 	if err != nil {
 		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
-	results := []azSubjectResult{}
-	for _, user := range candidates {
+	return s.searchFilter(r.Context(), in, candidates, limit, queryHash, e.Subject.Type, func(user string) (azSubject, azEvaluation, *azError) {
 		sub, err := s.dec.SubjectFromPrincipal(r.Context(), tenant, user)
 		if err != nil {
-			return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+			return azSubject{}, azEvaluation{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 		}
-		item := azEvaluation{Subject: &azEntity{Type: e.Subject.Type, ID: user}, Action: e.Action, Resource: e.Resource}
+		return azSubject{Subject: sub}, azEvaluation{Subject: &azEntity{Type: e.Subject.Type, ID: user}, Action: e.Action, Resource: e.Resource}, nil
+	})
+}
+
+// searchFilter decides, for each candidate of a page, the evaluation item builds, and answers
+// with the candidates allowed and, when the page of candidates was full, the next page's token.
+func (s *Server) searchFilter(ctx context.Context, in *azRequest, candidates []string, limit int, queryHash, typ string,
+	item func(id string) (azSubject, azEvaluation, *azError)) (any, *azError) {
+	results := []azEntityResult{}
+	for _, id := range candidates {
+		sub, ev, aerr := item(id)
+		if aerr != nil {
+			return nil, aerr
+		}
 		rec := record{api: apiAuthZEN}
-		d, aerr := s.authzenCheckAs(r.Context(), in, azSubject{Subject: sub}, &item, &rec)
-		s.authzenRecord(r.Context(), &rec, d, aerr)
+		d, aerr := s.authzenCheckAs(ctx, in, sub, &ev, &rec)
+		s.authzenRecord(ctx, &rec, d, aerr)
 		if aerr != nil {
 			return nil, aerr
 		}
 		if d.Decision {
-			results = append(results, azSubjectResult{Type: e.Subject.Type, ID: user})
+			results = append(results, azEntityResult{Type: typ, ID: id})
 		}
 	}
 	next := ""
@@ -300,37 +313,22 @@ func (s *Server) authzenSearchResource(r *http.Request, in *azRequest, body *azS
 		return nil, aerr
 	}
 	if deny != "" || sub.TenantID == "" {
-		return searchAnswer([]azSubjectResult{}, ""), nil
+		return searchAnswer([]azEntityResult{}, ""), nil
 	}
 	after, limit, queryHash, aerr := searchPage(sub.TenantID, e, body.Page)
 	if aerr != nil {
 		return nil, aerr
 	}
 	if limit == 0 {
-		return searchAnswer([]azSubjectResult{}, pageToken(after, queryHash)), nil
+		return searchAnswer([]azEntityResult{}, pageToken(after, queryHash)), nil
 	}
 	teams, err := s.authzen.dir.Teams(r.Context(), sub.TenantID, after, limit)
 	if err != nil {
 		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
-	results := []azSubjectResult{}
-	for _, team := range teams {
+	return s.searchFilter(r.Context(), in, teams, limit, queryHash, e.Resource.Type, func(team string) (azSubject, azEvaluation, *azError) {
 		id, _ := json.Marshal(team)
-		item := azEvaluation{Subject: e.Subject, Action: e.Action, Context: e.Context, Resource: &azResource{
-			Type: e.Resource.Type, ID: team, HasID: true, Properties: map[string]json.RawMessage{m.Team: id}}}
-		rec := record{api: apiAuthZEN}
-		d, aerr := s.authzenCheckAs(r.Context(), in, sub, &item, &rec)
-		s.authzenRecord(r.Context(), &rec, d, aerr)
-		if aerr != nil {
-			return nil, aerr
-		}
-		if d.Decision {
-			results = append(results, azSubjectResult{Type: e.Resource.Type, ID: team})
-		}
-	}
-	next := ""
-	if len(teams) == limit {
-		next = pageToken(teams[len(teams)-1], queryHash)
-	}
-	return searchAnswer(results, next), nil
+		return sub, azEvaluation{Subject: e.Subject, Action: e.Action, Context: e.Context, Resource: &azResource{
+			Type: e.Resource.Type, ID: team, HasID: true, Properties: map[string]json.RawMessage{m.Team: id}}}, nil
+	})
 }
