@@ -60,8 +60,9 @@ const (
 	semanticPermitOnFirstPerm = "permit_on_first_permit"
 )
 
-// AuthZENDirectory is what AuthZEN needs beyond Decider for subjects named by email and for
-// subject search (*pdp.Service provides it). Without it those answer 501 / are not served.
+// AuthZENDirectory is what AuthZEN needs beyond Decider for users named by email, subject
+// search and team resource search (*pdp.Service provides it). Without it, users named by
+// email are a 501 and those searches are not served.
 type AuthZENDirectory interface {
 	// UserByEmail returns the external id of the one user of tenant whose email is email.
 	UserByEmail(ctx context.Context, tenant, email string) (externalID string, found bool, err error)
@@ -79,7 +80,7 @@ var _ AuthZENDirectory = (*pdp.Service)(nil)
 type authzenState struct {
 	cfg  *AuthZENConfig
 	mtls map[string]*PEPConfig
-	dir  AuthZENDirectory // nil: no email subjects, no subject search
+	dir  AuthZENDirectory // nil: no users named by email, no subject or resource search
 }
 
 func newAuthZEN(cfg *AuthZENConfig, dec Decider) *authzenState {
@@ -110,7 +111,7 @@ func (s *Server) registerAuthZEN(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+authzenWellKnown+authzenTenantsPrefix, s.authzenMetadata)
 }
 
-// azEntity is an AuthZEN subject or action (name in ID for actions is not used).
+// azEntity is an AuthZEN subject.
 type azEntity struct {
 	Type       string                     `json:"type"`
 	ID         string                     `json:"id"`
