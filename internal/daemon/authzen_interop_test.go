@@ -475,6 +475,19 @@ func TestAuthZENSearchAndTrust(t *testing.T) {
 		assert.Equal(t, "unauthenticated", d.Context.Reason)
 	})
 
+	t.Run("AuthZEN decisions are counted like every other", func(t *testing.T) {
+		resp, err := http.Get(pdp.base + "/metrics")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		require.NoError(t, err)
+		for _, want := range []string{`permission_check_duration_seconds_count{api="authzen"}`,
+			`permission_checks_total{permission="todos.update",result="allowed",tenant="todo"}`,
+			`db_query_duration_seconds_count{query="user_by_email"}`, `db_query_duration_seconds_count{query="subject_candidates"}`} {
+			assert.Contains(t, string(body), want)
+		}
+	})
+
 	t.Run("a revocation reaches AuthZEN at once", func(t *testing.T) {
 		req := map[string]any{"subject": user(morty), "action": update, "resource": mortysTodo}
 		var d decisionOut
