@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -238,15 +239,17 @@ func TestAuthZENCallers(t *testing.T) {
 		assert.NotContains(t, out, "decision")
 	})
 	t.Run("no certificate", func(t *testing.T) {
-		ts, c := startAuthZEN(t, newFake(), "")
+		_, c := startAuthZEN(t, newFake(), "")
 		code, _ := c.post(t, pathEvaluation, aliceReads)
 		assert.Equal(t, http.StatusUnauthorized, code)
-		// The TLS HTTP port still serves health to clients without certificates.
-		resp, err := c.client.Get(c.base + "/health")
-		require.NoError(t, err)
-		_ = resp.Body.Close()
-		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		_ = ts
+		// The TLS HTTP port still serves health to clients without certificates (once the
+		// server has first found the decision service ready).
+		require.Eventually(t, func() bool {
+			resp, err := c.client.Get(c.base + "/health")
+			require.NoError(t, err, "the TLS handshake without a client certificate")
+			_ = resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, 10*time.Second, 10*time.Millisecond, "health never became 200 over TLS")
 	})
 	t.Run("a user token is no PEP credential", func(t *testing.T) {
 		_, c := startAuthZEN(t, newFake(), "")
@@ -317,13 +320,16 @@ func TestAuthZENConfigValidate(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
-	t.Run("server refuses a bad file", func(t *testing.T) {
+	t.Run("a bad file fails the configuration", func(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "authzen.json")
 		require.NoError(t, os.WriteFile(p, []byte(`{"peps": [{}]}`), 0o600))
 		cfg := DefaultConfig()
 		cfg.AuthZENConfigPath = p
+		require.ErrorContains(t, cfg.Validate(), "peps[0]")
 		_, err := New(cfg, newFake(), nil, nil, nil)
 		require.Error(t, err)
+		cfg.AuthZENConfigPath = filepath.Join(t.TempDir(), "missing.json")
+		require.Error(t, cfg.Validate())
 	})
 	t.Run("http tls needs a certificate", func(t *testing.T) {
 		cfg := DefaultConfig()

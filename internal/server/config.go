@@ -198,6 +198,12 @@ func (c *Config) Validate() error {
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		bad("a tls client CA needs a server certificate and key")
 	}
+	if c.AuthZENConfigPath != "" {
+		// Read at startup, so that a bad file stops the pdp before it connects to anything.
+		if _, err := LoadAuthZENConfig(c.AuthZENConfigPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.HTTPTLS && c.TLSCertFile == "" {
 		bad("http tls needs a server certificate and key")
 	}
