@@ -199,11 +199,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_ = grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	return Serve(ctx, cfg, log, grpcLis, httpLis)
+	l := server.Listeners{GRPC: grpcLis, HTTP: httpLis}
+	if cfg.Server.MetricsAddr != "" {
+		if l.Metrics, err = net.Listen("tcp", cfg.Server.MetricsAddr); err != nil {
+			_, _ = grpcLis.Close(), httpLis.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return ServeListeners(ctx, cfg, log, l)
 }
 
 // Serve runs the pdp on the given listeners (tests pass loopback listeners on port 0).
 func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis net.Listener) error {
+	return ServeListeners(ctx, cfg, log, server.Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners runs the pdp on l (a nil listener is not served).
+func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.Listeners) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -262,12 +274,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, grpcLis, httpLis n
 	if err != nil {
 		return err
 	}
-	log.Info("pdp starting", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"redis", cfg.RedisURL != "", "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
+	log.Info("pdp starting", "redis", cfg.RedisURL != "", "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
 	g.Go(func() error { return validator.Run(gctx) })
-	g.Go(func() error { return srv.Serve(gctx, grpcLis, httpLis) })
+	g.Go(func() error { return srv.ServeListeners(gctx, l) })
 	return g.Wait()
 }

@@ -68,6 +68,7 @@ func TestEndToEnd(t *testing.T) {
 	cfg.TrustedIssuers = []string{idp.URL()}
 	cfg.Audiences = []string{"neoauthz"}
 	cfg.Server.RouteTablePath = routesFile
+	cfg.Server.ForwardAuthHeaders = "traefik"
 	require.NoError(t, cfg.Validate())
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

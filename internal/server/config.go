@@ -34,8 +34,13 @@ type Config struct {
 	// GRPCAddr is the TCP address of the gRPC server (neoauthz.v1, Envoy ext_authz, health,
 	// reflection). The cmd listens on it and hands the listener to Serve.
 	GRPCAddr string
-	// HTTPAddr is the TCP address of the HTTP server (/auth forward auth, /health, /metrics).
+	// HTTPAddr is the TCP address of the HTTP server (/auth forward auth, and /health and
+	// /metrics unless MetricsAddr moves them).
 	HTTPAddr string
+	// MetricsAddr, when set, is a separate TCP address serving /health and /metrics, which
+	// HTTPAddr then no longer serves: the port a proxy reaches for /auth need not expose the
+	// pdp's internals, and a scraper need not reach the port /auth is on.
+	MetricsAddr string
 	// UnixSocket, when set, is the path of an extra gRPC listener for local callers. Every
 	// connection over it counts as trusted (it may send principal subjects), so access is
 	// governed by the socket file's permissions: Serve creates it with mode 0660.
@@ -66,6 +71,17 @@ type Config struct {
 	TenantHeader     string
 	UserHeader       string
 	DecisionIDHeader string
+
+	// ForwardAuthHeaders is the header convention forward auth reads the original request
+	// from: ConventionNginx, ConventionTraefik, ConventionCaddy or ConventionEnvoyHTTP. The pdp
+	// reads that convention's headers only, and refuses (400) a request in which another
+	// convention's headers disagree. Empty: /auth is not served, since the pdp cannot know
+	// which headers the proxy in front of it overwrites and which it passes from the client.
+	ForwardAuthHeaders string
+	// ForwardAuthHostHeader names the header carrying the original host under the nginx
+	// convention (nginx has no standard one); empty means DefaultNginxHostHeader. The nginx
+	// configuration must set it with proxy_set_header.
+	ForwardAuthHostHeader string
 
 	// TrustForwardedPermission lets forward auth take the permission from the
 	// X-Neoauthz-Permission request header. Off by default: enable it only when every request
@@ -110,6 +126,9 @@ func DefaultConfig() Config {
 const (
 	EnvGRPCAddr                 = "NEOAUTHZ_GRPC_ADDR"
 	EnvHTTPAddr                 = "NEOAUTHZ_HTTP_ADDR"
+	EnvMetricsAddr              = "NEOAUTHZ_METRICS_ADDR"
+	EnvForwardAuthHeaders       = "NEOAUTHZ_FORWARD_AUTH_HEADERS"
+	EnvForwardAuthHostHeader    = "NEOAUTHZ_FORWARD_AUTH_HOST_HEADER"
 	EnvUnixSocket               = "NEOAUTHZ_UNIX_SOCKET"
 	EnvRoutes                   = "NEOAUTHZ_ROUTES"
 	EnvTenantHostPattern        = "NEOAUTHZ_TENANT_HOST_PATTERN"
@@ -137,7 +156,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.StringVar(p, name, *p, usage+" (env "+env+")")
 	}
 	str(&c.GRPCAddr, "grpc-addr", EnvGRPCAddr, "gRPC listen address (neoauthz.v1, ext_authz, health)")
-	str(&c.HTTPAddr, "http-addr", EnvHTTPAddr, "HTTP listen address (/auth, /health, /metrics)")
+	str(&c.HTTPAddr, "http-addr", EnvHTTPAddr, "HTTP listen address (/auth, and /health, /metrics unless -metrics-addr is set)")
+	str(&c.MetricsAddr, "metrics-addr", EnvMetricsAddr, "separate listen address for /health and /metrics (empty: the HTTP address)")
+	str(&c.ForwardAuthHeaders, "forward-auth-headers", EnvForwardAuthHeaders, "forward auth header convention: "+strings.Join(Conventions, ", ")+" (empty: /auth is off)")
+	str(&c.ForwardAuthHostHeader, "forward-auth-host-header", EnvForwardAuthHostHeader, "nginx convention: header carrying the original host (default "+DefaultNginxHostHeader+")")
 	str(&c.UnixSocket, "unix-socket", EnvUnixSocket, "extra gRPC Unix socket for trusted local callers")
 	str(&c.RouteTablePath, "routes", EnvRoutes, "route table file (method + path -> permission)")
 	str(&c.TenantHostPattern, "tenant-host-pattern", EnvTenantHostPattern, `host pattern binding the tenant, e.g. "{tenant}.app.example.com"`)
@@ -191,6 +213,26 @@ func (c *Config) Validate() error {
 		bad("http address is empty")
 	} else if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("http address %q: %v", c.HTTPAddr, err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("metrics address %q: %v", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.HTTPAddr {
+			bad("metrics address must differ from the http address (leave it empty to share)")
+		}
+	}
+	if _, err := newConvention(c.ForwardAuthHeaders, ""); err != nil {
+		bad("forward auth headers: %v", err)
+	}
+	if h := c.ForwardAuthHostHeader; h != "" {
+		if c.ForwardAuthHeaders != ConventionNginx {
+			bad("a forward auth host header is only read under the nginx convention")
+		}
+		if !validHeaderName(strings.ToLower(h)) {
+			bad("forward auth host header %q is not a valid header name", h)
+		} else if strings.EqualFold(h, hdrOriginalMethod) || strings.EqualFold(h, hdrOriginalURI) || strings.EqualFold(h, "Host") {
+			bad("forward auth host header %q names another part of the request", h)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("tls certificate and key must be set together")

@@ -38,6 +38,13 @@ func TestConfigValidate(t *testing.T) {
 		{"uppercase header", func(c *Config) { c.UserHeader = "X-User" }, "not a valid header name"},
 		{"duplicate headers", func(c *Config) { c.UserHeader = c.TenantHeader }, "must differ"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown timeout"},
+		{"unknown convention", func(c *Config) { c.ForwardAuthHeaders = "haproxy" }, "unknown convention"},
+		{"host header without nginx", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionTraefik, "X-Real-Host" }, "only read under the nginx"},
+		{"host header names the uri", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "x-original-uri" }, "another part"},
+		{"host header is Host", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "Host" }, "another part"},
+		{"bad host header", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "X Host" }, "not a valid header name"},
+		{"bad metrics addr", func(c *Config) { c.MetricsAddr = "9090" }, "metrics address"},
+		{"metrics addr is the http addr", func(c *Config) { c.MetricsAddr = c.HTTPAddr }, "must differ"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +64,9 @@ func TestRegisterFlags(t *testing.T) {
 	t.Setenv(EnvTenantHostPattern, "{tenant}.example.com")
 	t.Setenv(EnvShutdownTimeout, "3s")
 	t.Setenv(EnvTrustForwardedPermission, "true")
+	t.Setenv(EnvForwardAuthHeaders, "nginx")
+	t.Setenv(EnvForwardAuthHostHeader, "X-Real-Host")
+	t.Setenv(EnvMetricsAddr, "127.0.0.1:9090")
 
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
@@ -69,6 +79,9 @@ func TestRegisterFlags(t *testing.T) {
 	assert.Equal(t, "{tenant}.example.com", cfg.TenantHostPattern)
 	assert.Equal(t, 3*time.Second, cfg.ShutdownTimeout)
 	assert.True(t, cfg.TrustForwardedPermission)
+	assert.Equal(t, "nginx", cfg.ForwardAuthHeaders)
+	assert.Equal(t, "X-Real-Host", cfg.ForwardAuthHostHeader)
+	assert.Equal(t, "127.0.0.1:9090", cfg.MetricsAddr)
 	require.NoError(t, cfg.Validate())
 
 	cfg = DefaultConfig()

@@ -42,6 +42,10 @@ type metrics struct {
 	checks       *prometheus.CounterVec // permission_checks_total{tenant, permission, result}
 	duration     map[string]prometheus.Observer
 	authnFailure *prometheus.CounterVec // authn_failures_total{reason}
+	// fwdConflict is forward_auth_header_conflicts_total{header}: forward-auth requests
+	// refused because a header describing the original request was repeated or disagreed
+	// with the configured convention's. The header label takes the convention headers only.
+	fwdConflict *prometheus.CounterVec
 
 	tenants     labelLimiter
 	permissions labelLimiter
@@ -64,7 +68,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Rejected credentials by reason (missing_token, expired, bad_signature, ...).",
 	}, []string{"reason"})
 
+	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "forward_auth_header_conflicts_total",
+		Help: "Forward-auth requests refused (400) because a header describing the original request was repeated or disagreed with the configured convention's, by header.",
+	}, []string{"header"})
+
 	var err error
+	if conflicts, err = register(reg, conflicts); err != nil {
+		return nil, err
+	}
 	if checks, err = register(reg, checks); err != nil {
 		return nil, err
 	}
@@ -77,6 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		checks:       checks,
 		authnFailure: failures,
+		fwdConflict:  conflicts,
 		duration:     make(map[string]prometheus.Observer, 4),
 		tenants:      labelLimiter{max: maxTenantLabels},
 		permissions:  labelLimiter{max: maxPermissionLabels},
@@ -107,6 +120,10 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 
 func (m *metrics) check(tenant, permission, result string) {
 	m.checks.WithLabelValues(m.tenants.value(tenant), m.permissions.value(permission), result).Inc()
+}
+
+func (m *metrics) forwardAuthConflict(header string) {
+	m.fwdConflict.WithLabelValues(header).Inc()
 }
 
 func (m *metrics) observe(api string, since time.Time) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,7 @@ type Server struct {
 	dec     Decider
 	routes  *routes.Table
 	host    hostPattern
+	fwd     convention          // forward auth's header convention; zero: /auth is off
 	trusted map[string]struct{} // TrustedClientIdentities
 	log     *slog.Logger
 	metrics *metrics
@@ -59,7 +61,8 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	http    http.Handler
-	serving atomic.Bool // what the health endpoints report, besides Ready
+	ops     http.Handler // /health and /metrics
+	serving atomic.Bool  // what the health endpoints report, besides Ready
 
 	shutdownOnce sync.Once
 	shuttingDown atomic.Bool
@@ -93,7 +96,8 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	host, _ := parseHostPattern(cfg.TenantHostPattern) // checked by Validate
+	host, _ := parseHostPattern(cfg.TenantHostPattern)                         // checked by Validate
+	fwd, _ := newConvention(cfg.ForwardAuthHeaders, cfg.ForwardAuthHostHeader) // checked by Validate
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
@@ -103,6 +107,7 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 		dec:     svc,
 		routes:  table,
 		host:    host,
+		fwd:     fwd,
 		trusted: make(map[string]struct{}, len(cfg.TrustedClientIdentities)),
 		log:     logger,
 		metrics: m,
@@ -131,8 +136,18 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		gatherer = g
 	}
+	ops := http.NewServeMux()
+	ops.HandleFunc("GET /health", s.healthHTTP)
+	ops.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.ops = ops
 	mux := http.NewServeMux()
-	mux.HandleFunc("/auth", s.forwardAuth)
+	if cfg.MetricsAddr == "" {
+		mux.Handle("/health", ops)
+		mux.Handle("/metrics", ops)
+	}
+	if !fwd.enabled() {
+		mux.HandleFunc("/auth", forwardAuthOff)
+	}
 	if cfg.AuthZENConfigPath != "" {
 		az, err := LoadAuthZENConfig(cfg.AuthZENConfigPath)
 		if err != nil {
@@ -141,9 +156,15 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 		s.authzen = newAuthZEN(az, svc)
 		s.registerAuthZEN(mux)
 	}
-	mux.HandleFunc("GET /health", s.healthHTTP)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	s.http = mux
+	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Before the mux: under envoy-http the path below /auth is the client's, which the
+		// mux would clean and redirect instead of letting the route table judge it.
+		if fwd.enabled() && fwd.isForwardAuth(r) {
+			s.forwardAuth(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	return s, nil
 }
 
@@ -152,8 +173,19 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
 // HTTPHandler returns the HTTP handler: /auth (forward auth), the AuthZEN API when configured,
-// /health and /metrics.
+// and /health and /metrics unless Config.MetricsAddr moves them to OpsHandler's listener.
 func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+// OpsHandler returns the handler of /health and /metrics alone.
+func (s *Server) OpsHandler() http.Handler { return s.ops }
+
+// Listeners are the sockets Serve serves on; a nil listener is not served.
+type Listeners struct {
+	GRPC net.Listener // neoauthz.v1, Envoy ext_authz, gRPC health, reflection
+	HTTP net.Listener // HTTPHandler
+	// Metrics serves OpsHandler; the cmd opens it when Config.MetricsAddr is set.
+	Metrics net.Listener
+}
 
 // SetServing sets what gRPC health and /health report. Serve sets it to true once the decision
 // service is first ready; after shutdown has begun it has no effect.
@@ -173,23 +205,31 @@ func (s *Server) setHealth(serving bool) {
 	}
 }
 
-// Serve serves gRPC on grpcLis (and on Config.UnixSocket when set) and HTTP on httpLis until
-// ctx ends or a listener fails, then shuts down gracefully (see shutdown). A nil listener is
-// not served. It returns nil after a shutdown caused by ctx, otherwise the first error. Serve
-// takes ownership of the listeners and may be called once.
+// Serve serves gRPC on grpcLis and HTTP on httpLis: ServeListeners without a metrics
+// listener.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners serves gRPC on l.GRPC (and on Config.UnixSocket when set), HTTP on l.HTTP
+// and /health and /metrics on l.Metrics until ctx ends or a listener fails, then shuts down
+// gracefully (see shutdown). A nil listener is not served. It returns nil after a shutdown
+// caused by ctx, otherwise the first error. It takes ownership of the listeners and may be
+// called once.
+func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
+	grpcLis, httpLis := l.GRPC, l.HTTP
 	var unixLis net.Listener
 	if s.cfg.UnixSocket != "" {
 		var err error
 		if unixLis, err = listenUnix(s.cfg.UnixSocket); err != nil {
-			closeAll(grpcLis, httpLis)
+			closeAll(grpcLis, httpLis, l.Metrics)
 			return err
 		}
 	}
 	if s.cfg.HTTPTLS && httpLis != nil {
 		tlsCfg, err := s.cfg.serverTLS()
 		if err != nil {
-			closeAll(grpcLis, httpLis, unixLis)
+			closeAll(grpcLis, httpLis, unixLis, l.Metrics)
 			return err
 		}
 		if tlsCfg.ClientAuth == tls.RequireAndVerifyClientCert {
@@ -199,13 +239,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 		httpLis = tls.NewListener(httpLis, tlsCfg)
 	}
-	httpSrv := &http.Server{
-		Handler:           s.http,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	newHTTP := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
 	}
+	httpSrv, opsSrv := newHTTP(s.http), newHTTP(s.ops)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, lis := range []net.Listener{grpcLis, unixLis} {
@@ -220,10 +263,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 			return nil
 		})
 	}
-	if httpLis != nil {
+	for _, hl := range []struct {
+		srv *http.Server
+		lis net.Listener
+	}{{httpSrv, httpLis}, {opsSrv, l.Metrics}} {
+		if hl.lis == nil {
+			continue
+		}
 		g.Go(func() error {
-			if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("server: http on %s: %w", httpLis.Addr(), err)
+			if err := hl.srv.Serve(hl.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: http on %s: %w", hl.lis.Addr(), err)
 			}
 			return nil
 		})
@@ -234,10 +283,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	})
 	g.Go(func() error {
 		<-gctx.Done() // ctx ended, or a listener failed
-		s.shutdown(httpSrv)
+		s.shutdown(httpSrv, opsSrv)
 		return nil
 	})
-	s.log.Info("pdp serving", "grpc", addrOf(grpcLis), "unix", addrOf(unixLis), "http", addrOf(httpLis))
+	s.log.Info("pdp serving", "grpc", addrOf(grpcLis), "unix", addrOf(unixLis), "http", addrOf(httpLis), "metrics", addrOf(l.Metrics))
+	if s.fwd.enabled() {
+		s.log.Info("forward auth on /auth", "headers", s.fwd.name, "reads", s.fwd.describe())
+	} else {
+		s.log.Info("forward auth (/auth) is off: set -forward-auth-headers (" + EnvForwardAuthHeaders +
+			") to " + strings.Join(Conventions, ", ") + " to serve it behind that proxy")
+	}
 	err := g.Wait()
 	s.log.Info("pdp stopped", "error", err)
 	return err
@@ -277,7 +332,7 @@ func (s *Server) pollReady(ctx context.Context) {
 // shutdown follows the usual order: report NOT_SERVING first so that load balancers and
 // Envoy's health checks stop sending new work, then drain gRPC (GracefulStop, falling back to
 // Stop at ShutdownTimeout) and HTTP within the same deadline.
-func (s *Server) shutdown(httpSrv *http.Server) {
+func (s *Server) shutdown(httpSrvs ...*http.Server) {
 	s.shutdownOnce.Do(func() {
 		s.setHealth(false)
 		s.shuttingDown.Store(true)
@@ -298,12 +353,14 @@ func (s *Server) shutdown(httpSrv *http.Server) {
 				<-done
 			}
 		})
-		wg.Go(func() {
-			if err := httpSrv.Shutdown(deadline); err != nil {
-				s.log.Warn("http shutdown timed out; closing connections", "error", err)
-				_ = httpSrv.Close()
-			}
-		})
+		for _, httpSrv := range httpSrvs {
+			wg.Go(func() {
+				if err := httpSrv.Shutdown(deadline); err != nil {
+					s.log.Warn("http shutdown timed out; closing connections", "error", err)
+					_ = httpSrv.Close()
+				}
+			})
+		}
 		wg.Wait()
 	})
 }

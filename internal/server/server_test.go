@@ -96,13 +96,13 @@ func TestReflection(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	ts := startServer(t, newFake())
+	ts := startServer(t, newFake(), func(c *Config) { c.ForwardAuthHeaders = ConventionTraefik })
 	client := authzv1.NewAuthorizationServiceClient(ts.conn)
 	_, err := client.Check(context.Background(), &authzv1.CheckRequest{Subject: tokenSubject("alice-token"), Permission: "users.read.tenant"})
 	require.NoError(t, err)
 	_, err = client.Check(context.Background(), &authzv1.CheckRequest{Subject: tokenSubject("expired"), Permission: "users.read.tenant"})
 	require.NoError(t, err)
-	ts.get(t, "/auth", map[string]string{"X-Forwarded-Uri": "/api/reports", "Authorization": "Bearer bob-token"})
+	ts.get(t, "/auth", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/reports", "Authorization": "Bearer bob-token"})
 
 	resp, body := ts.get(t, "/metrics", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
