@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/neofast/neoauthz/internal/blockyaml"
+
 	// Every type named by an "@type" in envoy.yaml must be registered, or protojson
 	// cannot resolve the Any. Add the package here when envoy.yaml uses a new extension.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
@@ -39,7 +41,7 @@ const (
 // inside every Any), and every message, including each Any's content, must pass its
 // protoc-gen-validate rules.
 func loadBootstrap(src []byte) (*bootstrapv3.Bootstrap, error) {
-	js, err := yamlToJSON(src)
+	js, err := blockyaml.ToJSON(src)
 	if err != nil {
 		return nil, fmt.Errorf("yaml: %w", err)
 	}

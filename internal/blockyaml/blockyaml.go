@@ -1,4 +1,6 @@
-package envoy_test
+// Package blockyaml reads the block-style YAML subset of the configuration files the project
+// ships (envoy/envoy.yaml, deploy/traefik.yml), for the tests that check them.
+package blockyaml
 
 import (
 	"encoding/json"
@@ -6,21 +8,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
-// yamlToJSON converts the block-style YAML subset used by envoy.yaml to JSON.
+// ToJSON converts the block-style YAML subset of the shipped configuration files to JSON.
 //
-// The module has no YAML library in go.mod, and a bootstrap needs only a small part of
+// The module has no YAML library in go.mod, and a configuration file needs only a small part of
 // YAML: block mappings and sequences, plain and quoted scalars, comments, and the empty
 // flow collections {} and []. Everything else (anchors, aliases, tags, block scalars,
 // other flow collections, several documents, tabs in indentation) is an error rather
 // than a guess, and so are plain scalars that YAML 1.1 and 1.2 read differently
 // (yes, no, on, off, True, ...): quote them. Duplicate keys are errors, as in YAML.
-func yamlToJSON(src []byte) ([]byte, error) {
+func ToJSON(src []byte) ([]byte, error) {
 	p := &yamlParser{}
 	for i, raw := range strings.Split(string(src), "\n") {
 		raw = strings.TrimRight(raw, " \r")
@@ -267,53 +265,4 @@ func scalar(l yamlLine) (any, error) {
 		return nil, fmt.Errorf("line %d: plain scalar %q contains a mapping colon", l.no, t)
 	}
 	return t, nil
-}
-
-func TestYAMLToJSON(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
-		{"scalars", "a: 1\nb: 0.25s\nc: true\nd: null\ne: \"@x\"\nf: 'it''s'\ng: 1.5\nh: V3", `{"a":1,"b":"0.25s","c":true,"d":null,"e":"@x","f":"it's","g":1.5,"h":"V3"}`},
-		{"comments", "# head\na: x # tail\nb: \"x # not a comment\"\nc: a#b", `{"a":"x","b":"x # not a comment","c":"a#b"}`},
-		{"nesting", "a:\n  b:\n    c: 1\n  d: 2", `{"a":{"b":{"c":1},"d":2}}`},
-		{"sequence of mappings", "a:\n  - b: 1\n    c: 2\n  - d: 3", `{"a":[{"b":1,"c":2},{"d":3}]}`},
-		{"sequence at key indent", "a:\n- x\n- \"*\"\nb: 1", `{"a":["x","*"],"b":1}`},
-		{"nested sequences", "a:\n  - - 1\n    - 2\n  -\n    b: c", `{"a":[[1,2],{"b":"c"}]}`},
-		{"empty collections", "a: {}\nb: []\nc:", `{"a":{},"b":[],"c":null}`},
-		{"quoted keys", "\"@type\": t\n\":method\": GET", `{"@type":"t",":method":"GET"}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := yamlToJSON([]byte(tc.in))
-			require.NoError(t, err)
-			assert.JSONEq(t, tc.want, string(got))
-		})
-	}
-
-	bad := []struct {
-		name, in string
-	}{
-		{"duplicate key", "a: 1\na: 2"},
-		{"anchor", "a: &x 1"},
-		{"alias", "a: *x"},
-		{"tag", "a: !!str 1"},
-		{"block scalar", "a: |\n  x"},
-		{"flow mapping", "a: {b: 1}"},
-		{"unquoted indicator", "@type: x"},
-		{"yaml 1.1 boolean", "a: yes"},
-		{"capitalised boolean", "a: True"},
-		{"colon in plain scalar", "a: b: c"},
-		{"bad indentation", "a:\n    b: 1\n  c: 2"},
-		{"value and block", "a: 1\n  b: 2"},
-		{"tab", "a:\n\tb: 1"},
-		{"second document", "a: 1\n---\nb: 2"},
-		{"unterminated quote", "a: \"x"},
-		{"empty", "# nothing"},
-	}
-	for _, tc := range bad {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := yamlToJSON([]byte(tc.in))
-			assert.Error(t, err, "got %s, want an error", got)
-		})
-	}
 }
