@@ -18,8 +18,8 @@ build: ## Build bin/pdp and bin/admin
 run: build ## Run neoauthz end to end on local defaults (services, migrations, demo tenants, pdp)
 	@$(SERVICES) && scripts/run.sh
 
-test: ## Run every test with -race against real PostgreSQL and Redis (started when missing)
-	@$(SERVICES) && go test -race -count=1 -timeout 20m ./...
+test: ## Run every test with -race against real PostgreSQL, Redis, nginx and Caddy (installed/started when missing)
+	@$(SERVICES) && scripts/proxies.sh && go test -race -count=1 -timeout 20m ./...
 
 lint: $(BIN)/golangci-lint ## gofmt, go vet and golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: run gofmt -w on the files above'; exit 1; }
