@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +37,12 @@ type Issuer struct {
 	requests atomic.Int64
 	failing  atomic.Bool
 
+	// realmKey, when set, provides the signing key of a realm met for the first time
+	// (WithRealmKeys).
+	realmKey func(realm string) (*Key, bool, error)
+
 	mu     sync.Mutex
 	realms map[string]*realm
-	seq    int
 }
 
 type realm struct {
@@ -51,7 +54,8 @@ type realm struct {
 
 // Key is a signing key of a realm.
 type Key struct {
-	// ID is the kid.
+	// ID is the kid: the RFC 7638 thumbprint of the public key, so two keys never share one,
+	// whichever issuer process made them.
 	ID string
 	// Alg is the JWS algorithm the key signs with and advertises.
 	Alg string
@@ -72,6 +76,14 @@ func WithListener(l net.Listener) Option { return func(i *Issuer) { i.listener =
 // WithMux lets the caller add routes (such as a development token endpoint) beside the
 // realm endpoints.
 func WithMux(add func(*http.ServeMux)) Option { return func(i *Issuer) { i.extra = add } }
+
+// WithRealmKeys makes the issuer serve realms it was not given with AddRealm: the first
+// request about a realm (discovery, JWKS, Mint) calls key, which returns the realm's signing
+// key, or ok = false for a realm that does not exist. The development issuer uses it to serve
+// any realm a tenant names, with keys kept on disk.
+func WithRealmKeys(key func(realm string) (k *Key, ok bool, err error)) Option {
+	return func(i *Issuer) { i.realmKey = key }
+}
 
 // NewIssuer starts an issuer on a local HTTP listener. Close it when done.
 func NewIssuer(opts ...Option) *Issuer {
@@ -117,31 +129,64 @@ func (i *Issuer) IssuerURL(realm string) string { return i.srv.URL + "/realms/" 
 // ES256, EdDSA, ...) and returns its kid. Like Keycloak, it also publishes
 // an RSA encryption key (use "enc") that must never verify a signature.
 func (i *Issuer) AddRealm(realmName, alg string) (string, error) {
-	k, err := i.newKey(alg)
+	k, err := newKey(alg)
 	if err != nil {
 		return "", err
 	}
-	enc, err := i.newKey("RSA-OAEP")
+	r, err := newRealm(k)
 	if err != nil {
 		return "", err
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.realms[realmName] = &realm{keys: []*Key{k, enc}, active: k}
+	i.realms[realmName] = r
 	return k.ID, nil
+}
+
+// newRealm returns a realm signing with k that also publishes an encryption key.
+func newRealm(k *Key) (*realm, error) {
+	enc, err := newKey("RSA-OAEP")
+	if err != nil {
+		return nil, err
+	}
+	return &realm{keys: []*Key{k, enc}, active: k}, nil
+}
+
+// realm returns the realm named name, creating it with WithRealmKeys' key when the issuer
+// has one; nil when there is no such realm. The caller holds i.mu, which realm releases while
+// a key is made.
+func (i *Issuer) realm(name string) *realm {
+	if r, ok := i.realms[name]; ok || i.realmKey == nil {
+		return r
+	}
+	i.mu.Unlock()
+	var r *realm
+	k, ok, err := i.realmKey(name)
+	if err == nil && ok {
+		r, err = newRealm(k)
+	}
+	i.mu.Lock()
+	if err != nil || r == nil {
+		return nil
+	}
+	if old, ok := i.realms[name]; ok { // made meanwhile by another request
+		return old
+	}
+	i.realms[name] = r
+	return r
 }
 
 // Rotate adds a new key for alg to realm and makes it the active one; the
 // old keys stay published until RemoveKey.
 func (i *Issuer) Rotate(realmName, alg string) (string, error) {
-	k, err := i.newKey(alg)
+	k, err := newKey(alg)
 	if err != nil {
 		return "", err
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	r, ok := i.realms[realmName]
-	if !ok {
+	r := i.realm(realmName)
+	if r == nil {
 		return "", fmt.Errorf("authntest: no realm %q", realmName)
 	}
 	r.keys = append(r.keys, k)
@@ -184,8 +229,18 @@ func (i *Issuer) Key(realmName, kid string) *Key {
 func (i *Issuer) ActiveKey(realmName string) *Key {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if r, ok := i.realms[realmName]; ok {
+	if r := i.realm(realmName); r != nil {
 		return r.active
+	}
+	return nil
+}
+
+// Keys returns realm's published keys, the encryption key included.
+func (i *Issuer) Keys(realmName string) []*Key {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if r, ok := i.realms[realmName]; ok {
+		return append([]*Key(nil), r.keys...)
 	}
 	return nil
 }
@@ -355,16 +410,56 @@ func NewSigner(alg string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("authntest: unsupported alg %q", alg)
 }
 
-func (i *Issuer) newKey(alg string) (*Key, error) {
+func newKey(alg string) (*Key, error) {
 	s, err := NewSigner(alg)
 	if err != nil {
 		return nil, err
 	}
-	i.mu.Lock()
-	i.seq++
-	kid := "kid-" + strconv.Itoa(i.seq)
-	i.mu.Unlock()
-	return &Key{ID: kid, Alg: alg, Signer: s}, nil
+	return NewKey(alg, s)
+}
+
+// NewKey returns the key of signer for alg, identified by its RFC 7638 thumbprint.
+func NewKey(alg string, signer crypto.Signer) (*Key, error) {
+	kid, err := Thumbprint(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &Key{ID: kid, Alg: alg, Signer: signer}, nil
+}
+
+// Thumbprint returns the RFC 7638 JWK thumbprint of pub: the base64url SHA-256 of the JSON
+// object of the key's required members, in lexicographic order, without white space.
+func Thumbprint(pub crypto.PublicKey) (string, error) {
+	m := publicJWK(pub)
+	if m == nil {
+		return "", fmt.Errorf("authntest: no thumbprint for %T", pub)
+	}
+	// encoding/json writes map members sorted by name and without white space, as RFC 7638
+	// requires; the values are base64url strings and names, which it does not escape.
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return b64(sum[:]), nil
+}
+
+// publicJWK returns the required members of pub's JWK (RFC 7638 §3.2), or nil.
+func publicJWK(pub crypto.PublicKey) map[string]string {
+	switch pub := pub.(type) {
+	case *rsa.PublicKey:
+		return map[string]string{"kty": "RSA", "n": b64(pub.N.Bytes()), "e": b64(big.NewInt(int64(pub.E)).Bytes())}
+	case *ecdsa.PublicKey:
+		pt, err := pub.Bytes() // 0x04 || X || Y
+		if err != nil {
+			return nil
+		}
+		size := (len(pt) - 1) / 2
+		return map[string]string{"kty": "EC", "crv": pub.Curve.Params().Name, "x": b64(pt[1 : 1+size]), "y": b64(pt[1+size:])}
+	case ed25519.PublicKey:
+		return map[string]string{"kty": "OKP", "crv": "Ed25519", "x": b64(pub)}
+	}
+	return nil
 }
 
 // JWK returns k's public key as a JWK, shaped as Keycloak publishes it.
@@ -373,22 +468,8 @@ func (k *Key) JWK() map[string]any {
 	if k.Alg == "RSA-OAEP" {
 		m["use"] = "enc"
 	}
-	switch pub := k.Signer.Public().(type) {
-	case *rsa.PublicKey:
-		m["kty"] = "RSA"
-		m["n"] = b64(pub.N.Bytes())
-		m["e"] = b64(big.NewInt(int64(pub.E)).Bytes())
-	case *ecdsa.PublicKey:
-		pt, _ := pub.Bytes() // 0x04 || X || Y
-		size := (len(pt) - 1) / 2
-		m["kty"] = "EC"
-		m["crv"] = pub.Curve.Params().Name
-		m["x"] = b64(pt[1 : 1+size])
-		m["y"] = b64(pt[1+size:])
-	case ed25519.PublicKey:
-		m["kty"] = "OKP"
-		m["crv"] = "Ed25519"
-		m["x"] = b64(pub)
+	for name, v := range publicJWK(k.Signer.Public()) {
+		m[name] = v
 	}
 	return m
 }
@@ -396,13 +477,13 @@ func (k *Key) JWK() map[string]any {
 func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("realm")
 	i.mu.Lock()
-	rl, ok := i.realms[name]
+	rl := i.realm(name)
 	var jwksURI string
-	if ok {
+	if rl != nil {
 		jwksURI = rl.jwksURI
 	}
 	i.mu.Unlock()
-	if !ok {
+	if rl == nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -420,16 +501,16 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 
 func (i *Issuer) serveCerts(w http.ResponseWriter, r *http.Request) {
 	i.mu.Lock()
-	rl, ok := i.realms[r.PathValue("realm")]
+	rl := i.realm(r.PathValue("realm"))
 	var keys []map[string]any
-	if ok {
+	if rl != nil {
 		rl.jwksFetches++
 		for _, k := range rl.keys {
 			keys = append(keys, k.JWK())
 		}
 	}
 	i.mu.Unlock()
-	if !ok {
+	if rl == nil {
 		http.NotFound(w, r)
 		return
 	}
