@@ -1,6 +1,7 @@
 package envoy_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -228,7 +229,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{name: "healthz", path: "/healthz", disabled: true},
 		{name: "users_list", path: "/api/users", extension: map[string]string{"permission": "users.read.tenant"}},
-		{name: "projects", path: "/api/projects/", prefix: true},
+		{name: "api", path: "/api/", prefix: true},
 	}
 	require.Len(t, routes, len(tests))
 	for _, tc := range tests {
@@ -302,6 +303,53 @@ func TestClusters(t *testing.T) {
 	addr, port = endpoint(t, app)
 	assert.Equal(t, "127.0.0.1", addr)
 	assert.Equal(t, uint32(8080), port)
+}
+
+// TestRoutesFitTheDemo: every route of make run's route table (deploy/routes.json) is
+// reached through envoy.yaml, checked by the pdp unless the table makes it public, and a public
+// route is the only kind with ext_authz disabled.
+func TestRoutesFitTheDemo(t *testing.T) {
+	b, err := loadBootstrap(readBootstrap(t))
+	require.NoError(t, err)
+	vhost := httpConnectionManager(t, b).GetRouteConfig().GetVirtualHosts()[0]
+	src, err := os.ReadFile("../deploy/routes.json")
+	require.NoError(t, err)
+	var demo struct {
+		Routes []struct {
+			Method string `json:"method"`
+			Path   string `json:"path"`
+			Public bool   `json:"public"`
+		} `json:"routes"`
+	}
+	require.NoError(t, json.Unmarshal(src, &demo))
+	require.NotEmpty(t, demo.Routes)
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	for _, dr := range demo.Routes {
+		path := param.ReplaceAllString(dr.Path, "x")
+		var match *routev3.Route
+		for _, r := range vhost.GetRoutes() { // first match wins, as in Envoy
+			m := r.GetMatch()
+			if (m.GetPath() != "" && m.GetPath() == path) || (m.GetPrefix() != "" && strings.HasPrefix(path, m.GetPrefix())) {
+				if methodMatches(r, dr.Method) {
+					match = r
+					break
+				}
+			}
+		}
+		require.NotNil(t, match, "%s %s reaches no route of envoy.yaml", dr.Method, dr.Path)
+		pr := perRouteExtAuthz(t, match)
+		assert.Equal(t, dr.Public, pr != nil && pr.GetDisabled(), "%s %s: route %s, public %v", dr.Method, dr.Path, match.GetName(), dr.Public)
+		assert.Equal(t, "app", match.GetRoute().GetCluster())
+	}
+}
+
+func methodMatches(r *routev3.Route, method string) bool {
+	for _, h := range r.GetMatch().GetHeaders() {
+		if h.GetName() == ":method" && h.GetStringMatch().GetExact() != method {
+			return false
+		}
+	}
+	return true
 }
 
 // TestLoadRejectsMistakes makes sure the loader is strict enough for the tests above to

@@ -2,7 +2,8 @@
 # run.sh — neoauthz end to end on local defaults (called by `make run` after
 # scripts/services.sh has exported DATABASE_URL and REDIS_URL):
 #   admin database + two regional databases, migrations, regions, two demo tenants with
-#   users, teams and roles, the development token issuer, and the pdp in the foreground.
+#   users, teams and roles, the development token issuer, the admin API, the pdp in the
+#   foreground, and nginx (deploy/nginx.conf) in front of a demo application (demoapp).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +14,8 @@ mkdir -p "$data"
 IDP_ADDR=${NEOAUTHZ_DEV_IDP_ADDR:-127.0.0.1:8180}
 GRPC_ADDR=${NEOAUTHZ_GRPC_ADDR:-127.0.0.1:9191}
 HTTP_ADDR=${NEOAUTHZ_HTTP_ADDR:-127.0.0.1:8181}
+APP_ADDR=${NEOAUTHZ_DEMO_APP_ADDR:-127.0.0.1:8080}
+PROXY_ADDR=${NEOAUTHZ_DEMO_PROXY_ADDR:-127.0.0.1:8088}
 
 say() { printf '\033[1mrun:\033[0m %s\n' "$*" >&2; }
 
@@ -80,28 +83,22 @@ INSERT INTO t_globex.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_glob
 SQL
 $admin bootstrap --user root >/dev/null
 
-cat > "$data/routes.json" <<'JSON'
-{ "routes": [
-  { "method": "GET",  "path": "/healthz", "public": true },
-  { "method": "GET",  "path": "/api/reports", "permission": "reports.read.tenant" },
-  { "method": "GET",  "path": "/api/teams/{team}/projects", "permission": "projects.read", "team": "team" },
-  { "method": "POST", "path": "/api/teams/{team}/projects", "permission": "projects.create", "team": "team" },
-  { "method": "GET",  "path": "/api/users/{owner}/documents/{id}", "permission": "documents.read", "owner": "owner" }
-]}
-JSON
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
 say "development token issuer (DEVELOPMENT ONLY) at http://$IDP_ADDR"
-bin/devidp --addr "$IDP_ADDR" --realms platform,acme,globex --audience neoauthz 2>"$data/devidp.log" &
+# Any realm a tenant names is served (tenants created later included); keys stay in .data.
+bin/devidp --addr "$IDP_ADDR" --realms platform,acme,globex --audience neoauthz --keys "$data/devidp" 2>"$data/devidp.log" &
 pids+=($!)
 for _ in $(seq 50); do curl -fs "http://$IDP_ADDR/realms/acme/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
 
 export NEOAUTHZ_TRUSTED_ISSUERS=${NEOAUTHZ_TRUSTED_ISSUERS:-http://$IDP_ADDR}
 export NEOAUTHZ_AUDIENCES=${NEOAUTHZ_AUDIENCES:-neoauthz}
-export NEOAUTHZ_ROUTES=${NEOAUTHZ_ROUTES:-$data/routes.json}
+export NEOAUTHZ_ROUTES=${NEOAUTHZ_ROUTES:-$root/deploy/routes.json}
+# Forward auth reads the headers deploy/nginx.conf sets.
+export NEOAUTHZ_FORWARD_AUTH_HEADERS=${NEOAUTHZ_FORWARD_AUTH_HEADERS:-nginx}
 export NEOAUTHZ_GRPC_ADDR=$GRPC_ADDR NEOAUTHZ_HTTP_ADDR=$HTTP_ADDR
 bin/pdp 2>"$data/pdp.log" &
 pdp=$!
@@ -114,21 +111,60 @@ NEOAUTHZ_ADMIN_ADDR=$ADMIN_ADDR NEOAUTHZ_PLATFORM_REALM=platform bin/admin serve
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://$ADMIN_ADDR/health" >/dev/null && break; sleep 0.1; done
 
+# The demo application and nginx in front of it with the shipped configuration (addresses
+# adapted when overridden; temporary files under .data so that no root is needed).
+bin/demoapp --addr "$APP_ADDR" 2>"$data/demoapp.log" &
+pids+=($!)
+proxy=""
+scripts/proxies.sh nginx 2>>"$data/nginx.log" || true
+nginx_bin=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+if [ -n "$nginx_bin" ]; then
+  mkdir -p "$data/nginx"
+  sed -e "s/server 127.0.0.1:8181;/server $HTTP_ADDR;/" -e "s/server 127.0.0.1:8080;/server $APP_ADDR;/" \
+      -e "s/listen 127.0.0.1:8088;/listen $PROXY_ADDR;/" \
+      -e "s|^http {|http {\n    client_body_temp_path $data/nginx/body; proxy_temp_path $data/nginx/proxy; fastcgi_temp_path $data/nginx/fastcgi; uwsgi_temp_path $data/nginx/uwsgi; scgi_temp_path $data/nginx/scgi;|" \
+      deploy/nginx.conf > "$data/nginx/nginx.conf"
+  "$nginx_bin" -e stderr -p "$data/nginx" -c "$data/nginx/nginx.conf" -g "daemon off; pid $data/nginx/nginx.pid;" 2>>"$data/nginx.log" &
+  pids+=($!)
+  for _ in $(seq 50); do curl -fs "http://$PROXY_ADDR/healthz" >/dev/null && { proxy=$PROXY_ADDR; break; }; sleep 0.1; done
+  [ -n "$proxy" ] || say "nginx did not start; see $data/nginx.log"
+else
+  say "nginx is not installed (as root, make run installs it): no proxy in front of the demo application"
+fi
+
 eng=$(psql "$(db_url neoauthz_us)" -Atc "SELECT id FROM t_acme.teams WHERE slug = 'eng'")
+if [ -n "$proxy" ]; then
+  proxy_text=$(cat <<TXT
+curl -s -H "Authorization: Bearer \$ALICE" http://$proxy/api/reports        # 200: the echo shows x-neoauthz-tenant: acme, x-neoauthz-user: alice
+curl -si -H "Authorization: Bearer \$BOB" http://$proxy/api/reports         # 403
+curl -si http://$proxy/api/reports                                        # 401 with WWW-Authenticate
+curl -s -H 'X-Neoauthz-User: root' http://$proxy/healthz                  # 200, public: the echo shows no x-neoauthz-* header
+curl -s -H "Authorization: Bearer \$BOB" -H 'X-Original-URI: /healthz' http://$proxy/api/reports   # still 403: nginx overwrites the header
+TXT
+)
+  erin_text="curl -s -H \"Authorization: Bearer \$ERIN\" http://$proxy/api/reports   # 200: x-neoauthz-tenant: initech, x-neoauthz-user: erin"
+else
+  proxy_text="# (no nginx: install it, or run make run as root, to see requests through a proxy)"
+  erin_text="curl -i -H \"Authorization: Bearer \$ERIN\" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' http://$HTTP_ADDR/auth   # 200"
+fi
 cat <<TXT
 
 neoauthz is running:  pdp gRPC $GRPC_ADDR · HTTP http://$HTTP_ADDR · admin API http://$ADMIN_ADDR (docs: /docs) · dev issuer http://$IDP_ADDR
-logs: $data/pdp.log $data/admin.log   routes: $NEOAUTHZ_ROUTES   Ctrl-C stops everything.
+${proxy:+nginx http://$proxy (deploy/nginx.conf) → }demo application http://$APP_ADDR
+logs: $data/pdp.log $data/admin.log $data/nginx.log   routes: $NEOAUTHZ_ROUTES   Ctrl-C stops everything.
 
 # tokens from the development issuer (alice: acme admin, bob: acme member of team eng)
 ALICE=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=acme&sub=alice' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 BOB=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=acme&sub=bob' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 
-# forward auth (nginx auth_request / Traefik ForwardAuth style)
-curl -i -H "Authorization: Bearer \$ALICE" -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth   # 200 allow
-curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth   # 403 deny
-curl -i -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/reports' http://$HTTP_ADDR/auth                                  # 401
-curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /api/teams/$eng/projects' http://$HTTP_ADDR/auth  # 200 (team scope)
+# through nginx (deploy/nginx.conf) to the demo application, which echoes the identity headers it received
+$proxy_text
+# forward auth directly (the pdp runs with NEOAUTHZ_FORWARD_AUTH_HEADERS=$NEOAUTHZ_FORWARD_AUTH_HEADERS: it reads nginx's X-Original-* headers only)
+curl -i -H "Authorization: Bearer \$ALICE" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' http://$HTTP_ADDR/auth   # 200 allow
+curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' http://$HTTP_ADDR/auth   # 403 deny
+curl -i -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' http://$HTTP_ADDR/auth                                  # 401
+curl -i -H "Authorization: Bearer \$BOB"   -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/teams/$eng/projects' http://$HTTP_ADDR/auth  # 200 (team scope)
+curl -i -H "Authorization: Bearer \$ALICE" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' -H 'X-Forwarded-Uri: /healthz' http://$HTTP_ADDR/auth  # 400: another convention's header disagrees
 
 # gRPC (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest)
 grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$ALICE\"},\"permission\":\"users.delete.tenant\"}" $GRPC_ADDR neoauthz.v1.AuthorizationService/Check   # allowed
@@ -139,7 +175,15 @@ grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"
 # the admin API with a platform token (root is a system_admin); writes return X-Neoauthz-Version
 ROOT=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=platform&sub=root' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 curl -s -H "Authorization: Bearer \$ROOT" http://$ADMIN_ADDR/api/v1/admin/tenants
-curl -si -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/acme/suspend   # then alice's checks deny: tenant_suspended
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/acme/suspend    # acme is suspended: alice's requests are refused from now on, and the error's details say why
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/acme/activate   # undoes it: alice is allowed again
+
+# a new tenant, with a realm of its own, gets development tokens and decisions at once (no restart)
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants -d '{"slug":"initech","region":"us-east-1","external_auth_realm":"initech-sso"}'
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/tenants/initech/users -d '{"external_id":"erin"}'
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/tenants/initech/users/erin/roles -d '{"role":"admin"}'
+ERIN=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=initech-sso&sub=erin' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+$erin_text
 
 # a revocation takes effect at once (the next check after the NOTIFY denies):
 psql '$(db_url neoauthz_us)' -c "DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')"

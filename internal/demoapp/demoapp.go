@@ -6,6 +6,7 @@ package demoapp
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // Echo is what the application received.
@@ -23,6 +24,13 @@ func Handler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(Echo{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header})
+		h := r.Header.Clone()
+		// The credential is the client's own; echoing it would only put it in terminals and
+		// logs. Its scheme is enough to see that it passed.
+		for i, v := range h.Values("Authorization") {
+			scheme, _, _ := strings.Cut(v, " ")
+			h["Authorization"][i] = scheme + " (redacted)"
+		}
+		_ = enc.Encode(Echo{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: h})
 	})
 }
