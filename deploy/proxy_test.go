@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -179,29 +178,15 @@ func shipped(t *testing.T, name string, replace ...string) string {
 	return s
 }
 
-// syncBuilder collects a process's output, written from os/exec's copying goroutine.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runProxy starts a proxy process and waits until it answers on port.
 func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 	t.Helper()
-	var out syncBuilder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// A file, not a pipe: the worker processes that inherit it cannot keep Wait waiting.
+	out, err := os.CreateTemp(t.TempDir(), "proxy-*.log")
+	require.NoError(t, err)
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	logged := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 	// A process group of its own, so that the proxy's worker processes stop with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, cmd.Start())
@@ -211,7 +196,7 @@ func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), out.String())
+			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), logged())
 		}
 	})
 	s.proxy = "http://127.0.0.1:" + port
@@ -219,7 +204,7 @@ func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("%s exited: %s", cmd.Path, out.String())
+			t.Fatalf("%s exited: %s", cmd.Path, logged())
 		default:
 		}
 		if resp, err := http.Get(s.proxy + "/healthz"); err == nil {
@@ -229,7 +214,7 @@ func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer on port %s: %s", cmd.Path, port, out.String())
+			t.Fatalf("%s did not answer on port %s: %s", cmd.Path, port, logged())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -70,7 +70,7 @@ func TestRealmsOnDemandAndKeptKeys(t *testing.T) {
 	kid := kidOf(t, tok.AccessToken)
 	assert.Equal(t, []string{kid}, signingKids(t, iss.URL(), "newco"))
 	platformKids := signingKids(t, iss.URL(), "platform")
-	assert.NotEqual(t, platformKids, []string{kid}, "every realm has its own key id")
+	assert.NotContains(t, platformKids, kid, "every realm has its own key id")
 	assert.Equal(t, http.StatusNotFound, getJSON(t, iss.URL()+"/dev/token?realm=Bad.Realm&sub=ann", &tok))
 	fi, err := os.Stat(filepath.Join(dir, "newco.pem"))
 	require.NoError(t, err)

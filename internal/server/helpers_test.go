@@ -130,15 +130,9 @@ type httpResult struct {
 // status, headers and body.
 func (ts *testServer) get(t *testing.T, path string, header map[string]string) (httpResult, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, ts.http+path, nil)
-	require.NoError(t, err)
+	h := http.Header{}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		h.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return httpResult{StatusCode: resp.StatusCode, Header: resp.Header}, string(b)
+	return ts.send(t, http.MethodGet, path, h)
 }
