@@ -75,3 +75,37 @@ func BenchmarkAuthZENEvaluation(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardAuth runs the forward-auth handler in process for each header convention:
+// reading the convention's headers, checking the other conventions' for conflicts, the
+// decision and the identity headers.
+func BenchmarkForwardAuth(b *testing.B) {
+	for _, conv := range conventionCases {
+		cfg := DefaultConfig()
+		cfg.ForwardAuthHeaders = conv.name
+		srv, err := New(cfg, newFake(), loadTestRoutes(b), nil, prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		method, target, h := conv.build(origRequest{"GET", "/api/projects/u-9/p-1?x=1", "app.example.com"})
+		req := httptest.NewRequest(method, target, nil)
+		for k, vs := range h {
+			if k == "Host" {
+				req.Host = vs[0]
+				continue
+			}
+			req.Header[k] = vs
+		}
+		req.Header.Set("Authorization", "Bearer alice-token")
+		b.Run(conv.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				srv.HTTPHandler().ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("got %d, want 200: %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
