@@ -178,8 +178,8 @@ func shipped(t *testing.T, name string, replace ...string) string {
 	return s
 }
 
-// runProxy starts a proxy process and waits until it answers on port.
-func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
+// runProxy starts a proxy process, waits until it answers on port and returns its base URL.
+func runProxy(t *testing.T, port string, cmd *exec.Cmd) string {
 	t.Helper()
 	// A file, not a pipe: the worker processes that inherit it cannot keep Wait waiting.
 	out, err := os.CreateTemp(t.TempDir(), "proxy-*.log")
@@ -199,7 +199,7 @@ func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), logged())
 		}
 	})
-	s.proxy = "http://127.0.0.1:" + port
+	base := "http://127.0.0.1:" + port
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -207,11 +207,9 @@ func runProxy(t *testing.T, s *stack, port string, cmd *exec.Cmd) {
 			t.Fatalf("%s exited: %s", cmd.Path, logged())
 		default:
 		}
-		if resp, err := http.Get(s.proxy + "/healthz"); err == nil {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+			return base
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not answer on port %s: %s", cmd.Path, port, logged())
@@ -225,6 +223,19 @@ func TestNginx(t *testing.T) {
 	s := &stack{}
 	pdp := startPDP(t, s, server.ConventionNginx)
 	app := startApp(t, s)
+	s.proxy = startNginx(t, bin, pdp, app)
+	proxySuite(t, s)
+
+	t.Run("pdp unreachable", func(t *testing.T) {
+		s.proxy = startNginx(t, bin, closedAddr(t), app)
+		r := s.do(t, "acme.app.test", "/api/reports", bearer(s.tokens["alice"]))
+		assert.Equal(t, http.StatusServiceUnavailable, r.status, "got %d, want 503 (not auth_request's 500); body %s", r.status, r.body)
+		assert.Nil(t, r.echo, "the application was reached")
+	})
+}
+
+func startNginx(t *testing.T, bin, pdp, app string) string {
+	t.Helper()
 	port := freePort(t)
 	dir := t.TempDir()
 	conf := shipped(t, "nginx.conf",
@@ -235,9 +246,8 @@ func TestNginx(t *testing.T) {
 		"http {", "http {\n client_body_temp_path "+dir+"/body; proxy_temp_path "+dir+"/proxy; fastcgi_temp_path "+dir+
 			"/fastcgi; uwsgi_temp_path "+dir+"/uwsgi; scgi_temp_path "+dir+"/scgi;")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600))
-	runProxy(t, s, port, exec.Command(bin, "-e", "stderr", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
+	return runProxy(t, port, exec.Command(bin, "-e", "stderr", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
 		"-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";"))
-	proxySuite(t, s)
 }
 
 func TestCaddy(t *testing.T) {
@@ -245,6 +255,19 @@ func TestCaddy(t *testing.T) {
 	s := &stack{}
 	pdp := startPDP(t, s, server.ConventionCaddy)
 	app := startApp(t, s)
+	s.proxy = startCaddy(t, bin, pdp, app)
+	proxySuite(t, s)
+
+	t.Run("pdp unreachable", func(t *testing.T) {
+		s.proxy = startCaddy(t, bin, closedAddr(t), app)
+		r := s.do(t, "acme.app.test", "/api/reports", bearer(s.tokens["alice"]))
+		assert.Equal(t, http.StatusBadGateway, r.status, "got %d, want Caddy's 502; body %s", r.status, r.body)
+		assert.Nil(t, r.echo, "the application was reached")
+	})
+}
+
+func startCaddy(t *testing.T, bin, pdp, app string) string {
+	t.Helper()
 	port := freePort(t)
 	dir := t.TempDir()
 	conf := shipped(t, "Caddyfile",
@@ -255,8 +278,13 @@ func TestCaddy(t *testing.T) {
 	cmd := exec.Command(bin, "run", "--adapter", "caddyfile", "--config", filepath.Join(dir, "Caddyfile"))
 	// Caddy keeps state under HOME/XDG directories: the test's own.
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
-	runProxy(t, s, port, cmd)
-	proxySuite(t, s)
+	return runProxy(t, port, cmd)
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	return "127.0.0.1:" + freePort(t)
 }
 
 // reply is what the client got through the proxy.
