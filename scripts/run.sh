@@ -116,7 +116,7 @@ for _ in $(seq 100); do curl -fs "http://$ADMIN_ADDR/health" >/dev/null && break
 bin/demoapp --addr "$APP_ADDR" 2>"$data/demoapp.log" &
 pids+=($!)
 proxy=""
-scripts/proxies.sh nginx 2>>"$data/nginx.log" || true
+scripts/proxies.sh nginx || true
 nginx_bin=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
 if [ -n "$nginx_bin" ]; then
   mkdir -p "$data/nginx"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -230,7 +231,8 @@ func (c *Config) Validate() error {
 		}
 		if !validHeaderName(strings.ToLower(h)) {
 			bad("forward auth host header %q is not a valid header name", h)
-		} else if strings.EqualFold(h, hdrOriginalMethod) || strings.EqualFold(h, hdrOriginalURI) || strings.EqualFold(h, "Host") {
+		} else if slices.ContainsFunc([]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI, "Host"},
+			func(n string) bool { return strings.EqualFold(h, n) }) {
 			bad("forward auth host header %q names another part of the request", h)
 		}
 	}

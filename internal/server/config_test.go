@@ -41,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown convention", func(c *Config) { c.ForwardAuthHeaders = "haproxy" }, "unknown convention"},
 		{"host header without nginx", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionTraefik, "X-Real-Host" }, "only read under the nginx"},
 		{"host header names the uri", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "x-original-uri" }, "another part"},
+		{"host header names a method", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "X-Forwarded-Method" }, "another part"},
 		{"host header is Host", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "Host" }, "another part"},
 		{"bad host header", func(c *Config) { c.ForwardAuthHeaders, c.ForwardAuthHostHeader = ConventionNginx, "X Host" }, "not a valid header name"},
 		{"bad metrics addr", func(c *Config) { c.MetricsAddr = "9090" }, "metrics address"},
