@@ -219,17 +219,28 @@ func runProxy(t *testing.T, port string, cmd *exec.Cmd) string {
 }
 
 func TestNginx(t *testing.T) {
-	bin := proxyBinary(t, "nginx", "/usr/sbin/nginx")
+	testProxy(t, server.ConventionNginx, proxyBinary(t, "nginx", "/usr/sbin/nginx"), startNginx,
+		http.StatusServiceUnavailable) // not auth_request's 500
+}
+
+func TestCaddy(t *testing.T) {
+	testProxy(t, server.ConventionCaddy, proxyBinary(t, "caddy", "/usr/bin/caddy"), startCaddy,
+		http.StatusBadGateway) // Caddy's answer when forward_auth's upstream is down
+}
+
+// testProxy runs proxySuite through a proxy started by start with the pdp and the
+// application's addresses, then checks the proxy's answer (unreachable) when the pdp is down.
+func testProxy(t *testing.T, convention, bin string, start func(t *testing.T, bin, pdp, app string) string, unreachable int) {
 	s := &stack{}
-	pdp := startPDP(t, s, server.ConventionNginx)
+	pdp := startPDP(t, s, convention)
 	app := startApp(t, s)
-	s.proxy = startNginx(t, bin, pdp, app)
+	s.proxy = start(t, bin, pdp, app)
 	proxySuite(t, s)
 
 	t.Run("pdp unreachable", func(t *testing.T) {
-		s.proxy = startNginx(t, bin, closedAddr(t), app)
+		s.proxy = start(t, bin, closedAddr(t), app)
 		r := s.do(t, "acme.app.test", "/api/reports", bearer(s.tokens["alice"]))
-		assert.Equal(t, http.StatusServiceUnavailable, r.status, "got %d, want 503 (not auth_request's 500); body %s", r.status, r.body)
+		assert.Equal(t, unreachable, r.status, "got %d, want %d; body %s", r.status, unreachable, r.body)
 		assert.Nil(t, r.echo, "the application was reached")
 	})
 }
@@ -248,22 +259,6 @@ func startNginx(t *testing.T, bin, pdp, app string) string {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600))
 	return runProxy(t, port, exec.Command(bin, "-e", "stderr", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
 		"-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";"))
-}
-
-func TestCaddy(t *testing.T) {
-	bin := proxyBinary(t, "caddy", "/usr/bin/caddy")
-	s := &stack{}
-	pdp := startPDP(t, s, server.ConventionCaddy)
-	app := startApp(t, s)
-	s.proxy = startCaddy(t, bin, pdp, app)
-	proxySuite(t, s)
-
-	t.Run("pdp unreachable", func(t *testing.T) {
-		s.proxy = startCaddy(t, bin, closedAddr(t), app)
-		r := s.do(t, "acme.app.test", "/api/reports", bearer(s.tokens["alice"]))
-		assert.Equal(t, http.StatusBadGateway, r.status, "got %d, want Caddy's 502; body %s", r.status, r.body)
-		assert.Nil(t, r.echo, "the application was reached")
-	})
 }
 
 func startCaddy(t *testing.T, bin, pdp, app string) string {
