@@ -45,10 +45,20 @@ type Config struct {
 	// PlatformRealm is the realm whose tokens carry platform-level
 	// identities. Empty means no realm is the platform realm.
 	PlatformRealm string
-	// Audiences, when non-empty, requires every token to name one of them in
-	// aud or as azp. A tenant's own TenantRealm.Audiences are accepted in
-	// addition for that tenant's tokens.
+	// Audiences are the accepted audiences: a token's aud must contain one of
+	// them (azp does not count). A tenant's own TenantRealm.Audiences are
+	// accepted in addition for that tenant's tokens. Required unless
+	// AllowAnyAudience is set, so a token minted for another service is never
+	// accepted by default.
 	Audiences []string
+	// AllowAnyAudience accepts tokens whatever their aud when no audience is
+	// configured (globally or, for a tenant's tokens, by the tenant). It must be
+	// set explicitly, and not together with Audiences.
+	AllowAnyAudience bool
+	// Clients are the accepted clients: when they are non-empty (globally or,
+	// for a tenant's tokens, together with TenantRealm.Clients) a token's azp —
+	// the client the token was issued to — must be one of them.
+	Clients []string
 	// AllowedAlgorithms is the JWS alg allow-list. Only asymmetric algorithms
 	// are accepted; Validate refuses HS* and none.
 	AllowedAlgorithms []string
@@ -115,6 +125,15 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Audiences, "") {
 		errs = append(errs, errors.New("an empty string is not a valid audience (Audiences)"))
 	}
+	switch {
+	case len(c.Audiences) == 0 && !c.AllowAnyAudience:
+		errs = append(errs, errors.New("Audiences: at least one accepted audience is required (or AllowAnyAudience, to accept tokens issued for any service)"))
+	case len(c.Audiences) > 0 && c.AllowAnyAudience:
+		errs = append(errs, errors.New("AllowAnyAudience contradicts Audiences: set one or the other"))
+	}
+	if slices.Contains(c.Clients, "") {
+		errs = append(errs, errors.New("an empty string is not a valid client (Clients)"))
+	}
 	for _, a := range c.AllowedAlgorithms {
 		if _, ok := asymmetricAlgorithms[a]; !ok {
 			errs = append(errs, fmt.Errorf("AllowedAlgorithms: %q is not an allowed asymmetric algorithm", a))
@@ -163,6 +182,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.TrustedIssuerBases = bases
 	c.Audiences = slices.Clone(c.Audiences)
+	c.Clients = slices.Clone(c.Clients)
 	if len(c.AllowedAlgorithms) == 0 {
 		c.AllowedAlgorithms = DefaultAllowedAlgorithms()
 	} else {

@@ -15,9 +15,12 @@ type TenantRealm struct {
 	Slug     string
 	// Status is the tenant's status; only "active" authenticates.
 	Status string
-	// Audiences are accepted in aud/azp for this tenant's tokens, in addition
-	// to Config.Audiences.
+	// Audiences are accepted in aud for this tenant's tokens, in addition to
+	// Config.Audiences (the tenant's settings.audiences).
 	Audiences []string
+	// Clients are accepted as azp for this tenant's tokens, in addition to
+	// Config.Clients (the tenant's settings.clients).
+	Clients []string
 }
 
 // TenantStatusActive is the only tenant status whose tokens authenticate.

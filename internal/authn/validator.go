@@ -33,7 +33,8 @@ type trustedBase struct {
 }
 
 type cachedToken struct {
-	id *Identity
+	id  *Identity
+	aud []string // checked again on a hit against the tenant's current audiences
 }
 
 // New returns a Validator. resolver maps non-platform realms to tenants; it
@@ -116,7 +117,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	now := v.cfg.Now()
 	sum := tokenKey(token)
 	if ct, ok := v.tokens.get(sum); ok {
-		fresh, err := v.checkTenant(ctx, ct.id)
+		fresh, err := v.checkTenant(ctx, ct)
 		if err != nil {
 			v.tokens.remove(sum)
 			return nil, err
@@ -171,7 +172,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkClaims(c, now, tenant.Audiences); err != nil {
+	if err := v.checkClaims(c, now, &tenant); err != nil {
 		return nil, err
 	}
 	if id.Level == LevelTenant && tenant.Status != TenantStatusActive {
@@ -193,7 +194,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if limit := now.Add(v.cfg.CacheTTL); limit.Before(expires) {
 		expires = limit
 	}
-	v.tokens.add(sum, &cachedToken{id: id}, expires)
+	v.tokens.add(sum, &cachedToken{id: id, aud: c.aud}, expires)
 	return id, nil
 }
 
@@ -234,7 +235,7 @@ func (v *Validator) matchIssuer(iss string) (trustedBase, string, bool) {
 	return trustedBase{}, "", false
 }
 
-func (v *Validator) checkClaims(c *claims, now time.Time, tenantAudiences []string) error {
+func (v *Validator) checkClaims(c *claims, now time.Time, tenant *TenantRealm) error {
 	skew := v.cfg.ClockSkew
 	if c.typ != "" && c.typ != "Bearer" {
 		return newError(KindWrongTokenType, "typ claim is not Bearer")
@@ -254,27 +255,41 @@ func (v *Validator) checkClaims(c *claims, now time.Time, tenantAudiences []stri
 	if c.sub == "" {
 		return newError(KindMissingClaim, "sub")
 	}
-	if len(v.cfg.Audiences) > 0 || len(tenantAudiences) > 0 {
-		if !audienceMatches(c, v.cfg.Audiences) && !audienceMatches(c, tenantAudiences) {
+	return v.checkParties(c.aud, c.azp, tenant)
+}
+
+// checkParties applies the two checks on who a token is for: aud must contain an accepted
+// audience, and azp must be an accepted client when clients are configured — each list the
+// global one plus the tenant's. azp never stands in for aud: a token issued to our client for
+// another service's audience is not for us.
+func (v *Validator) checkParties(aud []string, azp string, tenant *TenantRealm) error {
+	if len(v.cfg.Audiences) > 0 || len(tenant.Audiences) > 0 {
+		if !containsAny(aud, v.cfg.Audiences) && !containsAny(aud, tenant.Audiences) {
 			return ErrWrongAudience
+		}
+	}
+	if len(v.cfg.Clients) > 0 || len(tenant.Clients) > 0 {
+		if azp == "" || !slices.Contains(v.cfg.Clients, azp) && !slices.Contains(tenant.Clients, azp) {
+			return ErrWrongClient
 		}
 	}
 	return nil
 }
 
-func audienceMatches(c *claims, want []string) bool {
+func containsAny(have, want []string) bool {
 	for _, w := range want {
-		if w != "" && (c.azp == w || slices.Contains(c.aud, w)) {
+		if slices.Contains(have, w) {
 			return true
 		}
 	}
 	return false
 }
 
-// checkTenant re-checks, on a cache hit, that the identity's tenant still
-// owns its realm and is active, so Invalidate also reaches cached tokens.
+// checkTenant re-checks, on a cache hit, that the identity's tenant still owns its realm, is
+// active and accepts the token's audience and client, so Invalidate also reaches cached tokens.
 // It returns false when the realm now maps to another tenant.
-func (v *Validator) checkTenant(ctx context.Context, id *Identity) (bool, error) {
+func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken) (bool, error) {
+	id := ct.id
 	if id.Level != LevelTenant {
 		return true, nil
 	}
@@ -287,6 +302,9 @@ func (v *Validator) checkTenant(ctx context.Context, id *Identity) (bool, error)
 	}
 	if tr.Status != TenantStatusActive {
 		return false, ErrTenantNotActive
+	}
+	if err := v.checkParties(ct.aud, id.AuthorizedParty, &tr); err != nil {
+		return false, err
 	}
 	return true, nil
 }
