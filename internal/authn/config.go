@@ -125,11 +125,8 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Audiences, "") {
 		errs = append(errs, errors.New("an empty string is not a valid audience (Audiences)"))
 	}
-	switch {
-	case len(c.Audiences) == 0 && !c.AllowAnyAudience:
-		errs = append(errs, errors.New("Audiences: at least one accepted audience is required (or AllowAnyAudience, to accept tokens issued for any service)"))
-	case len(c.Audiences) > 0 && c.AllowAnyAudience:
-		errs = append(errs, errors.New("AllowAnyAudience contradicts Audiences: set one or the other"))
+	if err := CheckAudienceSetting(len(c.Audiences) > 0, c.AllowAnyAudience, "Audiences", "AllowAnyAudience"); err != nil {
+		errs = append(errs, err)
 	}
 	if slices.Contains(c.Clients, "") {
 		errs = append(errs, errors.New("an empty string is not a valid client (Clients)"))
@@ -212,6 +209,19 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// CheckAudienceSetting is the rule on accepted audiences that Validate applies, worded with
+// the names the operator sets (flags, environment variables): some audiences, or the explicit
+// any-audience switch, and not both.
+func CheckAudienceSetting(audiences, anyAudience bool, audiencesName, anyName string) error {
+	switch {
+	case !audiences && !anyAudience:
+		return fmt.Errorf("%s: at least one accepted audience is required (or %s, to accept tokens issued for any service)", audiencesName, anyName)
+	case audiences && anyAudience:
+		return fmt.Errorf("%s and %s: set one or the other, not both", anyName, audiencesName)
+	}
+	return nil
 }
 
 func setDefault[T comparable](p *T, def T) {

@@ -41,13 +41,13 @@ func BenchmarkExtAuthzHandlerWarm(b *testing.B) {
 	b.Cleanup(idp.Close)
 	_, err = idp.AddRealm("acme", "RS256")
 	require.NoError(b, err)
-	tok, err := idp.Mint("acme", map[string]any{"sub": "alice", "typ": "Bearer", "exp": time.Now().Add(time.Hour).Unix()})
+	tok, err := idp.Mint("acme", map[string]any{"sub": "alice", "aud": "neoauthz", "typ": "Bearer", "exp": time.Now().Add(time.Hour).Unix()})
 	require.NoError(b, err)
 
 	log := slog.New(slog.DiscardHandler)
 	store := pgstore.New(w.Admin, w.Registry, pgstore.Options{})
 	b.Cleanup(store.Close)
-	v, err := authn.New(authn.Config{TrustedIssuerBases: []string{idp.URL()}, PlatformRealm: "platform"}, store, log)
+	v, err := authn.New(authn.Config{TrustedIssuerBases: []string{idp.URL()}, PlatformRealm: "platform", Audiences: []string{"neoauthz"}}, store, log)
 	require.NoError(b, err)
 	rdb, prefix := redistest.Client(b, "daemonbench")
 	floors := &authzsync.Floors{}
