@@ -13,6 +13,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/neofast/neoauthz/internal/cache"
 )
 
 // Validator validates Keycloak access tokens. It is safe for concurrent use.
@@ -23,7 +25,7 @@ type Validator struct {
 	allowed map[string]keyFamily
 	realms  *realmCache
 	keys    *keyStore
-	tokens  *ttlCache[[sha256.Size]byte, *cachedToken]
+	tokens  *cache.TTL[[sha256.Size]byte, *cachedToken]
 	logger  *slog.Logger
 }
 
@@ -56,7 +58,7 @@ func New(cfg Config, resolver RealmResolver, logger *slog.Logger) (*Validator, e
 		allowed: make(map[string]keyFamily, len(cfg.AllowedAlgorithms)),
 		realms:  newRealmCache(resolver, cfg),
 		keys:    newKeyStore(cfg),
-		tokens:  newTTLCache[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		tokens:  cache.NewTTL[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
 		logger:  logger,
 	}
 	for _, a := range cfg.AllowedAlgorithms {
@@ -116,10 +118,10 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	}
 	now := v.cfg.Now()
 	sum := tokenKey(token)
-	if ct, ok := v.tokens.get(sum); ok {
+	if ct, ok := v.tokens.Get(sum); ok {
 		fresh, err := v.checkTenant(ctx, ct)
 		if err != nil {
-			v.tokens.remove(sum)
+			v.tokens.Remove(sum)
 			return nil, err
 		}
 		if fresh {
@@ -127,7 +129,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		}
 		// The realm now belongs to another tenant: validate from scratch so
 		// the answer is the one an uncached token would get.
-		v.tokens.remove(sum)
+		v.tokens.Remove(sum)
 	}
 
 	pt, err := parseToken(token, v.allowed)
@@ -194,7 +196,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if limit := now.Add(v.cfg.CacheTTL); limit.Before(expires) {
 		expires = limit
 	}
-	v.tokens.add(sum, &cachedToken{id: id, aud: c.aud}, expires)
+	v.tokens.Add(sum, &cachedToken{id: id, aud: c.aud}, expires)
 	return id, nil
 }
 
