@@ -200,6 +200,9 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	return id, nil
 }
 
+// maxSubBytes bounds sub, the user's external id.
+const maxSubBytes = 255
+
 // tokenHasher is pooled so that hashing a token on the cache-hit path
 // allocates nothing: sha256.Sum256([]byte(token)) copies the token to the
 // heap.
@@ -256,6 +259,11 @@ func (v *Validator) checkClaims(c *claims, now time.Time, tenant *TenantRealm) e
 	}
 	if c.sub == "" {
 		return newError(KindMissingClaim, "sub")
+	}
+	if len(c.sub) > maxSubBytes {
+		// No user can have it (external ids hold at most 255 characters); refusing it here
+		// keeps it out of logs and cache keys.
+		return newError(KindMalformed, "sub is too long")
 	}
 	return v.checkParties(c.aud, c.azp, tenant)
 }

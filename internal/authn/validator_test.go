@@ -173,6 +173,7 @@ func TestValidateRejects(t *testing.T) {
 		{"missing exp", mintC("acme", map[string]any{"exp": nil}), authn.ErrMissingClaim},
 		{"claim names are case-sensitive", mintC("acme", map[string]any{"exp": nil, "EXP": t0.Add(time.Hour).Unix()}), authn.ErrMissingClaim},
 		{"missing sub", mintC("acme", map[string]any{"sub": nil}), authn.ErrMissingClaim},
+		{"sub longer than a user id may be", mintC("acme", map[string]any{"sub": strings.Repeat("u", 256)}), authn.ErrMalformed},
 		{"missing iss", mintC("acme", map[string]any{"iss": nil}), authn.ErrMissingClaim},
 		{"exp not a number", mintC("acme", map[string]any{"exp": "tomorrow"}), authn.ErrMalformed},
 		{"issuer with trailing slash", issuer(idp.IssuerURL("acme") + "/"), authn.ErrUnknownIssuer},
