@@ -249,7 +249,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		return Result{Reason: ReasonUnauthenticated}, nil
 	}
 	// An invalid request is an API error before any tenant or user gate (DESIGN §2).
-	if err := validateRequest(sub, req); err != nil {
+	if err := ValidateRequest(sub, req); err != nil {
 		return Result{}, err
 	}
 	if req.BoundTenant != "" {

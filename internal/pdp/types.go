@@ -190,10 +190,10 @@ var (
 	errBadPrincipalTenant = fmt.Errorf("%w: principal.tenant is not a tenant slug or id", ErrInvalidRequest)
 )
 
-// validateRequest is step 1 of DESIGN §2: everything about the request that makes it invalid
-// whoever asks, checked before any tenant or user gate. It allocates nothing when the request
-// is valid.
-func validateRequest(sub Subject, req Request) error {
+// ValidateRequest is step 1 of DESIGN §2: everything that makes a request invalid for the
+// subject's level, whatever the tenant and user gates would say. Check applies it first; it
+// allocates nothing when the request is valid. Errors match ErrInvalidRequest.
+func ValidateRequest(sub Subject, req Request) error {
 	if len(req.Permission) > MaxPermissionBytes {
 		return errPermissionTooLong
 	}
