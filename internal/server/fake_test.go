@@ -109,8 +109,7 @@ func (f *fakeDecider) decide(ctx context.Context, sub pdp.Subject, req pdp.Reque
 	if err := pdp.ValidateRequest(sub, req); err != nil {
 		return pdp.Result{}, err
 	}
-	switch {
-	case req.Permission == "slow.op.tenant":
+	if req.Permission == "slow.op.tenant" {
 		select {
 		case f.started <- struct{}{}:
 		default:

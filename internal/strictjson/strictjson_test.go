@@ -111,7 +111,7 @@ func TestUnmarshal(t *testing.T) {
 		{"case-folded name behind a pointer", `{"ptr":{"Code":"c"}}`, `unknown field "Code"`},
 		{"untagged field by another case", `{"plain":"p"}`, `unknown field "plain"`},
 		{"skipped field", `{"Skipped":"x"}`, `unknown field "Skipped"`},
-		{"unknown field", `{"nmae":"a"}`, `unknown field "nmae"`},
+		{"unknown field", `{"colour":"a"}`, `unknown field "colour"`},
 		{"duplicate", `{"name":"a","name":"b"}`, "duplicate object member"},
 		{"duplicate inside a free-form value", `{"free":{"a":1,"a":2}}`, "duplicate object member"},
 		{"trailing value", `{"name":"a"} {}`, "more than one value"},
