@@ -682,6 +682,10 @@ func TestTenantNamesAreCheckedAndUnknownOnesBounded(t *testing.T) {
 		require.ErrorIs(t, err, pdp.ErrInvalidRequest)
 	}
 	assert.Equal(t, base, in.lookups.Load(), "got %d tenant lookups for invalid names, want none", in.lookups.Load()-base)
+	for _, user := range []string{strings.Repeat("u", pdp.MaxIDBytes+1), "al\x00ice", "\xff"} {
+		_, err = in.svc.SubjectFromPrincipal(ctx, "acme", user)
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest, "principal user %.10q", user)
+	}
 
 	// Unknown but well-formed names: one lookup each, remembered, at most 100 of them.
 	unknown := func(i int) {
