@@ -49,17 +49,19 @@ func tenantLabel(sub pdp.Subject) string {
 const maxLoggedPath = 256
 
 // loggedPath cuts the query and fragment off a request target (a query may carry secrets:
-// signed URLs, tokens some clients put there) and bounds what is left, at a UTF-8 boundary.
-func loggedPath(target string) string {
-	target = pathOnly(target)
-	if len(target) <= maxLoggedPath {
-		return target
+// signed URLs, tokens some clients put there) and bounds what is left.
+func loggedPath(target string) string { return clipPath(pathOnly(target)) }
+
+// clipPath bounds a path for a log line, cutting at a UTF-8 boundary.
+func clipPath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
 	}
 	cut := maxLoggedPath
-	for cut > 0 && !utf8.RuneStart(target[cut]) {
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
 		cut--
 	}
-	return target[:cut] + "..."
+	return p[:cut] + "..."
 }
 
 // errInconsistent is a pdp result whose Allowed disagrees with its Reason. It is treated as

@@ -108,7 +108,7 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 		}
 		var err error
 		m, err = s.routes.Match(in.method, in.path)
-		g.rec.path = loggedPath(m.Path)
+		g.rec.path = clipPath(m.Path) // normalised: no query
 		switch {
 		case errors.Is(err, routes.ErrNoRoute):
 			if g.rec.path == "" {
