@@ -29,6 +29,26 @@ var (
 	ErrSyntax = errors.New("strictjson: invalid JSON")
 )
 
+// DuplicateMemberError is the error CheckMembers returns for a member given twice: it matches
+// ErrDuplicateMember and names the member (decoded, cut to 64 bytes) for messages.
+type DuplicateMemberError struct {
+	Name string
+}
+
+func (e *DuplicateMemberError) Error() string {
+	return fmt.Sprintf("%s %q", ErrDuplicateMember, e.Name)
+}
+
+// Is makes errors.Is(err, ErrDuplicateMember) hold.
+func (e *DuplicateMemberError) Is(target error) bool { return target == ErrDuplicateMember }
+
+func duplicate(name string) error {
+	if len(name) > 64 {
+		name = strings.ToValidUTF8(name[:64], "")
+	}
+	return &DuplicateMemberError{Name: name}
+}
+
 // linearKeys is how many members of one object are compared pairwise before the object's
 // names go into a map: tokens and request bodies have a few dozen members, and comparing
 // them costs less than building a map.
@@ -50,7 +70,7 @@ type frame struct {
 	seen      map[string]struct{}
 }
 
-// CheckMembers reports ErrDuplicateMember when an object anywhere in data has two members
+// CheckMembers reports a *DuplicateMemberError (ErrDuplicateMember) when an object anywhere in data has two members
 // whose names decode to the same string, ErrTooDeep beyond MaxDepth, and ErrSyntax when it
 // cannot follow the structure. It does not validate the rest of the grammar (numbers,
 // literals): callers decode data afterwards, which does. It allocates nothing for documents
@@ -159,7 +179,7 @@ func addName(data []byte, f *frame, names []name, n name) ([]name, error) {
 	if f.seen != nil {
 		k := n.text(data)
 		if _, dup := f.seen[k]; dup {
-			return names, ErrDuplicateMember
+			return names, duplicate(k)
 		}
 		f.seen[k] = struct{}{}
 		return names, nil
@@ -167,7 +187,7 @@ func addName(data []byte, f *frame, names []name, n name) ([]name, error) {
 	members := names[f.first:]
 	for i := range members {
 		if sameName(data, &members[i], &n) {
-			return names, ErrDuplicateMember
+			return names, duplicate(n.text(data))
 		}
 	}
 	if len(members) < linearKeys {

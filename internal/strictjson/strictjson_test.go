@@ -64,6 +64,21 @@ func TestCheckMembers(t *testing.T) {
 	}
 }
 
+func TestCheckMembersNamesTheDuplicate(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"a":1,"a":2}`, "a"},
+		{`{"s":{"type":"user","id":"alice","id":"root"}}`, "id"},
+		{`{"e":[{"x":[1,{"y":1,"y":2}]}]}`, "y"},
+		{`{"a":{"b":1},"c":2,"a":3}`, "a"},
+		{`{"a\u0062":1,"ab":2}`, "ab"}, // equal after unescaping
+		{`{"` + strings.Repeat("n", 100) + `":1,"` + strings.Repeat("n", 100) + `":2}`, strings.Repeat("n", 64)},
+	} {
+		var de *strictjson.DuplicateMemberError
+		require.ErrorAs(t, strictjson.CheckMembers([]byte(tc.in)), &de, tc.in)
+		assert.Equal(t, tc.want, de.Name, tc.in)
+	}
+}
+
 func TestCheckMembersAllocatesNothing(t *testing.T) {
 	doc := []byte(`{"exp":1,"iat":2,"iss":"https://sso/realms/acme","sub":"u","typ":"Bearer","azp":"web",
 		"realm_access":{"roles":["a","b"]},"resource_access":{"web":{"roles":["x"]}},"scope":"openid email"}`)
