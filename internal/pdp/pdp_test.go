@@ -680,6 +680,10 @@ func TestTenantNamesAreCheckedAndUnknownOnesBounded(t *testing.T) {
 		require.ErrorIs(t, err, pdp.ErrInvalidRequest)
 		_, err = in.svc.SubjectFromPrincipal(ctx, name, "alice")
 		require.ErrorIs(t, err, pdp.ErrInvalidRequest)
+		// Other readers of the tenant directory neither look such a name up nor keep it.
+		_, found, err := in.svc.UserByEmail(ctx, name, "alice@example.com")
+		require.NoError(t, err)
+		require.False(t, found)
 	}
 	assert.Equal(t, base, in.lookups.Load(), "got %d tenant lookups for invalid names, want none", in.lookups.Load()-base)
 	for _, user := range []string{strings.Repeat("u", pdp.MaxIDBytes+1), "al\x00ice", "\xff"} {

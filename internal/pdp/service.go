@@ -186,6 +186,11 @@ func (s *Service) tenant(ctx context.Context, idOrSlug string, now time.Time) (p
 		return e.tenant, true, nil
 	}
 	if !ok {
+		if !ValidTenantName(idOrSlug) {
+			// Callers refuse such names as invalid requests; whatever comes here anyway is
+			// no tenant's, and is neither looked up nor remembered.
+			return pgstore.Tenant{}, false, nil
+		}
 		if read, ok := s.unknown.Get(idOrSlug); ok && s.trusted(authzsync.AdminDatabase, read, now) {
 			return pgstore.Tenant{}, false, nil
 		}
