@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
+	"github.com/neofast/neoauthz/internal/strictjson"
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
 
@@ -166,22 +168,20 @@ func (c *call) actor() string {
 	return c.id.Subject
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are a 400, so a typo in
-// a field name is not silently ignored.
+// decode reads a JSON body strictly (strictjson.Unmarshal): a member given twice at any depth,
+// a field name that matches only when case is ignored, an unknown field and trailing data are
+// a 400, so a typo is not silently ignored and no two readers of a body can see different
+// requests. Every handler reads its body here.
 func (c *call) decode(v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(c.w, c.r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errBadRequest("the request body is empty; a JSON object is required")
-		}
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxBodyBytes))
+	if err != nil {
 		return errBadRequest("invalid JSON body: " + err.Error())
 	}
-	if dec.More() {
-		return errBadRequest("invalid JSON body: more than one value")
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errBadRequest("the request body is empty; a JSON object is required")
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errBadRequest("invalid JSON body: trailing data")
+	if err := strictjson.Unmarshal(body, v); err != nil {
+		return errBadRequest("invalid JSON body: " + strings.TrimPrefix(err.Error(), "strictjson: "))
 	}
 	return nil
 }

@@ -45,7 +45,8 @@ Usage:
   admin tenant suspend|activate SLUG
   admin tenant delete    SLUG [--purge]
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
-                         [--audiences A[,B]] [--health-interval 30s] [--health-timeout 5s]
+                         --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
+                         [--health-interval 30s] [--health-timeout 5s]
   admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
   admin audit verify                                   walk the audit log's hash chain
 
@@ -53,8 +54,8 @@ Environment:
   ADMIN_DATABASE_URL     the admin database (required)
   NEOAUTHZ_SECRET_KEY    base64 of 32 bytes; encrypts registered database passwords
   NEOAUTHZ_ADMIN_ADDR    admin serve: listen address (default :8001)
-  NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES,
-  NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
+  NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES, NEOAUTHZ_CLIENTS,
+  NEOAUTHZ_ALLOW_ANY_AUDIENCE, NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
                          admin serve: defaults for the flags of the same meaning
 `
 

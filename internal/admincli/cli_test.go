@@ -82,8 +82,37 @@ func TestServeConfig(t *testing.T) {
 
 	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "soon"})
 	require.ErrorIs(t, Run(context.Background(), []string{"serve"}, env), ErrUsage)
-	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p"})
+	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p", "NEOAUTHZ_AUDIENCES": "neoauthz"})
 	require.ErrorIs(t, Run(context.Background(), []string{"serve", "--addr", "nonsense"}, env), ErrUsage)
+}
+
+// TestServeNeedsAudiences: the admin API does not start accepting tokens for any audience
+// unless told so explicitly.
+func TestServeNeedsAudiences(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	base := map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p", "NEOAUTHZ_ADMIN_ADDR": "nonsense"}
+	env, _ := cliEnv(w, base)
+	err := Run(context.Background(), []string{"serve"}, env)
+	require.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "--audiences")
+	assert.Contains(t, err.Error(), "--allow-any-audience")
+
+	// With either, what is left to complain about is the address.
+	for _, args := range [][]string{{"serve", "--audiences", "neoauthz"}, {"serve", "--allow-any-audience"}} {
+		env, _ = cliEnv(w, base)
+		err = Run(context.Background(), args, env)
+		require.ErrorIs(t, err, ErrUsage, "%v", args)
+		assert.NotContains(t, err.Error(), "--audiences", "%v", args)
+	}
+	env, _ = cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": "http://kc", "NEOAUTHZ_PLATFORM_REALM": "p",
+		"NEOAUTHZ_ADMIN_ADDR": "nonsense", "NEOAUTHZ_ALLOW_ANY_AUDIENCE": "true"})
+	err = Run(context.Background(), []string{"serve"}, env)
+	require.ErrorIs(t, err, ErrUsage)
+	assert.NotContains(t, err.Error(), "--audiences")
+	env, _ = cliEnv(w, base)
+	err = Run(context.Background(), []string{"serve", "--audiences", "neoauthz", "--allow-any-audience"}, env)
+	require.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "not both")
 }
 
 func TestServeStartsAndStops(t *testing.T) {
@@ -93,7 +122,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	_, err := iss.AddRealm("platform", "RS256")
 	require.NoError(t, err)
 	env, out := cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": iss.URL(), "NEOAUTHZ_PLATFORM_REALM": "platform",
-		"NEOAUTHZ_ADMIN_ADDR": "127.0.0.1:0", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "1s"})
+		"NEOAUTHZ_AUDIENCES": "neoauthz", "NEOAUTHZ_ADMIN_ADDR": "127.0.0.1:0", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "1s"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, []string{"serve"}, env) }()
@@ -110,7 +139,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, 200, res.StatusCode)
-	tok, err := iss.Mint("platform", map[string]any{"sub": "nobody"})
+	tok, err := iss.Mint("platform", map[string]any{"sub": "nobody", "aud": "neoauthz"})
 	require.NoError(t, err)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/admin/tenants", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)

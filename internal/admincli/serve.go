@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ type serveConfig struct {
 	TrustedIssuers []string
 	PlatformRealm  string
 	Audiences      []string
+	Clients        []string
+	AnyAudience    bool
 }
 
 func splitList(s string) []string {
@@ -59,19 +62,25 @@ func (a *app) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	fs := newFlags("serve")
-	var issuers, audiences string
+	var issuers, audiences, clients string
 	fs.StringVar(&c.API.Addr, "addr", getenv("NEOAUTHZ_ADMIN_ADDR", adminapi.DefaultAddr), "")
 	fs.StringVar(&issuers, "trusted-issuers", getenv("NEOAUTHZ_TRUSTED_ISSUERS", ""), "")
 	fs.StringVar(&c.PlatformRealm, "platform-realm", getenv("NEOAUTHZ_PLATFORM_REALM", ""), "")
 	fs.StringVar(&audiences, "audiences", getenv("NEOAUTHZ_AUDIENCES", ""), "")
+	fs.StringVar(&clients, "clients", getenv("NEOAUTHZ_CLIENTS", ""), "")
+	anyAudience, _ := strconv.ParseBool(getenv("NEOAUTHZ_ALLOW_ANY_AUDIENCE", "false"))
+	fs.BoolVar(&c.AnyAudience, "allow-any-audience", anyAudience, "")
 	fs.DurationVar(&c.API.HealthInterval, "health-interval", interval, "")
 	fs.DurationVar(&c.API.HealthTimeout, "health-timeout", timeout, "")
 	if err := parse(fs, args); err != nil {
 		return c, err
 	}
 	c.API.ShutdownGrace = adminapi.DefaultShutdownGrace
-	c.TrustedIssuers, c.Audiences = splitList(issuers), splitList(audiences)
+	c.TrustedIssuers, c.Audiences, c.Clients = splitList(issuers), splitList(audiences), splitList(clients)
 	var errs []error
+	if err := authn.CheckAudienceSetting(len(c.Audiences) > 0, c.AnyAudience, "--audiences (NEOAUTHZ_AUDIENCES)", "--allow-any-audience"); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.TrustedIssuers) == 0 {
 		errs = append(errs, errors.New("--trusted-issuers (NEOAUTHZ_TRUSTED_ISSUERS) is required: the Keycloak base URL(s)"))
 	}
@@ -95,7 +104,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewJSONHandler(a.env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	store := pgstore.New(a.pool, a.reg, pgstore.Options{})
 	defer store.Close()
-	v, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm, Audiences: cfg.Audiences}, store, log)
+	v, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm,
+		Audiences: cfg.Audiences, Clients: cfg.Clients, AllowAnyAudience: cfg.AnyAudience}, store, log)
 	if err != nil {
 		return fmt.Errorf("token validation: %w", err)
 	}

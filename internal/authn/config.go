@@ -45,10 +45,20 @@ type Config struct {
 	// PlatformRealm is the realm whose tokens carry platform-level
 	// identities. Empty means no realm is the platform realm.
 	PlatformRealm string
-	// Audiences, when non-empty, requires every token to name one of them in
-	// aud or as azp. A tenant's own TenantRealm.Audiences are accepted in
-	// addition for that tenant's tokens.
+	// Audiences are the accepted audiences: a token's aud must contain one of
+	// them (azp does not count). A tenant's own TenantRealm.Audiences are
+	// accepted in addition for that tenant's tokens. Required unless
+	// AllowAnyAudience is set, so a token minted for another service is never
+	// accepted by default.
 	Audiences []string
+	// AllowAnyAudience accepts tokens whatever their aud when no audience is
+	// configured (globally or, for a tenant's tokens, by the tenant). It must be
+	// set explicitly, and not together with Audiences.
+	AllowAnyAudience bool
+	// Clients are the accepted clients: when they are non-empty (globally or,
+	// for a tenant's tokens, together with TenantRealm.Clients) a token's azp —
+	// the client the token was issued to — must be one of them.
+	Clients []string
 	// AllowedAlgorithms is the JWS alg allow-list. Only asymmetric algorithms
 	// are accepted; Validate refuses HS* and none.
 	AllowedAlgorithms []string
@@ -115,6 +125,12 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Audiences, "") {
 		errs = append(errs, errors.New("an empty string is not a valid audience (Audiences)"))
 	}
+	if err := CheckAudienceSetting(len(c.Audiences) > 0, c.AllowAnyAudience, "Audiences", "AllowAnyAudience"); err != nil {
+		errs = append(errs, err)
+	}
+	if slices.Contains(c.Clients, "") {
+		errs = append(errs, errors.New("an empty string is not a valid client (Clients)"))
+	}
 	for _, a := range c.AllowedAlgorithms {
 		if _, ok := asymmetricAlgorithms[a]; !ok {
 			errs = append(errs, fmt.Errorf("AllowedAlgorithms: %q is not an allowed asymmetric algorithm", a))
@@ -163,6 +179,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.TrustedIssuerBases = bases
 	c.Audiences = slices.Clone(c.Audiences)
+	c.Clients = slices.Clone(c.Clients)
 	if len(c.AllowedAlgorithms) == 0 {
 		c.AllowedAlgorithms = DefaultAllowedAlgorithms()
 	} else {
@@ -192,6 +209,19 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// CheckAudienceSetting is the rule on accepted audiences that Validate applies, worded with
+// the names the operator sets (flags, environment variables): some audiences, or the explicit
+// any-audience switch, and not both.
+func CheckAudienceSetting(audiences, anyAudience bool, audiencesName, anyName string) error {
+	switch {
+	case !audiences && !anyAudience:
+		return fmt.Errorf("%s: at least one accepted audience is required (or %s, to accept tokens issued for any service)", audiencesName, anyName)
+	case audiences && anyAudience:
+		return fmt.Errorf("%s and %s: set one or the other, not both", anyName, audiencesName)
+	}
+	return nil
 }
 
 func setDefault[T comparable](p *T, def T) {

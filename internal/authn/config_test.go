@@ -11,7 +11,9 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
-	ok := func() authn.Config { return authn.Config{TrustedIssuerBases: []string{"https://sso.example.com"}} }
+	ok := func() authn.Config {
+		return authn.Config{TrustedIssuerBases: []string{"https://sso.example.com"}, Audiences: []string{"neoauthz"}}
+	}
 	tests := []struct {
 		name    string
 		mutate  func(*authn.Config)
@@ -22,6 +24,7 @@ func TestConfigValidate(t *testing.T) {
 			c.TrustedIssuerBases = []string{"https://sso.example.com/", "http://keycloak:8080/auth"}
 			c.PlatformRealm = "platform"
 			c.Audiences = []string{"neoauthz"}
+			c.Clients = []string{"web", "mobile"}
 			c.AllowedAlgorithms = []string{"RS256", "ES256", "EdDSA"}
 			c.ClockSkew = time.Minute
 		}, ""},
@@ -40,6 +43,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative cache size", func(c *authn.Config) { c.CacheSize = -1 }, "CacheSize"},
 		{"platform realm with slash", func(c *authn.Config) { c.PlatformRealm = "a/b" }, "PlatformRealm"},
 		{"empty audience", func(c *authn.Config) { c.Audiences = []string{""} }, "(Audiences)"},
+		{"empty client", func(c *authn.Config) { c.Clients = []string{"web", ""} }, "(Clients)"},
+		{"no audiences", func(c *authn.Config) { c.Audiences = nil }, "Audiences: at least one accepted audience is required"},
+		{"any audience, explicitly", func(c *authn.Config) { c.Audiences, c.AllowAnyAudience = nil, true }, ""},
+		{"any audience and audiences", func(c *authn.Config) { c.AllowAnyAudience = true }, "AllowAnyAudience"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,7 +66,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestDefaultAllowedAlgorithmsAreAsymmetric(t *testing.T) {
-	c := authn.Config{TrustedIssuerBases: []string{"https://sso.example.com"}, AllowedAlgorithms: authn.DefaultAllowedAlgorithms()}
+	c := authn.Config{TrustedIssuerBases: []string{"https://sso.example.com"}, AllowAnyAudience: true, AllowedAlgorithms: authn.DefaultAllowedAlgorithms()}
 	require.NoError(t, c.Validate())
 	for _, a := range authn.DefaultAllowedAlgorithms() {
 		assert.NotEqual(t, "none", a)

@@ -27,6 +27,10 @@ const (
 	// not be reached, so no decision about the token could be made. Transports
 	// should treat it as an internal failure, not as a 401.
 	KindUnavailable
+	// KindWrongClient means azp is not an accepted client.
+	KindWrongClient
+	// KindDuplicateMember means the header or the claims hold one JSON member twice.
+	KindDuplicateMember
 )
 
 var kindNames = [...]string{
@@ -45,6 +49,8 @@ var kindNames = [...]string{
 	KindAlgorithmNotAllowed: "algorithm_not_allowed",
 	KindMissingClaim:        "missing_claim",
 	KindUnavailable:         "unavailable",
+	KindWrongClient:         "wrong_client",
+	KindDuplicateMember:     "duplicate_member",
 }
 
 // String returns the kind's metrics label, e.g. "bad_signature".
@@ -108,6 +114,8 @@ var (
 	ErrAlgorithmNotAllowed = &Error{Kind: KindAlgorithmNotAllowed}
 	ErrMissingClaim        = &Error{Kind: KindMissingClaim}
 	ErrUnavailable         = &Error{Kind: KindUnavailable}
+	ErrWrongClient         = &Error{Kind: KindWrongClient}
+	ErrDuplicateMember     = &Error{Kind: KindDuplicateMember}
 )
 
 // ErrRealmNotFound is returned by a RealmResolver when no tenant has the

@@ -62,7 +62,7 @@ func (r *mapResolver) set(realm string, tr authn.TenantRealm) {
 
 func newResolver() *mapResolver {
 	return &mapResolver{m: map[string]authn.TenantRealm{
-		"acme":    {TenantID: "t-acme", Slug: "acme", Status: "active", Audiences: []string{"acme-api", "test-client"}},
+		"acme":    {TenantID: "t-acme", Slug: "acme", Status: "active"},
 		"globex":  {TenantID: "t-globex", Slug: "globex", Status: "active"},
 		"psco":    {TenantID: "t-psco", Slug: "psco", Status: "active"},
 		"edco":    {TenantID: "t-edco", Slug: "edco", Status: "active"},
@@ -97,6 +97,7 @@ func newEnvWith(t testing.TB, idp *authntest.Issuer, mutate func(*authn.Config))
 	cfg := authn.Config{
 		TrustedIssuerBases: []string{idp.URL()},
 		PlatformRealm:      "platform",
+		AllowAnyAudience:   true, // tests of audiences and clients set their own
 		HTTPClient:         idp.Client(),
 		Now:                e.clock.Now,
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/neofast/neoauthz/internal/cache"
 )
 
 // TenantRealm is what a RealmResolver knows about the tenant owning a realm.
@@ -15,9 +17,12 @@ type TenantRealm struct {
 	Slug     string
 	// Status is the tenant's status; only "active" authenticates.
 	Status string
-	// Audiences are accepted in aud/azp for this tenant's tokens, in addition
-	// to Config.Audiences.
+	// Audiences are accepted in aud for this tenant's tokens, in addition to
+	// Config.Audiences (the tenant's settings.audiences).
 	Audiences []string
+	// Clients are accepted as azp for this tenant's tokens, in addition to
+	// Config.Clients (the tenant's settings.clients).
+	Clients []string
 }
 
 // TenantStatusActive is the only tenant status whose tokens authenticate.
@@ -43,7 +48,7 @@ type realmResult struct {
 // concurrent lookups of one realm.
 type realmCache struct {
 	resolver RealmResolver
-	cache    *ttlCache[string, realmResult]
+	cache    *cache.TTL[string, realmResult]
 	ttl      time.Duration
 	now      func() time.Time
 	sf       singleflight.Group
@@ -55,7 +60,7 @@ type realmCache struct {
 func newRealmCache(r RealmResolver, cfg Config) *realmCache {
 	return &realmCache{
 		resolver: r,
-		cache:    newTTLCache[string, realmResult](cfg.RealmCacheSize, cfg.RealmCacheTTL, cfg.Now),
+		cache:    cache.NewTTL[string, realmResult](cfg.RealmCacheSize, cfg.RealmCacheTTL, cfg.Now),
 		ttl:      cfg.RealmCacheTTL,
 		now:      cfg.Now,
 	}
@@ -63,7 +68,7 @@ func newRealmCache(r RealmResolver, cfg Config) *realmCache {
 
 // resolve returns the tenant owning realm, ErrUnknownRealm or ErrUnavailable.
 func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, error) {
-	if r, ok := c.cache.get(realm); ok {
+	if r, ok := c.cache.Get(realm); ok {
 		return r.result()
 	}
 	ch := c.sf.DoChan(realm, func() (any, error) {
@@ -80,7 +85,7 @@ func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, er
 			r = realmResult{tr: tr, found: true}
 		}
 		if c.gen.Load() == gen {
-			c.cache.add(realm, r, c.now().Add(c.ttl))
+			c.cache.Add(realm, r, c.now().Add(c.ttl))
 		}
 		return r, nil
 	})
@@ -105,10 +110,10 @@ func (r realmResult) result() (TenantRealm, error) {
 func (c *realmCache) invalidate(realm string) {
 	c.gen.Add(1)
 	c.sf.Forget(realm)
-	c.cache.remove(realm)
+	c.cache.Remove(realm)
 }
 
 func (c *realmCache) invalidateAll() {
 	c.gen.Add(1)
-	c.cache.purge()
+	c.cache.Purge()
 }

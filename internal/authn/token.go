@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/neofast/neoauthz/internal/strictjson"
 )
 
 // forbiddenHeaders are JOSE headers we refuse outright. jku, x5u, jwk and x5c
@@ -70,6 +73,14 @@ func parseToken(token string, allowed map[string]keyFamily) (*parsedToken, error
 	}
 	if _, err := b64.DecodeString(sig); err != nil {
 		return nil, newError(KindMalformed, "signature is not base64url")
+	}
+	// Before anything reads either part: a reader keeping the first member and one keeping the
+	// last (jws.Verify reads the header too) must never see two different tokens.
+	if err := checkMembers(hdrJSON, "header"); err != nil {
+		return nil, err
+	}
+	if err := checkMembers(payloadJSON, "payload"); err != nil {
+		return nil, err
 	}
 
 	var hdr map[string]json.RawMessage
@@ -177,6 +188,19 @@ func readClaims(m map[string]json.RawMessage) (*claims, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkMembers refuses a header or payload with a duplicate member at any depth, or nested
+// beyond strictjson.MaxDepth.
+func checkMembers(data []byte, part string) error {
+	switch err := strictjson.CheckMembers(data); {
+	case err == nil:
+		return nil
+	case errors.Is(err, strictjson.ErrDuplicateMember):
+		return newError(KindDuplicateMember, part)
+	default:
+		return newError(KindMalformed, part+" is not a JSON object")
+	}
 }
 
 func decodeObject(data []byte, dst *map[string]json.RawMessage) error {

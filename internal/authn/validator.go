@@ -13,6 +13,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/neofast/neoauthz/internal/cache"
 )
 
 // Validator validates Keycloak access tokens. It is safe for concurrent use.
@@ -23,7 +25,7 @@ type Validator struct {
 	allowed map[string]keyFamily
 	realms  *realmCache
 	keys    *keyStore
-	tokens  *ttlCache[[sha256.Size]byte, *cachedToken]
+	tokens  *cache.TTL[[sha256.Size]byte, *cachedToken]
 	logger  *slog.Logger
 }
 
@@ -33,7 +35,8 @@ type trustedBase struct {
 }
 
 type cachedToken struct {
-	id *Identity
+	id  *Identity
+	aud []string // checked again on a hit against the tenant's current audiences
 }
 
 // New returns a Validator. resolver maps non-platform realms to tenants; it
@@ -55,7 +58,7 @@ func New(cfg Config, resolver RealmResolver, logger *slog.Logger) (*Validator, e
 		allowed: make(map[string]keyFamily, len(cfg.AllowedAlgorithms)),
 		realms:  newRealmCache(resolver, cfg),
 		keys:    newKeyStore(cfg),
-		tokens:  newTTLCache[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		tokens:  cache.NewTTL[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
 		logger:  logger,
 	}
 	for _, a := range cfg.AllowedAlgorithms {
@@ -115,10 +118,10 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	}
 	now := v.cfg.Now()
 	sum := tokenKey(token)
-	if ct, ok := v.tokens.get(sum); ok {
-		fresh, err := v.checkTenant(ctx, ct.id)
+	if ct, ok := v.tokens.Get(sum); ok {
+		fresh, err := v.checkTenant(ctx, ct)
 		if err != nil {
-			v.tokens.remove(sum)
+			v.tokens.Remove(sum)
 			return nil, err
 		}
 		if fresh {
@@ -126,7 +129,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		}
 		// The realm now belongs to another tenant: validate from scratch so
 		// the answer is the one an uncached token would get.
-		v.tokens.remove(sum)
+		v.tokens.Remove(sum)
 	}
 
 	pt, err := parseToken(token, v.allowed)
@@ -171,7 +174,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkClaims(c, now, tenant.Audiences); err != nil {
+	if err := v.checkClaims(c, now, &tenant); err != nil {
 		return nil, err
 	}
 	if id.Level == LevelTenant && tenant.Status != TenantStatusActive {
@@ -193,9 +196,12 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if limit := now.Add(v.cfg.CacheTTL); limit.Before(expires) {
 		expires = limit
 	}
-	v.tokens.add(sum, &cachedToken{id: id}, expires)
+	v.tokens.Add(sum, &cachedToken{id: id, aud: c.aud}, expires)
 	return id, nil
 }
+
+// maxSubBytes bounds sub, the user's external id.
+const maxSubBytes = 255
 
 // tokenHasher is pooled so that hashing a token on the cache-hit path
 // allocates nothing: sha256.Sum256([]byte(token)) copies the token to the
@@ -234,7 +240,7 @@ func (v *Validator) matchIssuer(iss string) (trustedBase, string, bool) {
 	return trustedBase{}, "", false
 }
 
-func (v *Validator) checkClaims(c *claims, now time.Time, tenantAudiences []string) error {
+func (v *Validator) checkClaims(c *claims, now time.Time, tenant *TenantRealm) error {
 	skew := v.cfg.ClockSkew
 	if c.typ != "" && c.typ != "Bearer" {
 		return newError(KindWrongTokenType, "typ claim is not Bearer")
@@ -254,27 +260,46 @@ func (v *Validator) checkClaims(c *claims, now time.Time, tenantAudiences []stri
 	if c.sub == "" {
 		return newError(KindMissingClaim, "sub")
 	}
-	if len(v.cfg.Audiences) > 0 || len(tenantAudiences) > 0 {
-		if !audienceMatches(c, v.cfg.Audiences) && !audienceMatches(c, tenantAudiences) {
+	if len(c.sub) > maxSubBytes {
+		// No user can have it (external ids hold at most 255 characters); refusing it here
+		// keeps it out of logs and cache keys.
+		return newError(KindMalformed, "sub is too long")
+	}
+	return v.checkParties(c.aud, c.azp, tenant)
+}
+
+// checkParties applies the two checks on who a token is for: aud must contain an accepted
+// audience, and azp must be an accepted client when clients are configured — each list the
+// global one plus the tenant's. azp never stands in for aud: a token issued to our client for
+// another service's audience is not for us.
+func (v *Validator) checkParties(aud []string, azp string, tenant *TenantRealm) error {
+	if len(v.cfg.Audiences) > 0 || len(tenant.Audiences) > 0 {
+		if !containsAny(aud, v.cfg.Audiences) && !containsAny(aud, tenant.Audiences) {
 			return ErrWrongAudience
+		}
+	}
+	if len(v.cfg.Clients) > 0 || len(tenant.Clients) > 0 {
+		if azp == "" || !slices.Contains(v.cfg.Clients, azp) && !slices.Contains(tenant.Clients, azp) {
+			return ErrWrongClient
 		}
 	}
 	return nil
 }
 
-func audienceMatches(c *claims, want []string) bool {
+func containsAny(have, want []string) bool {
 	for _, w := range want {
-		if w != "" && (c.azp == w || slices.Contains(c.aud, w)) {
+		if slices.Contains(have, w) {
 			return true
 		}
 	}
 	return false
 }
 
-// checkTenant re-checks, on a cache hit, that the identity's tenant still
-// owns its realm and is active, so Invalidate also reaches cached tokens.
+// checkTenant re-checks, on a cache hit, that the identity's tenant still owns its realm, is
+// active and accepts the token's audience and client, so Invalidate also reaches cached tokens.
 // It returns false when the realm now maps to another tenant.
-func (v *Validator) checkTenant(ctx context.Context, id *Identity) (bool, error) {
+func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken) (bool, error) {
+	id := ct.id
 	if id.Level != LevelTenant {
 		return true, nil
 	}
@@ -287,6 +312,9 @@ func (v *Validator) checkTenant(ctx context.Context, id *Identity) (bool, error)
 	}
 	if tr.Status != TenantStatusActive {
 		return false, ErrTenantNotActive
+	}
+	if err := v.checkParties(ct.aud, id.AuthorizedParty, &tr); err != nil {
+		return false, err
 	}
 	return true, nil
 }

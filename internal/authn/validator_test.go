@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,7 @@ func TestValidateRejects(t *testing.T) {
 		{"missing exp", mintC("acme", map[string]any{"exp": nil}), authn.ErrMissingClaim},
 		{"claim names are case-sensitive", mintC("acme", map[string]any{"exp": nil, "EXP": t0.Add(time.Hour).Unix()}), authn.ErrMissingClaim},
 		{"missing sub", mintC("acme", map[string]any{"sub": nil}), authn.ErrMissingClaim},
+		{"sub longer than a user id may be", mintC("acme", map[string]any{"sub": strings.Repeat("u", 256)}), authn.ErrMalformed},
 		{"missing iss", mintC("acme", map[string]any{"iss": nil}), authn.ErrMissingClaim},
 		{"exp not a number", mintC("acme", map[string]any{"exp": "tomorrow"}), authn.ErrMalformed},
 		{"issuer with trailing slash", issuer(idp.IssuerURL("acme") + "/"), authn.ErrUnknownIssuer},
@@ -323,28 +325,45 @@ func TestValidateClockSkew(t *testing.T) {
 	}
 }
 
-func TestValidateAudience(t *testing.T) {
+func TestValidateAudienceAndClient(t *testing.T) {
+	type cfg struct{ audiences, clients []string }
+	ours := cfg{audiences: []string{"neoauthz"}}
 	tests := []struct {
 		name   string
-		global []string
+		cfg    cfg
 		realm  string
 		claims map[string]any
 		want   error
 	}{
-		{"not checked when none configured", nil, "globex", map[string]any{"aud": "anything"}, nil},
-		{"global audience in aud string", []string{"neoauthz"}, "globex", map[string]any{"aud": "neoauthz"}, nil},
-		{"global audience in aud array", []string{"neoauthz"}, "globex", map[string]any{"aud": []string{"account", "neoauthz"}}, nil},
-		{"global audience as azp", []string{"neoauthz"}, "globex", map[string]any{"azp": "neoauthz", "aud": "account"}, nil},
-		{"wrong aud and azp", []string{"neoauthz"}, "globex", map[string]any{"azp": "web", "aud": []string{"account"}}, authn.ErrWrongAudience},
-		{"no aud, wrong azp", []string{"neoauthz"}, "globex", map[string]any{"azp": "web"}, authn.ErrWrongAudience},
-		{"tenant audience accepted for its tenant", []string{"neoauthz"}, "acme", map[string]any{"aud": "acme-api", "azp": "web"}, nil},
-		{"tenant audience checked with no global one", nil, "acme", map[string]any{"aud": "other", "azp": "web"}, authn.ErrWrongAudience},
-		{"tenant audience of another tenant refused", []string{"neoauthz"}, "globex", map[string]any{"aud": "acme-api"}, authn.ErrWrongAudience},
-		{"platform uses global audiences", []string{"neoauthz"}, "platform", map[string]any{"aud": "acme-api"}, authn.ErrWrongAudience},
+		{"any audience when explicitly allowed", cfg{}, "globex", map[string]any{"aud": "anything"}, nil},
+		{"global audience in aud string", ours, "globex", map[string]any{"aud": "neoauthz"}, nil},
+		{"global audience in aud array", ours, "globex", map[string]any{"aud": []string{"account", "neoauthz"}}, nil},
+		{"azp does not stand in for aud", ours, "globex", map[string]any{"azp": "neoauthz", "aud": "account"}, authn.ErrWrongAudience},
+		{"no aud, azp equal to an audience", ours, "globex", map[string]any{"azp": "neoauthz", "aud": nil}, authn.ErrWrongAudience},
+		{"wrong aud and azp", ours, "globex", map[string]any{"azp": "web", "aud": []string{"account"}}, authn.ErrWrongAudience},
+		{"no aud, wrong azp", ours, "globex", map[string]any{"azp": "web"}, authn.ErrWrongAudience},
+		{"tenant audience accepted for its tenant", ours, "acme", map[string]any{"aud": "acme-api", "azp": "acme-web"}, nil},
+		{"tenant audience checked with no global one", cfg{}, "acme", map[string]any{"aud": "other", "azp": "acme-web"}, authn.ErrWrongAudience},
+		{"tenant audience of another tenant refused", ours, "globex", map[string]any{"aud": "acme-api"}, authn.ErrWrongAudience},
+		{"platform uses global audiences", ours, "platform", map[string]any{"aud": "acme-api"}, authn.ErrWrongAudience},
+		{"any client when none configured", ours, "globex", map[string]any{"aud": "neoauthz", "azp": "whatever"}, nil},
+		{"accepted client", cfg{audiences: ours.audiences, clients: []string{"web"}}, "globex", map[string]any{"aud": "neoauthz", "azp": "web"}, nil},
+		{"our audience, another client", cfg{audiences: ours.audiences, clients: []string{"web"}}, "globex", map[string]any{"aud": "neoauthz", "azp": "evil"}, authn.ErrWrongClient},
+		{"our audience, no azp", cfg{audiences: ours.audiences, clients: []string{"web"}}, "globex", map[string]any{"aud": "neoauthz", "azp": nil}, authn.ErrWrongClient},
+		{"azp equal to an audience is not a client", cfg{audiences: ours.audiences, clients: []string{"web"}}, "globex", map[string]any{"aud": "neoauthz", "azp": "neoauthz"}, authn.ErrWrongClient},
+		{"tenant clients checked with no global one", ours, "acme", map[string]any{"aud": "neoauthz", "azp": "web"}, authn.ErrWrongClient},
+		{"tenant client accepted for its tenant", cfg{audiences: ours.audiences, clients: []string{"web"}}, "acme", map[string]any{"aud": "neoauthz", "azp": "acme-web"}, nil},
+		{"global client accepted for a tenant with its own", cfg{audiences: ours.audiences, clients: []string{"web"}}, "acme", map[string]any{"aud": "neoauthz", "azp": "web"}, nil},
+		{"tenant client of another tenant refused", cfg{audiences: ours.audiences, clients: []string{"web"}}, "globex", map[string]any{"aud": "neoauthz", "azp": "acme-web"}, authn.ErrWrongClient},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(c *authn.Config) { c.Audiences = tc.global })
+			e := newEnv(t, func(c *authn.Config) {
+				c.Audiences, c.Clients, c.AllowAnyAudience = tc.cfg.audiences, tc.cfg.clients, len(tc.cfg.audiences) == 0
+			})
+			// acme's settings hold audiences and clients of its own.
+			e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "active",
+				Audiences: []string{"acme-api"}, Clients: []string{"acme-web"}})
 			_, err := e.v.Validate(context.Background(), e.mint(t, tc.realm, tc.claims))
 			if tc.want == nil {
 				require.NoError(t, err, "got %v, want success", err)
@@ -353,6 +372,78 @@ func TestValidateAudience(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTenantClientsReachCachedTokens: narrowing a tenant's accepted clients or audiences
+// refuses its tokens already in the verified-token cache once the realm answer is refreshed.
+func TestTenantClientsReachCachedTokens(t *testing.T) {
+	e := newEnv(t, nil)
+	open := authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "active"}
+	e.res.set("acme", open)
+	tok := e.mint(t, "acme", map[string]any{"aud": "acme-api", "azp": "web"})
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+
+	narrowed := open
+	narrowed.Clients = []string{"acme-web"}
+	e.res.set("acme", narrowed)
+	e.v.Invalidate("acme")
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrWrongClient, "got %v, want %v", err, authn.ErrWrongClient)
+
+	narrowed = open
+	narrowed.Audiences = []string{"other-api"}
+	e.res.set("acme", narrowed)
+	e.v.Invalidate("acme")
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrWrongAudience, "got %v, want %v", err, authn.ErrWrongAudience)
+}
+
+// TestValidateDuplicateMembers: a token whose header or claims hold one member twice, at any
+// depth and however the name is spelt, is refused as such before its signature is looked at.
+func TestValidateDuplicateMembers(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.idp.ActiveKey("acme")
+	iss := e.idp.IssuerURL("acme")
+	exp := t0.Add(time.Hour).Unix()
+	hdr := `{"alg":"` + k.Alg + `","typ":"JWT","kid":"` + k.ID + `"}`
+	claims := fmt.Sprintf(`{"iss":%q,"sub":"alice","typ":"Bearer","exp":%d`, iss, exp)
+	for _, tc := range []struct{ name, header, claims string }{
+		{"alg twice in the header", `{"alg":"none","typ":"JWT","kid":"` + k.ID + `","alg":"` + k.Alg + `"}`, claims + `}`},
+		{"kid twice in the header", `{"alg":"` + k.Alg + `","kid":"other","typ":"JWT","kid":"` + k.ID + `"}`, claims + `}`},
+		{"sub twice", hdr, claims + `,"sub":"root"}`},
+		{"escaped second sub", hdr, claims + `,"s\u0075b":"root"}`},
+		{"iss twice", hdr, claims + fmt.Sprintf(`,"iss":%q}`, e.idp.IssuerURL("globex"))},
+		{"nested roles twice", hdr, claims + `,"realm_access":{"roles":["user"],"roles":["admin"]}}`},
+		{"deeply nested member twice", hdr, claims + `,"resource_access":{"web":{"roles":[{"a":1,"a":2}]}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := authntest.SignJSON([]byte(tc.header), []byte(tc.claims), k.Signer)
+			require.NoError(t, err)
+			_, err = e.v.Validate(context.Background(), tok)
+			require.ErrorIs(t, err, authn.ErrDuplicateMember, "got %v, want %v", err, authn.ErrDuplicateMember)
+			assert.Equal(t, "duplicate_member", authn.Reason(err))
+
+			// The same token with a broken signature: still refused for the duplicate, which
+			// is found before any key is fetched or signature checked.
+			_, err = e.v.Validate(context.Background(), tok[:strings.LastIndexByte(tok, '.')+1]+"AAAA")
+			require.ErrorIs(t, err, authn.ErrDuplicateMember, "got %v, want %v", err, authn.ErrDuplicateMember)
+		})
+	}
+	t.Run("control: the same token without a duplicate is accepted", func(t *testing.T) {
+		tok, err := authntest.SignJSON([]byte(hdr), []byte(claims+`,"realm_access":{"roles":["user"]}}`), k.Signer)
+		require.NoError(t, err)
+		id, err := e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+		assert.Equal(t, "alice", id.Subject)
+	})
+	t.Run("nesting is bounded", func(t *testing.T) {
+		deep := claims + `,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`
+		tok, err := authntest.SignJSON([]byte(hdr), []byte(deep), k.Signer)
+		require.NoError(t, err)
+		_, err = e.v.Validate(context.Background(), tok)
+		require.ErrorIs(t, err, authn.ErrMalformed, "got %v, want %v", err, authn.ErrMalformed)
+	})
 }
 
 func TestValidateAllowedAlgorithmsConfig(t *testing.T) {
@@ -425,7 +516,7 @@ func TestInvalidateReachesCachedTokens(t *testing.T) {
 	_, err = e.v.Validate(context.Background(), tok)
 	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
 
-	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "active", Audiences: []string{"test-client"}})
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "active"})
 	e.v.InvalidateAll()
 	_, err = e.v.Validate(context.Background(), tok)
 	require.NoError(t, err)
@@ -465,7 +556,7 @@ func (failingResolver) ResolveRealm(context.Context, string) (authn.TenantRealm,
 func TestResolverFailureIsUnavailable(t *testing.T) {
 	idp := sharedIssuer()
 	v, err := authn.New(authn.Config{
-		TrustedIssuerBases: []string{idp.URL()}, HTTPClient: idp.Client(), Now: func() time.Time { return t0 },
+		TrustedIssuerBases: []string{idp.URL()}, AllowAnyAudience: true, HTTPClient: idp.Client(), Now: func() time.Time { return t0 },
 	}, failingResolver{}, nil)
 	require.NoError(t, err)
 	tok, err := idp.Mint("acme", nil)

@@ -47,8 +47,14 @@ type Config struct {
 	TrustedIssuers []string
 	// PlatformRealm is the realm of platform-level users.
 	PlatformRealm string
-	// Audiences, when set, must contain the token's aud or azp.
+	// Audiences are the accepted audiences: a token's aud must contain one. Required unless
+	// AllowAnyAudience; a tenant's settings.audiences adds more for its tokens.
 	Audiences []string
+	// Clients, when set, are the accepted clients: a token's azp must be one of them (a
+	// tenant's settings.clients adds more for its tokens).
+	Clients []string
+	// AllowAnyAudience accepts tokens for any audience when none is configured.
+	AllowAnyAudience bool
 	// ClockSkew tolerated on exp/nbf/iat.
 	ClockSkew time.Duration
 
@@ -113,7 +119,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.SecretKey, "secret-key", secretbox.EnvKey, "base64 key that opens registered database passwords")
 	list(&c.TrustedIssuers, "trusted-issuers", "NEOAUTHZ_TRUSTED_ISSUERS", "comma-separated Keycloak base URLs (issuer = <base>/realms/<realm>)")
 	str(&c.PlatformRealm, "platform-realm", "NEOAUTHZ_PLATFORM_REALM", "Keycloak realm of platform users")
-	list(&c.Audiences, "audiences", "NEOAUTHZ_AUDIENCES", "comma-separated accepted audiences (aud or azp); empty: not checked")
+	list(&c.Audiences, "audiences", "NEOAUTHZ_AUDIENCES", "comma-separated accepted audiences: aud must contain one (required unless -allow-any-audience)")
+	list(&c.Clients, "clients", "NEOAUTHZ_CLIENTS", "comma-separated accepted clients: azp must be one; empty: any client")
+	if v, ok := os.LookupEnv("NEOAUTHZ_ALLOW_ANY_AUDIENCE"); ok && v != "" {
+		c.AllowAnyAudience, _ = strconv.ParseBool(v)
+	}
+	fs.BoolVar(&c.AllowAnyAudience, "allow-any-audience", c.AllowAnyAudience,
+		"accept tokens issued for any audience when no audience is configured (env NEOAUTHZ_ALLOW_ANY_AUDIENCE)")
 	dur(&c.ClockSkew, "clock-skew", "NEOAUTHZ_CLOCK_SKEW", "tolerated clock skew for exp/nbf/iat")
 	dur(&c.MaxStaleness, "max-staleness", "NEOAUTHZ_MAX_STALENESS", "serve cached decisions this long after a database's listener went down (0: fail closed)")
 	dur(&c.CacheTTL, "cache-ttl", "NEOAUTHZ_CACHE_TTL", "in-process cache entry lifetime (Redis: twice this)")
@@ -161,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TrustedIssuers) == 0 {
 		errs = append(errs, errors.New("NEOAUTHZ_TRUSTED_ISSUERS (--trusted-issuers) is required: the Keycloak base URL(s) whose realms issue tokens"))
+	}
+	if err := authn.CheckAudienceSetting(len(c.Audiences) > 0, c.AllowAnyAudience, "NEOAUTHZ_AUDIENCES (-audiences)", "-allow-any-audience"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxStaleness < 0 || c.CacheTTL <= 0 || c.UnknownUserTTL <= 0 || c.PollInterval <= 0 || c.Heartbeat <= 0 {
 		errs = append(errs, errors.New("durations must be positive (max-staleness may be 0)"))
@@ -236,7 +251,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	// cost no database query.
 	realms := pgstore.NewRealmIndex(store)
 	validator, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm,
-		Audiences: cfg.Audiences, ClockSkew: cfg.ClockSkew}, realms, log)
+		Audiences: cfg.Audiences, Clients: cfg.Clients, AllowAnyAudience: cfg.AllowAnyAudience, ClockSkew: cfg.ClockSkew}, realms, log)
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}

@@ -240,21 +240,37 @@ func (s *Set) Check(now time.Time, req Request) (Decision, error) {
 	if s == nil {
 		return Decision{}, ErrNilSet
 	}
-	r, a, want, codeCheck, err := ParseRequest(s.f.level, req.Permission)
+	r, a, want, codeCheck, err := parseChecked(s.f.level, req)
 	if err != nil {
 		return Decision{}, err
-	}
-	if codeCheck {
-		if req.HasResource || req.Resource != (Resource{}) {
-			return Decision{}, errReqResourceArg
-		}
-	} else if !req.HasResource {
-		return Decision{}, errReqNoResource
 	}
 	if s.f.status != ReasonGranted {
 		return Decision{Reason: s.f.status, Version: s.f.version}, nil
 	}
 	return s.eval(now.UnixMicro(), r, a, uint8(want), codeCheck, req.Resource), nil
+}
+
+// ValidateRequest applies the rules Check applies to a request before it looks at any data
+// (DESIGN §2, step 1), so callers can refuse an invalid request before their own gates. It
+// never allocates; errors match ErrInvalidRequest.
+func ValidateRequest(level Level, req Request) error {
+	_, _, _, _, err := parseChecked(level, req)
+	return err
+}
+
+func parseChecked(level Level, req Request) (r, a string, want Scope, codeCheck bool, err error) {
+	r, a, want, codeCheck, err = ParseRequest(level, req.Permission)
+	if err != nil {
+		return "", "", ScopeNone, false, err
+	}
+	if codeCheck {
+		if req.HasResource || req.Resource != (Resource{}) {
+			return "", "", ScopeNone, false, errReqResourceArg
+		}
+	} else if !req.HasResource {
+		return "", "", ScopeNone, false, errReqNoResource
+	}
+	return r, a, want, codeCheck, nil
 }
 
 // query carries one evaluation's request facts to the per-instance tests.

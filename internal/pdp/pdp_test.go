@@ -3,7 +3,9 @@ package pdp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
@@ -66,11 +68,12 @@ func (f *fixture) version(t testing.TB) uint64 {
 
 // instance is one pdp: its own floors, listeners and L1, sharing Redis with the others.
 type instance struct {
-	svc    *pdp.Service
-	floors *authzsync.Floors
-	down   *atomic.Bool
-	mgr    *authzsync.Manager
-	store  *pgstore.Store
+	svc     *pdp.Service
+	floors  *authzsync.Floors
+	down    *atomic.Bool
+	lookups *atomic.Int64
+	mgr     *authzsync.Manager
+	store   *pgstore.Store
 }
 
 // storeHook wraps the real store to hold a load after its read, or to make loads fail as
@@ -79,6 +82,12 @@ type storeHook struct {
 	*pgstore.Store
 	afterLoad func()
 	down      *atomic.Bool
+	lookups   *atomic.Int64 // tenant directory reads
+}
+
+func (h storeHook) Tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, error) {
+	h.lookups.Add(1)
+	return h.Store.Tenant(ctx, idOrSlug)
 }
 
 func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user string) (decision.Input, error) {
@@ -98,8 +107,8 @@ func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instanc
 	store := pgstore.New(f.w.Admin, f.w.Registry, pgstore.Options{})
 	floors := &authzsync.Floors{}
 	cfg.Cache.Prefix = f.prefix
-	down := &atomic.Bool{}
-	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down}, f.w.Admin, floors, f.rdb,
+	down, lookups := &atomic.Bool{}, &atomic.Int64{}
+	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down, lookups: lookups}, f.w.Admin, floors, f.rdb,
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	mgr := authzsync.New(authzsync.Config{AdminURL: f.w.AdminURL, Heartbeat: 500 * time.Millisecond,
@@ -116,7 +125,7 @@ func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instanc
 		svc.Close()
 		store.Close()
 	})
-	in := &instance{svc: svc, floors: floors, mgr: mgr, store: store, down: down}
+	in := &instance{svc: svc, floors: floors, mgr: mgr, store: store, down: down, lookups: lookups}
 	in.waitUp(t, authzsync.AdminDatabase)
 	in.waitUp(t, authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
 	return in
@@ -591,4 +600,138 @@ func TestBoundTenantForPlatformSubjects(t *testing.T) {
 	} {
 		assert.Equal(t, pdp.ReasonCrossTenant, check(req).Reason, name)
 	}
+}
+
+// invalidRequests break DESIGN §2's first rule in the ways a caller can.
+var invalidRequests = map[string]pdp.Request{
+	"wildcard":                      {Permission: "users.*.tenant"},
+	"scope of the other level":      {Permission: "users.read.platform"},
+	"no scope, no resource":         {Permission: "users.read"},
+	"resource on a code check":      {Permission: "users.read.tenant", Resource: &pdp.Resource{OwnerID: "alice"}},
+	"target tenant at tenant level": {Permission: "users.read", Resource: &pdp.Resource{Tenant: "acme"}},
+	"permission of 1 MiB":           {Permission: "users.read." + strings.Repeat("x", 1<<20)},
+	"owner id of 1 MiB":             {Permission: "users.read", Resource: &pdp.Resource{OwnerID: strings.Repeat("x", 1<<20)}},
+	"team id with a control byte":   {Permission: "users.read", Resource: &pdp.Resource{TeamID: "t\x00"}},
+	"bound tenant of 4 KiB":         {Permission: "users.read.tenant", BoundTenant: strings.Repeat("a", 4096)},
+	"bound tenant not a slug":       {Permission: "users.read.tenant", BoundTenant: "Acme Corp"},
+}
+
+// TestInvalidRequestComesFirst: an invalid request is an API error whatever the tenant and
+// user gates would say (DESIGN §2, order of evaluation), through every way a subject is named.
+func TestInvalidRequestComesFirst(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	ctx := context.Background()
+	f.exec(t, `INSERT INTO t_acme.users (external_id, status) VALUES ('sleepy', 'inactive')`)
+	subject := func(tenant, user string) pdp.Subject {
+		t.Helper()
+		sub, err := in.svc.SubjectFromPrincipal(ctx, tenant, user)
+		require.NoError(t, err)
+		return sub
+	}
+	gates := map[string]pdp.Subject{
+		"unknown tenant": subject("no-such-tenant", "alice"),
+		"unknown user":   subject("acme", "nobody"),
+		"inactive user":  subject("acme", "sleepy"),
+		"granted user":   subject("acme", "alice"),
+	}
+	check := func(gate string, sub pdp.Subject) {
+		t.Helper()
+		for name, req := range invalidRequests {
+			res, err := in.svc.Check(ctx, sub, req)
+			require.ErrorIs(t, err, pdp.ErrInvalidRequest, "%s, %s: got %v (reason %s), want an invalid request", gate, name, err, res.Reason)
+			assert.False(t, res.Allowed)
+		}
+		// Cross-tenant is a tenant gate too.
+		req := pdp.Request{Permission: "users.*.tenant", BoundTenant: "other"}
+		_, err := in.svc.Check(ctx, sub, req)
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest, "%s, bound to another tenant: got %v", gate, err)
+	}
+	for gate, sub := range gates {
+		check(gate, sub)
+	}
+
+	_, err := f.w.Tenants.Suspend(ctx, "acme")
+	require.NoError(t, err)
+	var admin int64
+	require.NoError(t, f.w.Admin.QueryRow(ctx, `SELECT version FROM admin.authz_state`).Scan(&admin))
+	require.Eventually(t, func() bool { return in.floors.DirFloor(f.tenant.ID) >= uint64(admin) }, 10*time.Second, time.Millisecond)
+	sub := subject("acme", "alice")
+	res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant"})
+	require.NoError(t, err)
+	require.Equal(t, pdp.ReasonTenantSuspended, res.Reason, "the suspension is seen")
+	check("suspended tenant", sub)
+}
+
+// TestTenantNamesAreCheckedAndUnknownOnesBounded: a tenant name that is not a slug (or a
+// tenant id) never reaches the database, and unknown names are remembered in a bounded cache
+// whose entries expire.
+func TestTenantNamesAreCheckedAndUnknownOnesBounded(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{UnknownTenants: 100, DirectoryTTL: time.Hour}, nil)
+	ctx := context.Background()
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+	require.NoError(t, err)
+	base := in.lookups.Load()
+
+	for i := range 10_000 {
+		name := fmt.Sprintf("%s-%d", strings.Repeat("x", 4096), i)
+		_, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant", BoundTenant: name})
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest)
+		_, err = in.svc.SubjectFromPrincipal(ctx, name, "alice")
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest)
+		// Other readers of the tenant directory neither look such a name up nor keep it.
+		_, found, err := in.svc.UserByEmail(ctx, name, "alice@example.com")
+		require.NoError(t, err)
+		require.False(t, found)
+	}
+	assert.Equal(t, base, in.lookups.Load(), "got %d tenant lookups for invalid names, want none", in.lookups.Load()-base)
+	for _, user := range []string{strings.Repeat("u", pdp.MaxIDBytes+1), "al\x00ice", "\xff"} {
+		_, err = in.svc.SubjectFromPrincipal(ctx, "acme", user)
+		require.ErrorIs(t, err, pdp.ErrInvalidRequest, "principal user %.10q", user)
+	}
+
+	// Unknown but well-formed names: one lookup each, remembered, at most 100 of them.
+	unknown := func(i int) {
+		t.Helper()
+		res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant", BoundTenant: fmt.Sprintf("ghost-%d", i)})
+		require.NoError(t, err)
+		require.Equal(t, pdp.ReasonCrossTenant, res.Reason)
+	}
+	unknown(0)
+	unknown(0)
+	assert.Equal(t, base+1, in.lookups.Load(), "an unknown name is remembered")
+	for i := 1; i <= 1000; i++ {
+		unknown(i)
+	}
+	base = in.lookups.Load()
+	unknown(1000)
+	assert.Equal(t, base, in.lookups.Load(), "the newest unknown name is remembered")
+	unknown(0)
+	assert.Equal(t, base+1, in.lookups.Load(), "the oldest unknown name was evicted: the cache is bounded")
+}
+
+// TestUnknownTenantsExpire: an unknown name is asked again after DirectoryTTL, and at once
+// after any tenant change.
+func TestUnknownTenantsExpire(t *testing.T) {
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{DirectoryTTL: 50 * time.Millisecond}, nil)
+	ctx := context.Background()
+	sub, err := in.svc.SubjectFromPrincipal(ctx, "ghost", "alice")
+	require.NoError(t, err)
+	res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant"})
+	require.NoError(t, err)
+	require.Equal(t, pdp.ReasonUnknownTenant, res.Reason)
+	base := in.lookups.Load()
+	require.Eventually(t, func() bool {
+		_, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant"})
+		require.NoError(t, err)
+		return in.lookups.Load() > base
+	}, 10*time.Second, 10*time.Millisecond, "the unknown name never expired")
+
+	base = in.lookups.Load()
+	in.svc.TenantChanged("")
+	_, err = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant"})
+	require.NoError(t, err)
+	assert.Equal(t, base+1, in.lookups.Load(), "a tenant change forgets unknown names")
 }

@@ -41,6 +41,9 @@ type Config struct {
 	DirectoryTTL time.Duration
 	// Cache configures the permission-set cache tiers.
 	Cache cache.Options
+	// UnknownTenants bounds how many unknown tenant names are remembered (each for at most
+	// DirectoryTTL, all forgotten on any tenant change). Default 10,000.
+	UnknownTenants int
 }
 
 func (c *Config) defaults() {
@@ -49,6 +52,9 @@ func (c *Config) defaults() {
 	}
 	if c.DirectoryTTL <= 0 {
 		c.DirectoryTTL = 30 * time.Second
+	}
+	if c.UnknownTenants <= 0 {
+		c.UnknownTenants = 10_000
 	}
 	if c.Cache.Name == "" {
 		c.Cache.Name = "permset"
@@ -76,12 +82,14 @@ type Service struct {
 	log       *slog.Logger
 
 	dirMu gosync.RWMutex
-	dir   map[string]dirEntry // by tenant id and by slug
+	dir   map[string]dirEntry // tenants found, by id and by slug: bounded by the tenants there are
+	// unknown holds names no tenant had, with the time that was read; names come from
+	// requests, so this is bounded and expires.
+	unknown *cache.TTL[string, time.Time]
 }
 
 type dirEntry struct {
 	tenant  pgstore.Tenant
-	found   bool
 	fetched time.Time
 }
 
@@ -94,8 +102,10 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
-		now: time.Now, log: log, dir: map[string]dirEntry{}}, nil
+	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
+		now: time.Now, log: log, dir: map[string]dirEntry{}}
+	s.unknown = cache.NewTTL[string, time.Time](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
+	return s, nil
 }
 
 // WaitIdle waits until cache writes to Redis that are under way have finished.
@@ -112,12 +122,14 @@ func (s *Service) TenantChanged(tenantID string) {
 		clear(s.dir)
 	} else {
 		for k, e := range s.dir {
-			if !e.found || e.tenant.ID == tenantID {
+			if e.tenant.ID == tenantID {
 				delete(s.dir, k)
 			}
 		}
 	}
 	s.dirMu.Unlock()
+	// Any change may have created a tenant of a name remembered as unknown.
+	s.unknown.Purge()
 	if s.validator != nil {
 		// Realm → tenant answers and verified tokens of that tenant carry its status.
 		s.validator.InvalidateAll()
@@ -142,19 +154,23 @@ func (s *Service) SubjectFromToken(ctx context.Context, token string) (Subject, 
 // SubjectFromPrincipal names a subject directly (trusted callers only; the transport checks
 // that). tenant is an id or a slug; "" means the platform level.
 func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string) (Subject, error) {
-	if user == "" {
-		return Subject{}, fmt.Errorf("%w: principal.user is required", ErrInvalidRequest)
+	if user == "" || !validID(user) {
+		return Subject{}, errBadPrincipalUser
 	}
 	if tenant == "" {
 		return Subject{Level: authn.LevelPlatform, UserID: user}, nil
+	}
+	if !ValidTenantName(tenant) {
+		return Subject{}, errBadPrincipalTenant
 	}
 	t, found, err := s.tenant(ctx, tenant, s.now())
 	if err != nil {
 		return Subject{}, err
 	}
 	if !found {
-		// Check answers "unknown tenant" for it.
-		return Subject{Level: authn.LevelTenant, TenantID: tenant, TenantSlug: tenant, UserID: user}, nil
+		// Check answers "unknown tenant" for it. TenantSlug stays empty: only known tenants
+		// are named in labels and headers.
+		return Subject{Level: authn.LevelTenant, TenantID: tenant, UserID: user}, nil
 	}
 	return Subject{Level: authn.LevelTenant, TenantID: t.ID, TenantSlug: t.Slug, UserID: user}, nil
 }
@@ -166,23 +182,36 @@ func (s *Service) tenant(ctx context.Context, idOrSlug string, now time.Time) (p
 	e, ok := s.dir[idOrSlug]
 	s.dirMu.RUnlock()
 	if ok && now.Sub(e.fetched) < s.cfg.DirectoryTTL && s.trusted(authzsync.AdminDatabase, e.fetched, now) &&
-		(!e.found || e.tenant.AdminVersion >= s.floors.DirFloor(e.tenant.ID)) {
-		return e.tenant, e.found, nil
+		e.tenant.AdminVersion >= s.floors.DirFloor(e.tenant.ID) {
+		return e.tenant, true, nil
+	}
+	if !ok {
+		if !ValidTenantName(idOrSlug) {
+			// Callers refuse such names as invalid requests; whatever comes here anyway is
+			// no tenant's, and is neither looked up nor remembered.
+			return pgstore.Tenant{}, false, nil
+		}
+		if read, ok := s.unknown.Get(idOrSlug); ok && s.trusted(authzsync.AdminDatabase, read, now) {
+			return pgstore.Tenant{}, false, nil
+		}
 	}
 	t, err := s.store.Tenant(ctx, idOrSlug)
 	if errors.Is(err, pgstore.ErrNotFound) {
 		s.dirMu.Lock()
-		s.dir[idOrSlug] = dirEntry{fetched: now}
+		delete(s.dir, idOrSlug)
 		s.dirMu.Unlock()
+		s.unknown.Add(idOrSlug, now, now.Add(s.cfg.DirectoryTTL))
 		return pgstore.Tenant{}, false, nil
 	}
 	if err != nil {
 		return pgstore.Tenant{}, false, fmt.Errorf("%w: read tenant: %w", ErrUnavailable, err)
 	}
 	s.dirMu.Lock()
-	s.dir[t.ID] = dirEntry{tenant: t, found: true, fetched: now}
-	s.dir[t.Slug] = dirEntry{tenant: t, found: true, fetched: now}
+	s.dir[t.ID] = dirEntry{tenant: t, fetched: now}
+	s.dir[t.Slug] = dirEntry{tenant: t, fetched: now}
 	s.dirMu.Unlock()
+	s.unknown.Remove(t.ID)
+	s.unknown.Remove(t.Slug)
 	return t, true, nil
 }
 
@@ -224,13 +253,9 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	if sub.UserID == "" {
 		return Result{Reason: ReasonUnauthenticated}, nil
 	}
-	if req.Resource != nil {
-		if sub.Level == authn.LevelTenant && req.Resource.Tenant != "" {
-			return Result{}, fmt.Errorf("%w: resource.tenant (a target tenant) is for platform-level subjects", ErrInvalidRequest)
-		}
-		if sub.Level == authn.LevelPlatform && req.Resource.TeamID != "" {
-			return Result{}, fmt.Errorf("%w: resource.team_id is for tenant-level subjects", ErrInvalidRequest)
-		}
+	// An invalid request is an API error before any tenant or user gate (DESIGN §2).
+	if err := ValidateRequest(sub, req); err != nil {
+		return Result{}, err
 	}
 	if req.BoundTenant != "" {
 		bound, found, err := s.tenant(ctx, req.BoundTenant, now)

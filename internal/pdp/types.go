@@ -2,9 +2,12 @@ package pdp
 
 import (
 	"errors"
+	"fmt"
+	"unicode/utf8"
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/registry"
 )
 
 // Errors of the decision service. Anything else returned by Check means "could not decide":
@@ -123,4 +126,97 @@ type Result struct {
 	Grant      decision.Grant
 	Version    uint64
 	DecisionID string
+}
+
+// Bounds on what callers send (DESIGN §8): longer values are invalid requests, refused before
+// they reach a log line, a metric label, a cache key or a query.
+const (
+	// MaxPermissionBytes bounds a requested permission.
+	MaxPermissionBytes = 255
+	// MaxIDBytes bounds a user id, a resource's owner and team ids (users.external_id holds
+	// at most 255 characters).
+	MaxIDBytes = 255
+)
+
+// ValidPermission reports whether p can be a requested permission at some level: bounded,
+// "resource.action" or "resource.action.scope" with lowercase segments and a scope word of
+// either level, no '*'. Transports label metrics with p only when it holds.
+func ValidPermission(p string) bool {
+	if len(p) > MaxPermissionBytes {
+		return false
+	}
+	_, _, _, _, err := decision.ParseRequest(decision.LevelTenant, p)
+	if err != nil {
+		_, _, _, _, err = decision.ParseRequest(decision.LevelPlatform, p)
+	}
+	return err == nil
+}
+
+// ValidTenantName reports whether s can name a tenant: a slug, which a tenant id (a lowercase
+// UUID) also is.
+func ValidTenantName(s string) bool { return registry.ValidSlug(s) }
+
+// validID reports whether s may be a user, owner or team id: at most MaxIDBytes of valid
+// UTF-8 without control characters.
+func validID(s string) bool {
+	if len(s) > MaxIDBytes || !utf8.ValidString(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func decisionLevel(l authn.Level) decision.Level {
+	if l == authn.LevelPlatform {
+		return decision.LevelPlatform
+	}
+	return decision.LevelTenant
+}
+
+// Invalid-request errors name the field, never echo its value (it may be megabytes).
+var (
+	errPermissionTooLong  = fmt.Errorf("%w: permission is longer than %d bytes", ErrInvalidRequest, MaxPermissionBytes)
+	errBadOwner           = fmt.Errorf("%w: resource.owner_id must be at most %d bytes of text", ErrInvalidRequest, MaxIDBytes)
+	errBadTeam            = fmt.Errorf("%w: resource.team_id must be at most %d bytes of text", ErrInvalidRequest, MaxIDBytes)
+	errBadTarget          = fmt.Errorf("%w: resource.tenant is not a tenant slug or id", ErrInvalidRequest)
+	errBadBound           = fmt.Errorf("%w: the bound tenant is not a tenant slug or id", ErrInvalidRequest)
+	errTargetAtTenant     = fmt.Errorf("%w: resource.tenant (a target tenant) is for platform-level subjects", ErrInvalidRequest)
+	errTeamAtPlatform     = fmt.Errorf("%w: resource.team_id is for tenant-level subjects", ErrInvalidRequest)
+	errBadPrincipalUser   = fmt.Errorf("%w: principal.user must be 1 to %d bytes of text", ErrInvalidRequest, MaxIDBytes)
+	errBadPrincipalTenant = fmt.Errorf("%w: principal.tenant is not a tenant slug or id", ErrInvalidRequest)
+)
+
+// ValidateRequest is step 1 of DESIGN §2: everything that makes a request invalid for the
+// subject's level, whatever the tenant and user gates would say. Check applies it first; it
+// allocates nothing when the request is valid. Errors match ErrInvalidRequest.
+func ValidateRequest(sub Subject, req Request) error {
+	if len(req.Permission) > MaxPermissionBytes {
+		return errPermissionTooLong
+	}
+	dreq := decision.Request{Permission: req.Permission, HasResource: req.Resource != nil}
+	if err := decision.ValidateRequest(decisionLevel(sub.Level), dreq); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if r := req.Resource; r != nil {
+		switch {
+		case sub.Level == authn.LevelTenant && r.Tenant != "":
+			return errTargetAtTenant
+		case sub.Level == authn.LevelPlatform && r.TeamID != "":
+			return errTeamAtPlatform
+		case !validID(r.OwnerID):
+			return errBadOwner
+		case !validID(r.TeamID):
+			return errBadTeam
+		case r.Tenant != "" && !ValidTenantName(r.Tenant):
+			return errBadTarget
+		}
+	}
+	if req.BoundTenant != "" && !ValidTenantName(req.BoundTenant) {
+		return errBadBound
+	}
+	return nil
 }

@@ -104,7 +104,7 @@ func (s *Store) realms(ctx context.Context) (map[string]authn.TenantRealm, error
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		var x row
-		err := r.Scan(&x.realm, &x.tr.TenantID, &x.tr.Slug, &x.tr.Status, &x.tr.Audiences)
+		err := scanRealm(r, &x.tr, &x.realm)
 		return x, err
 	})
 	if err != nil {
@@ -112,9 +112,6 @@ func (s *Store) realms(ctx context.Context) (map[string]authn.TenantRealm, error
 	}
 	m := make(map[string]authn.TenantRealm, len(list))
 	for _, x := range list {
-		if len(x.tr.Audiences) == 0 {
-			x.tr.Audiences = nil
-		}
 		m[x.realm] = x.tr
 	}
 	return m, nil

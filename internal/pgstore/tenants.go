@@ -60,31 +60,46 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 }
 
 // realmColumns are what identity needs of a tenant: id, slug, status and the string entries of
-// settings.audiences.
-const realmColumns = `id::text, slug, status,
-	ARRAY(SELECT a #>> '{}' FROM jsonb_array_elements(
-	          CASE jsonb_typeof(settings->'audiences') WHEN 'array' THEN settings->'audiences' ELSE '[]' END) a
+// settings.audiences and settings.clients.
+var realmColumns = `id::text, slug, status, ` + settingsList("audiences") + `, ` + settingsList("clients")
+
+// settingsList reads settings-><name> as a text array: its string elements when it is a JSON
+// array, else empty. Elements that are not strings are ignored, which can only narrow what is
+// accepted.
+func settingsList(name string) string {
+	return `ARRAY(SELECT a #>> '{}' FROM jsonb_array_elements(
+	          CASE jsonb_typeof(settings->'` + name + `') WHEN 'array' THEN settings->'` + name + `' ELSE '[]' END) a
 	       WHERE jsonb_typeof(a) = 'string')`
+}
+
+// scanRealm reads realmColumns (after any columns scanned before them, given in dest).
+func scanRealm(row pgx.Row, tr *authn.TenantRealm, dest ...any) error {
+	if err := row.Scan(append(dest, &tr.TenantID, &tr.Slug, &tr.Status, &tr.Audiences, &tr.Clients)...); err != nil {
+		return err
+	}
+	if len(tr.Audiences) == 0 {
+		tr.Audiences = nil
+	}
+	if len(tr.Clients) == 0 {
+		tr.Clients = nil
+	}
+	return nil
+}
 
 // ResolveRealm implements authn.RealmResolver: the tenant whose external_auth_realm is realm,
 // deleted tenants excluded (authn.ErrRealmNotFound). Any status other than deleted is passed
-// through for authn to refuse. Audiences come from settings->'audiences' when it is a JSON
-// array; elements that are not strings are ignored, which can only narrow what is accepted.
+// through for authn to refuse. Audiences and clients come from settings (settingsList).
 func (s *Store) ResolveRealm(ctx context.Context, realm string) (authn.TenantRealm, error) {
 	ctx, cancel := s.timeout(ctx, "resolve_realm")
 	defer cancel()
 	var tr authn.TenantRealm
-	err := s.admin.QueryRow(ctx, `SELECT `+realmColumns+`
-		  FROM admin.tenants WHERE external_auth_realm = $1 AND status <> 'deleted'`, realm).
-		Scan(&tr.TenantID, &tr.Slug, &tr.Status, &tr.Audiences)
+	err := scanRealm(s.admin.QueryRow(ctx, `SELECT `+realmColumns+`
+		  FROM admin.tenants WHERE external_auth_realm = $1 AND status <> 'deleted'`, realm), &tr)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return authn.TenantRealm{}, authn.ErrRealmNotFound
 	}
 	if err != nil {
 		return authn.TenantRealm{}, fmt.Errorf("pgstore: resolve realm %q: %w", realm, err)
-	}
-	if len(tr.Audiences) == 0 {
-		tr.Audiences = nil
 	}
 	return tr, nil
 }

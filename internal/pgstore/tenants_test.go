@@ -78,9 +78,9 @@ func TestResolveRealm(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.w.Tenants.Delete(ctx, gone.ID, false)
 	require.NoError(t, err)
-	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = '{"audiences": ["app-a", "app-b", 7, null]}' WHERE id = $1`, active.ID)
+	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = '{"audiences": ["app-a", "app-b", 7, null], "clients": ["web", {"x": 1}, "mobile"]}' WHERE id = $1`, active.ID)
 	require.NoError(t, err)
-	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = '{"audiences": "not-a-list"}' WHERE id = $1`, paused.ID)
+	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = '{"audiences": "not-a-list", "clients": "web"}' WHERE id = $1`, paused.ID)
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -89,7 +89,8 @@ func TestResolveRealm(t *testing.T) {
 		want  authn.TenantRealm
 		err   error
 	}{
-		{"active with audiences", "alpha-realm", authn.TenantRealm{TenantID: active.ID, Slug: "alpha", Status: "active", Audiences: []string{"app-a", "app-b"}}, nil},
+		{"active with audiences and clients", "alpha-realm", authn.TenantRealm{TenantID: active.ID, Slug: "alpha", Status: "active",
+			Audiences: []string{"app-a", "app-b"}, Clients: []string{"web", "mobile"}}, nil},
 		{"suspended passes its status through", "beta-realm", authn.TenantRealm{TenantID: paused.ID, Slug: "beta", Status: "suspended"}, nil},
 		{"deleted is not found", "gamma-realm", authn.TenantRealm{}, authn.ErrRealmNotFound},
 		{"unknown", "delta-realm", authn.TenantRealm{}, authn.ErrRealmNotFound},

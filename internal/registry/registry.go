@@ -41,7 +41,6 @@ const (
 )
 
 var (
-	slugRe       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	identifierRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 	hostRe       = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,253}$`)
 	userRe       = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,63}$`)
@@ -51,7 +50,19 @@ var (
 
 // ValidSlug reports whether s is a valid slug: lowercase letters, digits and inner dashes,
 // at most 63 characters.
-func ValidSlug(s string) bool { return slugRe.MatchString(s) }
+// It is a loop rather than a regular expression because the pdp checks tenant names from
+// requests with it.
+func ValidSlug(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidIdentifier reports whether s may be used as a schema or database name.
 func ValidIdentifier(s string) bool {

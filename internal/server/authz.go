@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,10 +33,11 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 	s := a.s
 	start := time.Now()
 	defer s.metrics.observe(apiGRPC, start)
-	rec := record{api: apiGRPC, permission: req.GetPermission()}
+	rec := record{api: apiGRPC, permission: permissionLabel(req.GetPermission())}
 
-	if req.GetPermission() == "" {
-		return nil, s.fail(ctx, &rec, status.Error(codes.InvalidArgument, "permission is required"))
+	// An invalid request is refused before the subject is looked at (DESIGN §2).
+	if err := checkPermission(req.GetPermission()); err != nil {
+		return nil, s.fail(ctx, &rec, status.Error(codes.InvalidArgument, err.Error()))
 	}
 	sub, unauth, err := s.grpcSubject(ctx, req.GetSubject(), &rec)
 	if err != nil {
@@ -75,8 +77,8 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 	}
 	reqs := make([]pdp.Request, len(items))
 	for i, it := range items {
-		if it.GetPermission() == "" {
-			return nil, s.fail(ctx, &rec, status.Errorf(codes.InvalidArgument, "items[%d]: permission is required", i))
+		if err := checkPermission(it.GetPermission()); err != nil {
+			return nil, s.fail(ctx, &rec, status.Errorf(codes.InvalidArgument, "items[%d]: %s", i, err))
 		}
 		reqs[i] = pdp.Request{
 			Permission:     it.GetPermission(),
@@ -92,7 +94,7 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 	if unauth {
 		for i := range items {
 			r := rec
-			r.permission = items[i].GetPermission()
+			r.permission = items[i].GetPermission() // valid: checked above
 			if i > 0 {
 				r.authn = "" // one credential failed once: authn_failures_total counts it once
 			}
@@ -175,7 +177,7 @@ func (s *Server) grpcSubject(ctx context.Context, subj *authzv1.Subject, rec *re
 		rec.err, rec.undecided = sErr, cannotDecide(sErr)
 		return pdp.Subject{}, false, grpcError(sErr)
 	}
-	rec.tenant, rec.user = sub.TenantSlug, sub.UserID
+	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
 	return sub, false, nil
 }
 
@@ -213,6 +215,19 @@ func (s *Server) recordResult(ctx context.Context, rec *record, res pdp.Result) 
 	rec.reason = res.Reason.String()
 	rec.decisionID = res.DecisionID
 	s.finish(ctx, rec)
+}
+
+// checkPermission refuses a requested permission that is not valid at any level; whether it
+// is valid at the subject's level is the pdp's to say.
+func checkPermission(p string) error {
+	switch {
+	case p == "":
+		return errors.New("permission is required")
+	case !pdp.ValidPermission(p):
+		return fmt.Errorf("permission is not a permission code: resource.action or resource.action.scope, "+
+			"segments of [a-z0-9_-], no '*', at most %d bytes", pdp.MaxPermissionBytes)
+	}
+	return nil
 }
 
 func resourceFromProto(r *authzv1.Resource) *pdp.Resource {

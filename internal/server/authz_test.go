@@ -69,14 +69,14 @@ func TestAuthzCheck(t *testing.T) {
 	t.Run("resource and at_least_version pass through", func(t *testing.T) {
 		resp, err := client.Check(ctx, &authzv1.CheckRequest{
 			Subject: tokenSubject("alice-token"), Permission: "projects.read",
-			Resource:       &authzv1.Resource{OwnerId: "u-7", TeamId: "team-1", Tenant: "globex"},
+			Resource:       &authzv1.Resource{OwnerId: "u-7", TeamId: "team-1"},
 			AtLeastVersion: 42,
 		})
 		require.NoError(t, err)
 		assert.True(t, resp.GetAllowed())
 		assert.Equal(t, uint64(42), resp.GetVersion(), "got version %d, want 42", resp.GetVersion())
 		last, _, _ := ts.fake.lastRequest()
-		assert.Equal(t, &pdp.Resource{OwnerID: "u-7", TeamID: "team-1", Tenant: "globex"}, last.Resource)
+		assert.Equal(t, &pdp.Resource{OwnerID: "u-7", TeamID: "team-1"}, last.Resource)
 		assert.Equal(t, uint64(42), last.AtLeastVersion)
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/routes"
+	"github.com/neofast/neoauthz/internal/strictjson"
 )
 
 // AuthZEN Authorization API 1.0, HTTPS JSON binding: Access Evaluation, Access Evaluations,
@@ -256,7 +257,7 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 	}
 	var in azRequest
 	if t := r.PathValue("tenant"); t != "" {
-		if !validTenantRef(t) {
+		if !pdp.ValidTenantName(t) {
 			return in, &azError{Status: http.StatusNotFound, Message: "not a tenant"}
 		}
 		in.tenant = t
@@ -288,60 +289,16 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 	if err := json.Unmarshal(b, body); err != nil {
 		return in, azBad("malformed JSON request: %s", jsonProblem(err))
 	}
-	if name, dup := duplicateMember(b); dup {
-		return in, azBad("malformed JSON request: member %q appears twice in one object", name)
+	// I-JSON (RFC 7493 §2.3): a reader that keeps the first and one that keeps the last member
+	// of a name would act on two different requests.
+	if err := strictjson.CheckMembers(b); err != nil {
+		var dup *strictjson.DuplicateMemberError
+		if errors.As(err, &dup) {
+			return in, azBad("malformed JSON request: member %q appears twice in one object", dup.Name)
+		}
+		return in, azBad("malformed JSON request: nested more than %d deep", strictjson.MaxDepth)
 	}
 	return in, nil
-}
-
-// duplicateMember finds an object, at any depth, with a member name twice (I-JSON, RFC 7493
-// §2.3): a reader that keeps the first and one that keeps the last would act on two different
-// requests. b must be valid JSON in UTF-8 (json.Unmarshal accepted it): the scan only tracks
-// strings, brackets and commas.
-func duplicateMember(b []byte) (string, bool) {
-	var stack []map[string]struct{} // one per open container; nil for an array
-	isObj := []bool{}
-	wantKey := false
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '{':
-			stack, isObj, wantKey = append(stack, nil), append(isObj, true), true
-		case '[':
-			stack, isObj, wantKey = append(stack, nil), append(isObj, false), false
-		case '}', ']':
-			stack, isObj, wantKey = stack[:len(stack)-1], isObj[:len(isObj)-1], false
-		case ',':
-			wantKey = len(isObj) > 0 && isObj[len(isObj)-1]
-		case '"':
-			j, escaped := i+1, false
-			for ; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					escaped = true
-					j++
-				}
-			}
-			if wantKey {
-				key := string(b[i+1 : j])
-				if escaped {
-					_ = json.Unmarshal(b[i:j+1], &key) // valid JSON: compare names unescaped
-				}
-				top := len(stack) - 1
-				if _, dup := stack[top][key]; dup {
-					if len(key) > 64 {
-						key = key[:64]
-					}
-					return key, true
-				}
-				if stack[top] == nil {
-					stack[top] = make(map[string]struct{}, 4)
-				}
-				stack[top][key] = struct{}{}
-				wantKey = false
-			}
-			i = j
-		}
-	}
-	return "", false
 }
 
 // jsonProblem describes a decoding error without echoing the request.
@@ -581,7 +538,7 @@ func (s *Server) authzenCheck(ctx context.Context, in *azRequest, e *azEvaluatio
 func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubject, e *azEvaluation, rec *record) (azDecision, *azError) {
 	cfg := s.authzen.cfg
 	sub := asub.Subject
-	rec.tenant, rec.user = sub.TenantSlug, sub.UserID
+	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
 
 	req := pdp.Request{AtLeastVersion: in.minVersion, BoundTenant: asub.bound}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
@@ -790,6 +747,11 @@ func (s *Server) authzenRoute(e *azEvaluation, sub pdp.Subject, req *pdp.Request
 	}
 	req.Permission = m.Route.Permission
 	rec.permission = req.Permission
+	// An invalid request before any tenant gate: a name that is no tenant's is refused as such,
+	// not as a conflict with the tenant the PEP asks about.
+	if m.Tenant != "" && !pdp.ValidTenantName(m.Tenant) {
+		return azDecision{}, true, azBad("resource.id names no valid tenant")
+	}
 	if bound, conflict := bindTenant(req.BoundTenant, m.Tenant); conflict {
 		return azDeny(pdp.ReasonCrossTenant.String()), true, nil
 	} else if sub.Level == authn.LevelTenant {
@@ -846,7 +808,7 @@ func (s *Server) authzenMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	base = strings.TrimSuffix(base, "/")
 	if t := r.PathValue("tenant"); t != "" {
-		if !validTenantRef(t) {
+		if !pdp.ValidTenantName(t) {
 			writeAuthZEN(w, http.StatusNotFound, struct {
 				Error *azError `json:"error"`
 			}{&azError{Status: http.StatusNotFound, Message: "not a tenant"}})

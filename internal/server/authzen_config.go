@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/pdp"
 )
 
 // AuthZENConfig is the AuthZEN file (Config.AuthZENConfigPath): who may ask (PEPs) and how an
@@ -179,7 +180,7 @@ func (c *AuthZENConfig) Validate() error {
 			bad("%s: names no tenant (tenants) and not the platform (platform)", name)
 		}
 		for _, t := range p.Tenants {
-			if t != anyTenant && !validTenantRef(t) {
+			if t != anyTenant && !pdp.ValidTenantName(t) {
 				bad("%s: tenant %q is not a tenant slug or id", name, t)
 			}
 		}
@@ -237,20 +238,6 @@ func validPermission(p string) bool {
 		}
 	}
 	return false
-}
-
-// validTenantRef reports whether s can name a tenant: a slug or a uuid, lowercase.
-func validTenantRef(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // searchesTeams reports whether some resource type is searched as teams.

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -150,6 +149,7 @@ func TestAuthZENEvaluation(t *testing.T) {
 		"owner not string":  {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"projects.read"},"resource":{"type":"a","id":"b","properties":{"owner_id":{}}}}`, 400},
 		"not UTF-8":         {"application/json", "{\"subject\":{\"type\":\"user\",\"id\":\"al\xffce\"},\"action\":{\"name\":\"can_read_users\"},\"resource\":{\"type\":\"a\",\"id\":\"b\"}}", 400},
 		"duplicate member":  {"application/json", `{"subject":{"type":"user","id":"alice","id":"root"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"}}`, 400},
+		"nested too deep":   {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"},"context":{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`, 400},
 		"context not obj":   {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"can_read_users"},"resource":{"type":"a","id":"b"},"context":[1]}`, 400},
 		"cannot decide":     {"application/json", `{"subject":{"type":"user","id":"alice"},"action":{"name":"fail.unavailable.tenant"},"resource":{"type":"a","id":"b"}}`, 503},
 	}
@@ -187,6 +187,30 @@ func TestAuthZENEvaluation(t *testing.T) {
 	}
 	assert.Positive(t, observed, "permission_check_duration_seconds{api=authzen}")
 	assert.Positive(t, allowed, "permission_checks_total{permission=users.read.tenant,result=allowed}")
+}
+
+// TestAuthZENInvalidRouteTenantFirst: a route's tenant parameter that is no tenant name is an
+// invalid request, even when it also disagrees with the tenant the PEP asks about.
+func TestAuthZENInvalidRouteTenantFirst(t *testing.T) {
+	_, c := startAuthZENWith(t, newFake(), "spiffe://test/gateway", `{
+	  "peps": [{ "name": "gateway", "mtls_identities": ["spiffe://test/gateway"], "tenants": ["acme"] }],
+	  "route_resource_type": "route", "subject_tokens": true
+	}`)
+	// A subject token: the path binds its tenant, so a route tenant can conflict with it.
+	route := func(path string) string {
+		return `{"subject":{"type":"user","id":"alice","properties":{"token":"alice-token"}},"action":{"name":"GET"},
+			"resource":{"type":"route","id":"` + path + `"}}`
+	}
+	code, out := c.post(t, "/tenants/acme"+pathEvaluation, route("/api/tenants/acme/reports"))
+	require.Equal(t, http.StatusOK, code, "%v", out)
+	assert.Equal(t, true, out["decision"])
+	code, out = c.post(t, "/tenants/acme"+pathEvaluation, route("/api/tenants/globex/reports"))
+	require.Equal(t, http.StatusOK, code, "%v", out)
+	assert.Equal(t, false, out["decision"], "another tenant: cross-tenant")
+	for _, bad := range []string{"Not_A_Tenant", strings.Repeat("a", 4096)} {
+		code, out = c.post(t, "/tenants/acme"+pathEvaluation, route("/api/tenants/"+bad+"/reports"))
+		assert.Equal(t, http.StatusBadRequest, code, "%.20s: %v", bad, out)
+	}
 }
 
 func TestAuthZENEvaluations(t *testing.T) {
@@ -335,85 +359,6 @@ func TestAuthZENConfigValidate(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.HTTPTLS = true
 		require.ErrorContains(t, cfg.Validate(), "http tls")
-	})
-}
-
-func TestDuplicateMember(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string // "" = none
-	}{
-		{`{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}`, ""},
-		{`{"a":1,"a":2}`, "a"},
-		{`{"s":{"type":"user","id":"alice","id":"root"}}`, "id"},
-		{`{"e":[{"x":[1,{"y":1,"y":2}]}]}`, "y"},
-		{`{"a":{"b":1},"c":2,"a":3}`, "a"},
-		{`{"a\u0062":1,"ab":2}`, "ab"}, // equal after unescaping
-		{`[{"a":1},{"a":1}]`, ""},
-		{`{}`, ""},
-	}
-	for _, tc := range tests {
-		name, dup := duplicateMember([]byte(tc.in))
-		assert.Equal(t, tc.want != "", dup, tc.in)
-		assert.Equal(t, tc.want, name, tc.in)
-	}
-}
-
-// duplicateMemberReference is duplicateMember written over json.Decoder's tokens: slow, but
-// obviously right, as an oracle for the fuzz target.
-func duplicateMemberReference(b []byte) bool {
-	type frame struct {
-		obj, wantKey bool
-		keys         map[string]bool
-	}
-	var stack []frame
-	dec := json.NewDecoder(bytes.NewReader(b))
-	for {
-		t, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		top := len(stack) - 1
-		if d, ok := t.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:top]
-			if top > 0 && stack[top-1].obj {
-				stack[top-1].wantKey = true
-			}
-			continue
-		}
-		if top >= 0 && stack[top].obj && stack[top].wantKey {
-			k := t.(string)
-			if stack[top].keys[k] {
-				return true
-			}
-			stack[top].keys[k], stack[top].wantKey = true, false
-			continue
-		}
-		switch t {
-		case json.Delim('{'):
-			stack = append(stack, frame{obj: true, wantKey: true, keys: map[string]bool{}})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		default:
-			if top >= 0 && stack[top].obj {
-				stack[top].wantKey = true
-			}
-		}
-	}
-}
-
-func FuzzDuplicateMember(f *testing.F) {
-	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":"}\"","b":1}}`, `[{"a":[1,"a"]},{"a":1}]`, `{"\u0061":1,"a":2}`, `"x"`, `{"a":"\\"}`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if !json.Valid(b) || !utf8.Valid(b) {
-			return
-		}
-		_, got := duplicateMember(b)
-		if want := duplicateMemberReference(b); got != want {
-			t.Fatalf("duplicateMember(%q) = %v, want %v", b, got, want)
-		}
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,6 +18,51 @@ import (
 // reasonMissingToken labels a request that carried no bearer token (authn_failures_total,
 // logs); every other authentication failure is labelled with its authn.Kind.
 const reasonMissingToken = "missing_token"
+
+// Label values that stand for client input not fit to be a label (DESIGN §8): metric labels
+// and log fields take only validated values.
+const (
+	labelInvalid = "invalid" // a permission that does not parse
+	labelUnknown = "unknown" // a tenant-level subject of no known tenant
+)
+
+// permissionLabel is the permission_checks_total label (and log field) of a requested
+// permission: the permission itself when it parses, labelInvalid otherwise.
+func permissionLabel(p string) string {
+	if p == "" || pdp.ValidPermission(p) {
+		return p
+	}
+	return labelInvalid
+}
+
+// tenantLabel is the tenant label of a subject: the slug of its tenant, which the pdp sets only
+// for a tenant it knows; labelUnknown for a tenant-level subject without one; "" at platform
+// level.
+func tenantLabel(sub pdp.Subject) string {
+	if sub.TenantSlug == "" && sub.Level == authn.LevelTenant {
+		return labelUnknown
+	}
+	return sub.TenantSlug
+}
+
+// maxLoggedPath bounds the path a log line carries (paths are up to routes.MaxPathLen).
+const maxLoggedPath = 256
+
+// loggedPath cuts the query and fragment off a request target (a query may carry secrets:
+// signed URLs, tokens some clients put there) and bounds what is left.
+func loggedPath(target string) string { return clipPath(pathOnly(target)) }
+
+// clipPath bounds a path for a log line, cutting at a UTF-8 boundary.
+func clipPath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	cut := maxLoggedPath
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "..."
+}
 
 // errInconsistent is a pdp result whose Allowed disagrees with its Reason. It is treated as
 // "could not decide" so that a bug there can never turn into an allow.

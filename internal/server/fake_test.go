@@ -25,8 +25,8 @@ import (
 //
 // Permissions are granted per user in grants; "*.deny" codes in denies are explicit denies.
 // Permissions "fail.unavailable*" fail with pdp.ErrUnavailable, "fail.internal*" with a plain
-// error, one containing '*' with pdp.ErrInvalidRequest; "slow.op.tenant" blocks until release
-// is closed.
+// error; requests the pdp finds invalid (pdp.ValidateRequest) fail with pdp.ErrInvalidRequest;
+// "slow.op.tenant" blocks until release is closed.
 type fakeDecider struct {
 	ready   atomic.Bool
 	grants  map[string][]string // user → codes or "resource.action" (resource checks)
@@ -105,9 +105,11 @@ func (f *fakeDecider) decide(ctx context.Context, sub pdp.Subject, req pdp.Reque
 		return pdp.Result{}, fmt.Errorf("%w: tenant database down", pdp.ErrUnavailable)
 	case strings.HasPrefix(req.Permission, "fail.internal"):
 		return pdp.Result{}, errors.New("bug")
-	case strings.Contains(req.Permission, "*"):
-		return pdp.Result{}, fmt.Errorf("%w: '*' in a request", pdp.ErrInvalidRequest)
-	case req.Permission == "slow.op.tenant":
+	}
+	if err := pdp.ValidateRequest(sub, req); err != nil {
+		return pdp.Result{}, err
+	}
+	if req.Permission == "slow.op.tenant" {
 		select {
 		case f.started <- struct{}{}:
 		default:

@@ -53,6 +53,9 @@ const (
 	msgBadPath          = "bad request path"
 	msgBadMethod        = "bad request method"
 	msgBadMinVersion    = "invalid x-neoauthz-min-version header"
+	msgBadPermission    = "invalid permission request"
+	msgBadHost          = "bad request host"
+	msgBadTenant        = "bad tenant name"
 	msgTenantConflict   = "conflicting tenant bindings"
 	msgMissingToken     = "missing bearer token"
 	msgInvalidToken     = "invalid bearer token"
@@ -60,7 +63,24 @@ const (
 	headerAuthorization = "authorization"
 )
 
-// decideGate makes the decision for a guarded HTTP request:
+// Bounds on request headers the gate reads (DESIGN §8); tokens are bounded by authn.
+const (
+	// maxHostBytes bounds the host the tenant host pattern reads: a DNS name (253) with a port.
+	maxHostBytes = 253 + len(":65535")
+	// maxMinVersionBytes bounds x-neoauthz-min-version: a uint64 has at most 20 digits.
+	maxMinVersionBytes = 32
+)
+
+// Refusals that name their cause without echoing the client's value.
+var (
+	errPinnedPermission = errors.New("the pinned permission is not a valid permission code")
+	errMinVersion       = errors.New("x-neoauthz-min-version is not a version number")
+	errHostTooLong      = errors.New("the request host is too long")
+	errTenantName       = errors.New("a tenant name from the route, path or host is not a tenant slug or id")
+)
+
+// decideGate makes the decision for a guarded HTTP request. Everything wrong with the request
+// itself is refused (400) before the subject or any tenant is looked at (DESIGN §2):
 //
 //  1. the permission: pinned by configuration, else the route table's match on method and
 //     path (a public route is allowed without a token; no route is a deny; a path that cannot
@@ -76,19 +96,23 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	var routeTenant string
 	var m routes.Match
 	if in.permission != "" {
+		g.rec.path = loggedPath(in.path)
+		if !pdp.ValidPermission(in.permission) {
+			g.rec.permission = labelInvalid
+			return g.badRequest(msgBadPermission, "invalid_request", errPinnedPermission)
+		}
 		req.Permission = in.permission
-		g.rec.path = pathOnly(in.path)
 	} else {
 		if s.routes == nil {
 			return g.deny(pdp.ReasonNoPermission, msgNoRouteTable, nil)
 		}
 		var err error
 		m, err = s.routes.Match(in.method, in.path)
-		g.rec.path = m.Path
+		g.rec.path = clipPath(m.Path) // normalised: no query
 		switch {
 		case errors.Is(err, routes.ErrNoRoute):
 			if g.rec.path == "" {
-				g.rec.path = pathOnly(in.path)
+				g.rec.path = loggedPath(in.path)
 			}
 			return g.deny(pdp.ReasonNoPermission, msgNoRoute, nil)
 		case errors.Is(err, routes.ErrBadMethod):
@@ -110,14 +134,27 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	}
 
 	if in.minVersion != "" {
+		if len(in.minVersion) > maxMinVersionBytes {
+			return g.badRequest(msgBadMinVersion, "bad_min_version", errMinVersion)
+		}
 		v, err := strconv.ParseUint(strings.TrimSpace(in.minVersion), 10, 64)
 		if err != nil {
-			return g.badRequest(msgBadMinVersion, "bad_min_version", err)
+			return g.badRequest(msgBadMinVersion, "bad_min_version", errMinVersion)
 		}
 		req.AtLeastVersion = v
 	}
+	if s.host.set && len(in.host) > maxHostBytes {
+		return g.badRequest(msgBadHost, "bad_host", errHostTooLong)
+	}
 
-	bound, conflict := bindTenant(in.tenant, routeTenant, s.host.tenant(in.host))
+	// A tenant name that cannot be one is an invalid request, before bindings are compared.
+	hostTenant := s.host.tenant(in.host)
+	for _, name := range [...]string{in.tenant, routeTenant, hostTenant} {
+		if name != "" && !pdp.ValidTenantName(name) {
+			return g.badRequest(msgBadTenant, "bad_tenant", errTenantName)
+		}
+	}
+	bound, conflict := bindTenant(in.tenant, routeTenant, hostTenant)
 	if conflict {
 		return g.deny(pdp.ReasonCrossTenant, msgTenantConflict, nil)
 	}
@@ -143,7 +180,7 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 		return g.unavailable(err)
 	}
 	g.sub = sub
-	g.rec.tenant, g.rec.user = sub.TenantSlug, sub.UserID
+	g.rec.tenant, g.rec.user = tenantLabel(sub), sub.UserID
 
 	if m.Route != nil && m.Route.ResourceCheck() {
 		req.Resource = &pdp.Resource{OwnerID: m.Owner, TeamID: m.Team}
@@ -160,7 +197,7 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	}
 	if err != nil {
 		if errors.Is(err, pdp.ErrInvalidRequest) {
-			return g.badRequest("invalid permission request", "invalid_request", err)
+			return g.badRequest(msgBadPermission, "invalid_request", err)
 		}
 		return g.unavailable(err)
 	}

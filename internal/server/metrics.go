@@ -27,10 +27,11 @@ const (
 )
 
 // Label limits of permission_checks_total. Its cardinality is tenants × permissions × 4
-// results; tenant is the subject's slug ("" before a subject is known, e.g. unauthenticated)
-// and permission is the requested code as sent. Permissions come from the route table and
-// from callers of neoauthz.v1, which can send any string the pdp accepts, so both labels are
-// capped: values beyond the limit are counted as "other" and the series count stays bounded
+// results; tenant is the slug of a tenant the pdp knows ("" before a subject is known or at
+// platform level, "unknown" for a tenant-level subject of no known tenant) and permission is
+// the requested code when it parses ("invalid" otherwise), so every value is short. Callers of
+// neoauthz.v1 can still send many distinct valid codes, so both labels are also capped in
+// number: values beyond the limit are counted as "other" and the series count stays bounded
 // whatever callers send.
 const (
 	maxTenantLabels     = 2000

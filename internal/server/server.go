@@ -172,6 +172,10 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 // it on listeners of their own.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
+// AuthorizationService returns the neoauthz.v1 service the gRPC listener serves, to call in
+// process (as Check is Envoy's).
+func (s *Server) AuthorizationService() authzv1.AuthorizationServiceServer { return authzService{s: s} }
+
 // HTTPHandler returns the HTTP handler: /auth (forward auth), the AuthZEN API when configured,
 // and /health and /metrics unless Config.MetricsAddr moves them to OpsHandler's listener.
 func (s *Server) HTTPHandler() http.Handler { return s.http }

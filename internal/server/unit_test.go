@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -182,3 +183,12 @@ func FuzzHostPatternTenant(f *testing.F) {
 
 // The decision service satisfies the interface the transports declare.
 var _ Decider = (*pdp.Service)(nil)
+
+func TestLoggedPathIsBounded(t *testing.T) {
+	assert.Equal(t, "/api/reports", loggedPath("/api/reports?token=secret#x"))
+	long := "/" + strings.Repeat("é", 400) // two bytes each: a cut can fall inside one
+	got := loggedPath(long + "?q=1")
+	assert.LessOrEqual(t, len(got), maxLoggedPath+len("..."), "got %d bytes", len(got))
+	assert.True(t, utf8.ValidString(got), "got invalid UTF-8 %q", got)
+	assert.True(t, strings.HasSuffix(got, "..."))
+}

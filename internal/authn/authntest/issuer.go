@@ -2,6 +2,7 @@
 package authntest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -315,7 +316,6 @@ func merge(dst, src map[string]any) {
 // the algorithm named by header["alg"]. It signs with the standard library
 // only, so tests of a validator built on jwx do not check jwx against itself.
 func Sign(header, claims map[string]any, signer crypto.Signer) (string, error) {
-	alg, _ := header["alg"].(string)
 	hj, err := json.Marshal(header)
 	if err != nil {
 		return "", err
@@ -324,7 +324,34 @@ func Sign(header, claims map[string]any, signer crypto.Signer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	input := b64(hj) + "." + b64(cj)
+	return SignJSON(hj, cj, signer)
+}
+
+// SignJSON builds a compact JWS of the exact header and claims texts given, so that tests can
+// sign what json.Marshal never writes (a member twice, escapes). It signs with the algorithm
+// of the header's last "alg" member.
+func SignJSON(header, claims []byte, signer crypto.Signer) (string, error) {
+	var alg string
+	dec := json.NewDecoder(bytes.NewReader(header))
+	if _, err := dec.Token(); err != nil {
+		return "", err
+	}
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return "", err
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", err
+		}
+		if name == "alg" {
+			if err := json.Unmarshal(value, &alg); err != nil {
+				return "", err
+			}
+		}
+	}
+	input := b64(header) + "." + b64(claims)
 	sig, err := signBytes(alg, signer, []byte(input))
 	if err != nil {
 		return "", err
