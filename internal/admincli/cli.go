@@ -152,7 +152,7 @@ func open(ctx context.Context, env Env) (*app, error) {
 	runner := &fleet.Runner{Admin: pool, AdminURL: url, Registry: reg, Sets: sets,
 		Log: slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return &app{env: env, pool: pool, reg: reg, fleet: runner,
-		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner}}, nil
+		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner, PlatformRealm: env.Getenv("NEOAUTHZ_PLATFORM_REALM")}}, nil
 }
 
 func (a *app) close() { a.pool.Close() }

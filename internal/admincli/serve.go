@@ -93,6 +93,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(a.env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a.tenants.PlatformRealm = cfg.PlatformRealm
 	store := pgstore.New(a.pool, a.reg, pgstore.Options{})
 	defer store.Close()
 	v, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm, Audiences: cfg.Audiences}, store, log)
