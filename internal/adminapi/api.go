@@ -119,6 +119,8 @@ func toAPIError(err error) (*apiError, bool) {
 		return errNotFound(err.Error()), true
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, tenancy.ErrWrongStatus):
 		return errConflict(err.Error()), true
+	case errors.Is(err, registry.ErrConfiguration):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}, true
 	case errors.Is(err, secretbox.ErrNoKey):
 		return errValidation("password", "this server has no "+secretbox.EnvKey+": only password-less connections can be registered"), true
 	case errors.Is(err, fleet.ErrInvalidScope):

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/migrate"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/migrations"
@@ -309,9 +310,19 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 	}
 	recordable := !plan.DryRun || r.adminReady(ctx)
 	if recordable {
-		err := r.Admin.QueryRow(ctx, `INSERT INTO admin.migration_runs (scope, tenant_slug, action, target_version, dry_run, requested_by, total)
-			VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5, $6, $7) RETURNING id::text`,
-			plan.Scope, plan.Tenant, action, plan.To, plan.DryRun, plan.RequestedBy, run.Total).Scan(&run.ID)
+		// The run and its audit row commit together, whoever started it (an API job, the CLI).
+		err := pgx.BeginFunc(ctx, r.Admin, func(tx pgx.Tx) error {
+			err := tx.QueryRow(ctx, `INSERT INTO admin.migration_runs (scope, tenant_slug, action, target_version, dry_run, requested_by, total)
+				VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5, $6, $7) RETURNING id::text`,
+				plan.Scope, plan.Tenant, action, plan.To, plan.DryRun, plan.RequestedBy, run.Total).Scan(&run.ID)
+			if err != nil {
+				return err
+			}
+			_, err = audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action, TargetType: "migration_run",
+				TargetID: run.ID,
+				After: map[string]any{"scope": plan.Scope, "tenant": plan.Tenant, "to": plan.To, "dry_run": plan.DryRun, "repair": plan.Repair, "total": run.Total}}))
+			return err
+		})
 		if err != nil {
 			return run, fmt.Errorf("record migration run: %w", err)
 		}
@@ -381,8 +392,18 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 		run.Status = "failed"
 	}
 	if recordable {
-		_, err := r.Admin.Exec(context.WithoutCancel(ctx), `UPDATE admin.migration_runs SET status = $2, succeeded = $3, failed = $4, finished_at = now() WHERE id = $1`,
-			run.ID, run.Status, run.Succeeded, run.Failed)
+		wctx := context.WithoutCancel(ctx)
+		err := pgx.BeginFunc(wctx, r.Admin, func(tx pgx.Tx) error {
+			_, err := tx.Exec(wctx, `UPDATE admin.migration_runs SET status = $2, succeeded = $3, failed = $4, finished_at = now() WHERE id = $1`,
+				run.ID, run.Status, run.Succeeded, run.Failed)
+			if err != nil {
+				return err
+			}
+			_, err = audit.Append(wctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action + ".finished", TargetType: "migration_run",
+				TargetID: run.ID,
+				After: map[string]any{"status": run.Status, "succeeded": run.Succeeded, "failed": run.Failed}}))
+			return err
+		})
 		if err != nil {
 			return run, fmt.Errorf("record migration run: %w", err)
 		}

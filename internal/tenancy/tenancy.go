@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/registry"
 )
@@ -174,7 +175,13 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	}
 	if err := s.provision(ctx, t); err != nil {
 		msg := err.Error()
-		_, _ = s.Admin.Exec(context.WithoutCancel(ctx), `UPDATE admin.tenants SET provisioning_error = $2, updated_at = now() WHERE id = $1`, t.ID, msg)
+		wctx := context.WithoutCancel(ctx)
+		_ = pgx.BeginFunc(wctx, s.Admin, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(wctx, `UPDATE admin.tenants SET provisioning_error = $2, updated_at = now() WHERE id = $1`, t.ID, msg); err != nil {
+				return err
+			}
+			return appendAudit(wctx, tx, "tenant.provision_failed", t, nil, map[string]any{"status": StatusProvisioning, "error": msg})
+		})
 		return Tenant{}, fmt.Errorf("provision tenant %q (it stays provisioning; rerun to finish): %w", req.Slug, err)
 	}
 	return s.Get(ctx, t.ID)
@@ -204,11 +211,27 @@ func (s *Service) insert(ctx context.Context, req CreateRequest) (Tenant, error)
 	if req.OrganizationID != "" {
 		org = &req.OrganizationID
 	}
-	t, err := scan(s.Admin.QueryRow(ctx, `INSERT INTO admin.tenants
-		(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name, external_auth_realm)
-		VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9) RETURNING `+columns,
-		org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm))
+	var t Tenant
+	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		var err error
+		t, err = scan(tx.QueryRow(ctx, `INSERT INTO admin.tenants
+			(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name, external_auth_realm)
+			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9) RETURNING `+columns,
+			org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm))
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.create", t, nil, map[string]any{"outcome": "provisioning", "tenant": t})
+	})
 	return t, mapErr(err, req)
+}
+
+// appendAudit records a change to tenant t inside tx, the transaction that makes it, by the
+// actor ctx carries.
+func appendAudit(ctx context.Context, tx pgx.Tx, action string, t Tenant, before, after any) error {
+	_, err := audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: action, TargetType: "tenant",
+		TargetID: t.ID, TenantID: t.ID, Before: before, After: after}))
+	return err
 }
 
 func mapErr(err error, req CreateRequest) error {
@@ -260,9 +283,15 @@ func (s *Service) provision(ctx context.Context, t Tenant) error {
 	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{t.SchemaName, "authz_state"}.Sanitize()+` SET tenant_id = $1`, t.ID); err != nil {
 		return err
 	}
-	_, err = s.Admin.Exec(ctx, `UPDATE admin.tenants SET status = 'active', provisioning_error = NULL, updated_at = now()
-		WHERE id = $1 AND status = 'provisioning'`, t.ID)
-	return err
+	return pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE admin.tenants SET status = 'active', provisioning_error = NULL, updated_at = now()
+			WHERE id = $1 AND status = 'provisioning'`, t.ID)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.provisioned", t, map[string]any{"status": StatusProvisioning},
+			map[string]any{"status": StatusActive, "schema_name": t.SchemaName, "database_name": t.DatabaseName, "database_connection_id": t.ConnectionID})
+	})
 }
 
 // Ownership. Provisioning creates a tenant's schema (and database) itself, marked with a
@@ -427,8 +456,21 @@ func (s *Service) Activate(ctx context.Context, idOrSlug string) (Tenant, error)
 }
 
 func (s *Service) transition(ctx context.Context, idOrSlug, from, to string) (Tenant, error) {
-	t, err := scan(s.Admin.QueryRow(ctx, `UPDATE admin.tenants SET status = $3, updated_at = now()
-		WHERE (slug = $1 OR id::text = $1) AND status IN ($2, $3) RETURNING `+columns, idOrSlug, from, to))
+	var t Tenant
+	err := pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		var before string
+		err := tx.QueryRow(ctx, `SELECT status FROM admin.tenants WHERE (slug = $1 OR id::text = $1) AND status IN ($2, $3) FOR UPDATE`,
+			idOrSlug, from, to).Scan(&before)
+		if err != nil {
+			return err
+		}
+		if t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = $2, updated_at = now()
+			WHERE (slug = $1 OR id::text = $1) RETURNING `+columns, idOrSlug, to)); err != nil {
+			return err
+		}
+		action := map[string]string{StatusSuspended: "tenant.suspend", StatusActive: "tenant.activate"}[to]
+		return appendAudit(ctx, tx, action, t, map[string]any{"status": before}, map[string]any{"status": t.Status})
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		cur, gerr := s.Get(ctx, idOrSlug)
 		if gerr != nil {
@@ -447,8 +489,16 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tena
 		return Tenant{}, err
 	}
 	if t.Status != StatusDeleted {
-		t, err = scan(s.Admin.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
-			WHERE id = $1 RETURNING `+columns, t.ID))
+		before := t.Status
+		err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+			var err error
+			t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+				WHERE id = $1 RETURNING `+columns, t.ID))
+			if err != nil {
+				return err
+			}
+			return appendAudit(ctx, tx, "tenant.delete", t, map[string]any{"status": before}, map[string]any{"status": t.Status})
+		})
 		if err != nil {
 			return Tenant{}, err
 		}
@@ -465,7 +515,15 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tena
 			return t, fmt.Errorf("purge tenant %q: %w", t.Slug, err)
 		}
 	}
-	_, err = s.Admin.Exec(ctx, `DELETE FROM admin.tenants WHERE id = $1`, t.ID)
+	// The data is gone (a database cannot share a transaction with the admin database); the
+	// row and the audit row saying so go together.
+	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM admin.tenants WHERE id = $1`, t.ID); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.purge", t, map[string]any{"slug": t.Slug, "schema_name": t.SchemaName, "database_name": t.DatabaseName},
+			map[string]any{"outcome": "purged"})
+	})
 	return t, err
 }
 
