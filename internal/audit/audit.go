@@ -247,7 +247,6 @@ func Scan(row pgx.Row, extra ...any) (Entry, error) {
 	return e, err
 }
 
-
 type actorKey struct{}
 
 // Attribution is who a change is recorded as made by, carried in the context of work that

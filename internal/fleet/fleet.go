@@ -320,7 +320,7 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 			}
 			_, err = audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action, TargetType: "migration_run",
 				TargetID: run.ID,
-				After: map[string]any{"scope": plan.Scope, "tenant": plan.Tenant, "to": plan.To, "dry_run": plan.DryRun, "repair": plan.Repair, "total": run.Total}}))
+				After:    map[string]any{"scope": plan.Scope, "tenant": plan.Tenant, "to": plan.To, "dry_run": plan.DryRun, "repair": plan.Repair, "total": run.Total}}))
 			return err
 		})
 		if err != nil {
@@ -401,7 +401,7 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 			}
 			_, err = audit.Append(wctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action + ".finished", TargetType: "migration_run",
 				TargetID: run.ID,
-				After: map[string]any{"status": run.Status, "succeeded": run.Succeeded, "failed": run.Failed}}))
+				After:    map[string]any{"status": run.Status, "succeeded": run.Succeeded, "failed": run.Failed}}))
 			return err
 		})
 		if err != nil {
