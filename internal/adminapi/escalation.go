@@ -21,8 +21,14 @@ import (
 //     because each role is visited once). The assigned role's own codes count even while it is
 //     inactive, since it can be reactivated. A direct grant (granted: true) confers its code. A
 //     role POST or PATCH confers the codes added to the role plus those of the roles it newly
-//     inherits (walked as for an assignment). Denies, revocations and removals confer nothing
-//     and stay allowed for whoever may call the route.
+//     inherits (walked as for an assignment). Re-activating a user confers everything the
+//     user holds; removing a deny confers the code it blocked (and nobody removes a deny placed
+//     on themselves); adding a code to the catalog confers it through every wildcard grant
+//     matching it. Placing a deny confers nothing.
+//   - Acting on a user (suspending or deactivating, deleting, revoking a role or a grant) is
+//     refused when the user holds anything the actor could not confer (guardActOn).
+//   - A conferred wildcard code must be contained in a pattern the actor holds: holding every
+//     concrete code it matches today is not enough, since codes added later match it too.
 //   - Each conferred code, wildcards included, is expanded against the concrete codes of the
 //     platform catalog: a catalog code matches when each of its segments equals the conferred
 //     one's or the conferred segment is '*'.
@@ -108,15 +114,29 @@ func unrestrictedSet(in decision.Input, now func() time.Time) (*decision.Set, er
 	return decision.Compile(in, now())
 }
 
+// Refusal messages of the guard.
+const (
+	msgCannotGrant = "cannot grant permissions you do not hold"
+	msgCannotActOn = "cannot act on a user who holds permissions you do not hold"
+)
+
 // guardConferral refuses (403) a write conferring codes the actor does not hold: unrestricted
 // when tenant is nil (code checks), else restricted to that tenant id (resource checks on it).
 // It must run before the write, inside its transaction.
 func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []string) error {
+	return s.guard(c, q, tenant, conferred, msgCannotGrant)
+}
+
+// guard is the one no-escalation check: every code of conferred, wildcards expanded against
+// the catalog, must pass the actor's check (see above), and every wildcard code must be
+// contained in a pattern the actor holds, since codes added to the catalog later would match
+// it too. msg says what the refused write would have done.
+func (s *Server) guard(c *call, q querier, tenant *string, conferred []string, msg string) error {
 	if len(conferred) == 0 {
 		return nil
 	}
 	if c.actorSet == nil {
-		return errForbidden("cannot grant permissions you do not hold", map[string]any{"reason": "no authenticated actor"})
+		return errForbidden(msg, map[string]any{"reason": "no authenticated actor"})
 	}
 	// The catalog's concrete codes, as pgstore.Store.PlatformCatalog reads them, but through the
 	// write's transaction: same snapshot, and no second pool connection while the transaction
@@ -125,10 +145,6 @@ func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []
 	if err := q.QueryRow(c.ctx(), `SELECT coalesce(array_agg(code ORDER BY code COLLATE "C"), '{}')
 		FROM admin.platform_permissions WHERE NOT is_wildcard`).Scan(&catalog); err != nil {
 		return err
-	}
-	codes := expandCodes(conferred, catalog)
-	if len(codes) == 0 {
-		return nil
 	}
 	set := c.actorSet
 	if tenant == nil {
@@ -139,7 +155,13 @@ func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []
 	}
 	now := s.Now()
 	var missing []string
-	for _, code := range codes {
+	held := heldPatterns(c.actorIn, tenant, now)
+	for _, code := range conferred {
+		if strings.Contains(code, "*") && !slices.ContainsFunc(held, func(p string) bool { return contains(p, code) }) {
+			missing = append(missing, code)
+		}
+	}
+	for _, code := range expandCodes(conferred, catalog) {
 		req := decision.Request{Permission: code}
 		if tenant != nil {
 			r, rest, _ := strings.Cut(code, ".")
@@ -154,9 +176,121 @@ func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []
 	if len(missing) == 0 {
 		return nil
 	}
+	slices.Sort(missing)
+	missing = slices.Compact(missing)
 	details := map[string]any{"missing": missing[:min(len(missing), maxMissingListed)], "missing_count": len(missing)}
 	if tenant != nil {
 		details["tenant_id"] = *tenant
 	}
-	return errForbidden("cannot grant permissions you do not hold", details)
+	return errForbidden(msg, details)
+}
+
+// contains reports whether pattern p covers every code q covers: segment by segment, p's is
+// '*' or equal to q's.
+func contains(p, q string) bool {
+	return segmentsMatch(strings.Split(p, "."), strings.Split(q, "."))
+}
+
+// heldPatterns returns the codes (wildcards included) the actor's valid grants carry that
+// count for a conferral: unrestricted ones, plus for a conferral restricted to a tenant those
+// restricted to it. Roles are walked as the engine walks them (active roles, each once).
+func heldPatterns(in decision.Input, tenant *string, now time.Time) []string {
+	counts := func(group string, expires time.Time) bool {
+		return (group == "" || tenant != nil && group == *tenant) && (expires.IsZero() || now.Before(expires))
+	}
+	roles := make(map[string]decision.Role, len(in.Roles))
+	for _, r := range in.Roles {
+		roles[r.ID] = r
+	}
+	var out []string
+	seen := map[string]bool{}
+	var walk func(id string)
+	walk = func(id string) {
+		r, ok := roles[id]
+		if !ok || !r.Active || seen[id] {
+			return
+		}
+		seen[id] = true
+		out = append(out, r.Permissions...)
+		for _, i := range r.Inherits {
+			walk(i)
+		}
+	}
+	for _, a := range in.Assignments {
+		if counts(a.Group, a.ExpiresAt) {
+			walk(a.RoleID)
+		}
+	}
+	for _, d := range in.Direct {
+		if d.Granted && counts(d.Group, d.ExpiresAt) {
+			out = append(out, d.Code)
+		}
+	}
+	return out
+}
+
+// guardActOn refuses (403) suspending, deleting or revoking from the platform user userID
+// when the user holds anything the actor could not grant: acting on someone is limited to
+// those who hold no more than the actor. Re-activating the user confers all it holds, and is
+// guarded the same way with msgCannotGrant.
+func (s *Server) guardActOn(c *call, q querier, userID, msg string) error {
+	held, err := platformUserHoldings(c.ctx(), q, userID)
+	if err != nil {
+		return err
+	}
+	for _, h := range held {
+		if err := s.guard(c, q, h.tenant, h.codes, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holding is what a user holds under one restriction (nil: unrestricted).
+type holding struct {
+	tenant *string
+	codes  []string
+}
+
+// platformUserHoldings returns the codes of a platform user's valid role assignments (with
+// their inheritance closures) and direct grants, grouped by tenant restriction.
+func platformUserHoldings(ctx context.Context, q querier, userID string) ([]holding, error) {
+	var groups, roles, codes []string
+	err := q.QueryRow(ctx, `WITH items AS (
+			SELECT coalesce(tenant_id::text, '') AS g, role_id::text AS role, '' AS code
+			FROM admin.platform_user_roles WHERE user_id = $1::uuid AND (expires_at IS NULL OR expires_at > now())
+			UNION ALL
+			SELECT coalesce(up.tenant_id::text, ''), '', p.code
+			FROM admin.platform_user_permissions up JOIN admin.platform_permissions p ON p.id = up.permission_id
+			WHERE up.user_id = $1::uuid AND up.is_granted AND (up.expires_at IS NULL OR up.expires_at > now())
+		) SELECT coalesce(array_agg(g ORDER BY g), '{}'), coalesce(array_agg(role ORDER BY g), '{}'),
+			coalesce(array_agg(code ORDER BY g), '{}') FROM items`, userID).Scan(&groups, &roles, &codes)
+	if err != nil {
+		return nil, err
+	}
+	var out []holding
+	for i := 0; i < len(groups); {
+		j := i
+		var refs []string
+		h := holding{}
+		if groups[i] != "" {
+			h.tenant = &groups[i]
+		}
+		for ; j < len(groups) && groups[j] == groups[i]; j++ {
+			if roles[j] != "" {
+				refs = append(refs, roles[j])
+			}
+			if codes[j] != "" {
+				h.codes = append(h.codes, codes[j])
+			}
+		}
+		closure, err := roleClosureCodes(ctx, q, refs)
+		if err != nil {
+			return nil, err
+		}
+		h.codes = append(h.codes, closure...)
+		out = append(out, h)
+		i = j
+	}
+	return out, nil
 }

@@ -268,6 +268,16 @@ func (s *Server) patchPlatformUser(c *call) error {
 					return auditRecord{}, err
 				}
 			}
+			// Re-activating confers everything the user holds; suspending acts on it.
+			switch {
+			case status == "active" && before.Status != "active":
+				err = s.guardActOn(c, tx, before.ID, msgCannotGrant)
+			case status != "active" && before.Status == "active":
+				err = s.guardActOn(c, tx, before.ID, msgCannotActOn)
+			}
+			if err != nil {
+				return auditRecord{}, err
+			}
 		}
 		if req.Email.Set {
 			email = req.Email.Value
@@ -290,6 +300,9 @@ func (s *Server) deletePlatformUser(c *call) error {
 			return auditRecord{}, err
 		}
 		if err := refuseSelf(c, u, "delete"); err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardActOn(c, tx, u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_users WHERE id = $1::uuid`, u.ID)
@@ -507,6 +520,14 @@ func (s *Server) createPlatformPermission(c *call) error {
 		if pgCode(err) == "23505" {
 			return auditRecord{}, errConflict("platform permission " + req.Code + " already exists")
 		}
+		if err != nil {
+			return auditRecord{}, err
+		}
+		// A new code widens every wildcard grant matching it (*.*.* at least): only someone who
+		// could grant it may add it. Checked with the code in the catalog, before the commit.
+		if err := s.guardConferral(c, tx, nil, []string{req.Code}); err != nil {
+			return auditRecord{}, err
+		}
 		return auditRecord{Action: "platform_permission.create", TargetType: "platform_permission", TargetID: p.ID, After: p}, err
 	})
 	if err != nil {
@@ -612,6 +633,9 @@ func (s *Server) revokePlatformRole(c *call) error {
 			return auditRecord{}, errNotFound("platform user " + u.ExternalID + " has no role assignment " + id)
 		}
 		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardActOn(c, tx, u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_user_roles WHERE id = $1::uuid`, a.ID)
@@ -723,6 +747,19 @@ func (s *Server) deletePlatformUserPermission(c *call) error {
 		p, err = scanPlatformUserPermission(tx.QueryRow(c.ctx(), platformUserPermissionQuery+` WHERE up.id::text = $1 AND up.user_id = $2::uuid`, id, u.ID))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return auditRecord{}, errNotFound("platform user " + u.ExternalID + " has no direct permission " + id)
+		}
+		if err != nil {
+			return auditRecord{}, err
+		}
+		// Removing a deny confers what it blocked, and nobody lifts a deny placed on themselves;
+		// removing a grant acts on the user.
+		if !p.Granted {
+			if c.id != nil && u.ExternalID == c.id.Subject {
+				return auditRecord{}, errForbidden("cannot remove a deny placed on yourself", map[string]any{"code": p.Code})
+			}
+			err = s.guardConferral(c, tx, p.TenantID, []string{p.Code})
+		} else {
+			err = s.guardActOn(c, tx, u.ID, msgCannotActOn)
 		}
 		if err != nil {
 			return auditRecord{}, err

@@ -1,0 +1,105 @@
+package adminapi
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// userPermissionID returns the id of sub's direct permission code.
+func (e *env) userPermissionID(sub, code string) string {
+	e.t.Helper()
+	var id string
+	require.NoError(e.t, e.w.Admin.QueryRow(context.Background(), `SELECT up.id::text FROM admin.platform_user_permissions up
+		JOIN admin.platform_users u ON u.id = up.user_id JOIN admin.platform_permissions p ON p.id = up.permission_id
+		WHERE u.external_id = $1 AND p.code = $2`, sub, code).Scan(&id))
+	return id
+}
+
+// Removing a deny confers what it blocked: it passes the guard of granting that code, and
+// nobody removes a deny placed on themselves.
+func TestNoEscalationRemovingADeny(t *testing.T) {
+	e := newEnv(t)
+	users, roles := "/api/v1/admin/platform-users", "/api/v1/admin/platform-roles"
+	e.must(201, "POST", roles, map[string]any{"code": "tenant_ops", "permissions": []string{
+		"tenants.read.platform", "tenants.create.platform", "tenants.update.platform", "tenants.delete.platform", "tenants.write.platform",
+		"platform_users.write.platform", "platform_users.read.platform"}})
+	ops := e.platformUser("ops", "tenant_ops")
+	e.must(201, "POST", users, map[string]any{"external_id": "other"})
+	e.must(201, "POST", users+"/ops/permissions", map[string]any{"code": "tenants.delete.platform", "granted": false})
+	e.must(201, "POST", users+"/other/permissions", map[string]any{"code": "regions.read.platform", "granted": false})
+	e.must(201, "POST", users+"/other/permissions", map[string]any{"code": "tenants.read.platform", "granted": false})
+
+	r := e.do("DELETE", users+"/ops/permissions/"+e.userPermissionID("ops", "tenants.delete.platform"), ops, nil)
+	require.Equal(t, 403, r.Status, "removed a deny on itself: %s", r.Body)
+	refusedEscalation(t, e.do("DELETE", users+"/other/permissions/"+e.userPermissionID("other", "regions.read.platform"), ops, nil),
+		"removing a deny of a code ops does not hold")
+	r = e.do("DELETE", users+"/other/permissions/"+e.userPermissionID("other", "tenants.read.platform"), ops, nil)
+	assert.Equal(t, 200, r.Status, "removing a deny of a code ops holds: %s", r.Body)
+	assert.Equal(t, 403, e.do("DELETE", "/api/v1/admin/tenants/"+e.createTenant("acme").ID, ops, nil).Status, "the deny still holds")
+}
+
+// Re-activating a user confers everything the user holds.
+func TestNoEscalationReactivatingAUser(t *testing.T) {
+	e := newEnv(t)
+	users, roles := "/api/v1/admin/platform-users", "/api/v1/admin/platform-roles"
+	e.must(201, "POST", roles, map[string]any{"code": "user_admin", "permissions": []string{"platform_users.*.platform"}})
+	ua := e.platformUser("ua", "user_admin")
+	e.platformUser("boss", "system_admin")
+	e.must(200, "PATCH", users+"/boss", map[string]any{"status": "suspended"})
+	refusedEscalation(t, e.do("PATCH", users+"/boss", ua, map[string]any{"status": "active"}), "re-activating a system_admin")
+	var u PlatformUser
+	e.must(200, "GET", users+"/boss", nil).into(&u)
+	assert.Equal(t, "suspended", u.Status)
+}
+
+// Suspending, deleting or revoking the roles of a more powerful user is refused.
+func TestNoEscalationActingOnAMorePowerfulUser(t *testing.T) {
+	e := newEnv(t)
+	users, roles := "/api/v1/admin/platform-users", "/api/v1/admin/platform-roles"
+	e.must(201, "POST", roles, map[string]any{"code": "user_admin", "permissions": []string{"platform_users.*.platform"}})
+	ua := e.platformUser("ua", "user_admin")
+	e.platformUser("boss", "system_admin")
+	e.platformUser("peer", "user_admin")
+	var asgs []PlatformRoleAssignment
+	e.must(200, "GET", users+"/boss/roles", nil).into(&asgs)
+	require.Len(t, asgs, 1)
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+	}{
+		{"suspend", "PATCH", users + "/boss", map[string]any{"status": "suspended"}},
+		{"delete", "DELETE", users + "/boss", nil},
+		{"revoke", "DELETE", users + "/boss/roles/" + asgs[0].ID, nil},
+	} {
+		r := e.do(tc.method, tc.path, ua, tc.body)
+		require.Equal(t, 403, r.Status, "%s a system_admin: %s", tc.name, r.Body)
+		require.NotNil(t, r.Error)
+		assert.NotEmpty(t, r.Error.Details["missing"], "%s: the reason lists what ua lacks", tc.name)
+	}
+	assert.Equal(t, 200, e.do("PATCH", users+"/peer", ua, map[string]any{"status": "suspended"}).Status, "a peer holds nothing more")
+}
+
+// Granting a pattern requires holding a pattern that contains it; holding every concrete code
+// it matches today is not enough, since codes added later would match it too.
+func TestNoEscalationWildcards(t *testing.T) {
+	e := newEnv(t)
+	users, roles := "/api/v1/admin/platform-users", "/api/v1/admin/platform-roles"
+	e.must(201, "POST", roles, map[string]any{"code": "tenant_ops", "permissions": []string{
+		"tenants.read.platform", "tenants.create.platform", "tenants.update.platform", "tenants.delete.platform", "tenants.write.platform",
+		"platform_roles.create.platform", "platform_users.write.platform", "platform_users.read.platform", "rbac.write.platform"}})
+	ops := e.platformUser("ops", "tenant_ops")
+	refusedEscalation(t, e.do("POST", roles, ops, map[string]any{"code": "wide", "permissions": []string{"tenants.*.platform"}}), "tenants.*.platform in a role")
+	refusedEscalation(t, e.do("POST", users+"/ops/permissions", ops, map[string]any{"code": "tenants.*.platform", "granted": true}), "tenants.*.platform directly")
+	// A code added to the catalog widens every wildcard grant matching it (*.*.* of
+	// system_admin at least): only someone holding the code may add it.
+	refusedEscalation(t, e.do("POST", "/api/v1/admin/platform-permissions", ops, map[string]any{"code": "regions.export.platform"}), "a code ops does not hold")
+	r := e.do("POST", "/api/v1/admin/platform-permissions", ops, map[string]any{"code": "tenants.export.platform"})
+	refusedEscalation(t, r, "a code ops does not hold, matching tenants.*.platform")
+	e.platformUser("wide", "system_admin")
+	wide := e.token("wide")
+	r = e.do("POST", roles, wide, map[string]any{"code": "wide", "permissions": []string{"tenants.*.platform"}})
+	assert.Equal(t, 201, r.Status, "a holder of *.*.* may grant tenants.*.platform: %s", r.Body)
+}
