@@ -48,21 +48,22 @@ import (
 const maxMissingListed = 20
 
 // roleClosureCodes returns the codes of the roles named (id or code) and of the active roles they
-// inherit, recursively; UNION visits each role once, so an inheritance cycle terminates.
-func roleClosureCodes(ctx context.Context, q querier, refs []string) ([]string, error) {
+// inherit, recursively, in rt's level; UNION visits each role once, so an inheritance cycle
+// terminates.
+func roleClosureCodes(ctx context.Context, q querier, rt roleTables, refs []string) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	var codes []string
 	err := q.QueryRow(ctx, `WITH RECURSIVE up(id) AS (
-			SELECT id FROM admin.platform_roles WHERE id::text = ANY ($1::text[]) OR code = ANY ($1::text[])
+			SELECT id FROM `+rt.roles+` WHERE id::text = ANY ($1::text[]) OR code = ANY ($1::text[])
 			UNION
-			SELECT ri.inherited_role_id FROM admin.platform_role_inherits ri
+			SELECT ri.inherited_role_id FROM `+rt.inherits+` ri
 			JOIN up ON ri.role_id = up.id
-			JOIN admin.platform_roles r ON r.id = ri.inherited_role_id AND r.is_active
+			JOIN `+rt.roles+` r ON r.id = ri.inherited_role_id AND r.is_active
 		) SELECT coalesce(array_agg(DISTINCT p.code ORDER BY p.code), '{}')
-		FROM up JOIN admin.platform_role_permissions rp ON rp.role_id = up.id
-		JOIN admin.platform_permissions p ON p.id = rp.permission_id`, refs).Scan(&codes)
+		FROM up JOIN `+rt.rolePermissions+` rp ON rp.role_id = up.id
+		JOIN `+rt.permissions+` p ON p.id = rp.permission_id`, refs).Scan(&codes)
 	return codes, err
 }
 
@@ -120,42 +121,77 @@ const (
 	msgCannotActOn = "cannot act on a user who holds permissions you do not hold"
 )
 
-// guardConferral refuses (403) a write conferring codes the actor does not hold: unrestricted
-// when tenant is nil (code checks), else restricted to that tenant id (resource checks on it).
-// It must run before the write, inside its transaction.
-func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []string) error {
-	return s.guard(c, q, tenant, conferred, msgCannotGrant)
+// level is what the guard needs to know of the actor at one level: that level's tables and
+// the actor's facts there. all is set for an actor who holds everything at the level.
+type level struct {
+	rt  roleTables
+	in  decision.Input
+	all bool
 }
 
-// guard is the one no-escalation check: every code of conferred, wildcards expanded against
-// the catalog, must pass the actor's check (see above), and every wildcard code must be
-// contained in a pattern the actor holds, since codes added to the catalog later would match
-// it too. msg says what the refused write would have done.
-func (s *Server) guard(c *call, q querier, tenant *string, conferred []string, msg string) error {
-	if len(conferred) == 0 {
+// platformLevel is the actor at platform level: its platform facts, loaded by authorization.
+func (c *call) platformLevel() level { return level{rt: platformRoleTables, in: c.actorIn} }
+
+// tenantLevel is the actor at the tenant of the call: an actor holding rbac.write.platform
+// through an unrestricted grant manages every tenant's RBAC (and could make itself any
+// tenant's owner), so it holds everything there; any other actor holds what the tenant user
+// with its external id (the token's sub) holds in that tenant, which may be nothing.
+func (s *Server) tenantLevel(c *call, db tenantDB) (level, error) {
+	lv := level{rt: db.roleTables()}
+	if c.actorSet == nil {
+		return lv, nil
+	}
+	wide, err := unrestrictedSet(c.actorIn, s.Now)
+	if err != nil {
+		return lv, err
+	}
+	if d, err := wide.Check(s.Now(), decision.Request{Permission: "rbac.write.platform"}); err == nil && d.Allowed {
+		lv.all = true
+		return lv, nil
+	}
+	lv.in, err = s.Store.LoadTenantUser(c.ctx(), *c.tenant, c.id.Subject)
+	return lv, err
+}
+
+// guardConferral refuses (403) a platform write conferring codes the actor does not hold:
+// unrestricted when tenant is nil (code checks), else restricted to that tenant id (resource
+// checks on it). It must run before the write, inside its transaction.
+func (s *Server) guardConferral(c *call, q querier, tenant *string, conferred []string) error {
+	return s.guard(c, q, c.platformLevel(), tenant, conferred, msgCannotGrant)
+}
+
+// guard is the one no-escalation check, for both levels: every code of conferred, wildcards
+// expanded against lv's catalog, must pass the actor's check (see above), and every wildcard
+// code must be contained in a pattern the actor holds, since codes added to the catalog later
+// would match it too. group restricts the conferral to a tenant (platform) or a team (tenant);
+// msg says what the refused write would have done.
+func (s *Server) guard(c *call, q querier, lv level, group *string, conferred []string, msg string) error {
+	if len(conferred) == 0 || lv.all {
 		return nil
 	}
 	if c.actorSet == nil {
 		return errForbidden(msg, map[string]any{"reason": "no authenticated actor"})
 	}
-	// The catalog's concrete codes, as pgstore.Store.PlatformCatalog reads them, but through the
-	// write's transaction: same snapshot, and no second pool connection while the transaction
-	// holds one.
+	// The catalog's concrete codes, as pgstore reads them, but through the write's transaction:
+	// same snapshot, and no second connection while the transaction holds one.
 	var catalog []string
 	if err := q.QueryRow(c.ctx(), `SELECT coalesce(array_agg(code ORDER BY code COLLATE "C"), '{}')
-		FROM admin.platform_permissions WHERE NOT is_wildcard`).Scan(&catalog); err != nil {
+		FROM `+lv.rt.permissions+` WHERE NOT is_wildcard`).Scan(&catalog); err != nil {
 		return err
 	}
-	set := c.actorSet
-	if tenant == nil {
-		var err error
-		if set, err = unrestrictedSet(c.actorIn, s.Now); err != nil {
-			return err
-		}
+	var set *decision.Set
+	var err error
+	if group == nil {
+		set, err = unrestrictedSet(lv.in, s.Now)
+	} else {
+		set, err = decision.Compile(lv.in, s.Now())
+	}
+	if err != nil {
+		return err
 	}
 	now := s.Now()
 	var missing []string
-	held := heldPatterns(c.actorIn, tenant, now)
+	held := heldPatterns(lv.in, group, now)
 	for _, code := range conferred {
 		if strings.Contains(code, "*") && !slices.ContainsFunc(held, func(p string) bool { return contains(p, code) }) {
 			missing = append(missing, code)
@@ -163,10 +199,10 @@ func (s *Server) guard(c *call, q querier, tenant *string, conferred []string, m
 	}
 	for _, code := range expandCodes(conferred, catalog) {
 		req := decision.Request{Permission: code}
-		if tenant != nil {
+		if group != nil {
 			r, rest, _ := strings.Cut(code, ".")
 			a, _, _ := strings.Cut(rest, ".")
-			req = decision.Request{Permission: r + "." + a, Resource: decision.Resource{Group: *tenant}, HasResource: true}
+			req = decision.Request{Permission: r + "." + a, Resource: decision.Resource{Group: *group}, HasResource: true}
 		}
 		// A check that cannot be decided (a malformed catalog code) counts as missing: fail closed.
 		if d, err := set.Check(now, req); err != nil || !d.Allowed {
@@ -179,8 +215,11 @@ func (s *Server) guard(c *call, q querier, tenant *string, conferred []string, m
 	slices.Sort(missing)
 	missing = slices.Compact(missing)
 	details := map[string]any{"missing": missing[:min(len(missing), maxMissingListed)], "missing_count": len(missing)}
-	if tenant != nil {
-		details["tenant_id"] = *tenant
+	if group != nil {
+		details["group"] = *group
+		if lv.rt.group == "tenant_id" {
+			details["tenant_id"] = *group
+		}
 	}
 	return errForbidden(msg, details)
 }
@@ -192,11 +231,14 @@ func contains(p, q string) bool {
 }
 
 // heldPatterns returns the codes (wildcards included) the actor's valid grants carry that
-// count for a conferral: unrestricted ones, plus for a conferral restricted to a tenant those
+// count for a conferral: unrestricted ones, plus for a conferral restricted to a group those
 // restricted to it. Roles are walked as the engine walks them (active roles, each once).
-func heldPatterns(in decision.Input, tenant *string, now time.Time) []string {
+func heldPatterns(in decision.Input, restricted *string, now time.Time) []string {
+	if !in.UserKnown || in.UserStatus != "active" {
+		return nil
+	}
 	counts := func(group string, expires time.Time) bool {
-		return (group == "" || tenant != nil && group == *tenant) && (expires.IsZero() || now.Before(expires))
+		return (group == "" || restricted != nil && group == *restricted) && (expires.IsZero() || now.Before(expires))
 	}
 	roles := make(map[string]decision.Role, len(in.Roles))
 	for _, r := range in.Roles {
@@ -229,17 +271,20 @@ func heldPatterns(in decision.Input, tenant *string, now time.Time) []string {
 	return out
 }
 
-// guardActOn refuses (403) suspending, deleting or revoking from the platform user userID
-// when the user holds anything the actor could not grant: acting on someone is limited to
-// those who hold no more than the actor. Re-activating the user confers all it holds, and is
-// guarded the same way with msgCannotGrant.
-func (s *Server) guardActOn(c *call, q querier, userID, msg string) error {
-	held, err := platformUserHoldings(c.ctx(), q, userID)
+// guardActOn refuses (403) suspending, deleting or revoking from the user userID (of lv's
+// level) when the user holds anything the actor could not grant: acting on someone is limited
+// to those who hold no more than the actor. Re-activating the user confers all it holds, and
+// is guarded the same way with msgCannotGrant.
+func (s *Server) guardActOn(c *call, q querier, lv level, userID, msg string) error {
+	if lv.all {
+		return nil
+	}
+	held, err := userHoldings(c.ctx(), q, lv.rt, userID)
 	if err != nil {
 		return err
 	}
 	for _, h := range held {
-		if err := s.guard(c, q, h.tenant, h.codes, msg); err != nil {
+		if err := s.guard(c, q, lv, h.group, h.codes, msg); err != nil {
 			return err
 		}
 	}
@@ -248,20 +293,20 @@ func (s *Server) guardActOn(c *call, q querier, userID, msg string) error {
 
 // holding is what a user holds under one restriction (nil: unrestricted).
 type holding struct {
-	tenant *string
-	codes  []string
+	group *string
+	codes []string
 }
 
-// platformUserHoldings returns the codes of a platform user's valid role assignments (with
-// their inheritance closures) and direct grants, grouped by tenant restriction.
-func platformUserHoldings(ctx context.Context, q querier, userID string) ([]holding, error) {
+// userHoldings returns the codes of a user's valid role assignments (with their inheritance
+// closures) and direct grants, grouped by restriction.
+func userHoldings(ctx context.Context, q querier, rt roleTables, userID string) ([]holding, error) {
 	var groups, roles, codes []string
 	err := q.QueryRow(ctx, `WITH items AS (
-			SELECT coalesce(tenant_id::text, '') AS g, role_id::text AS role, '' AS code
-			FROM admin.platform_user_roles WHERE user_id = $1::uuid AND (expires_at IS NULL OR expires_at > now())
+			SELECT coalesce(`+rt.group+`::text, '') AS g, role_id::text AS role, '' AS code
+			FROM `+rt.userRoles+` WHERE user_id = $1::uuid AND (expires_at IS NULL OR expires_at > now())
 			UNION ALL
-			SELECT coalesce(up.tenant_id::text, ''), '', p.code
-			FROM admin.platform_user_permissions up JOIN admin.platform_permissions p ON p.id = up.permission_id
+			SELECT coalesce(up.`+rt.group+`::text, ''), '', p.code
+			FROM `+rt.userPermissions+` up JOIN `+rt.permissions+` p ON p.id = up.permission_id
 			WHERE up.user_id = $1::uuid AND up.is_granted AND (up.expires_at IS NULL OR up.expires_at > now())
 		) SELECT coalesce(array_agg(g ORDER BY g), '{}'), coalesce(array_agg(role ORDER BY g), '{}'),
 			coalesce(array_agg(code ORDER BY g), '{}') FROM items`, userID).Scan(&groups, &roles, &codes)
@@ -274,7 +319,7 @@ func platformUserHoldings(ctx context.Context, q querier, userID string) ([]hold
 		var refs []string
 		h := holding{}
 		if groups[i] != "" {
-			h.tenant = &groups[i]
+			h.group = &groups[i]
 		}
 		for ; j < len(groups) && groups[j] == groups[i]; j++ {
 			if roles[j] != "" {
@@ -284,7 +329,7 @@ func platformUserHoldings(ctx context.Context, q querier, userID string) ([]hold
 				h.codes = append(h.codes, codes[j])
 			}
 		}
-		closure, err := roleClosureCodes(ctx, q, refs)
+		closure, err := roleClosureCodes(ctx, q, rt, refs)
 		if err != nil {
 			return nil, err
 		}
@@ -293,4 +338,52 @@ func platformUserHoldings(ctx context.Context, q querier, userID string) ([]hold
 		i = j
 	}
 	return out, nil
+}
+
+// guardRoleChange checks a role change at either level: the codes added to the role, those of
+// the roles it newly inherits and, when it is re-activated, everything it holds (every holder
+// receives it again). nil permissions or inherits leave that set unchanged.
+func (s *Server) guardRoleChange(c *call, q querier, lv level, roleID string, wasActive, active bool,
+	perms []string, newPerms *[]string, inherits []string, newInherits *[]string) error {
+	var conferred []string
+	if newPerms != nil {
+		conferred = added(perms, *newPerms)
+	}
+	var refs []string
+	if newInherits != nil {
+		refs = added(inherits, *newInherits)
+	}
+	if active && !wasActive {
+		refs = append(refs, roleID)
+	}
+	codes, err := roleClosureCodes(c.ctx(), q, lv.rt, refs)
+	if err != nil {
+		return err
+	}
+	return s.guard(c, q, lv, nil, append(conferred, codes...), msgCannotGrant)
+}
+
+// guardStatusChange checks a user's status change at either level: re-activating confers
+// everything the user holds; suspending or deactivating acts on the user.
+func (s *Server) guardStatusChange(c *call, q querier, lv level, userID, from, to string) error {
+	switch {
+	case to == "active" && from != "active":
+		return s.guardActOn(c, q, lv, userID, msgCannotGrant)
+	case to != "active" && from == "active":
+		return s.guardActOn(c, q, lv, userID, msgCannotActOn)
+	}
+	return nil
+}
+
+// guardRemoval checks removing a user's direct permission at either level: removing a deny
+// confers the code it blocked (and nobody lifts a deny placed on themselves); removing a grant
+// acts on the user.
+func (s *Server) guardRemoval(c *call, q querier, lv level, userID, externalID, code string, granted bool, group *string) error {
+	if granted {
+		return s.guardActOn(c, q, lv, userID, msgCannotActOn)
+	}
+	if c.id != nil && externalID == c.id.Subject {
+		return errForbidden("cannot remove a deny placed on yourself", map[string]any{"code": code})
+	}
+	return s.guard(c, q, lv, group, []string{code}, msgCannotGrant)
 }

@@ -103,3 +103,35 @@ func TestNoEscalationWildcards(t *testing.T) {
 	r = e.do("POST", roles, wide, map[string]any{"code": "wide", "permissions": []string{"tenants.*.platform"}})
 	assert.Equal(t, 201, r.Status, "a holder of *.*.* may grant tenants.*.platform: %s", r.Body)
 }
+
+// Tenant RBAC writes follow the same rule against the actor's permissions at that tenant
+// (those of the tenant user with the actor's external id), unless the actor manages every
+// tenant's RBAC (rbac.write.platform, unrestricted).
+func TestNoEscalationAtTenantLevel(t *testing.T) {
+	e := newEnv(t)
+	tenant := e.createTenant("acme")
+	base := "/api/v1/tenants/" + tenant.Slug
+	ta := e.platformUser("ta", "tenant_admin@"+tenant.ID)
+	for _, u := range []string{"ta", "bob", "boss"} {
+		e.must(201, "POST", base+"/users", map[string]any{"external_id": u})
+	}
+	e.must(201, "POST", base+"/users/ta/roles", map[string]any{"role": "viewer"})
+	e.must(201, "POST", base+"/users/boss/roles", map[string]any{"role": "owner"})
+
+	r := e.do("POST", base+"/roles", ta, map[string]any{"code": "readers", "permissions": []string{"projects.read.team"}})
+	assert.Equal(t, 201, r.Status, "a code ta holds at the tenant: %s", r.Body)
+	refusedEscalation(t, e.do("POST", base+"/roles", ta, map[string]any{"code": "wide", "permissions": []string{"projects.delete.tenant"}}), "a code ta lacks")
+	refusedEscalation(t, e.do("POST", base+"/roles", ta, map[string]any{"code": "wider", "inherits": []string{"admin"}}), "inheriting admin")
+	refusedEscalation(t, e.do("POST", base+"/users/bob/roles", ta, map[string]any{"role": "owner"}), "owner to bob")
+	refusedEscalation(t, e.do("POST", base+"/users/ta/roles", ta, map[string]any{"role": "owner"}), "owner to itself")
+	refusedEscalation(t, e.do("POST", base+"/users/bob/permissions", ta, map[string]any{"code": "billing.read.tenant", "granted": true}), "a direct grant ta lacks")
+	refusedEscalation(t, e.do("PATCH", base+"/roles/readers", ta, map[string]any{"permissions": []string{"projects.read.team", "*.*.*"}}), "*.*.* added to a role")
+	refusedEscalation(t, e.do("POST", base+"/permissions", ta, map[string]any{"code": "invoices.read.tenant"}), "a catalog code widening owner's *.*.*")
+	assert.Equal(t, 201, e.do("POST", base+"/users/bob/permissions", ta, map[string]any{"code": "billing.read.tenant", "granted": false}).Status, "a deny confers nothing")
+	r = e.do("PATCH", base+"/users/boss", ta, map[string]any{"status": "suspended"})
+	require.Equal(t, 403, r.Status, "suspending the tenant's owner: %s", r.Body)
+	assert.Equal(t, 403, e.do("DELETE", base+"/users/boss", ta, nil).Status, "deleting the tenant's owner")
+
+	// A platform-wide RBAC administrator holds everything at every tenant.
+	assert.Equal(t, 201, e.do("POST", base+"/users/bob/roles", e.admin, map[string]any{"role": "owner"}).Status)
+}

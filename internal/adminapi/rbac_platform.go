@@ -269,13 +269,7 @@ func (s *Server) patchPlatformUser(c *call) error {
 				}
 			}
 			// Re-activating confers everything the user holds; suspending acts on it.
-			switch {
-			case status == "active" && before.Status != "active":
-				err = s.guardActOn(c, tx, before.ID, msgCannotGrant)
-			case status != "active" && before.Status == "active":
-				err = s.guardActOn(c, tx, before.ID, msgCannotActOn)
-			}
-			if err != nil {
+			if err := s.guardStatusChange(c, tx, c.platformLevel(), before.ID, before.Status, status); err != nil {
 				return auditRecord{}, err
 			}
 		}
@@ -302,7 +296,7 @@ func (s *Server) deletePlatformUser(c *call) error {
 		if err := refuseSelf(c, u, "delete"); err != nil {
 			return auditRecord{}, err
 		}
-		if err := s.guardActOn(c, tx, u.ID, msgCannotActOn); err != nil {
+		if err := s.guardActOn(c, tx, c.platformLevel(), u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_users WHERE id = $1::uuid`, u.ID)
@@ -374,7 +368,7 @@ func (s *Server) createPlatformRole(c *call) error {
 	var role PlatformRole
 	v, err := s.adminWrite(c, func(tx pgx.Tx) (auditRecord, error) {
 		// No escalation: the new role's codes and those of the roles it inherits.
-		conferred, err := roleClosureCodes(c.ctx(), tx, req.Inherits)
+		conferred, err := roleClosureCodes(c.ctx(), tx, platformRoleTables, req.Inherits)
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -429,29 +423,13 @@ func (s *Server) patchPlatformRole(c *call) error {
 		if req.IsActive != nil {
 			active = *req.IsActive
 		}
-		// No escalation: the codes added to the role and those of the roles it newly inherits.
-		var conferred []string
-		if req.Permissions != nil {
-			conferred = added(before.Permissions, *req.Permissions)
-		}
-		if req.Inherits != nil {
-			codes, err := roleClosureCodes(c.ctx(), tx, added(before.Inherits, *req.Inherits))
-			if err != nil {
-				return auditRecord{}, err
-			}
-			conferred = append(conferred, codes...)
-		}
-		if active && !before.IsActive {
-			// Re-activating a role confers everything it holds on every holder again.
-			codes, err := roleClosureCodes(c.ctx(), tx, []string{before.ID})
-			if err != nil {
-				return auditRecord{}, err
-			}
-			conferred = append(conferred, codes...)
-		}
-		if err := s.guardConferral(c, tx, nil, conferred); err != nil {
+		// No escalation: the codes added to the role, those of the roles it newly inherits and,
+		// when re-activated, everything it holds.
+		if err := s.guardRoleChange(c, tx, c.platformLevel(), before.ID, before.IsActive, active,
+			before.Permissions, req.Permissions, before.Inherits, req.Inherits); err != nil {
 			return auditRecord{}, err
 		}
+
 		if _, err := tx.Exec(c.ctx(), `UPDATE admin.platform_roles SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
 			before.ID, name, desc, active); err != nil {
 			return auditRecord{}, err
@@ -578,7 +556,7 @@ func (s *Server) assignPlatformRole(c *call) error {
 			return auditRecord{}, err
 		}
 		// No escalation: the role's codes and those of the active roles it inherits.
-		conferred, err := roleClosureCodes(c.ctx(), tx, []string{roleID})
+		conferred, err := roleClosureCodes(c.ctx(), tx, platformRoleTables, []string{roleID})
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -635,7 +613,7 @@ func (s *Server) revokePlatformRole(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
-		if err := s.guardActOn(c, tx, u.ID, msgCannotActOn); err != nil {
+		if err := s.guardActOn(c, tx, c.platformLevel(), u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_user_roles WHERE id = $1::uuid`, a.ID)
@@ -751,17 +729,7 @@ func (s *Server) deletePlatformUserPermission(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
-		// Removing a deny confers what it blocked, and nobody lifts a deny placed on themselves;
-		// removing a grant acts on the user.
-		if !p.Granted {
-			if c.id != nil && u.ExternalID == c.id.Subject {
-				return auditRecord{}, errForbidden("cannot remove a deny placed on yourself", map[string]any{"code": p.Code})
-			}
-			err = s.guardConferral(c, tx, p.TenantID, []string{p.Code})
-		} else {
-			err = s.guardActOn(c, tx, u.ID, msgCannotActOn)
-		}
-		if err != nil {
+		if err := s.guardRemoval(c, tx, c.platformLevel(), u.ID, u.ExternalID, p.Code, p.Granted, p.TenantID); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_user_permissions WHERE id = $1::uuid`, p.ID)

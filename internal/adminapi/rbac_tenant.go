@@ -25,7 +25,9 @@ func (s *Server) tenantRBACRoutes() []route {
 	return []route{
 		{Method: "GET", Path: v1Tenants + "/users", Permission: read, Tenant: "tenant", Summary: "List the tenant's users", Tag: "tenant-rbac", Response: "[]TenantUser", Query: pageQuery, Status: 200, handle: s.listTenantUsers},
 		{Method: "POST", Path: v1Tenants + "/users", Permission: write, Tenant: "tenant", Summary: "Create a tenant user", Tag: "tenant-rbac", Request: "CreateTenantUser", Response: "TenantUser", Status: 201, handle: s.createTenantUser},
-		{Method: "GET", Path: v1Tenants + "/permissions", Permission: read, Tenant: "tenant", Summary: "The tenant's permission catalog", Tag: "tenant-rbac", Response: "[]Permission", Status: 200, handle: s.listTenantPermissions},
+		{Method: "GET", Path: v1Tenants + "/permissions", Permission: read, Tenant: "tenant", Summary: "The tenant's permission catalog", Tag: "tenant-rbac", Response: "[]Permission", Query: pageQuery, Status: 200, handle: s.listTenantPermissions},
+		{Method: "POST", Path: v1Tenants + "/permissions", Permission: write, Tenant: "tenant", Summary: "Add a code (resource.action.scope, scope own|team|tenant|*) to the tenant's catalog", Tag: "tenant-rbac", Request: "CreatePermission", Response: "Permission", Status: 201, handle: s.createTenantPermission},
+		{Method: "DELETE", Path: v1Tenants + "/permissions/{permission}", Permission: write, Tenant: "tenant", Summary: "Remove a code (id or code) from the tenant's catalog (409 while a role or user permission uses it)", Tag: "tenant-rbac", Response: "Permission", Status: 200, handle: s.deleteTenantPermission},
 		{Method: "GET", Path: v1Tenants + "/roles", Permission: read, Tenant: "tenant", Summary: "List roles with inherits and permissions", Tag: "tenant-rbac", Response: "[]Role", Status: 200, handle: s.listTenantRoles},
 		{Method: "POST", Path: v1Tenants + "/roles", Permission: write, Tenant: "tenant", Summary: "Create a role (inherits, permissions from the catalog; no cycles)", Tag: "tenant-rbac", Request: "CreateRole", Response: "Role", Status: 201, handle: s.createTenantRole},
 		{Method: "GET", Path: v1Tenants + "/roles/{role}", Permission: read, Tenant: "tenant", Summary: "Get a role (id or code) with inherited role codes and permission codes", Tag: "tenant-rbac", Response: "Role", Status: 200, handle: s.getTenantRole},
@@ -236,23 +238,99 @@ type Permission struct {
 }
 
 func (s *Server) listTenantPermissions(c *call) error {
+	page, size, err := c.page()
+	if err != nil {
+		return err
+	}
 	db, err := s.tenantDB(c)
 	if err != nil {
 		return err
 	}
-	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, code, description, is_wildcard FROM `+db.table("permissions")+` ORDER BY code COLLATE "C"`)
+	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, code, description, is_wildcard, count(*) OVER () FROM `+db.table("permissions")+`
+		ORDER BY code COLLATE "C" LIMIT $1 OFFSET $2`, size, (page-1)*size)
 	if err != nil {
 		return err
 	}
+	total := 0
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Permission, error) {
 		var p Permission
-		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
+		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard, &total)
 		return p, err
 	})
 	if err != nil {
 		return err
 	}
-	return c.ok(200, list, map[string]any{"total": len(list)})
+	if list == nil {
+		list = []Permission{}
+	}
+	return c.ok(200, list, pageMeta(page, size, total))
+}
+
+// createTenantPermission adds a code to the tenant's catalog. The engine's parser is the
+// grammar, so a code it accepts is one it can decide on.
+func (s *Server) createTenantPermission(c *call) error {
+	var req CreatePermission
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if _, err := decision.ParseCode(decision.LevelTenant, req.Code); err != nil {
+		return errValidation("code", "not a tenant code resource.action.scope (lowercase [a-z0-9_-] segments or *, scope own, team, tenant or *): "+err.Error())
+	}
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return err
+	}
+	lv, err := s.tenantLevel(c, db)
+	if err != nil {
+		return err
+	}
+	var p Permission
+	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		err := tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("permissions")+` (code, description) VALUES ($1, $2)
+			RETURNING id::text, code, description, is_wildcard`, req.Code, req.Description).Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
+		if pgCode(err) == "23505" {
+			return auditRecord{}, errConflict("permission " + req.Code + " already exists in the tenant's catalog")
+		}
+		if err != nil {
+			return auditRecord{}, err
+		}
+		// A new code widens every wildcard grant matching it (the owner's *.*.* at least):
+		// only someone who could grant it may add it.
+		if err := s.guard(c, tx, lv, nil, []string{req.Code}, msgCannotGrant); err != nil {
+			return auditRecord{}, err
+		}
+		return auditRecord{Action: "tenant_permission.create", TargetType: "tenant_permission", TargetID: p.ID, After: p}, err
+	})
+	if err != nil {
+		return err
+	}
+	return c.ok(201, p, map[string]any{"version": v})
+}
+
+// deleteTenantPermission removes a code (by id or code) from the tenant's catalog; a code a
+// role or a user permission still uses is a 409.
+func (s *Server) deleteTenantPermission(c *call) error {
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return err
+	}
+	ref := c.r.PathValue("permission")
+	var p Permission
+	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		err := tx.QueryRow(c.ctx(), `DELETE FROM `+db.table("permissions")+` WHERE id::text = $1 OR code = $1
+			RETURNING id::text, code, description, is_wildcard`, ref).Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return auditRecord{}, errNotFound("permission " + ref + " is not in the tenant's catalog")
+		case pgCode(err) == "23503":
+			return auditRecord{}, errConflict("permission " + ref + " is still used by a role or a user permission")
+		}
+		return auditRecord{Action: "tenant_permission.delete", TargetType: "tenant_permission", TargetID: p.ID, Before: p}, err
+	})
+	if err != nil {
+		return err
+	}
+	return c.ok(200, p, map[string]any{"version": v})
 }
 
 // Role is a tenant role with what it inherits and grants.
@@ -335,8 +413,20 @@ func (s *Server) createTenantRole(c *call) error {
 	if err != nil {
 		return err
 	}
+	lv, err := s.tenantLevel(c, db)
+	if err != nil {
+		return err
+	}
 	var role Role
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		// No escalation: the role's codes and those of the roles it inherits.
+		conferred, err := roleClosureCodes(c.ctx(), tx, lv.rt, req.Inherits)
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guard(c, tx, lv, nil, append(conferred, req.Permissions...), msgCannotGrant); err != nil {
+			return auditRecord{}, err
+		}
 		var id string
 		if err := tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("roles")+` (code, name, level) VALUES ($1, $2, $3) RETURNING id::text`,
 			req.Code, req.Name, req.Level).Scan(&id); err != nil {
@@ -348,7 +438,6 @@ func (s *Server) createTenantRole(c *call) error {
 		if err := addRoleInherits(c.ctx(), tx, db.roleTables(), id, req.Inherits); err != nil {
 			return auditRecord{}, err
 		}
-		var err error
 		role, err = scanRole(tx.QueryRow(c.ctx(), roleQuery(db)+` WHERE r.id = $1::uuid`, id))
 		return auditRecord{Action: "tenant_role.create", TargetType: "tenant_role", TargetID: id, After: role}, err
 	})
@@ -410,6 +499,10 @@ func (s *Server) patchTenantRole(c *call) error {
 	if err != nil {
 		return err
 	}
+	lv, err := s.tenantLevel(c, db)
+	if err != nil {
+		return err
+	}
 	var before, after Role
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
 		var err error
@@ -425,6 +518,9 @@ func (s *Server) patchTenantRole(c *call) error {
 		}
 		if req.IsActive != nil {
 			active = *req.IsActive
+		}
+		if err := s.guardRoleChange(c, tx, lv, before.ID, before.IsActive, active, before.Permissions, req.Permissions, before.Inherits, req.Inherits); err != nil {
+			return auditRecord{}, err
 		}
 		if _, err := tx.Exec(c.ctx(), `UPDATE `+db.table("roles")+` SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
 			before.ID, name, desc, active); err != nil {
@@ -506,6 +602,10 @@ func (s *Server) assignTenantRole(c *call) error {
 	if err != nil {
 		return err
 	}
+	lv, err := s.tenantLevel(c, db)
+	if err != nil {
+		return err
+	}
 	var a RoleAssignment
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
 		err := tx.QueryRow(c.ctx(), `SELECT id::text FROM `+db.table("users")+` WHERE id::text = $1 OR external_id = $1`, c.r.PathValue("user")).Scan(&a.UserID)
@@ -532,6 +632,13 @@ func (s *Server) assignTenantRole(c *call) error {
 				return auditRecord{}, err
 			}
 			a.TeamID = &team
+		}
+		conferred, err := roleClosureCodes(c.ctx(), tx, lv.rt, []string{a.RoleID})
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guard(c, tx, lv, a.TeamID, conferred, msgCannotGrant); err != nil {
+			return auditRecord{}, err
 		}
 		a.ExpiresAt = req.ExpiresAt
 		err = tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("user_roles")+` (user_id, role_id, team_id, expires_at, granted_by)
