@@ -34,11 +34,11 @@ func appendAuditNow(ctx context.Context, pool *pgxpool.Pool, rec auditRecord) er
 	return audit.AppendNow(ctx, pool, rec)
 }
 
-// VerifyAudit walks the audit chain; see audit.Verify.
+// VerifyAudit walks the audit chain, against expect when given; see audit.Verify.
 func VerifyAudit(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) (AuditVerification, error) {
-	return audit.Verify(ctx, q)
+}, expect *audit.Head) (AuditVerification, error) {
+	return audit.Verify(ctx, q, expect)
 }
 
 func nullable(s string) *string {
@@ -87,7 +87,7 @@ func (s *Server) listAudit(c *call) error {
 }
 
 func (s *Server) verifyAudit(c *call) error {
-	res, err := VerifyAudit(c.ctx(), s.Admin)
+	res, err := VerifyAudit(c.ctx(), s.Admin, nil)
 	if err != nil {
 		return err
 	}

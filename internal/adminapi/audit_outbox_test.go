@@ -126,7 +126,7 @@ func TestAuditOutboxLeftByCrashShippedOnce(t *testing.T) {
 
 	v := e.verify()
 	assert.True(t, v.OK, "the chain still verifies: %+v", v)
-	res, err := VerifyAudit(ctx, e.w.Admin)
+	res, err := VerifyAudit(ctx, e.w.Admin, nil)
 	require.NoError(t, err)
 	assert.Equal(t, v, res)
 

@@ -51,11 +51,13 @@ Usage:
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          [--audiences A[,B]] [--health-interval 30s] [--health-timeout 5s]
   admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
-  admin audit verify                                   walk the audit log's hash chain
+  admin audit verify     [--expect-head CHECKPOINT]    walk the audit log's hash chain (up to its head)
+  admin audit checkpoint                               print the chain's head, MAC'd with NEOAUTHZ_AUDIT_KEY
 
 Environment:
   ADMIN_DATABASE_URL     the admin database (required)
   NEOAUTHZ_SECRET_KEY    base64 of 32 bytes; encrypts registered database passwords
+  NEOAUTHZ_AUDIT_KEY     audit checkpoint/verify --expect-head: the operator's MAC key (>= 16 bytes)
   NEOAUTHZ_ADMIN_ADDR    admin serve: listen address (default :8001)
   NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES,
   NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
@@ -129,7 +131,9 @@ func Run(ctx context.Context, args []string, env Env) error {
 	case "tenant delete":
 		return a.tenantDelete(ctx, args[2:])
 	case "audit verify":
-		return a.auditVerify(ctx)
+		return a.auditVerify(ctx, args[2:])
+	case "audit checkpoint":
+		return a.auditCheckpoint(ctx)
 	}
 	fmt.Fprint(env.Stderr, usage)
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args[:2], " "), ErrUsage)

@@ -5,10 +5,14 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,6 +165,11 @@ func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
 	if tag.RowsAffected() == 0 {
 		return Entry{}, ErrShipped
 	}
+	if _, err := tx.Exec(ctx, `INSERT INTO admin.audit_head (id, last_id, last_hash) VALUES (true, $1, $2)
+		ON CONFLICT (id) DO UPDATE SET last_id = EXCLUDED.last_id, last_hash = EXCLUDED.last_hash, updated_at = now()`,
+		e.ID, e.Hash); err != nil {
+		return Entry{}, fmt.Errorf("audit head: %w", err)
+	}
 	return e, nil
 }
 
@@ -182,14 +191,36 @@ type Verification struct {
 	Problem    string `json:"problem,omitempty"`
 }
 
+// Head is the newest row of the chain: its id and hash.
+type Head struct {
+	ID   int64
+	Hash []byte
+}
+
 // Verify walks admin.audit_log in id order and reports the first row altered (its hash
 // does not match its content, or its prev_hash does not match the previous row's hash) or
-// removed (a gap in the ids). Removing the newest rows cannot be seen from the table alone;
-// compare the last hash with one kept elsewhere for that.
+// removed (a gap in the ids, or a chain ending before the head recorded in admin.audit_head,
+// or before expect when given: a checkpoint kept outside the database).
 func Verify(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) (Verification, error) {
-	rows, err := q.Query(ctx, `SELECT `+Columns+` FROM admin.audit_log ORDER BY id`)
+}, expect *Head) (Verification, error) {
+	var head *Head
+	rows, err := q.Query(ctx, `SELECT last_id, last_hash FROM admin.audit_head`)
+	if err != nil {
+		return Verification{}, err
+	}
+	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Head, error) {
+		var h Head
+		err := row.Scan(&h.ID, &h.Hash)
+		return h, err
+	})
+	if err != nil {
+		return Verification{}, err
+	}
+	if len(heads) == 1 {
+		head = &heads[0]
+	}
+	rows, err = q.Query(ctx, `SELECT `+Columns+` FROM admin.audit_log ORDER BY id`)
 	if err != nil {
 		return Verification{}, err
 	}
@@ -199,6 +230,7 @@ func Verify(ctx context.Context, q interface {
 	bad := func(id int64, msg string) {
 		res.OK, res.FirstBadID, res.Problem = false, &id, msg
 	}
+	seen := map[int64][]byte{}
 	for rows.Next() {
 		e, err := Scan(rows)
 		if err != nil {
@@ -222,10 +254,93 @@ func Verify(ctx context.Context, q interface {
 		if !res.OK {
 			return res, nil
 		}
+		for _, h := range []*Head{head, expect} {
+			if h != nil && h.ID == e.ID {
+				seen[e.ID] = e.Hash
+			}
+		}
 		prevID, prevHash = e.ID, e.Hash
 	}
-	return res, rows.Err()
+	if err := rows.Err(); err != nil {
+		return Verification{}, err
+	}
+	for _, c := range []struct {
+		h    *Head
+		what string
+	}{{head, "the recorded head (admin.audit_head)"}, {expect, "the expected head (checkpoint)"}} {
+		switch {
+		case c.h == nil:
+		case c.h.ID > prevID:
+			bad(prevID+1, fmt.Sprintf("rows %d to %d removed: the chain ends at row %d, %s is row %d", prevID+1, c.h.ID, prevID, c.what, c.h.ID))
+		case !bytes.Equal(seen[c.h.ID], c.h.Hash):
+			bad(c.h.ID, fmt.Sprintf("row %d altered: its hash differs from %s", c.h.ID, c.what))
+		}
+		if !res.OK {
+			return res, nil
+		}
+	}
+	if head == nil && prevID > 0 {
+		bad(prevID, "admin.audit_head is missing: the chain's end cannot be confirmed")
+	}
+	return res, nil
 }
+
+// Checkpoint is a head with a MAC under an operator's key: printed by `admin audit
+// checkpoint`, kept outside the database, and given back to verify.
+func Checkpoint(h Head, key []byte) string {
+	body := fmt.Sprintf("%d:%s", h.ID, hex.EncodeToString(h.Hash))
+	return body + ":" + hex.EncodeToString(checkpointMAC(body, key))
+}
+
+// ErrBadCheckpoint is returned for a checkpoint that does not parse or whose MAC does not
+// match under the key.
+var ErrBadCheckpoint = errors.New("not a checkpoint made with this key")
+
+// ParseCheckpoint returns the head a checkpoint names after checking its MAC under key.
+func ParseCheckpoint(s string, key []byte) (Head, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return Head{}, ErrBadCheckpoint
+	}
+	body, mac := s[:i], s[i+1:]
+	got, err := hex.DecodeString(mac)
+	if err != nil || !hmac.Equal(got, checkpointMAC(body, key)) {
+		return Head{}, ErrBadCheckpoint
+	}
+	idText, hashText, ok := strings.Cut(body, ":")
+	if !ok {
+		return Head{}, ErrBadCheckpoint
+	}
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil {
+		return Head{}, ErrBadCheckpoint
+	}
+	hash, err := hex.DecodeString(hashText)
+	if err != nil {
+		return Head{}, ErrBadCheckpoint
+	}
+	return Head{ID: id, Hash: hash}, nil
+}
+
+func checkpointMAC(body string, key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("neoauthz audit head\x00" + body))
+	return m.Sum(nil)
+}
+
+// CurrentHead reads the recorded head; ok is false for an empty chain.
+func CurrentHead(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (h Head, ok bool, err error) {
+	err = q.QueryRow(ctx, `SELECT last_id, last_hash FROM admin.audit_head`).Scan(&h.ID, &h.Hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Head{}, false, nil
+	}
+	return h, err == nil, err
+}
+
+// EnvKey names the environment variable holding the operator's checkpoint key.
+const EnvKey = "NEOAUTHZ_AUDIT_KEY"
 
 // Columns are the audit_log columns Scan reads, in its order.
 const Columns = `id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
