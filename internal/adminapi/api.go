@@ -28,6 +28,8 @@ import (
 const (
 	DefaultPageSize = 20
 	MaxPageSize     = 100
+	// MaxPage bounds page so that (page-1)*page_size can never overflow an OFFSET.
+	MaxPage = 1_000_000
 	// maxBodyBytes bounds a request body; no admin request needs more.
 	maxBodyBytes = 1 << 20
 )
@@ -195,8 +197,8 @@ func (c *call) page() (page, size int, err error) {
 	page, size = 1, DefaultPageSize
 	if v := q.Get("page"); v != "" {
 		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 {
-			fe.add("page", "must be an integer >= 1")
+		if perr != nil || n < 1 || n > MaxPage {
+			fe.add("page", fmt.Sprintf("must be an integer between 1 and %d", MaxPage))
 		}
 		page = n
 	}
