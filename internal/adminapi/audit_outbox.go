@@ -27,6 +27,42 @@ const DefaultOutboxInterval = 5 * time.Second
 // outboxBatch bounds the rows one shipOutbox call moves; the rest wait for the next call.
 const outboxBatch = 500
 
+// outboxActions are the only actions a tenant's outbox may carry (tenant RBAC writes), with
+// their target types: the outbox is writable by anyone who can write to the tenant's schema,
+// so it must not be able to claim anything else.
+var outboxActions = map[string]string{
+	"tenant_user.create": "tenant_user", "tenant_user.update": "tenant_user", "tenant_user.delete": "tenant_user",
+	"tenant_user_role.assign": "tenant_user", "tenant_user_role.revoke": "tenant_user",
+	"tenant_user_permission.add": "tenant_user", "tenant_user_permission.delete": "tenant_user",
+	"tenant_role.create": "tenant_role", "tenant_role.update": "tenant_role", "tenant_role.delete": "tenant_role",
+	"tenant_team.create": "tenant_team", "tenant_team.update": "tenant_team", "tenant_team.delete": "tenant_team",
+	"tenant_team_member.add": "tenant_team", "tenant_team_member.remove": "tenant_team",
+	"tenant_permission.create": "tenant_permission", "tenant_permission.delete": "tenant_permission",
+}
+
+// outboxClockSkew is how far a claimed time may lie outside [tenant created, shipped] before
+// it is marked implausible.
+const outboxClockSkew = time.Minute
+
+// vetOutboxRow turns an outbox row of tenant t into the record to chain: always with its
+// outbox id, the tenant, the source schema and (set by the append) the shipping time. A row
+// claiming anything but a tenant RBAC action is recorded as audit_outbox.rejected with what it
+// claimed, never as that action; a claimed time before the tenant existed or after now is kept
+// but marked implausible.
+func vetOutboxRow(o outboxRow, t pgstore.Tenant, tenantCreated, now time.Time) auditRecord {
+	rec := o.rec
+	rec.TenantID, rec.OutboxID, rec.OccurredAt, rec.SourceSchema = t.ID, o.id, o.occurredAt, t.SchemaName
+	rec.OccurredAtImplausible = o.occurredAt.Before(tenantCreated.Add(-outboxClockSkew)) || o.occurredAt.After(now.Add(outboxClockSkew))
+	if want, ok := outboxActions[rec.Action]; ok && want == rec.TargetType {
+		return rec
+	}
+	return auditRecord{Actor: "system:audit-outbox", Action: "audit_outbox.rejected", TargetType: "tenant", TargetID: t.ID,
+		TenantID: t.ID, OutboxID: o.id, SourceSchema: t.SchemaName, OccurredAtImplausible: rec.OccurredAtImplausible,
+		After: map[string]any{"reason": "not a tenant RBAC action", "claimed": map[string]any{
+			"occurred_at": o.occurredAt, "actor": rec.Actor, "action": rec.Action, "target_type": rec.TargetType,
+			"target_id": rec.TargetID, "request_id": rec.RequestID, "before": rec.Before, "after": rec.After}}}
+}
+
 // insertOutbox inserts rec into db's audit_outbox inside the tenant write's transaction.
 func insertOutbox(ctx context.Context, tx pgx.Tx, db tenantDB, rec auditRecord) error {
 	before, err := jsonOrNil(rec.Before)
@@ -89,11 +125,14 @@ func (s *Server) shipOutbox(ctx context.Context, t pgstore.Tenant) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("audit outbox read: %w", err)
 	}
+	var created time.Time
+	if err := s.Admin.QueryRow(ctx, `SELECT created_at FROM admin.tenants WHERE id = $1`, t.ID).Scan(&created); err != nil {
+		return 0, fmt.Errorf("audit outbox: tenant: %w", err)
+	}
 	var shipped []string
 	var shipErr error
 	for _, o := range list {
-		rec := o.rec
-		rec.TenantID, rec.OutboxID, rec.OccurredAt = t.ID, o.id, o.occurredAt
+		rec := vetOutboxRow(o, t, created, s.Now())
 		err := pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 			_, err := appendAudit(ctx, tx, rec)
 			return err

@@ -39,7 +39,13 @@ type Entry struct {
 	After      json.RawMessage `json:"after,omitempty"`
 	RequestID  *string         `json:"request_id,omitempty"`
 	OutboxID   *string         `json:"outbox_id,omitempty"` // the tenant audit_outbox row it was shipped from
-	PrevHash   []byte          `json:"prev_hash"`
+	// ShippedAt and SourceSchema say when and from which tenant schema an outbox row was
+	// shipped; OccurredAtImplausible marks a claimed time before the tenant existed or after
+	// the shipping.
+	ShippedAt             *time.Time `json:"shipped_at,omitempty"`
+	SourceSchema          *string    `json:"source_schema,omitempty"`
+	OccurredAtImplausible bool       `json:"occurred_at_implausible,omitempty"`
+	PrevHash              []byte     `json:"prev_hash"`
 	Hash       []byte          `json:"hash"`
 }
 
@@ -52,6 +58,9 @@ type Record struct {
 	// occurred_at is the time of the append.
 	OutboxID   string
 	OccurredAt time.Time
+	// SourceSchema, set when shipping, records the schema and the shipping time (now).
+	SourceSchema          string
+	OccurredAtImplausible bool
 }
 
 // canonical is the byte string a row's hash covers: a JSON array of the row's fields in a fixed
@@ -72,6 +81,9 @@ func canonical(e *Entry) ([]byte, error) {
 	}
 	if e.OutboxID != nil {
 		fields = append(fields, *e.OutboxID)
+	}
+	if e.ShippedAt != nil {
+		fields = append(fields, e.ShippedAt.UTC().Format("2006-01-02T15:04:05.000000Z"), e.SourceSchema, e.OccurredAtImplausible)
 	}
 	return json.Marshal(fields)
 }
@@ -123,7 +135,7 @@ func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
 	}
 	e := Entry{Actor: rec.Actor, Action: rec.Action, TargetType: rec.TargetType,
 		TargetID: nullable(rec.TargetID), TenantID: nullable(rec.TenantID), RequestID: nullable(rec.RequestID),
-		OutboxID: nullable(rec.OutboxID)}
+		OutboxID: nullable(rec.OutboxID), SourceSchema: nullable(rec.SourceSchema), OccurredAtImplausible: rec.OccurredAtImplausible}
 	var occurredAt *time.Time
 	if !rec.OccurredAt.IsZero() {
 		occurredAt = &rec.OccurredAt
@@ -131,9 +143,10 @@ func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
 	var lastID *int64
 	var lastHash []byte
 	var beforeText, afterText *string
-	err = tx.QueryRow(ctx, `SELECT l.id, l.hash, coalesce($3::timestamptz, clock_timestamp()), $1::jsonb::text, $2::jsonb::text
+	var now time.Time
+	err = tx.QueryRow(ctx, `SELECT l.id, l.hash, coalesce($3::timestamptz, clock_timestamp()), $1::jsonb::text, $2::jsonb::text, clock_timestamp()
 		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, hash FROM admin.audit_log ORDER BY id DESC LIMIT 1) l ON true`,
-		before, after, occurredAt).Scan(&lastID, &lastHash, &e.OccurredAt, &beforeText, &afterText)
+		before, after, occurredAt).Scan(&lastID, &lastHash, &e.OccurredAt, &beforeText, &afterText, &now)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit tail: %w", err)
 	}
@@ -143,6 +156,10 @@ func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
 	}
 	// PostgreSQL keeps microseconds; hash exactly what will be read back.
 	e.OccurredAt = e.OccurredAt.Truncate(time.Microsecond)
+	if e.SourceSchema != nil {
+		shipped := now.Truncate(time.Microsecond)
+		e.ShippedAt = &shipped
+	}
 	if beforeText != nil {
 		e.Before = json.RawMessage(*beforeText)
 	}
@@ -155,10 +172,12 @@ func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
 	// A NULL outbox_id never conflicts; a shipped outbox row already in the log is skipped
 	// (appends are serialized by the lock, so the id computed above is simply not used).
 	tag, err := tx.Exec(ctx, `INSERT INTO admin.audit_log
-		(id, occurred_at, actor, action, target_type, target_id, tenant_id, before, after, request_id, prev_hash, hash, outbox_id)
-		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::jsonb, $10, $11, $12, $13::uuid)
+		(id, occurred_at, actor, action, target_type, target_id, tenant_id, before, after, request_id, prev_hash, hash, outbox_id,
+		 shipped_at, source_schema, occurred_at_implausible)
+		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::jsonb, $10, $11, $12, $13::uuid, $14, $15, $16)
 		ON CONFLICT (outbox_id) DO NOTHING`,
-		e.ID, e.OccurredAt, e.Actor, e.Action, e.TargetType, e.TargetID, e.TenantID, beforeText, afterText, e.RequestID, e.PrevHash, e.Hash, e.OutboxID)
+		e.ID, e.OccurredAt, e.Actor, e.Action, e.TargetType, e.TargetID, e.TenantID, beforeText, afterText, e.RequestID, e.PrevHash, e.Hash, e.OutboxID,
+		e.ShippedAt, e.SourceSchema, e.OccurredAtImplausible)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit append: %w", err)
 	}
@@ -344,14 +363,14 @@ const EnvKey = "NEOAUTHZ_AUDIT_KEY"
 
 // Columns are the audit_log columns Scan reads, in its order.
 const Columns = `id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-	before::text, after::text, request_id, outbox_id::text, prev_hash, hash`
+	before::text, after::text, request_id, outbox_id::text, shipped_at, source_schema, occurred_at_implausible, prev_hash, hash`
 
 // Scan reads a row selected with Columns, then any extra columns into extra.
 func Scan(row pgx.Row, extra ...any) (Entry, error) {
 	var e Entry
 	var before, after *string
 	dest := append([]any{&e.ID, &e.OccurredAt, &e.Actor, &e.Action, &e.TargetType, &e.TargetID, &e.TenantID,
-		&before, &after, &e.RequestID, &e.OutboxID, &e.PrevHash, &e.Hash}, extra...)
+		&before, &after, &e.RequestID, &e.OutboxID, &e.ShippedAt, &e.SourceSchema, &e.OccurredAtImplausible, &e.PrevHash, &e.Hash}, extra...)
 	err := row.Scan(dest...)
 	if before != nil {
 		e.Before = json.RawMessage(*before)
