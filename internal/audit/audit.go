@@ -46,7 +46,7 @@ type Entry struct {
 	SourceSchema          *string    `json:"source_schema,omitempty"`
 	OccurredAtImplausible bool       `json:"occurred_at_implausible,omitempty"`
 	PrevHash              []byte     `json:"prev_hash"`
-	Hash       []byte          `json:"hash"`
+	Hash                  []byte     `json:"hash"`
 }
 
 // Record is what a writer asks to append.
