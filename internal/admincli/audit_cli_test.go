@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"os/user"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/testenv"
 )
 
@@ -94,4 +96,32 @@ func TestHelpNeedsNoConfiguration(t *testing.T) {
 		require.NoError(t, Run(context.Background(), args, env), "%v", args)
 		assert.Contains(t, out.String(), "admin "+args[0], "%v", args)
 	}
+}
+
+// --scope all on a fresh admin database migrates the admin set first, then reads the registry.
+func TestMigrateAllOnAFreshAdminDatabase(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	ctx := context.Background()
+	name := "nzt_fresh_" + randomHex(t)
+	_, err := w.Admin.Exec(ctx, `CREATE DATABASE `+name)
+	require.NoError(t, err)
+	t.Cleanup(func() { pgtest.Drop(t, w.Server(), name) })
+	out := &syncBuffer{}
+	url := pgtest.WithDatabase(w.Server(), name)
+	env := Env{Stdout: out, Stderr: &syncBuffer{}, Getenv: func(k string) string {
+		if k == "ADMIN_DATABASE_URL" {
+			return url
+		}
+		return ""
+	}}
+	require.NoError(t, Run(ctx, []string{"migrate", "apply", "--scope", "all"}, env), "%s", out.String())
+	env.Stdout = &syncBuffer{}
+	require.NoError(t, Run(ctx, []string{"migrate", "apply", "--scope", "all"}, env), "a second run finds nothing to do")
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
 }

@@ -169,6 +169,11 @@ func (r *Runner) Targets(ctx context.Context, plan Plan) ([]Target, error) {
 		out = append(out, Target{Name: "admin", Kind: ScopeAdmin, ConnString: r.AdminURL, Steps: []Step{
 			{migrations.SetPlatform, migrations.PlatformSchema}, {migrations.SetAdmin, migrations.AdminSchema},
 		}})
+		// A fresh admin database has no registry yet: the admin target creates it, and run
+		// reads the registry's targets once it has (nothing can be registered before).
+		if !r.registryReady(ctx) {
+			return out, nil
+		}
 	}
 	if plan.Tenant == "" && (includes(plan.Scope, ScopeRegional) || includes(plan.Scope, ScopeAnalytics)) {
 		conns, err := r.Registry.ListConnections(ctx, registry.ConnectionFilter{ActiveOnly: true})
@@ -299,11 +304,20 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 	run := Run{Scope: plan.Scope, Status: "running", Total: len(targets)}
 	var results []Result
 	done := 0
-	// The admin target creates the tables a run is recorded in, so it goes first, alone.
+	// The admin target creates the tables a run is recorded in (and the registry the other
+	// targets come from), so it goes first, alone, and the other targets are read after it.
 	if len(targets) > 0 && targets[0].Kind == ScopeAdmin {
 		results = append(results, r.migrateTarget(ctx, nil, targets[0], plan, action, to)...)
 		targets = targets[1:]
 		done = 1
+		if len(targets) == 0 && plan.Scope != ScopeAdmin && !plan.DryRun && r.registryReady(ctx) {
+			rest, err := r.Targets(ctx, plan)
+			if err != nil {
+				return run, err
+			}
+			targets = rest[1:]
+			run.Total = 1 + len(targets)
+		}
 		if plan.Progress != nil {
 			plan.Progress(1, run.Total)
 		}
@@ -503,6 +517,12 @@ func (r *Runner) connect(ctx context.Context, conns map[string]*workerConn, dsn 
 		conns[dsn] = &workerConn{Conn: c, uses: 1}
 	}
 	return c, nil
+}
+
+func (r *Runner) registryReady(ctx context.Context) bool {
+	var ok bool
+	err := r.Admin.QueryRow(ctx, `SELECT to_regclass('admin.database_connections') IS NOT NULL`).Scan(&ok)
+	return err == nil && ok
 }
 
 func (r *Runner) adminReady(ctx context.Context) bool {
