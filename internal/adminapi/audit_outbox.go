@@ -156,21 +156,7 @@ func (s *Server) shipOutbox(ctx context.Context, t pgstore.Tenant) (int, error) 
 // suspended, placed on an active database connection) and returns how many outbox rows it
 // shipped. Failures are logged, tenant by tenant.
 func (s *Server) ShipAuditOutboxes(ctx context.Context) int {
-	rows, err := s.Admin.Query(ctx, `SELECT t.id::text, t.slug, t.status, t.schema_name,
-		t.database_connection_id::text, coalesce(t.database_name, '')
-		FROM admin.tenants t JOIN admin.database_connections c ON c.id = t.database_connection_id
-		WHERE t.status IN ('active', 'suspended') AND c.is_active ORDER BY t.slug`)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.Log.Error("audit outbox: list tenants", "err", err)
-		}
-		return 0
-	}
-	tenants, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgstore.Tenant, error) {
-		var t pgstore.Tenant
-		err := row.Scan(&t.ID, &t.Slug, &t.Status, &t.SchemaName, &t.ConnectionID, &t.Database)
-		return t, err
-	})
+	tenants, err := s.outboxTenants(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Log.Error("audit outbox: list tenants", "err", err)
@@ -188,6 +174,23 @@ func (s *Server) ShipAuditOutboxes(ctx context.Context) int {
 	return total
 }
 
+// outboxTenants lists the tenants the API can write to (active or suspended, placed on an
+// active database connection): those whose outbox is shipped.
+func (s *Server) outboxTenants(ctx context.Context) ([]pgstore.Tenant, error) {
+	rows, err := s.Admin.Query(ctx, `SELECT t.id::text, t.slug, t.status, t.schema_name,
+		t.database_connection_id::text, coalesce(t.database_name, '')
+		FROM admin.tenants t JOIN admin.database_connections c ON c.id = t.database_connection_id
+		WHERE t.status IN ('active', 'suspended') AND c.is_active ORDER BY t.slug`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgstore.Tenant, error) {
+		var t pgstore.Tenant
+		err := row.Scan(&t.ID, &t.Slug, &t.Status, &t.SchemaName, &t.ConnectionID, &t.Database)
+		return t, err
+	})
+}
+
 // MonitorAuditOutbox ships every tenant's audit outbox each interval until ctx ends, so rows
 // left by a crash between a tenant commit and its ship reach admin.audit_log.
 func (s *Server) MonitorAuditOutbox(ctx context.Context, interval time.Duration) {
@@ -197,6 +200,7 @@ func (s *Server) MonitorAuditOutbox(ctx context.Context, interval time.Duration)
 		if n := s.ShipAuditOutboxes(ctx); n > 0 {
 			s.Log.Info("audit outbox: shipped rows left behind", "rows", n)
 		}
+		s.measureOutboxes(ctx)
 		select {
 		case <-ctx.Done():
 			return
