@@ -45,7 +45,7 @@ func (s *Server) platformRBACRoutes() []route {
 		{Method: "PATCH", Path: r + "/{role}", Permission: rolesUpdate, Summary: "Change a platform role; inherits and permissions replace the current sets (cycles 409)", Tag: tag, Request: "PatchRole", Response: "PlatformRole", Status: 200, handle: s.patchPlatformRole},
 		{Method: "DELETE", Path: r + "/{role}", Permission: rolesDelete, Summary: "Delete a platform role (409 while assigned or for system roles)", Tag: tag, Response: "PlatformRole", Status: 200, handle: s.deletePlatformRole},
 		{Method: "GET", Path: v1Admin + "/platform-permissions", Permission: catalogRead, Summary: "The platform permission catalog", Tag: tag, Response: "[]Permission", Status: 200, handle: s.listPlatformPermissions},
-		{Method: "POST", Path: v1Admin + "/platform-permissions", Permission: catalogWrite, Summary: "Add a code (resource.action.scope, scope user|tenant|platform|*) to the platform catalog", Tag: tag, Request: "CreatePermission", Response: "Permission", Status: 201, handle: s.createPlatformPermission},
+		{Method: "POST", Path: v1Admin + "/platform-permissions", Permission: catalogWrite, Summary: "Add a code (resource.action.scope, scope user|tenant|platform|*) to the platform catalog", Tag: tag, Request: "CreatePlatformPermission", Response: "Permission", Status: 201, handle: s.createPlatformPermission},
 	}
 }
 
@@ -100,8 +100,8 @@ type CreatePermission struct {
 
 // AssignPlatformRole is the body of POST /platform-users/{user}/roles.
 type AssignPlatformRole struct {
-	Role      string     `json:"role"`   // id or code
-	Tenant    string     `json:"tenant"` // optional: tenant id or slug the assignment is restricted to
+	Role      string     `json:"role"`      // id or code
+	TenantID  string     `json:"tenant_id"` // optional: tenant id or slug the assignment is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -122,7 +122,7 @@ type PlatformRoleAssignment struct {
 type AddPlatformUserPermission struct {
 	Code      string     `json:"code"`
 	Granted   *bool      `json:"granted"`
-	Tenant    string     `json:"tenant"`
+	TenantID  string     `json:"tenant_id"` // optional: tenant id or slug the grant or deny is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -551,7 +551,7 @@ func (s *Server) assignPlatformRole(c *call) error {
 		if !found {
 			return auditRecord{}, errValidation("role", "no platform role "+req.Role)
 		}
-		tenant, err := tenantRef(c, tx, "tenant", req.Tenant)
+		tenant, err := tenantRef(c, tx, "tenant_id", req.TenantID)
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -669,7 +669,7 @@ func (s *Server) addPlatformUserPermission(c *call) error {
 		if !found {
 			return auditRecord{}, errValidation("code", "not in the platform catalog: "+req.Code)
 		}
-		tenant, err := tenantRef(c, tx, "tenant", req.Tenant)
+		tenant, err := tenantRef(c, tx, "tenant_id", req.TenantID)
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -759,24 +759,26 @@ func rbacSchemas() map[string]schema {
 		"Permission":       obj(schema{"id": uuid, "code": str(), "description": str(), "is_wildcard": boolean()}, "code"),
 		"Role": obj(schema{"id": uuid, "code": str(), "name": str(), "description": str(), "level": str(), "is_system": boolean(),
 			"is_active": boolean(), "inherits": arr(str()), "permissions": arr(str())}, "id", "code"),
-		"CreateRole": obj(schema{"code": str(), "name": str(), "level": enum("owner", "admin", "manager", "member", "viewer", "guest"),
+		"CreateRole": obj(schema{"code": pat(tenantRoleCodeRe, "billing_admin"), "name": str(), "level": enum("owner", "admin", "manager", "member", "viewer", "guest"),
 			"inherits": arr(str()), "permissions": arr(str())}, "code"),
 		"PatchRole": obj(schema{"name": str(), "description": nullableStr, "is_active": boolean(),
 			"inherits": arr(str()), "permissions": arr(str())}),
-		"AssignRole":     obj(schema{"role": str(), "team": str(), "expires_at": ts}, "role"),
+		"AssignRole": obj(schema{"role": schema{"type": "string", "description": "the role's id or code"},
+			"team_id": schema{"type": "string", "description": "the team's id or slug"}, "expires_at": ts}, "role"),
 		"RoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "team_id": uuid, "expires_at": ts}),
 		"UserRoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "team_id": uuid, "expires_at": ts,
 			"granted_by": str(), "created_at": ts}, "id", "role"),
-		"AddUserPermission": obj(schema{"code": str(), "granted": boolean(), "team_id": str(), "expires_at": ts}, "code", "granted"),
+		"AddUserPermission": obj(schema{"code": pat(tenantPermissionRe, "invoices.read.team"), "granted": boolean(),
+			"team_id": schema{"type": "string", "description": "the team's id or slug"}, "expires_at": ts}, "code", "granted"),
 		"UserPermission": obj(schema{"id": uuid, "user_id": uuid, "permission_id": uuid, "code": str(), "granted": boolean(),
 			"team_id": uuid, "expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "code", "granted"),
 		"Team":          obj(schema{"id": uuid, "slug": str(), "name": str(), "parent_team_id": uuid, "created_at": ts, "updated_at": ts}, "id", "slug", "name"),
-		"CreateTeam":    obj(schema{"slug": str(), "name": str(), "parent_team_id": str()}, "slug"),
+		"CreateTeam":    obj(schema{"slug": pat(slugPattern, "backend"), "name": str(), "parent_team_id": schema{"type": "string", "description": "the parent team's id or slug"}}, "slug"),
 		"PatchTeam":     obj(schema{"name": str(), "parent_team_id": nullableStr}),
 		"TeamMember":    obj(schema{"team_id": uuid, "user_id": uuid, "external_id": str(), "created_at": ts}, "team_id", "user_id"),
 		"AddTeamMember": obj(schema{"user_id": str()}, "user_id"),
 		"EffectivePermission": obj(schema{"permission": str(), "allowed": boolean(), "reason": str(), "grant_code": str(), "direct": boolean(),
-			"role": str(), "team": str()}, "permission", "allowed", "reason"),
+			"role": str(), "team_id": str()}, "permission", "allowed", "reason"),
 
 		// Platform RBAC.
 		"PlatformUser":       obj(schema{"id": uuid, "external_id": str(), "email": str(), "status": status, "created_at": ts, "updated_at": ts}, "id", "external_id", "status"),
@@ -784,12 +786,15 @@ func rbacSchemas() map[string]schema {
 		"PatchPlatformUser":  obj(schema{"status": status, "email": nullableStr}),
 		"PlatformRole": obj(schema{"id": uuid, "code": str(), "name": str(), "description": str(), "is_system": boolean(),
 			"is_active": boolean(), "inherits": arr(str()), "permissions": arr(str())}, "id", "code"),
-		"CreatePlatformRole": obj(schema{"code": str(), "name": str(), "description": str(), "inherits": arr(str()), "permissions": arr(str())}, "code"),
-		"CreatePermission":   obj(schema{"code": str(), "description": str()}, "code"),
-		"AssignPlatformRole": obj(schema{"role": str(), "tenant": str(), "expires_at": ts}, "role"),
+		"CreatePlatformRole":       obj(schema{"code": pat(platformRoleCodeRe, "billing-support"), "name": str(), "description": str(), "inherits": arr(str()), "permissions": arr(str())}, "code"),
+		"CreatePermission":         obj(schema{"code": pat(tenantPermissionRe, "invoices.read.tenant"), "description": str()}, "code"),
+		"CreatePlatformPermission": obj(schema{"code": pat(platformPermissionRe, "invoices.read.platform"), "description": str()}, "code"),
+		"AssignPlatformRole": obj(schema{"role": schema{"type": "string", "description": "the role's id or code"},
+			"tenant_id": schema{"type": "string", "description": "the tenant's id or slug"}, "expires_at": ts}, "role"),
 		"PlatformRoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "tenant_id": uuid,
 			"expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "role"),
-		"AddPlatformUserPermission": obj(schema{"code": str(), "granted": boolean(), "tenant": str(), "expires_at": ts}, "code", "granted"),
+		"AddPlatformUserPermission": obj(schema{"code": pat(platformPermissionRe, "tenants.read.tenant"), "granted": boolean(),
+			"tenant_id": schema{"type": "string", "description": "the tenant's id or slug"}, "expires_at": ts}, "code", "granted"),
 		"PlatformUserPermission": obj(schema{"id": uuid, "user_id": uuid, "permission_id": uuid, "code": str(), "granted": boolean(),
 			"tenant_id": uuid, "expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "code", "granted"),
 	}

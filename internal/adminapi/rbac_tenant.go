@@ -568,8 +568,8 @@ func (s *Server) deleteTenantRole(c *call) error {
 
 // AssignRole is the body of POST /users/{user}/roles.
 type AssignRole struct {
-	Role      string     `json:"role"` // id or code
-	Team      string     `json:"team"` // optional: id or slug of the team the assignment is restricted to
+	Role      string     `json:"role"`    // id or code
+	TeamID    string     `json:"team_id"` // optional: id or slug of the team the assignment is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -622,11 +622,11 @@ func (s *Server) assignTenantRole(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
-		if req.Team != "" {
+		if req.TeamID != "" {
 			var team string
-			err = tx.QueryRow(c.ctx(), `SELECT id::text FROM `+db.table("teams")+` WHERE id::text = $1 OR slug = $1`, req.Team).Scan(&team)
+			err = tx.QueryRow(c.ctx(), `SELECT id::text FROM `+db.table("teams")+` WHERE id::text = $1 OR slug = $1`, req.TeamID).Scan(&team)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return auditRecord{}, errValidation("team", "no team "+req.Team)
+				return auditRecord{}, errValidation("team_id", "no team "+req.TeamID)
 			}
 			if err != nil {
 				return auditRecord{}, err
@@ -660,7 +660,7 @@ type EffectivePermission struct {
 	GrantCode  string `json:"grant_code"`
 	Direct     bool   `json:"direct"`
 	Role       string `json:"role,omitempty"`
-	Team       string `json:"team,omitempty"`
+	TeamID     string `json:"team_id,omitempty"`
 }
 
 func (s *Server) effectivePermissions(c *call) error {
@@ -697,7 +697,7 @@ func (s *Server) effectivePermissions(c *call) error {
 			return err
 		}
 		out = append(out, EffectivePermission{Permission: p, Allowed: true, Reason: d.Reason.String(), GrantCode: d.Grant.Code,
-			Direct: d.Grant.Direct, Role: d.Grant.Role, Team: d.Grant.Group})
+			Direct: d.Grant.Direct, Role: d.Grant.Role, TeamID: d.Grant.Group})
 	}
 	// A deny shows only as an absence in the list above; an administrator asking "why can't
 	// she?" needs to see it, so every other catalog code a deny takes away is listed too.
