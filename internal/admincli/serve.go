@@ -128,7 +128,7 @@ func (a *app) bootstrap(ctx context.Context, args []string) error {
 	if user == "" {
 		return fmt.Errorf("bootstrap: --user SUB is required: %w", ErrUsage)
 	}
-	res, err := adminapi.Bootstrap(ctx, a.pool, user, email, "cli:"+a.env.Getenv("USER"))
+	res, err := adminapi.Bootstrap(ctx, a.pool, user, email, a.actor())
 	if err != nil {
 		return err
 	}
