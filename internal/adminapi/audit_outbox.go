@@ -65,18 +65,14 @@ func vetOutboxRow(o outboxRow, t pgstore.Tenant, tenantCreated, now time.Time) a
 
 // insertOutbox inserts rec into db's audit_outbox inside the tenant write's transaction.
 func insertOutbox(ctx context.Context, tx pgx.Tx, db tenantDB, rec auditRecord) error {
-	before, err := jsonOrNil(rec.Before)
-	if err != nil {
-		return err
-	}
-	after, err := jsonOrNil(rec.After)
+	before, after, err := rec.Payload()
 	if err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO `+db.table("audit_outbox")+`
 		(actor, action, target_type, target_id, before, after, request_id)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)`,
-		rec.Actor, rec.Action, rec.TargetType, nullable(rec.TargetID), before, after, nullable(rec.RequestID))
+		VALUES ($1, $2, $3, nullif($4, ''), $5::jsonb, $6::jsonb, nullif($7, ''))`,
+		rec.Actor, rec.Action, rec.TargetType, rec.TargetID, before, after, rec.RequestID)
 	if err != nil {
 		return fmt.Errorf("audit outbox insert: %w", err)
 	}

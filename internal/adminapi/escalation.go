@@ -153,6 +153,17 @@ func (s *Server) tenantLevel(c *call, db tenantDB) (level, error) {
 	return lv, err
 }
 
+// tenantDBLevel returns the call's tenant database and the actor's level there, for a tenant
+// RBAC write.
+func (s *Server) tenantDBLevel(c *call) (tenantDB, level, error) {
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return db, level{}, err
+	}
+	lv, err := s.tenantLevel(c, db)
+	return db, lv, err
+}
+
 // guardConferral refuses (403) a platform write conferring codes the actor does not hold:
 // unrestricted when tenant is nil (code checks), else restricted to that tenant id (resource
 // checks on it). It must run before the write, inside its transaction.

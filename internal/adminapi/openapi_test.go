@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"encoding/json"
-	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -37,7 +36,7 @@ func TestOpenAPIHeadersPatternsExamples(t *testing.T) {
 		pattern, _ := get(schemas, f[0], "properties", f[1], "pattern").(string)
 		example, _ := get(schemas, f[0], "properties", f[1], "example").(string)
 		if assert.NotEmpty(t, pattern, "%v: pattern", f) && assert.NotEmpty(t, example, "%v: example", f) {
-			assert.Regexp(t, regexp.MustCompile(pattern), example, "%v: the example follows the pattern", f)
+			assert.Regexp(t, pattern, example, "%v: the example follows the pattern", f)
 		}
 	}
 	for _, f := range [][]string{{"AssignRole", "team_id"}, {"AddUserPermission", "team_id"}, {"AssignPlatformRole", "tenant_id"}, {"AddPlatformUserPermission", "tenant_id"}} {

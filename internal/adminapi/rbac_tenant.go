@@ -186,20 +186,26 @@ func (s *Server) listTenantUsers(c *call) error {
 	}
 	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, external_id, email, display_name, status, created_at, count(*) OVER ()
 		FROM `+db.table("users")+` ORDER BY external_id LIMIT $1 OFFSET $2`, size, (page-1)*size)
+	return collectPage(c, rows, err, page, size, func(row pgx.CollectableRow, total *int) (TenantUser, error) {
+		var u TenantUser
+		err := row.Scan(&u.ID, &u.ExternalID, &u.Email, &u.DisplayName, &u.Status, &u.CreatedAt, total)
+		return u, err
+	})
+}
+
+// collectPage answers with a page of rows selected with count(*) OVER () as their last
+// column: the list (never null) and its page meta.
+func collectPage[T any](c *call, rows pgx.Rows, err error, page, size int, scan func(row pgx.CollectableRow, total *int) (T, error)) error {
 	if err != nil {
 		return err
 	}
 	total := 0
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TenantUser, error) {
-		var u TenantUser
-		err := row.Scan(&u.ID, &u.ExternalID, &u.Email, &u.DisplayName, &u.Status, &u.CreatedAt, &total)
-		return u, err
-	})
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) { return scan(row, &total) })
 	if err != nil {
 		return err
 	}
 	if list == nil {
-		list = []TenantUser{}
+		list = []T{}
 	}
 	return c.ok(200, list, pageMeta(page, size, total))
 }
@@ -248,22 +254,11 @@ func (s *Server) listTenantPermissions(c *call) error {
 	}
 	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, code, description, is_wildcard, count(*) OVER () FROM `+db.table("permissions")+`
 		ORDER BY code COLLATE "C" LIMIT $1 OFFSET $2`, size, (page-1)*size)
-	if err != nil {
-		return err
-	}
-	total := 0
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Permission, error) {
+	return collectPage(c, rows, err, page, size, func(row pgx.CollectableRow, total *int) (Permission, error) {
 		var p Permission
-		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard, &total)
+		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard, total)
 		return p, err
 	})
-	if err != nil {
-		return err
-	}
-	if list == nil {
-		list = []Permission{}
-	}
-	return c.ok(200, list, pageMeta(page, size, total))
 }
 
 // createTenantPermission adds a code to the tenant's catalog. The engine's parser is the
@@ -276,11 +271,7 @@ func (s *Server) createTenantPermission(c *call) error {
 	if _, err := decision.ParseCode(decision.LevelTenant, req.Code); err != nil {
 		return errValidation("code", "not a tenant code resource.action.scope (lowercase [a-z0-9_-] segments or *, scope own, team, tenant or *): "+err.Error())
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -409,11 +400,7 @@ func (s *Server) createTenantRole(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -495,11 +482,7 @@ func (s *Server) patchTenantRole(c *call) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -598,11 +581,7 @@ func (s *Server) assignTenantRole(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}

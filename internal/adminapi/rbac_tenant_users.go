@@ -93,11 +93,7 @@ func (s *Server) patchTenantUser(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -131,11 +127,7 @@ func (s *Server) patchTenantUser(c *call) error {
 }
 
 func (s *Server) deleteTenantUser(c *call) error {
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -212,11 +204,7 @@ func (s *Server) addTenantUserPermission(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -320,11 +308,7 @@ func listUserRows[T any](s *Server, c *call, k userRows[T]) error {
 }
 
 func deleteUserRow[T any](s *Server, c *call, k userRows[T]) error {
-	db, err := s.tenantDB(c)
-	if err != nil {
-		return err
-	}
-	lv, err := s.tenantLevel(c, db)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}

@@ -113,6 +113,15 @@ func jsonOrNil(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// Payload returns rec's before and after as JSON (nil when absent).
+func (rec Record) Payload() (before, after []byte, err error) {
+	if before, err = jsonOrNil(rec.Before); err != nil {
+		return nil, nil, err
+	}
+	after, err = jsonOrNil(rec.After)
+	return before, after, err
+}
+
 // ErrShipped says an outbox row was already recorded: Append appended nothing.
 var ErrShipped = errors.New("audit outbox row already recorded")
 
@@ -122,11 +131,7 @@ var ErrShipped = errors.New("audit outbox row already recorded")
 // A record with an OutboxID already in the log is not appended again (ON CONFLICT (outbox_id)
 // DO NOTHING): Append returns ErrShipped and the chain is unchanged.
 func Append(ctx context.Context, tx pgx.Tx, rec Record) (Entry, error) {
-	before, err := jsonOrNil(rec.Before)
-	if err != nil {
-		return Entry{}, err
-	}
-	after, err := jsonOrNil(rec.After)
+	before, after, err := rec.Payload()
 	if err != nil {
 		return Entry{}, err
 	}

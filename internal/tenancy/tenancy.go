@@ -535,28 +535,19 @@ func (s *Service) dropData(ctx context.Context, c registry.Connection, t Tenant)
 		return err
 	}
 	defer conn.Close(context.Background())
+	what, owns, drop := "schema "+t.SchemaName, schemaOwned, "DROP SCHEMA "+pgx.Identifier{t.SchemaName}.Sanitize()+" CASCADE"
 	if t.DatabaseName != nil {
-		exists, owned, err := databaseOwned(ctx, conn, t)
-		switch {
-		case err != nil:
-			return err
-		case !exists:
-			return nil
-		case !owned:
-			return fmt.Errorf("database %s %w", *t.DatabaseName, ErrNotOwned)
-		}
-		_, err = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{*t.DatabaseName}.Sanitize()+" WITH (FORCE)")
-		return err
+		what, owns, drop = "database "+*t.DatabaseName, databaseOwned, "DROP DATABASE "+pgx.Identifier{*t.DatabaseName}.Sanitize()+" WITH (FORCE)"
 	}
-	exists, owned, err := schemaOwned(ctx, conn, t)
+	exists, owned, err := owns(ctx, conn, t)
 	switch {
 	case err != nil:
 		return err
 	case !exists:
 		return nil
 	case !owned:
-		return fmt.Errorf("schema %s %w", t.SchemaName, ErrNotOwned)
+		return fmt.Errorf("%s %w", what, ErrNotOwned)
 	}
-	_, err = conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{t.SchemaName}.Sanitize()+" CASCADE")
+	_, err = conn.Exec(ctx, drop)
 	return err
 }
