@@ -398,3 +398,33 @@ func (s *Server) guardRemoval(c *call, q querier, lv level, userID, externalID, 
 	}
 	return s.guard(c, q, lv, group, []string{code}, msgCannotGrant)
 }
+
+// guardTeamMove checks moving a tenant team under newParent: the grants restricted to the new
+// parent and its ancestors that were not already the team's ancestors now reach the team, so
+// the actor must be able to confer them at the new parent. Moving to the root gains nothing.
+func (s *Server) guardTeamMove(c *call, q querier, lv level, db tenantDB, teamID string, newParent *string) error {
+	if newParent == nil || lv.all {
+		return nil
+	}
+	var roles, codes []string
+	err := q.QueryRow(c.ctx(), `WITH RECURSIVE up(id) AS (
+			SELECT $1::uuid
+			UNION SELECT t.parent_team_id FROM `+db.table("teams")+` t JOIN up ON t.id = up.id WHERE t.parent_team_id IS NOT NULL
+		), old(id) AS (
+			SELECT parent_team_id FROM `+db.table("teams")+` WHERE id = $2::uuid AND parent_team_id IS NOT NULL
+			UNION SELECT t.parent_team_id FROM `+db.table("teams")+` t JOIN old ON t.id = old.id WHERE t.parent_team_id IS NOT NULL
+		), gained AS (SELECT id FROM up EXCEPT SELECT id FROM old)
+		SELECT coalesce((SELECT array_agg(DISTINCT role_id::text) FROM `+db.table("user_roles")+`
+				WHERE team_id IN (SELECT id FROM gained) AND (expires_at IS NULL OR expires_at > now())), '{}'),
+			coalesce((SELECT array_agg(DISTINCT p.code) FROM `+db.table("user_permissions")+` up JOIN `+db.table("permissions")+` p ON p.id = up.permission_id
+				WHERE up.team_id IN (SELECT id FROM gained) AND up.is_granted AND (up.expires_at IS NULL OR up.expires_at > now())), '{}')`,
+		*newParent, teamID).Scan(&roles, &codes)
+	if err != nil {
+		return err
+	}
+	closure, err := roleClosureCodes(c.ctx(), q, lv.rt, roles)
+	if err != nil {
+		return err
+	}
+	return s.guard(c, q, lv, newParent, append(codes, closure...), msgCannotGrant)
+}

@@ -135,3 +135,24 @@ func TestNoEscalationAtTenantLevel(t *testing.T) {
 	// A platform-wide RBAC administrator holds everything at every tenant.
 	assert.Equal(t, 201, e.do("POST", base+"/users/bob/roles", e.admin, map[string]any{"role": "owner"}).Status)
 }
+
+// Moving a team under another makes the grants restricted to its new ancestors reach it: the
+// actor must be able to confer them.
+func TestNoEscalationMovingATeam(t *testing.T) {
+	e := newEnv(t)
+	tenant := e.createTenant("acme")
+	base := "/api/v1/tenants/" + tenant.Slug
+	ta := e.platformUser("ta", "tenant_admin@"+tenant.ID)
+	for _, u := range []string{"ta", "bob"} {
+		e.must(201, "POST", base+"/users", map[string]any{"external_id": u})
+	}
+	e.must(201, "POST", base+"/users/ta/roles", map[string]any{"role": "viewer"})
+	for _, team := range []string{"ops", "eng", "qa"} {
+		e.must(201, "POST", base+"/teams", map[string]any{"slug": team})
+	}
+	e.must(201, "POST", base+"/users/bob/roles", map[string]any{"role": "owner", "team_id": "ops"})
+
+	refusedEscalation(t, e.do("PATCH", base+"/teams/eng", ta, map[string]any{"parent_team_id": "ops"}), "eng under ops, where bob is owner")
+	assert.Equal(t, 200, e.do("PATCH", base+"/teams/eng", ta, map[string]any{"parent_team_id": "qa"}).Status, "under qa nobody gains anything")
+	assert.Equal(t, 200, e.do("PATCH", base+"/teams/eng", e.admin, map[string]any{"parent_team_id": "ops"}).Status, "a platform-wide RBAC administrator may")
+}
