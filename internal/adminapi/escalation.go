@@ -13,8 +13,12 @@ import (
 //
 // Whoever may call a platform RBAC write route (platform_users.write.platform,
 // platform_roles.create/update.platform) could otherwise hand out anything, system_admin and
-// *.*.* included, to anyone, itself too. So a platform RBAC write may only confer permissions the
-// actor holds itself:
+// *.*.* included, to anyone, itself too. So an RBAC write may only confer permissions the
+// actor holds itself. One guard serves both levels (level): at platform level the actor's
+// platform facts, at tenant level those of the tenant user with the actor's sub (or everything,
+// for an actor holding rbac.write.platform unrestricted); the group of a restriction is a
+// tenant at platform level and a team at tenant level. Moving a tenant team under another
+// confers the grants restricted to its new ancestors (guardTeamMove).
 //
 //   - What a write confers: assigning a role confers every code of the role and of the active
 //     roles it inherits, recursively (an inactive inherited role stops the walk; cycles end
