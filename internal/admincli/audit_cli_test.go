@@ -125,3 +125,22 @@ func randomHex(t *testing.T) string {
 	require.NoError(t, err)
 	return hex.EncodeToString(b)
 }
+
+// A deactivation by `db check` commits with its audit row, attributed to the operator.
+func TestDBCheckDeactivationIsAudited(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	ctx := context.Background()
+	w.AddRegion(t, "us-east-1")
+	env, _ := cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"db", "register", "--name", "dead-db", "--region", "us-east-1", "--host", "127.0.0.1",
+		"--port", "1", "--database", "nothing", "--user", "nobody", "--tls-mode", "disable", "--max-failures", "1"}, env))
+	env, _ = cliEnv(w, nil)
+	_ = Run(ctx, []string{"db", "check", "dead-db"}, env)
+	var active bool
+	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT is_active FROM admin.database_connections WHERE name = 'dead-db'`).Scan(&active))
+	require.False(t, active, "one failure out of max 1 deactivates")
+	var actor string
+	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT a.actor FROM admin.audit_log a JOIN admin.database_connections c ON c.id::text = a.target_id
+		WHERE c.name = 'dead-db' AND a.action = 'database_connection.deactivate'`).Scan(&actor))
+	assert.Equal(t, cliActor(t), actor)
+}
