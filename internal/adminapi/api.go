@@ -30,6 +30,8 @@ import (
 const (
 	DefaultPageSize = 20
 	MaxPageSize     = 100
+	// MaxPage bounds page so that (page-1)*page_size can never overflow an OFFSET.
+	MaxPage = 1_000_000
 	// maxBodyBytes bounds a request body; no admin request needs more.
 	maxBodyBytes = 1 << 20
 )
@@ -121,6 +123,8 @@ func toAPIError(err error) (*apiError, bool) {
 		return errNotFound(err.Error()), true
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, tenancy.ErrWrongStatus):
 		return errConflict(err.Error()), true
+	case errors.Is(err, registry.ErrConfiguration):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}, true
 	case errors.Is(err, secretbox.ErrNoKey):
 		return errValidation("password", "this server has no "+secretbox.EnvKey+": only password-less connections can be registered"), true
 	case errors.Is(err, fleet.ErrInvalidScope):
@@ -193,8 +197,8 @@ func (c *call) page() (page, size int, err error) {
 	page, size = 1, DefaultPageSize
 	if v := q.Get("page"); v != "" {
 		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 {
-			fe.add("page", "must be an integer >= 1")
+		if perr != nil || n < 1 || n > MaxPage {
+			fe.add("page", fmt.Sprintf("must be an integer between 1 and %d", MaxPage))
 		}
 		page = n
 	}

@@ -1,243 +1,43 @@
 package adminapi
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/neofast/neoauthz/internal/audit"
 )
 
-// auditLockKey serializes appends to admin.audit_log (pg_advisory_xact_lock) so the hash chain
-// is linear: each append reads the last row and writes the next while holding it until commit.
-const auditLockKey int64 = 0x6e656f617564 // "neoaud"
+// The audit log itself (the chain, its append and its verification) is package audit; these
+// names keep the handlers' vocabulary.
+type (
+	// AuditEntry is one audit log row.
+	AuditEntry = audit.Entry
+	// AuditVerification is the outcome of walking the chain.
+	AuditVerification = audit.Verification
+	auditRecord       = audit.Record
+)
 
-// genesisHash is prev_hash of the first row.
-var genesisHash = make([]byte, sha256.Size)
+var errAuditShipped = audit.ErrShipped
 
-// AuditEntry is one audit log row.
-type AuditEntry struct {
-	ID         int64           `json:"id"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	Actor      string          `json:"actor"`
-	Action     string          `json:"action"`
-	TargetType string          `json:"target_type"`
-	TargetID   *string         `json:"target_id,omitempty"`
-	TenantID   *string         `json:"tenant_id,omitempty"`
-	Before     json.RawMessage `json:"before,omitempty"`
-	After      json.RawMessage `json:"after,omitempty"`
-	RequestID  *string         `json:"request_id,omitempty"`
-	OutboxID   *string         `json:"outbox_id,omitempty"` // the tenant audit_outbox row it was shipped from
-	PrevHash   []byte          `json:"prev_hash"`
-	Hash       []byte          `json:"hash"`
-}
+func scanAudit(row pgx.Row) (AuditEntry, error) { return audit.Scan(row) }
 
-// auditRecord is what a writer asks to append.
-type auditRecord struct {
-	Actor, Action, TargetType, TargetID, TenantID, RequestID string
-	Before, After                                            any
-	// OutboxID and OccurredAt are set when shipping a tenant's audit_outbox row: the row is
-	// recorded at most once per outbox id, with the time of the change it records. Otherwise
-	// occurred_at is the time of the append.
-	OutboxID   string
-	OccurredAt time.Time
-}
-
-// canonical is the byte string a row's hash covers: a JSON array of the row's fields in a fixed
-// order. before/after are PostgreSQL's jsonb text (already normalised: key order, spacing), so
-// the writer and the verifier hash the same bytes whatever JSON the writer sent. outbox_id is
-// appended only when set, so rows without one (every row written before it existed) keep the
-// canonical form, and the hash, they had.
-func canonical(e *AuditEntry) ([]byte, error) {
-	raw := func(m json.RawMessage) any {
-		if m == nil {
-			return nil
-		}
-		return m
-	}
-	fields := []any{
-		e.ID, e.OccurredAt.UTC().Format("2006-01-02T15:04:05.000000Z"), e.Actor, e.Action, e.TargetType,
-		e.TargetID, e.TenantID, raw(e.Before), raw(e.After), e.RequestID,
-	}
-	if e.OutboxID != nil {
-		fields = append(fields, *e.OutboxID)
-	}
-	return json.Marshal(fields)
-}
-
-func chainHash(prev []byte, e *AuditEntry) ([]byte, error) {
-	c, err := canonical(e)
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(c)
-	return h.Sum(nil), nil
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-func jsonOrNil(v any) ([]byte, error) {
-	if v == nil {
-		return nil, nil
-	}
-	return json.Marshal(v)
-}
-
-// errAuditShipped says an outbox row was already recorded: appendAudit appended nothing.
-var errAuditShipped = errors.New("audit outbox row already recorded")
-
-// appendAudit appends rec to the chain inside tx, so the row commits or rolls back with the
-// change it records. Ids are assigned here (max + 1 under the lock) rather than by the
-// identity sequence, so a rolled-back append leaves no gap and a gap always means a removal.
-// A record with an OutboxID already in the log is not appended again (ON CONFLICT (outbox_id)
-// DO NOTHING): appendAudit returns errAuditShipped and the chain is unchanged.
 func appendAudit(ctx context.Context, tx pgx.Tx, rec auditRecord) (AuditEntry, error) {
-	before, err := jsonOrNil(rec.Before)
-	if err != nil {
-		return AuditEntry{}, err
-	}
-	after, err := jsonOrNil(rec.After)
-	if err != nil {
-		return AuditEntry{}, err
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, auditLockKey); err != nil {
-		return AuditEntry{}, fmt.Errorf("audit lock: %w", err)
-	}
-	e := AuditEntry{Actor: rec.Actor, Action: rec.Action, TargetType: rec.TargetType,
-		TargetID: nullable(rec.TargetID), TenantID: nullable(rec.TenantID), RequestID: nullable(rec.RequestID),
-		OutboxID: nullable(rec.OutboxID)}
-	var occurredAt *time.Time
-	if !rec.OccurredAt.IsZero() {
-		occurredAt = &rec.OccurredAt
-	}
-	var lastID *int64
-	var lastHash []byte
-	var beforeText, afterText *string
-	err = tx.QueryRow(ctx, `SELECT l.id, l.hash, coalesce($3::timestamptz, clock_timestamp()), $1::jsonb::text, $2::jsonb::text
-		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, hash FROM admin.audit_log ORDER BY id DESC LIMIT 1) l ON true`,
-		before, after, occurredAt).Scan(&lastID, &lastHash, &e.OccurredAt, &beforeText, &afterText)
-	if err != nil {
-		return AuditEntry{}, fmt.Errorf("audit tail: %w", err)
-	}
-	e.ID, e.PrevHash = 1, genesisHash
-	if lastID != nil {
-		e.ID, e.PrevHash = *lastID+1, lastHash
-	}
-	// PostgreSQL keeps microseconds; hash exactly what will be read back.
-	e.OccurredAt = e.OccurredAt.Truncate(time.Microsecond)
-	if beforeText != nil {
-		e.Before = json.RawMessage(*beforeText)
-	}
-	if afterText != nil {
-		e.After = json.RawMessage(*afterText)
-	}
-	if e.Hash, err = chainHash(e.PrevHash, &e); err != nil {
-		return AuditEntry{}, err
-	}
-	// A NULL outbox_id never conflicts; a shipped outbox row already in the log is skipped
-	// (appends are serialized by the lock, so the id computed above is simply not used).
-	tag, err := tx.Exec(ctx, `INSERT INTO admin.audit_log
-		(id, occurred_at, actor, action, target_type, target_id, tenant_id, before, after, request_id, prev_hash, hash, outbox_id)
-		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::jsonb, $10, $11, $12, $13::uuid)
-		ON CONFLICT (outbox_id) DO NOTHING`,
-		e.ID, e.OccurredAt, e.Actor, e.Action, e.TargetType, e.TargetID, e.TenantID, beforeText, afterText, e.RequestID, e.PrevHash, e.Hash, e.OutboxID)
-	if err != nil {
-		return AuditEntry{}, fmt.Errorf("audit append: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return AuditEntry{}, errAuditShipped
-	}
-	return e, nil
+	return audit.Append(ctx, tx, rec)
 }
 
-// appendAuditNow appends in a transaction of its own: for changes made by code that runs its
-// own transactions (tenancy.Create, registry.Check), recorded right after with their outcome.
+// appendAuditNow appends in a transaction of its own, for a change committed in another
+// database that has no outbox to carry its audit row.
 func appendAuditNow(ctx context.Context, pool *pgxpool.Pool, rec auditRecord) error {
-	return pgx.BeginFunc(context.WithoutCancel(ctx), pool, func(tx pgx.Tx) error {
-		_, err := appendAudit(ctx, tx, rec)
-		return err
-	})
+	return audit.AppendNow(ctx, pool, rec)
 }
 
-// AuditVerification is the outcome of walking the chain.
-type AuditVerification struct {
-	OK   bool  `json:"ok"`
-	Rows int64 `json:"rows_checked"`
-	// FirstBadID is the first row found altered, or the first id found missing.
-	FirstBadID *int64 `json:"first_bad_id,omitempty"`
-	Problem    string `json:"problem,omitempty"`
-}
-
-// VerifyAudit walks admin.audit_log in id order and reports the first row altered (its hash
-// does not match its content, or its prev_hash does not match the previous row's hash) or
-// removed (a gap in the ids). Removing the newest rows cannot be seen from the table alone;
-// compare the last hash with one kept elsewhere for that.
+// VerifyAudit walks the audit chain, against expect when given; see audit.Verify.
 func VerifyAudit(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) (AuditVerification, error) {
-	rows, err := q.Query(ctx, `SELECT id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-		before::text, after::text, request_id, outbox_id::text, prev_hash, hash FROM admin.audit_log ORDER BY id`)
-	if err != nil {
-		return AuditVerification{}, err
-	}
-	defer rows.Close()
-	res := AuditVerification{OK: true}
-	prevID, prevHash := int64(0), genesisHash
-	bad := func(id int64, msg string) {
-		res.OK, res.FirstBadID, res.Problem = false, &id, msg
-	}
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return AuditVerification{}, err
-		}
-		res.Rows++
-		switch {
-		case e.ID != prevID+1:
-			bad(prevID+1, fmt.Sprintf("row %d removed: ids jump from %d to %d", prevID+1, prevID, e.ID))
-		case !bytes.Equal(e.PrevHash, prevHash):
-			bad(prevID, fmt.Sprintf("row %d altered: row %d's prev_hash does not match its hash", prevID, e.ID))
-		default:
-			h, err := chainHash(e.PrevHash, &e)
-			if err != nil {
-				return AuditVerification{}, err
-			}
-			if !bytes.Equal(h, e.Hash) {
-				bad(e.ID, fmt.Sprintf("row %d altered: its content does not match its hash", e.ID))
-			}
-		}
-		if !res.OK {
-			return res, nil
-		}
-		prevID, prevHash = e.ID, e.Hash
-	}
-	return res, rows.Err()
-}
-
-func scanAudit(row pgx.Row) (AuditEntry, error) {
-	var e AuditEntry
-	var before, after *string
-	err := row.Scan(&e.ID, &e.OccurredAt, &e.Actor, &e.Action, &e.TargetType, &e.TargetID, &e.TenantID,
-		&before, &after, &e.RequestID, &e.OutboxID, &e.PrevHash, &e.Hash)
-	if before != nil {
-		e.Before = json.RawMessage(*before)
-	}
-	if after != nil {
-		e.After = json.RawMessage(*after)
-	}
-	return e, err
+}, expect *audit.Head) (AuditVerification, error) {
+	return audit.Verify(ctx, q, expect)
 }
 
 func (s *Server) listAudit(c *call) error {
@@ -249,8 +49,7 @@ func (s *Server) listAudit(c *call) error {
 	if t := q.Get("tenant_id"); t != "" && !uuidLike(t) {
 		return errValidation("tenant_id", "must be a tenant id (uuid)")
 	}
-	rows, err := s.Admin.Query(c.ctx(), `SELECT id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-		before::text, after::text, request_id, outbox_id::text, prev_hash, hash, count(*) OVER ()
+	rows, err := s.Admin.Query(c.ctx(), `SELECT `+audit.Columns+`, count(*) OVER ()
 		FROM admin.audit_log
 		WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR action = $2) AND ($3 = '' OR target_type = $3)
 		  AND ($4 = '' OR target_id = $4) AND ($5 = '' OR tenant_id = nullif($5, '')::uuid)
@@ -261,17 +60,7 @@ func (s *Server) listAudit(c *call) error {
 	}
 	total := 0
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditEntry, error) {
-		var e AuditEntry
-		var before, after *string
-		err := row.Scan(&e.ID, &e.OccurredAt, &e.Actor, &e.Action, &e.TargetType, &e.TargetID, &e.TenantID,
-			&before, &after, &e.RequestID, &e.OutboxID, &e.PrevHash, &e.Hash, &total)
-		if before != nil {
-			e.Before = json.RawMessage(*before)
-		}
-		if after != nil {
-			e.After = json.RawMessage(*after)
-		}
-		return e, err
+		return audit.Scan(row, &total)
 	})
 	if err != nil {
 		return err
@@ -283,7 +72,7 @@ func (s *Server) listAudit(c *call) error {
 }
 
 func (s *Server) verifyAudit(c *call) error {
-	res, err := VerifyAudit(c.ctx(), s.Admin)
+	res, err := VerifyAudit(c.ctx(), s.Admin, nil)
 	if err != nil {
 		return err
 	}

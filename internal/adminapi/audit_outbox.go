@@ -27,20 +27,52 @@ const DefaultOutboxInterval = 5 * time.Second
 // outboxBatch bounds the rows one shipOutbox call moves; the rest wait for the next call.
 const outboxBatch = 500
 
+// outboxActions are the only actions a tenant's outbox may carry (tenant RBAC writes), with
+// their target types: the outbox is writable by anyone who can write to the tenant's schema,
+// so it must not be able to claim anything else.
+var outboxActions = map[string]string{
+	"tenant_user.create": "tenant_user", "tenant_user.update": "tenant_user", "tenant_user.delete": "tenant_user",
+	"tenant_user_role.assign": "tenant_user", "tenant_user_role.revoke": "tenant_user",
+	"tenant_user_permission.add": "tenant_user", "tenant_user_permission.delete": "tenant_user",
+	"tenant_role.create": "tenant_role", "tenant_role.update": "tenant_role", "tenant_role.delete": "tenant_role",
+	"tenant_team.create": "tenant_team", "tenant_team.update": "tenant_team", "tenant_team.delete": "tenant_team",
+	"tenant_team_member.add": "tenant_team", "tenant_team_member.remove": "tenant_team",
+	"tenant_permission.create": "tenant_permission", "tenant_permission.delete": "tenant_permission",
+}
+
+// outboxClockSkew is how far a claimed time may lie outside [tenant created, shipped] before
+// it is marked implausible.
+const outboxClockSkew = time.Minute
+
+// vetOutboxRow turns an outbox row of tenant t into the record to chain: always with its
+// outbox id, the tenant, the source schema and (set by the append) the shipping time. A row
+// claiming anything but a tenant RBAC action is recorded as audit_outbox.rejected with what it
+// claimed, never as that action; a claimed time before the tenant existed or after now is kept
+// but marked implausible.
+func vetOutboxRow(o outboxRow, t pgstore.Tenant, tenantCreated, now time.Time) auditRecord {
+	rec := o.rec
+	rec.TenantID, rec.OutboxID, rec.OccurredAt, rec.SourceSchema = t.ID, o.id, o.occurredAt, t.SchemaName
+	rec.OccurredAtImplausible = o.occurredAt.Before(tenantCreated.Add(-outboxClockSkew)) || o.occurredAt.After(now.Add(outboxClockSkew))
+	if want, ok := outboxActions[rec.Action]; ok && want == rec.TargetType {
+		return rec
+	}
+	return auditRecord{Actor: "system:audit-outbox", Action: "audit_outbox.rejected", TargetType: "tenant", TargetID: t.ID,
+		TenantID: t.ID, OutboxID: o.id, SourceSchema: t.SchemaName, OccurredAtImplausible: rec.OccurredAtImplausible,
+		After: map[string]any{"reason": "not a tenant RBAC action", "claimed": map[string]any{
+			"occurred_at": o.occurredAt, "actor": rec.Actor, "action": rec.Action, "target_type": rec.TargetType,
+			"target_id": rec.TargetID, "request_id": rec.RequestID, "before": rec.Before, "after": rec.After}}}
+}
+
 // insertOutbox inserts rec into db's audit_outbox inside the tenant write's transaction.
 func insertOutbox(ctx context.Context, tx pgx.Tx, db tenantDB, rec auditRecord) error {
-	before, err := jsonOrNil(rec.Before)
-	if err != nil {
-		return err
-	}
-	after, err := jsonOrNil(rec.After)
+	before, after, err := rec.Payload()
 	if err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO `+db.table("audit_outbox")+`
 		(actor, action, target_type, target_id, before, after, request_id)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)`,
-		rec.Actor, rec.Action, rec.TargetType, nullable(rec.TargetID), before, after, nullable(rec.RequestID))
+		VALUES ($1, $2, $3, nullif($4, ''), $5::jsonb, $6::jsonb, nullif($7, ''))`,
+		rec.Actor, rec.Action, rec.TargetType, rec.TargetID, before, after, rec.RequestID)
 	if err != nil {
 		return fmt.Errorf("audit outbox insert: %w", err)
 	}
@@ -89,11 +121,14 @@ func (s *Server) shipOutbox(ctx context.Context, t pgstore.Tenant) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("audit outbox read: %w", err)
 	}
+	var created time.Time
+	if err := s.Admin.QueryRow(ctx, `SELECT created_at FROM admin.tenants WHERE id = $1`, t.ID).Scan(&created); err != nil {
+		return 0, fmt.Errorf("audit outbox: tenant: %w", err)
+	}
 	var shipped []string
 	var shipErr error
 	for _, o := range list {
-		rec := o.rec
-		rec.TenantID, rec.OutboxID, rec.OccurredAt = t.ID, o.id, o.occurredAt
+		rec := vetOutboxRow(o, t, created, s.Now())
 		err := pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 			_, err := appendAudit(ctx, tx, rec)
 			return err
@@ -117,21 +152,7 @@ func (s *Server) shipOutbox(ctx context.Context, t pgstore.Tenant) (int, error) 
 // suspended, placed on an active database connection) and returns how many outbox rows it
 // shipped. Failures are logged, tenant by tenant.
 func (s *Server) ShipAuditOutboxes(ctx context.Context) int {
-	rows, err := s.Admin.Query(ctx, `SELECT t.id::text, t.slug, t.status, t.schema_name,
-		t.database_connection_id::text, coalesce(t.database_name, '')
-		FROM admin.tenants t JOIN admin.database_connections c ON c.id = t.database_connection_id
-		WHERE t.status IN ('active', 'suspended') AND c.is_active ORDER BY t.slug`)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.Log.Error("audit outbox: list tenants", "err", err)
-		}
-		return 0
-	}
-	tenants, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgstore.Tenant, error) {
-		var t pgstore.Tenant
-		err := row.Scan(&t.ID, &t.Slug, &t.Status, &t.SchemaName, &t.ConnectionID, &t.Database)
-		return t, err
-	})
+	tenants, err := s.outboxTenants(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Log.Error("audit outbox: list tenants", "err", err)
@@ -149,6 +170,23 @@ func (s *Server) ShipAuditOutboxes(ctx context.Context) int {
 	return total
 }
 
+// outboxTenants lists the tenants the API can write to (active or suspended, placed on an
+// active database connection): those whose outbox is shipped.
+func (s *Server) outboxTenants(ctx context.Context) ([]pgstore.Tenant, error) {
+	rows, err := s.Admin.Query(ctx, `SELECT t.id::text, t.slug, t.status, t.schema_name,
+		t.database_connection_id::text, coalesce(t.database_name, '')
+		FROM admin.tenants t JOIN admin.database_connections c ON c.id = t.database_connection_id
+		WHERE t.status IN ('active', 'suspended') AND c.is_active ORDER BY t.slug`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgstore.Tenant, error) {
+		var t pgstore.Tenant
+		err := row.Scan(&t.ID, &t.Slug, &t.Status, &t.SchemaName, &t.ConnectionID, &t.Database)
+		return t, err
+	})
+}
+
 // MonitorAuditOutbox ships every tenant's audit outbox each interval until ctx ends, so rows
 // left by a crash between a tenant commit and its ship reach admin.audit_log.
 func (s *Server) MonitorAuditOutbox(ctx context.Context, interval time.Duration) {
@@ -158,6 +196,7 @@ func (s *Server) MonitorAuditOutbox(ctx context.Context, interval time.Duration)
 		if n := s.ShipAuditOutboxes(ctx); n > 0 {
 			s.Log.Info("audit outbox: shipped rows left behind", "rows", n)
 		}
+		s.measureOutboxes(ctx)
 		select {
 		case <-ctx.Done():
 			return

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/audit"
+
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
@@ -33,8 +35,7 @@ func (e *env) outboxRows(db tenantDB) int {
 // auditRows returns the audit rows of tenantID with action.
 func (e *env) auditRows(tenantID, action string) []AuditEntry {
 	e.t.Helper()
-	rows, err := e.w.Admin.Query(context.Background(), `SELECT id, occurred_at, actor, action, target_type, target_id, tenant_id::text,
-		before::text, after::text, request_id, outbox_id::text, prev_hash, hash
+	rows, err := e.w.Admin.Query(context.Background(), `SELECT `+audit.Columns+`
 		FROM admin.audit_log WHERE tenant_id = $1::uuid AND action = $2 ORDER BY id`, tenantID, action)
 	require.NoError(e.t, err)
 	defer rows.Close()
@@ -126,7 +127,7 @@ func TestAuditOutboxLeftByCrashShippedOnce(t *testing.T) {
 
 	v := e.verify()
 	assert.True(t, v.OK, "the chain still verifies: %+v", v)
-	res, err := VerifyAudit(ctx, e.w.Admin)
+	res, err := VerifyAudit(ctx, e.w.Admin, nil)
 	require.NoError(t, err)
 	assert.Equal(t, v, res)
 
@@ -155,15 +156,46 @@ func TestTenantWriteWithoutOutboxTable(t *testing.T) {
 	assert.True(t, e.verify().OK)
 }
 
-// Rows without an outbox id hash exactly as before the column existed.
-func TestCanonicalWithoutOutboxIDUnchanged(t *testing.T) {
-	e := AuditEntry{ID: 7, OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC), Actor: "a", Action: "x", TargetType: "t"}
-	c, err := canonical(&e)
+// Anyone who can write to a tenant schema can insert outbox rows: only tenant RBAC actions
+// are shipped as such; anything else is recorded as a rejected outbox row; the chained row
+// says when it was shipped and from which schema, and a claimed time that cannot be right is
+// marked.
+func TestForgedOutboxRowsAreNotShippedAsGenuine(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	a := e.createTenant("acme")
+	db, pt := e.outboxDB(a)
+	insert := func(occurredAt, action, targetType string) {
+		_, err := db.pool.Exec(ctx, `INSERT INTO `+db.table("audit_outbox")+`
+			(occurred_at, actor, action, target_type, target_id, after) VALUES ($1::timestamptz, 'root', $2, $3, 'x', '{}')`,
+			occurredAt, action, targetType)
+		require.NoError(t, err)
+	}
+	insert("2020-01-01T00:00:00Z", "tenant.delete", "tenant")
+	insert("2020-01-01T00:00:00Z", "tenant_user.create", "tenant_user")
+	insert("2999-01-01T00:00:00Z", "tenant_user.delete", "tenant_user")
+	_, err := e.srv.shipOutbox(ctx, pt)
 	require.NoError(t, err)
-	assert.JSONEq(t, `[7, "2026-01-02T03:04:05.000006Z", "a", "x", "t", null, null, null, null, null]`, string(c))
-	id := "0b6f8a0e-8a51-4bd4-9b1e-2f6f0c9d1e11"
-	e.OutboxID = &id
-	c, err = canonical(&e)
-	require.NoError(t, err)
-	assert.JSONEq(t, `[7, "2026-01-02T03:04:05.000006Z", "a", "x", "t", null, null, null, null, null, "`+id+`"]`, string(c))
+	assert.Zero(t, e.outboxRows(db))
+
+	assert.Empty(t, e.auditRows(a.ID, "tenant.delete"), "a platform action claimed through the outbox was recorded as genuine")
+	rejected := e.auditRows(a.ID, "audit_outbox.rejected")
+	require.Len(t, rejected, 1)
+	assert.Contains(t, string(rejected[0].After), "tenant.delete")
+	for _, action := range []string{"tenant_user.create", "tenant_user.delete"} {
+		got := e.auditRows(a.ID, action)
+		require.Len(t, got, 1, action)
+		assert.True(t, got[0].OccurredAtImplausible, "%s: a claimed time before the tenant existed or in the future is marked", action)
+		require.NotNil(t, got[0].ShippedAt, action)
+		assert.Equal(t, a.SchemaName, deref(got[0].SourceSchema), action)
+	}
+	// An ordinary write's row is plausible and carries its shipping facts too.
+	e.must(201, "POST", "/api/v1/tenants/acme/users", map[string]any{"external_id": "alice"})
+	rows := e.auditRows(a.ID, "tenant_user.create")
+	require.Len(t, rows, 2)
+	assert.False(t, rows[1].OccurredAtImplausible)
+	assert.NotNil(t, rows[1].ShippedAt)
+	assert.True(t, e.verify().OK, "the chain verifies: the new fields are covered by the hash")
+	e.tamper(`UPDATE admin.audit_log SET source_schema = 't_other' WHERE id = $1`, rows[1].ID)
+	assert.False(t, e.verify().OK, "the source schema is covered by the hash")
 }

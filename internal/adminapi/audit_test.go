@@ -59,7 +59,7 @@ func TestAuditChainDetectsAlteredRow(t *testing.T) {
 	v = e.verify()
 	assert.False(t, v.OK)
 	assert.Equal(t, int64(3), *v.FirstBadID, "%+v", v)
-	res, err := VerifyAudit(context.Background(), e.w.Admin)
+	res, err := VerifyAudit(context.Background(), e.w.Admin, nil)
 	require.NoError(t, err)
 	assert.Equal(t, v, res)
 }

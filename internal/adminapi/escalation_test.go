@@ -45,7 +45,7 @@ func TestNoEscalation(t *testing.T) {
 	assigns, adds, updates := e.auditCount("platform_user_role.assign"), e.auditCount("platform_user_permission.add"), e.auditCount("platform_role.update")
 	refusedEscalation(t, e.do("POST", users+"/mgr/roles", mgr, map[string]any{"role": "system_admin"}), "system_admin to itself")
 	refusedEscalation(t, e.do("POST", users+"/other/roles", mgr, map[string]any{"role": "system_admin"}), "system_admin to another")
-	refusedEscalation(t, e.do("POST", users+"/other/roles", mgr, map[string]any{"role": "tenant_admin", "tenant": e.createTenant("acme").ID}),
+	refusedEscalation(t, e.do("POST", users+"/other/roles", mgr, map[string]any{"role": "tenant_admin", "tenant_id": e.createTenant("acme").ID}),
 		"tenant_admin restricted to a tenant mgr cannot manage")
 	refusedEscalation(t, e.do("POST", users+"/mgr/permissions", mgr, map[string]any{"code": "*.*.*", "granted": true}), "*.*.* directly")
 	refusedEscalation(t, e.do("POST", users+"/mgr/permissions", mgr, map[string]any{"code": "regions.read.platform", "granted": true}), "a code mgr lacks")
@@ -122,19 +122,19 @@ func TestNoEscalationRestricted(t *testing.T) {
 	e.must(201, "POST", users, map[string]any{"external_id": "ta"})
 	e.must(201, "POST", users, map[string]any{"external_id": "tgt"})
 	e.must(201, "POST", users+"/ta/permissions", map[string]any{"code": "platform_users.write.platform", "granted": true})
-	e.must(201, "POST", users+"/ta/permissions", map[string]any{"code": "tenants.*.tenant", "granted": true, "tenant": a.ID})
+	e.must(201, "POST", users+"/ta/permissions", map[string]any{"code": "tenants.*.tenant", "granted": true, "tenant_id": a.ID})
 	ta := e.token("ta")
 
 	grant := func(body map[string]any) *resp { return e.do("POST", users+"/tgt/permissions", ta, body) }
-	r := grant(map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant": a.ID})
+	r := grant(map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant_id": a.ID})
 	require.Equal(t, 201, r.Status, "restricted to acme: %s", r.Body)
-	r = grant(map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant": "beta"})
+	r = grant(map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant_id": "beta"})
 	refusedEscalation(t, r, "restricted to beta")
 	assert.Equal(t, b.ID, r.Error.Details["tenant_id"])
 	assert.Equal(t, []any{"tenants.read.tenant"}, r.Error.Details["missing"])
 	refusedEscalation(t, grant(map[string]any{"code": "tenants.read.platform", "granted": true}), "unrestricted")
 	refusedEscalation(t, grant(map[string]any{"code": "tenants.update.tenant", "granted": true}), "unrestricted, at the scope ta holds restricted")
-	refusedEscalation(t, e.do("POST", users+"/tgt/roles", ta, map[string]any{"role": "tenant_admin", "tenant": "acme"}),
+	refusedEscalation(t, e.do("POST", users+"/tgt/roles", ta, map[string]any{"role": "tenant_admin", "tenant_id": "acme"}),
 		"tenant_admin on acme needs rbac, audit and migrations too")
 	r = grant(map[string]any{"code": "tenants.read.platform", "granted": false})
 	require.Equal(t, 201, r.Status, "a deny is always allowed: %s", r.Body)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/registry"
 )
@@ -60,7 +61,7 @@ func (s *Server) applyMigrations(c *call) error {
 		req.Scope = fleet.ScopeTenants
 	}
 	return s.startMigration(c, fleet.Plan{Scope: req.Scope, Tenant: req.Tenant, DryRun: req.DryRun, Repair: req.Repair,
-		BatchSize: req.BatchSize, Concurrency: req.Concurrency}, "")
+		BatchSize: req.BatchSize, Concurrency: req.Concurrency})
 }
 
 func (s *Server) migrateTenant(c *call) error {
@@ -68,14 +69,14 @@ func (s *Server) migrateTenant(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	return s.startMigration(c, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: c.tenant.Slug, DryRun: req.DryRun, Repair: req.Repair}, c.tenant.ID)
+	return s.startMigration(c, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: c.tenant.Slug, DryRun: req.DryRun, Repair: req.Repair})
 }
 
 // startMigration runs fleet.Apply in a background job and answers 202 with the run id once
 // the runner has recorded the run. fleet makes the id inside Apply, so the job is tagged with
 // a unique requested_by and the request waits until that row appears (or the job fails
 // before recording anything, e.g. an invalid plan: that error is the answer).
-func (s *Server) startMigration(c *call, plan fleet.Plan, tenantID string) error {
+func (s *Server) startMigration(c *call, plan fleet.Plan) error {
 	if _, err := s.Fleet.Targets(c.ctx(), plan); err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func (s *Server) startMigration(c *call, plan fleet.Plan, tenantID string) error
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
-		run, err := s.Fleet.Apply(s.jobContext(), plan)
+		run, err := s.Fleet.Apply(audit.WithActor(s.jobContext(), c.actor(), c.requestID), plan)
 		if err != nil && !errors.Is(err, fleet.ErrTargetsFailed) {
 			s.Log.Error("migration job failed", "run_id", run.ID, "requested_by", plan.RequestedBy, "err", err)
 		}
@@ -119,8 +120,8 @@ func (s *Server) startMigration(c *call, plan fleet.Plan, tenantID string) error
 			return errors.New("migration run was not recorded in time; see admin.migration_runs for requested_by " + plan.RequestedBy)
 		}
 	}
-	v, err := s.auditAfter(c, auditRecord{Action: "migrations.apply", TargetType: "migration_run", TargetID: runID, TenantID: tenantID,
-		After: map[string]any{"scope": plan.Scope, "tenant": plan.Tenant, "dry_run": plan.DryRun, "repair": plan.Repair}})
+	// The job recorded the run with its audit row in one transaction (fleet.Runner.Apply).
+	v, err := adminVersion(c.ctx(), s.Admin)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/registry"
 )
 
@@ -12,7 +13,7 @@ const MonitorActor = "system:health-monitor"
 
 // MonitorHealth checks every active registered database each interval until ctx ends,
 // recording health in the registry; a connection that reaches its max_consecutive_failures
-// is deactivated by registry.Check, and the monitor then writes an audit row saying so.
+// is deactivated by registry.Check, in one transaction with the audit row saying so.
 func (s *Server) MonitorHealth(ctx context.Context, interval, timeout time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -37,7 +38,9 @@ func (s *Server) CheckDatabases(ctx context.Context, timeout time.Duration) []st
 		return nil
 	}
 	var deactivated []string
+	ctx = audit.WithActor(ctx, MonitorActor, "")
 	for _, c := range list {
+		// registry.Check commits a deactivation together with its audit row.
 		checked, off, err := s.Registry.Check(ctx, c, timeout)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -48,19 +51,9 @@ func (s *Server) CheckDatabases(ctx context.Context, timeout time.Duration) []st
 		if !checked.IsHealthy {
 			s.Log.Warn("database unhealthy", "connection", c.Name, "failures", checked.ConsecutiveFailures, "error", deref(checked.LastError))
 		}
-		if !off {
-			continue
-		}
-		deactivated = append(deactivated, c.Name)
-		s.Log.Warn("database deactivated by the health monitor", "connection", c.Name)
-		// registry.Check committed the deactivation itself; the audit row follows it.
-		err = appendAuditNow(ctx, s.Admin, auditRecord{Actor: MonitorActor, Action: "database_connection.deactivate",
-			TargetType: "database_connection", TargetID: c.ID,
-			Before: map[string]any{"is_active": true},
-			After: map[string]any{"is_active": false, "reason": "health check failed", "consecutive_failures": checked.ConsecutiveFailures,
-				"max_consecutive_failures": checked.MaxConsecutiveFailures, "last_error": checked.LastError}})
-		if err != nil {
-			s.Log.Error("health monitor: audit append", "connection", c.Name, "err", err)
+		if off {
+			deactivated = append(deactivated, c.Name)
+			s.Log.Warn("database deactivated by the health monitor", "connection", c.Name)
 		}
 	}
 	return deactivated

@@ -20,6 +20,22 @@ func anyObject() schema          { return schema{"type": "object"} }
 func enum(vals ...string) schema { return schema{"type": "string", "enum": vals} }
 func arr(items schema) schema    { return schema{"type": "array", "items": items} }
 func ref(name string) schema     { return schema{"$ref": "#/components/schemas/" + name} }
+
+// Identifier grammars, as the handlers and the database check them.
+const (
+	slugPattern          = `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`
+	realmPattern         = `^[a-z0-9][a-z0-9_-]{0,99}$`
+	tenantRoleCodeRe     = `^[a-z_][a-z0-9_]{0,62}$`
+	platformRoleCodeRe   = `^[a-z][a-z0-9_-]{0,62}$`
+	tenantPermissionRe   = `^([a-z0-9_-]+|\*)\.([a-z0-9_-]+|\*)\.(own|team|tenant|\*)$`
+	platformPermissionRe = `^([a-z0-9_-]+|\*)\.([a-z0-9_-]+|\*)\.(user|tenant|platform|\*)$`
+)
+
+// pat is a string with a pattern and an example satisfying it.
+func pat(pattern, example string) schema {
+	return schema{"type": "string", "pattern": pattern, "example": example}
+}
+
 func obj(props schema, required ...string) schema {
 	s := schema{"type": "object", "properties": props, "additionalProperties": false}
 	if len(required) > 0 {
@@ -48,7 +64,7 @@ func schemas() map[string]schema {
 			"id": strf("uuid"), "slug": str(), "name": str(), "status": enum("active", "suspended", "deleted"),
 			"tenant_count": integer(), "created_at": ts, "updated_at": ts,
 		}, "id", "slug", "name", "status"),
-		"CreateOrganization": obj(schema{"slug": str(), "name": str()}, "slug"),
+		"CreateOrganization": obj(schema{"slug": pat(slugPattern, "acme-group"), "name": str()}, "slug"),
 		"PatchOrganization":  obj(schema{"name": str(), "status": enum("active", "suspended")}),
 		"Tenant": obj(schema{
 			"id": strf("uuid"), "organization_id": strf("uuid"), "slug": str(), "name": str(),
@@ -58,15 +74,18 @@ func schemas() map[string]schema {
 			"created_at": ts, "updated_at": ts, "deleted_at": ts,
 		}, "id", "slug", "name", "status"),
 		"CreateTenant": obj(schema{
-			"slug": str(), "name": str(), "region": str(), "deployment_type": enum("schema", "database"),
-			"external_auth_realm": str(),
-			"organization_id":     schema{"type": "string", "description": "the organization's id or slug"},
+			"slug": schema{"type": "string", "pattern": slugPattern, "example": "acme-corp",
+				"description": "not shaped like a uuid (paths take a tenant's id or slug)"},
+			"name": str(), "region": pat(slugPattern, "us-east-1"), "deployment_type": enum("schema", "database"),
+			"external_auth_realm": schema{"type": "string", "pattern": realmPattern, "example": "acme",
+				"description": "the tenant's Keycloak realm; not the platform realm, unique whatever the case"},
+			"organization_id": schema{"type": "string", "description": "the organization's id or slug"},
 		}, "slug", "region", "external_auth_realm"),
 		"PatchTenant":       obj(schema{"name": str(), "settings": anyObject()}),
 		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
 		"AuditVerification": obj(schema{"ok": boolean(), "rows_checked": integer(), "first_bad_id": integer(), "problem": str()}, "ok"),
 		"Region":            obj(schema{"code": str(), "name": str(), "is_active": boolean(), "data_residency": boolean(), "created_at": ts}, "code"),
-		"CreateRegion":      obj(schema{"code": str(), "name": str(), "data_residency": boolean()}, "code"),
+		"CreateRegion":      obj(schema{"code": pat(slugPattern, "eu-west-1"), "name": str(), "data_residency": boolean()}, "code"),
 		"Connection": obj(schema{
 			"id": strf("uuid"), "name": str(), "type": enum("primary", "replica", "analytics", "backup"), "region": str(),
 			"host": str(), "port": integer(), "database": str(), "username": str(), "tls_mode": str(),
@@ -75,7 +94,7 @@ func schemas() map[string]schema {
 			"consecutive_failures": integer(), "max_consecutive_failures": integer(), "created_at": ts,
 		}, "id", "name"),
 		"CreateConnection": obj(schema{
-			"name": str(), "type": enum("primary", "replica", "analytics", "backup"), "region": str(), "host": str(),
+			"name": pat(slugPattern, "eu-west-1-primary"), "type": enum("primary", "replica", "analytics", "backup"), "region": pat(slugPattern, "eu-west-1"), "host": str(),
 			"port": integer(), "database": str(), "username": str(), "password": schema{"type": "string", "writeOnly": true},
 			"tls_mode": str(), "pool_min": integer(), "pool_max": integer(), "max_consecutive_failures": integer(),
 		}, "name", "region", "host", "database", "username"),
@@ -164,6 +183,12 @@ func (s *Server) buildOpenAPI() ([]byte, error) {
 			}
 			ok["content"] = schema{"application/json": schema{"schema": obj(schema{
 				"success": schema{"const": true}, "data": data, "meta": ref("Meta")}, "success")}}
+		}
+		ok["headers"] = schema{HeaderRequestID: schema{"description": "the request id (the caller's, when short and printable)", "schema": str()}}
+		if rt.Method != http.MethodGet && rt.Response != "" {
+			ok["headers"].(schema)[HeaderVersion] = schema{
+				"description": "the authorization version the write produced (also meta.version): give it to the pdp to read your own write",
+				"schema":      str()}
 		}
 		responses := schema{strconv.Itoa(rt.Status): ok}
 		for _, code := range rt.errorStatuses() {

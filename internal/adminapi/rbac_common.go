@@ -38,16 +38,22 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 // roleTables names one level's role tables, already quoted and qualified.
 type roleTables struct {
 	roles, inherits, rolePermissions, permissions string
+	userRoles, userPermissions                    string // assignments and direct grants/denies
+	group                                         string // their restriction column: team_id or tenant_id
 	catalog                                       string // for messages: "the tenant's catalog"
 }
 
 func (t tenantDB) roleTables() roleTables {
 	return roleTables{roles: t.table("roles"), inherits: t.table("role_inherits"),
-		rolePermissions: t.table("role_permissions"), permissions: t.table("permissions"), catalog: "the tenant's catalog"}
+		rolePermissions: t.table("role_permissions"), permissions: t.table("permissions"),
+		userRoles: t.table("user_roles"), userPermissions: t.table("user_permissions"), group: "team_id",
+		catalog: "the tenant's catalog"}
 }
 
 var platformRoleTables = roleTables{roles: "admin.platform_roles", inherits: "admin.platform_role_inherits",
-	rolePermissions: "admin.platform_role_permissions", permissions: "admin.platform_permissions", catalog: "the platform catalog"}
+	rolePermissions: "admin.platform_role_permissions", permissions: "admin.platform_permissions",
+	userRoles: "admin.platform_user_roles", userPermissions: "admin.platform_user_permissions", group: "tenant_id",
+	catalog: "the platform catalog"}
 
 // missingCodes returns the codes that are not in the catalog, so one 422 names all of them.
 func missingCodes(ctx context.Context, q querier, rt roleTables, codes []string) ([]string, error) {

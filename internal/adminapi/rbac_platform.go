@@ -45,7 +45,7 @@ func (s *Server) platformRBACRoutes() []route {
 		{Method: "PATCH", Path: r + "/{role}", Permission: rolesUpdate, Summary: "Change a platform role; inherits and permissions replace the current sets (cycles 409)", Tag: tag, Request: "PatchRole", Response: "PlatformRole", Status: 200, handle: s.patchPlatformRole},
 		{Method: "DELETE", Path: r + "/{role}", Permission: rolesDelete, Summary: "Delete a platform role (409 while assigned or for system roles)", Tag: tag, Response: "PlatformRole", Status: 200, handle: s.deletePlatformRole},
 		{Method: "GET", Path: v1Admin + "/platform-permissions", Permission: catalogRead, Summary: "The platform permission catalog", Tag: tag, Response: "[]Permission", Status: 200, handle: s.listPlatformPermissions},
-		{Method: "POST", Path: v1Admin + "/platform-permissions", Permission: catalogWrite, Summary: "Add a code (resource.action.scope, scope user|tenant|platform|*) to the platform catalog", Tag: tag, Request: "CreatePermission", Response: "Permission", Status: 201, handle: s.createPlatformPermission},
+		{Method: "POST", Path: v1Admin + "/platform-permissions", Permission: catalogWrite, Summary: "Add a code (resource.action.scope, scope user|tenant|platform|*) to the platform catalog", Tag: tag, Request: "CreatePlatformPermission", Response: "Permission", Status: 201, handle: s.createPlatformPermission},
 	}
 }
 
@@ -100,8 +100,8 @@ type CreatePermission struct {
 
 // AssignPlatformRole is the body of POST /platform-users/{user}/roles.
 type AssignPlatformRole struct {
-	Role      string     `json:"role"`   // id or code
-	Tenant    string     `json:"tenant"` // optional: tenant id or slug the assignment is restricted to
+	Role      string     `json:"role"`      // id or code
+	TenantID  string     `json:"tenant_id"` // optional: tenant id or slug the assignment is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -122,7 +122,7 @@ type PlatformRoleAssignment struct {
 type AddPlatformUserPermission struct {
 	Code      string     `json:"code"`
 	Granted   *bool      `json:"granted"`
-	Tenant    string     `json:"tenant"`
+	TenantID  string     `json:"tenant_id"` // optional: tenant id or slug the grant or deny is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -268,6 +268,10 @@ func (s *Server) patchPlatformUser(c *call) error {
 					return auditRecord{}, err
 				}
 			}
+			// Re-activating confers everything the user holds; suspending acts on it.
+			if err := s.guardStatusChange(c, tx, c.platformLevel(), before.ID, before.Status, status); err != nil {
+				return auditRecord{}, err
+			}
 		}
 		if req.Email.Set {
 			email = req.Email.Value
@@ -290,6 +294,9 @@ func (s *Server) deletePlatformUser(c *call) error {
 			return auditRecord{}, err
 		}
 		if err := refuseSelf(c, u, "delete"); err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardActOn(c, tx, c.platformLevel(), u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_users WHERE id = $1::uuid`, u.ID)
@@ -361,7 +368,7 @@ func (s *Server) createPlatformRole(c *call) error {
 	var role PlatformRole
 	v, err := s.adminWrite(c, func(tx pgx.Tx) (auditRecord, error) {
 		// No escalation: the new role's codes and those of the roles it inherits.
-		conferred, err := roleClosureCodes(c.ctx(), tx, req.Inherits)
+		conferred, err := roleClosureCodes(c.ctx(), tx, platformRoleTables, req.Inherits)
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -416,29 +423,13 @@ func (s *Server) patchPlatformRole(c *call) error {
 		if req.IsActive != nil {
 			active = *req.IsActive
 		}
-		// No escalation: the codes added to the role and those of the roles it newly inherits.
-		var conferred []string
-		if req.Permissions != nil {
-			conferred = added(before.Permissions, *req.Permissions)
-		}
-		if req.Inherits != nil {
-			codes, err := roleClosureCodes(c.ctx(), tx, added(before.Inherits, *req.Inherits))
-			if err != nil {
-				return auditRecord{}, err
-			}
-			conferred = append(conferred, codes...)
-		}
-		if active && !before.IsActive {
-			// Re-activating a role confers everything it holds on every holder again.
-			codes, err := roleClosureCodes(c.ctx(), tx, []string{before.ID})
-			if err != nil {
-				return auditRecord{}, err
-			}
-			conferred = append(conferred, codes...)
-		}
-		if err := s.guardConferral(c, tx, nil, conferred); err != nil {
+		// No escalation: the codes added to the role, those of the roles it newly inherits and,
+		// when re-activated, everything it holds.
+		if err := s.guardRoleChange(c, tx, c.platformLevel(), before.ID, before.IsActive, active,
+			before.Permissions, req.Permissions, before.Inherits, req.Inherits); err != nil {
 			return auditRecord{}, err
 		}
+
 		if _, err := tx.Exec(c.ctx(), `UPDATE admin.platform_roles SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
 			before.ID, name, desc, active); err != nil {
 			return auditRecord{}, err
@@ -507,6 +498,14 @@ func (s *Server) createPlatformPermission(c *call) error {
 		if pgCode(err) == "23505" {
 			return auditRecord{}, errConflict("platform permission " + req.Code + " already exists")
 		}
+		if err != nil {
+			return auditRecord{}, err
+		}
+		// A new code widens every wildcard grant matching it (*.*.* at least): only someone who
+		// could grant it may add it. Checked with the code in the catalog, before the commit.
+		if err := s.guardConferral(c, tx, nil, []string{req.Code}); err != nil {
+			return auditRecord{}, err
+		}
 		return auditRecord{Action: "platform_permission.create", TargetType: "platform_permission", TargetID: p.ID, After: p}, err
 	})
 	if err != nil {
@@ -552,12 +551,12 @@ func (s *Server) assignPlatformRole(c *call) error {
 		if !found {
 			return auditRecord{}, errValidation("role", "no platform role "+req.Role)
 		}
-		tenant, err := tenantRef(c, tx, "tenant", req.Tenant)
+		tenant, err := tenantRef(c, tx, "tenant_id", req.TenantID)
 		if err != nil {
 			return auditRecord{}, err
 		}
 		// No escalation: the role's codes and those of the active roles it inherits.
-		conferred, err := roleClosureCodes(c.ctx(), tx, []string{roleID})
+		conferred, err := roleClosureCodes(c.ctx(), tx, platformRoleTables, []string{roleID})
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -614,6 +613,9 @@ func (s *Server) revokePlatformRole(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
+		if err := s.guardActOn(c, tx, c.platformLevel(), u.ID, msgCannotActOn); err != nil {
+			return auditRecord{}, err
+		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_user_roles WHERE id = $1::uuid`, a.ID)
 		rec := auditRecord{Action: "platform_user_role.revoke", TargetType: "platform_user", TargetID: u.ID, Before: a}
 		if a.TenantID != nil {
@@ -667,7 +669,7 @@ func (s *Server) addPlatformUserPermission(c *call) error {
 		if !found {
 			return auditRecord{}, errValidation("code", "not in the platform catalog: "+req.Code)
 		}
-		tenant, err := tenantRef(c, tx, "tenant", req.Tenant)
+		tenant, err := tenantRef(c, tx, "tenant_id", req.TenantID)
 		if err != nil {
 			return auditRecord{}, err
 		}
@@ -727,6 +729,9 @@ func (s *Server) deletePlatformUserPermission(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
+		if err := s.guardRemoval(c, tx, c.platformLevel(), u.ID, u.ExternalID, p.Code, p.Granted, p.TenantID); err != nil {
+			return auditRecord{}, err
+		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM admin.platform_user_permissions WHERE id = $1::uuid`, p.ID)
 		rec := auditRecord{Action: "platform_user_permission.delete", TargetType: "platform_user", TargetID: u.ID, Before: p}
 		if p.TenantID != nil {
@@ -754,24 +759,26 @@ func rbacSchemas() map[string]schema {
 		"Permission":       obj(schema{"id": uuid, "code": str(), "description": str(), "is_wildcard": boolean()}, "code"),
 		"Role": obj(schema{"id": uuid, "code": str(), "name": str(), "description": str(), "level": str(), "is_system": boolean(),
 			"is_active": boolean(), "inherits": arr(str()), "permissions": arr(str())}, "id", "code"),
-		"CreateRole": obj(schema{"code": str(), "name": str(), "level": enum("owner", "admin", "manager", "member", "viewer", "guest"),
+		"CreateRole": obj(schema{"code": pat(tenantRoleCodeRe, "billing_admin"), "name": str(), "level": enum("owner", "admin", "manager", "member", "viewer", "guest"),
 			"inherits": arr(str()), "permissions": arr(str())}, "code"),
 		"PatchRole": obj(schema{"name": str(), "description": nullableStr, "is_active": boolean(),
 			"inherits": arr(str()), "permissions": arr(str())}),
-		"AssignRole":     obj(schema{"role": str(), "team": str(), "expires_at": ts}, "role"),
+		"AssignRole": obj(schema{"role": schema{"type": "string", "description": "the role's id or code"},
+			"team_id": schema{"type": "string", "description": "the team's id or slug"}, "expires_at": ts}, "role"),
 		"RoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "team_id": uuid, "expires_at": ts}),
 		"UserRoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "team_id": uuid, "expires_at": ts,
 			"granted_by": str(), "created_at": ts}, "id", "role"),
-		"AddUserPermission": obj(schema{"code": str(), "granted": boolean(), "team_id": str(), "expires_at": ts}, "code", "granted"),
+		"AddUserPermission": obj(schema{"code": pat(tenantPermissionRe, "invoices.read.team"), "granted": boolean(),
+			"team_id": schema{"type": "string", "description": "the team's id or slug"}, "expires_at": ts}, "code", "granted"),
 		"UserPermission": obj(schema{"id": uuid, "user_id": uuid, "permission_id": uuid, "code": str(), "granted": boolean(),
 			"team_id": uuid, "expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "code", "granted"),
 		"Team":          obj(schema{"id": uuid, "slug": str(), "name": str(), "parent_team_id": uuid, "created_at": ts, "updated_at": ts}, "id", "slug", "name"),
-		"CreateTeam":    obj(schema{"slug": str(), "name": str(), "parent_team_id": str()}, "slug"),
+		"CreateTeam":    obj(schema{"slug": pat(slugPattern, "backend"), "name": str(), "parent_team_id": schema{"type": "string", "description": "the parent team's id or slug"}}, "slug"),
 		"PatchTeam":     obj(schema{"name": str(), "parent_team_id": nullableStr}),
 		"TeamMember":    obj(schema{"team_id": uuid, "user_id": uuid, "external_id": str(), "created_at": ts}, "team_id", "user_id"),
 		"AddTeamMember": obj(schema{"user_id": str()}, "user_id"),
 		"EffectivePermission": obj(schema{"permission": str(), "allowed": boolean(), "reason": str(), "grant_code": str(), "direct": boolean(),
-			"role": str(), "team": str()}, "permission", "allowed", "reason"),
+			"role": str(), "team_id": str()}, "permission", "allowed", "reason"),
 
 		// Platform RBAC.
 		"PlatformUser":       obj(schema{"id": uuid, "external_id": str(), "email": str(), "status": status, "created_at": ts, "updated_at": ts}, "id", "external_id", "status"),
@@ -779,12 +786,15 @@ func rbacSchemas() map[string]schema {
 		"PatchPlatformUser":  obj(schema{"status": status, "email": nullableStr}),
 		"PlatformRole": obj(schema{"id": uuid, "code": str(), "name": str(), "description": str(), "is_system": boolean(),
 			"is_active": boolean(), "inherits": arr(str()), "permissions": arr(str())}, "id", "code"),
-		"CreatePlatformRole": obj(schema{"code": str(), "name": str(), "description": str(), "inherits": arr(str()), "permissions": arr(str())}, "code"),
-		"CreatePermission":   obj(schema{"code": str(), "description": str()}, "code"),
-		"AssignPlatformRole": obj(schema{"role": str(), "tenant": str(), "expires_at": ts}, "role"),
+		"CreatePlatformRole":       obj(schema{"code": pat(platformRoleCodeRe, "billing-support"), "name": str(), "description": str(), "inherits": arr(str()), "permissions": arr(str())}, "code"),
+		"CreatePermission":         obj(schema{"code": pat(tenantPermissionRe, "invoices.read.tenant"), "description": str()}, "code"),
+		"CreatePlatformPermission": obj(schema{"code": pat(platformPermissionRe, "invoices.read.platform"), "description": str()}, "code"),
+		"AssignPlatformRole": obj(schema{"role": schema{"type": "string", "description": "the role's id or code"},
+			"tenant_id": schema{"type": "string", "description": "the tenant's id or slug"}, "expires_at": ts}, "role"),
 		"PlatformRoleAssignment": obj(schema{"id": uuid, "user_id": uuid, "role_id": uuid, "role": str(), "tenant_id": uuid,
 			"expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "role"),
-		"AddPlatformUserPermission": obj(schema{"code": str(), "granted": boolean(), "tenant": str(), "expires_at": ts}, "code", "granted"),
+		"AddPlatformUserPermission": obj(schema{"code": pat(platformPermissionRe, "tenants.read.tenant"), "granted": boolean(),
+			"tenant_id": schema{"type": "string", "description": "the tenant's id or slug"}, "expires_at": ts}, "code", "granted"),
 		"PlatformUserPermission": obj(schema{"id": uuid, "user_id": uuid, "permission_id": uuid, "code": str(), "granted": boolean(),
 			"tenant_id": uuid, "expires_at": ts, "granted_by": str(), "created_at": ts}, "id", "code", "granted"),
 	}

@@ -40,7 +40,7 @@ func TestPlatformRBACFlow(t *testing.T) {
 	assert.Equal(t, 403, readA(), "no role yet")
 
 	// tenant_admin restricted to acme (by slug): acme yes, beta no.
-	r = e.must(201, "POST", users+"/pat/roles", map[string]any{"role": "tenant_admin", "tenant": "acme"})
+	r = e.must(201, "POST", users+"/pat/roles", map[string]any{"role": "tenant_admin", "tenant_id": "acme"})
 	next(r)
 	var asg PlatformRoleAssignment
 	r.into(&asg)
@@ -64,7 +64,7 @@ func TestPlatformRBACFlow(t *testing.T) {
 	e.must(404, "DELETE", users+"/pat/roles/"+asg.ID, nil)
 
 	// A direct grant restricted to acme, then its removal.
-	r = e.must(201, "POST", users+"/pat/permissions", map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant": a.ID})
+	r = e.must(201, "POST", users+"/pat/permissions", map[string]any{"code": "tenants.read.tenant", "granted": true, "tenant_id": a.ID})
 	next(r)
 	var perm PlatformUserPermission
 	r.into(&perm)
@@ -87,7 +87,7 @@ func TestPlatformRBACFlow(t *testing.T) {
 	assert.Equal(t, 403, readA())
 
 	// Status: a suspended administrator is refused even with a role.
-	e.must(201, "POST", users+"/pat/roles", map[string]any{"role": "tenant_admin", "tenant": "acme"})
+	e.must(201, "POST", users+"/pat/roles", map[string]any{"role": "tenant_admin", "tenant_id": "acme"})
 	r = e.must(200, "PATCH", users+"/pat", map[string]any{"status": "suspended"})
 	next(r)
 	assert.Equal(t, 403, readA(), "suspended")
@@ -187,7 +187,7 @@ func TestPlatformRBACRefusals(t *testing.T) {
 	r.into(&asg)
 	conflict(e.do("POST", users+"/pat/roles", e.admin, map[string]any{"role": "auditor"}), "duplicate assignment")
 	invalid(e.do("POST", users+"/pat/roles", e.admin, map[string]any{"role": "nope"}), "role", "unknown role")
-	invalid(e.do("POST", users+"/pat/roles", e.admin, map[string]any{"role": "viewer", "tenant": "nope"}), "tenant", "unknown tenant")
+	invalid(e.do("POST", users+"/pat/roles", e.admin, map[string]any{"role": "viewer", "tenant_id": "nope"}), "tenant_id", "unknown tenant")
 	conflict(e.do("DELETE", roles+"/auditor", e.admin, nil), "assigned role")
 	assert.Equal(t, 200, e.do("GET", "/api/v1/admin/audit", e.token("pat"), nil).Status, "auditor reads the audit log")
 	e.must(200, "DELETE", users+"/pat/roles/"+asg.ID, nil)

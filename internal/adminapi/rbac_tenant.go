@@ -25,7 +25,9 @@ func (s *Server) tenantRBACRoutes() []route {
 	return []route{
 		{Method: "GET", Path: v1Tenants + "/users", Permission: read, Tenant: "tenant", Summary: "List the tenant's users", Tag: "tenant-rbac", Response: "[]TenantUser", Query: pageQuery, Status: 200, handle: s.listTenantUsers},
 		{Method: "POST", Path: v1Tenants + "/users", Permission: write, Tenant: "tenant", Summary: "Create a tenant user", Tag: "tenant-rbac", Request: "CreateTenantUser", Response: "TenantUser", Status: 201, handle: s.createTenantUser},
-		{Method: "GET", Path: v1Tenants + "/permissions", Permission: read, Tenant: "tenant", Summary: "The tenant's permission catalog", Tag: "tenant-rbac", Response: "[]Permission", Status: 200, handle: s.listTenantPermissions},
+		{Method: "GET", Path: v1Tenants + "/permissions", Permission: read, Tenant: "tenant", Summary: "The tenant's permission catalog", Tag: "tenant-rbac", Response: "[]Permission", Query: pageQuery, Status: 200, handle: s.listTenantPermissions},
+		{Method: "POST", Path: v1Tenants + "/permissions", Permission: write, Tenant: "tenant", Summary: "Add a code (resource.action.scope, scope own|team|tenant|*) to the tenant's catalog", Tag: "tenant-rbac", Request: "CreatePermission", Response: "Permission", Status: 201, handle: s.createTenantPermission},
+		{Method: "DELETE", Path: v1Tenants + "/permissions/{permission}", Permission: write, Tenant: "tenant", Summary: "Remove a code (id or code) from the tenant's catalog (409 while a role or user permission uses it)", Tag: "tenant-rbac", Response: "Permission", Status: 200, handle: s.deleteTenantPermission},
 		{Method: "GET", Path: v1Tenants + "/roles", Permission: read, Tenant: "tenant", Summary: "List roles with inherits and permissions", Tag: "tenant-rbac", Response: "[]Role", Status: 200, handle: s.listTenantRoles},
 		{Method: "POST", Path: v1Tenants + "/roles", Permission: write, Tenant: "tenant", Summary: "Create a role (inherits, permissions from the catalog; no cycles)", Tag: "tenant-rbac", Request: "CreateRole", Response: "Role", Status: 201, handle: s.createTenantRole},
 		{Method: "GET", Path: v1Tenants + "/roles/{role}", Permission: read, Tenant: "tenant", Summary: "Get a role (id or code) with inherited role codes and permission codes", Tag: "tenant-rbac", Response: "Role", Status: 200, handle: s.getTenantRole},
@@ -184,20 +186,26 @@ func (s *Server) listTenantUsers(c *call) error {
 	}
 	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, external_id, email, display_name, status, created_at, count(*) OVER ()
 		FROM `+db.table("users")+` ORDER BY external_id LIMIT $1 OFFSET $2`, size, (page-1)*size)
+	return collectPage(c, rows, err, page, size, func(row pgx.CollectableRow, total *int) (TenantUser, error) {
+		var u TenantUser
+		err := row.Scan(&u.ID, &u.ExternalID, &u.Email, &u.DisplayName, &u.Status, &u.CreatedAt, total)
+		return u, err
+	})
+}
+
+// collectPage answers with a page of rows selected with count(*) OVER () as their last
+// column: the list (never null) and its page meta.
+func collectPage[T any](c *call, rows pgx.Rows, err error, page, size int, scan func(row pgx.CollectableRow, total *int) (T, error)) error {
 	if err != nil {
 		return err
 	}
 	total := 0
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TenantUser, error) {
-		var u TenantUser
-		err := row.Scan(&u.ID, &u.ExternalID, &u.Email, &u.DisplayName, &u.Status, &u.CreatedAt, &total)
-		return u, err
-	})
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) { return scan(row, &total) })
 	if err != nil {
 		return err
 	}
 	if list == nil {
-		list = []TenantUser{}
+		list = []T{}
 	}
 	return c.ok(200, list, pageMeta(page, size, total))
 }
@@ -236,23 +244,84 @@ type Permission struct {
 }
 
 func (s *Server) listTenantPermissions(c *call) error {
+	page, size, err := c.page()
+	if err != nil {
+		return err
+	}
 	db, err := s.tenantDB(c)
 	if err != nil {
 		return err
 	}
-	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, code, description, is_wildcard FROM `+db.table("permissions")+` ORDER BY code COLLATE "C"`)
+	rows, err := db.pool.Query(c.ctx(), `SELECT id::text, code, description, is_wildcard, count(*) OVER () FROM `+db.table("permissions")+`
+		ORDER BY code COLLATE "C" LIMIT $1 OFFSET $2`, size, (page-1)*size)
+	return collectPage(c, rows, err, page, size, func(row pgx.CollectableRow, total *int) (Permission, error) {
+		var p Permission
+		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard, total)
+		return p, err
+	})
+}
+
+// createTenantPermission adds a code to the tenant's catalog. The engine's parser is the
+// grammar, so a code it accepts is one it can decide on.
+func (s *Server) createTenantPermission(c *call) error {
+	var req CreatePermission
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if _, err := decision.ParseCode(decision.LevelTenant, req.Code); err != nil {
+		return errValidation("code", "not a tenant code resource.action.scope (lowercase [a-z0-9_-] segments or *, scope own, team, tenant or *): "+err.Error())
+	}
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Permission, error) {
-		var p Permission
-		err := row.Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
-		return p, err
+	var p Permission
+	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		err := tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("permissions")+` (code, description) VALUES ($1, $2)
+			RETURNING id::text, code, description, is_wildcard`, req.Code, req.Description).Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
+		if pgCode(err) == "23505" {
+			return auditRecord{}, errConflict("permission " + req.Code + " already exists in the tenant's catalog")
+		}
+		if err != nil {
+			return auditRecord{}, err
+		}
+		// A new code widens every wildcard grant matching it (the owner's *.*.* at least):
+		// only someone who could grant it may add it.
+		if err := s.guard(c, tx, lv, nil, []string{req.Code}, msgCannotGrant); err != nil {
+			return auditRecord{}, err
+		}
+		return auditRecord{Action: "tenant_permission.create", TargetType: "tenant_permission", TargetID: p.ID, After: p}, err
 	})
 	if err != nil {
 		return err
 	}
-	return c.ok(200, list, map[string]any{"total": len(list)})
+	return c.ok(201, p, map[string]any{"version": v})
+}
+
+// deleteTenantPermission removes a code (by id or code) from the tenant's catalog; a code a
+// role or a user permission still uses is a 409.
+func (s *Server) deleteTenantPermission(c *call) error {
+	db, err := s.tenantDB(c)
+	if err != nil {
+		return err
+	}
+	ref := c.r.PathValue("permission")
+	var p Permission
+	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		err := tx.QueryRow(c.ctx(), `DELETE FROM `+db.table("permissions")+` WHERE id::text = $1 OR code = $1
+			RETURNING id::text, code, description, is_wildcard`, ref).Scan(&p.ID, &p.Code, &p.Description, &p.IsWildcard)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return auditRecord{}, errNotFound("permission " + ref + " is not in the tenant's catalog")
+		case pgCode(err) == "23503":
+			return auditRecord{}, errConflict("permission " + ref + " is still used by a role or a user permission")
+		}
+		return auditRecord{Action: "tenant_permission.delete", TargetType: "tenant_permission", TargetID: p.ID, Before: p}, err
+	})
+	if err != nil {
+		return err
+	}
+	return c.ok(200, p, map[string]any{"version": v})
 }
 
 // Role is a tenant role with what it inherits and grants.
@@ -331,12 +400,20 @@ func (s *Server) createTenantRole(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
 	var role Role
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
+		// No escalation: the role's codes and those of the roles it inherits.
+		conferred, err := roleClosureCodes(c.ctx(), tx, lv.rt, req.Inherits)
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guard(c, tx, lv, nil, append(conferred, req.Permissions...), msgCannotGrant); err != nil {
+			return auditRecord{}, err
+		}
 		var id string
 		if err := tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("roles")+` (code, name, level) VALUES ($1, $2, $3) RETURNING id::text`,
 			req.Code, req.Name, req.Level).Scan(&id); err != nil {
@@ -348,7 +425,6 @@ func (s *Server) createTenantRole(c *call) error {
 		if err := addRoleInherits(c.ctx(), tx, db.roleTables(), id, req.Inherits); err != nil {
 			return auditRecord{}, err
 		}
-		var err error
 		role, err = scanRole(tx.QueryRow(c.ctx(), roleQuery(db)+` WHERE r.id = $1::uuid`, id))
 		return auditRecord{Action: "tenant_role.create", TargetType: "tenant_role", TargetID: id, After: role}, err
 	})
@@ -406,7 +482,7 @@ func (s *Server) patchTenantRole(c *call) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -425,6 +501,9 @@ func (s *Server) patchTenantRole(c *call) error {
 		}
 		if req.IsActive != nil {
 			active = *req.IsActive
+		}
+		if err := s.guardRoleChange(c, tx, lv, before.ID, before.IsActive, active, before.Permissions, req.Permissions, before.Inherits, req.Inherits); err != nil {
+			return auditRecord{}, err
 		}
 		if _, err := tx.Exec(c.ctx(), `UPDATE `+db.table("roles")+` SET name = $2, description = $3, is_active = $4, updated_at = now() WHERE id = $1::uuid`,
 			before.ID, name, desc, active); err != nil {
@@ -472,8 +551,8 @@ func (s *Server) deleteTenantRole(c *call) error {
 
 // AssignRole is the body of POST /users/{user}/roles.
 type AssignRole struct {
-	Role      string     `json:"role"` // id or code
-	Team      string     `json:"team"` // optional: id or slug of the team the assignment is restricted to
+	Role      string     `json:"role"`    // id or code
+	TeamID    string     `json:"team_id"` // optional: id or slug of the team the assignment is restricted to
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
@@ -502,7 +581,7 @@ func (s *Server) assignTenantRole(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -522,16 +601,23 @@ func (s *Server) assignTenantRole(c *call) error {
 		if err != nil {
 			return auditRecord{}, err
 		}
-		if req.Team != "" {
+		if req.TeamID != "" {
 			var team string
-			err = tx.QueryRow(c.ctx(), `SELECT id::text FROM `+db.table("teams")+` WHERE id::text = $1 OR slug = $1`, req.Team).Scan(&team)
+			err = tx.QueryRow(c.ctx(), `SELECT id::text FROM `+db.table("teams")+` WHERE id::text = $1 OR slug = $1`, req.TeamID).Scan(&team)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return auditRecord{}, errValidation("team", "no team "+req.Team)
+				return auditRecord{}, errValidation("team_id", "no team "+req.TeamID)
 			}
 			if err != nil {
 				return auditRecord{}, err
 			}
 			a.TeamID = &team
+		}
+		conferred, err := roleClosureCodes(c.ctx(), tx, lv.rt, []string{a.RoleID})
+		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guard(c, tx, lv, a.TeamID, conferred, msgCannotGrant); err != nil {
+			return auditRecord{}, err
 		}
 		a.ExpiresAt = req.ExpiresAt
 		err = tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("user_roles")+` (user_id, role_id, team_id, expires_at, granted_by)
@@ -553,7 +639,7 @@ type EffectivePermission struct {
 	GrantCode  string `json:"grant_code"`
 	Direct     bool   `json:"direct"`
 	Role       string `json:"role,omitempty"`
-	Team       string `json:"team,omitempty"`
+	TeamID     string `json:"team_id,omitempty"`
 }
 
 func (s *Server) effectivePermissions(c *call) error {
@@ -590,7 +676,7 @@ func (s *Server) effectivePermissions(c *call) error {
 			return err
 		}
 		out = append(out, EffectivePermission{Permission: p, Allowed: true, Reason: d.Reason.String(), GrantCode: d.Grant.Code,
-			Direct: d.Grant.Direct, Role: d.Grant.Role, Team: d.Grant.Group})
+			Direct: d.Grant.Direct, Role: d.Grant.Role, TeamID: d.Grant.Group})
 	}
 	// A deny shows only as an absence in the list above; an administrator asking "why can't
 	// she?" needs to see it, so every other catalog code a deny takes away is listed too.

@@ -80,7 +80,7 @@ func TestTenantRBACFlow(t *testing.T) {
 
 	// A role assigned to alice restricted to team backend, and a direct deny.
 	e.must(201, "POST", base+"/roles", map[string]any{"code": "editor", "permissions": []string{"documents.update.tenant", "reports.read.tenant"}})
-	r = e.must(201, "POST", base+"/users/alice/roles", map[string]any{"role": "editor", "team": "backend"})
+	r = e.must(201, "POST", base+"/users/alice/roles", map[string]any{"role": "editor", "team_id": "backend"})
 	next(r)
 	var assignment RoleAssignment
 	r.into(&assignment)
@@ -98,7 +98,7 @@ func TestTenantRBACFlow(t *testing.T) {
 	assert.True(t, p.Allowed)
 	assert.Equal(t, "granted", p.Reason)
 	assert.Equal(t, "editor", p.Role)
-	assert.Equal(t, backend.ID, p.Team, "the restriction is shown")
+	assert.Equal(t, backend.ID, p.TeamID, "the restriction is shown")
 	assert.Equal(t, "documents.update.tenant", p.GrantCode)
 	assert.NotContains(t, eff, "documents.update.tenant", "a restricted grant is capped at the middle scope")
 	require.Contains(t, eff, "reports.read.team", "the deny is shown: %v", eff)
@@ -267,7 +267,7 @@ func TestTenantRBACRefusals(t *testing.T) {
 	e.must(201, "POST", base+"/users/alice/permissions", map[string]any{"code": "documents.read.own", "granted": false})
 
 	// Assignments: the same role, restriction twice.
-	e.must(201, "POST", base+"/users/alice/roles", map[string]any{"role": "a", "team": "eng"})
-	conflict(e.do("POST", base+"/users/alice/roles", e.admin, map[string]any{"role": "a", "team": "eng"}), "duplicate assignment")
+	e.must(201, "POST", base+"/users/alice/roles", map[string]any{"role": "a", "team_id": "eng"})
+	conflict(e.do("POST", base+"/users/alice/roles", e.admin, map[string]any{"role": "a", "team_id": "eng"}), "duplicate assignment")
 	e.must(404, "DELETE", base+"/users/alice/roles/not-a-uuid", nil)
 }

@@ -178,7 +178,7 @@ func (s *Server) patchTeam(c *call) error {
 	if req.Name.Set && (req.Name.Value == nil || *req.Name.Value == "" || len(*req.Name.Value) > 200) {
 		return errValidation("name", "1 to 200 characters")
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -200,6 +200,9 @@ func (s *Server) patchTeam(c *call) error {
 					return auditRecord{}, err
 				}
 				parent = &id
+			}
+			if err := s.guardTeamMove(c, tx, lv, db, before.ID, parent); err != nil {
+				return auditRecord{}, err
 			}
 		}
 		after, err = scanTeam(tx.QueryRow(c.ctx(), `UPDATE `+db.table("teams")+` SET name = $2, parent_team_id = $3::uuid, updated_at = now()

@@ -93,7 +93,7 @@ func (s *Server) patchTenantUser(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -106,6 +106,9 @@ func (s *Server) patchTenantUser(c *call) error {
 		status, email, display := before.Status, before.Email, before.DisplayName
 		if req.Status.Set {
 			status = *req.Status.Value
+			if err := s.guardStatusChange(c, tx, lv, before.ID, before.Status, status); err != nil {
+				return auditRecord{}, err
+			}
 		}
 		if req.Email.Set {
 			email = req.Email.Value
@@ -124,7 +127,7 @@ func (s *Server) patchTenantUser(c *call) error {
 }
 
 func (s *Server) deleteTenantUser(c *call) error {
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -132,6 +135,9 @@ func (s *Server) deleteTenantUser(c *call) error {
 	v, err := s.tenantWrite(c, db, func(tx pgx.Tx) (auditRecord, error) {
 		var err error
 		if u, err = tenantUserByRef(c, tx, db); err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.guardActOn(c, tx, lv, u.ID, msgCannotActOn); err != nil {
 			return auditRecord{}, err
 		}
 		// Memberships, assignments and direct permissions go with the user (ON DELETE CASCADE).
@@ -160,6 +166,9 @@ var userRoleRows = userRows[UserRoleAssignment]{
 	query: userRoleQuery, alias: "ur", table: "user_roles", param: "assignment",
 	order: `r.code COLLATE "C", ur.team_id NULLS FIRST`, noun: "role assignment",
 	action: "tenant_user_role.revoke", scan: scanUserRole, id: func(a UserRoleAssignment) string { return a.ID },
+	guard: func(s *Server, c *call, tx pgx.Tx, lv level, u TenantUser, _ UserRoleAssignment) error {
+		return s.guardActOn(c, tx, lv, u.ID, msgCannotActOn)
+	},
 }
 
 func (s *Server) listTenantUserRoles(c *call) error { return listUserRows(s, c, userRoleRows) }
@@ -195,7 +204,7 @@ func (s *Server) addTenantUserPermission(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -224,6 +233,11 @@ func (s *Server) addTenantUserPermission(c *call) error {
 			}
 			team = &id
 		}
+		if *req.Granted {
+			if err := s.guard(c, tx, lv, team, []string{req.Code}, msgCannotGrant); err != nil {
+				return auditRecord{}, err
+			}
+		}
 		var id string
 		err = tx.QueryRow(c.ctx(), `INSERT INTO `+db.table("user_permissions")+` (user_id, permission_id, team_id, is_granted, expires_at, granted_by)
 			VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6) RETURNING id::text`, u.ID, permID, team, *req.Granted, req.ExpiresAt, c.actor()).Scan(&id)
@@ -247,6 +261,9 @@ var userPermissionRows = userRows[UserPermission]{
 	query: userPermissionQuery, alias: "up", table: "user_permissions", param: "id",
 	order: `p.code COLLATE "C", up.team_id NULLS FIRST`, noun: "direct permission",
 	action: "tenant_user_permission.delete", scan: scanUserPermission, id: func(p UserPermission) string { return p.ID },
+	guard: func(s *Server, c *call, tx pgx.Tx, lv level, u TenantUser, p UserPermission) error {
+		return s.guardRemoval(c, tx, lv, u.ID, u.ExternalID, p.Code, p.Granted, p.TeamID)
+	},
 }
 
 func (s *Server) listTenantUserPermissions(c *call) error {
@@ -269,6 +286,8 @@ type userRows[T any] struct {
 	action string // audit action of a deletion
 	scan   func(pgx.Row) (T, error)
 	id     func(T) string
+	// guard runs the no-escalation check of removing row from user u.
+	guard func(s *Server, c *call, tx pgx.Tx, lv level, u TenantUser, row T) error
 }
 
 func listUserRows[T any](s *Server, c *call, k userRows[T]) error {
@@ -289,7 +308,7 @@ func listUserRows[T any](s *Server, c *call, k userRows[T]) error {
 }
 
 func deleteUserRow[T any](s *Server, c *call, k userRows[T]) error {
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -307,6 +326,9 @@ func deleteUserRow[T any](s *Server, c *call, k userRows[T]) error {
 			return auditRecord{}, errNotFound("user " + u.ExternalID + " has no " + k.noun + " " + id)
 		}
 		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := k.guard(s, c, tx, lv, u, row); err != nil {
 			return auditRecord{}, err
 		}
 		_, err = tx.Exec(c.ctx(), `DELETE FROM `+db.table(k.table)+` WHERE id = $1::uuid`, k.id(row))

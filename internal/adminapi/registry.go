@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/registry"
 )
 
@@ -16,31 +17,22 @@ type CreateRegion struct {
 	DataResidency bool   `json:"data_residency"`
 }
 
-// registry.Store runs its own statements, so registry changes are audited right after they
-// commit (with their outcome) rather than in the same transaction.
+// Registry writes run through registry.Store.In(tx), in the transaction that appends their
+// audit row.
 func (s *Server) createRegion(c *call) error {
 	var req CreateRegion
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	r, err := s.Registry.CreateRegion(c.ctx(), registry.Region{Code: req.Code, Name: req.Name, DataResidency: req.DataResidency})
-	if err != nil {
-		return err
-	}
-	v, err := s.auditAfter(c, auditRecord{Action: "region.create", TargetType: "region", TargetID: r.Code, After: r})
+	var r registry.Region
+	v, err := s.adminWrite(c, func(tx pgx.Tx) (rec auditRecord, err error) {
+		r, err = s.Registry.In(tx).CreateRegion(c.ctx(), registry.Region{Code: req.Code, Name: req.Name, DataResidency: req.DataResidency})
+		return auditRecord{Action: "region.create", TargetType: "region", TargetID: r.Code, After: r}, err
+	})
 	if err != nil {
 		return err
 	}
 	return c.ok(201, r, map[string]any{"version": v})
-}
-
-// auditAfter appends rec for a change already committed elsewhere and returns the version.
-func (s *Server) auditAfter(c *call, rec auditRecord) (int64, error) {
-	rec.Actor, rec.RequestID = c.actor(), c.requestID
-	if err := appendAuditNow(c.ctx(), s.Admin, rec); err != nil {
-		return 0, err
-	}
-	return adminVersion(c.ctx(), s.Admin)
 }
 
 func (s *Server) listRegions(c *call) error {
@@ -76,15 +68,15 @@ func (s *Server) registerConnection(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	conn, err := s.Registry.RegisterConnection(c.ctx(), registry.Connection{
-		Name: req.Name, Type: req.Type, RegionCode: req.Region, Host: req.Host, Port: req.Port, Database: req.Database,
-		Username: req.Username, Password: req.Password, TLSMode: req.TLSMode, PoolMin: req.PoolMin, PoolMax: req.PoolMax,
-		MaxConsecutiveFailures: req.MaxConsecutiveFailures,
+	var conn registry.Connection
+	v, err := s.adminWrite(c, func(tx pgx.Tx) (rec auditRecord, err error) {
+		conn, err = s.Registry.In(tx).RegisterConnection(c.ctx(), registry.Connection{
+			Name: req.Name, Type: req.Type, RegionCode: req.Region, Host: req.Host, Port: req.Port, Database: req.Database,
+			Username: req.Username, Password: req.Password, TLSMode: req.TLSMode, PoolMin: req.PoolMin, PoolMax: req.PoolMax,
+			MaxConsecutiveFailures: req.MaxConsecutiveFailures,
+		})
+		return auditRecord{Action: "database_connection.register", TargetType: "database_connection", TargetID: conn.ID, After: conn}, err
 	})
-	if err != nil {
-		return err
-	}
-	v, err := s.auditAfter(c, auditRecord{Action: "database_connection.register", TargetType: "database_connection", TargetID: conn.ID, After: conn})
 	if err != nil {
 		return err
 	}
@@ -179,12 +171,12 @@ func (s *Server) patchConnection(c *call) error {
 }
 
 func (s *Server) deactivateConnection(c *call) error {
-	conn, err := s.Registry.Deactivate(c.ctx(), c.r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	v, err := s.auditAfter(c, auditRecord{Action: "database_connection.deactivate", TargetType: "database_connection", TargetID: conn.ID,
-		After: map[string]any{"is_active": false, "reason": "requested"}})
+	var conn registry.Connection
+	v, err := s.adminWrite(c, func(tx pgx.Tx) (rec auditRecord, err error) {
+		conn, err = s.Registry.In(tx).Deactivate(c.ctx(), c.r.PathValue("id"))
+		return auditRecord{Action: "database_connection.deactivate", TargetType: "database_connection", TargetID: conn.ID,
+			After: map[string]any{"is_active": false, "reason": "requested"}}, err
+	})
 	if err != nil {
 		return err
 	}
@@ -196,13 +188,14 @@ func (s *Server) checkConnection(c *call) error {
 	if err != nil {
 		return err
 	}
-	checked, deactivated, err := s.Registry.Check(c.ctx(), conn, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	v, err := s.auditAfter(c, auditRecord{Action: "database_connection.health_check", TargetType: "database_connection", TargetID: conn.ID,
-		After: map[string]any{"is_healthy": checked.IsHealthy, "consecutive_failures": checked.ConsecutiveFailures,
-			"is_active": checked.IsActive, "deactivated": deactivated, "error": checked.LastError}})
+	var checked registry.Connection
+	var deactivated bool
+	v, err := s.adminWrite(c, func(tx pgx.Tx) (rec auditRecord, err error) {
+		checked, deactivated, err = s.Registry.In(tx).Check(audit.WithActor(c.ctx(), c.actor(), c.requestID), conn, 5*time.Second)
+		return auditRecord{Action: "database_connection.health_check", TargetType: "database_connection", TargetID: conn.ID,
+			After: map[string]any{"is_healthy": checked.IsHealthy, "consecutive_failures": checked.ConsecutiveFailures,
+				"is_active": checked.IsActive, "deactivated": deactivated, "error": checked.LastError}}, err
+	})
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ type Server struct {
 	// registered lists every pattern given to mux, in order.
 	registered []string
 	metrics    *httpMetrics
+	outbox     outboxMetrics
 	promReg    *prometheus.Registry
 	openapi    []byte
 	docs       []byte
@@ -74,6 +75,12 @@ func New(d Deps) (*Server, error) {
 	s := &Server{Deps: d, mux: http.NewServeMux(), promReg: prometheus.NewRegistry(), pools: map[poolKey]*pgxpool.Pool{}}
 	var err error
 	if s.metrics, err = newHTTPMetrics(s.promReg); err != nil {
+		return nil, err
+	}
+	if s.outbox, err = newOutboxMetrics(s.promReg); err != nil {
+		return nil, err
+	}
+	if err := s.promReg.Register(stateCollector{s: s}); err != nil {
 		return nil, err
 	}
 	s.table = s.allRoutes()

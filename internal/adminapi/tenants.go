@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
@@ -70,26 +71,11 @@ func (s *Server) createTenant(c *call) error {
 	if err := resolveTenantOrganization(c.ctx(), s.Admin, &req); err != nil {
 		return err
 	}
-	t, err := s.Tenants.Create(c.ctx(), req)
-	// tenancy.Create runs several transactions on two databases, so the audit row cannot share
-	// one with it: it is appended right after, with the outcome. A failure that left a tenant
-	// row (provisioning, to be finished by a rerun) is recorded too.
-	rec := auditRecord{Actor: c.actor(), Action: "tenant.create", TargetType: "tenant", RequestID: c.requestID}
+	// Provisioning audits each step in the transaction that commits it (the tenant row, then its
+	// activation). It is not cut short by a client that stops waiting: what it started, it
+	// finishes or records as failed.
+	t, err := s.Tenants.Create(audit.WithActor(context.WithoutCancel(c.ctx()), c.actor(), c.requestID), req)
 	if err != nil {
-		cur, gerr := s.Tenants.Get(c.ctx(), req.Slug)
-		if gerr != nil || cur.Status != tenancy.StatusProvisioning {
-			return err
-		}
-		rec.TargetID, rec.TenantID = cur.ID, cur.ID
-		rec.After = map[string]any{"outcome": "failed", "tenant": cur}
-		if aerr := appendAuditNow(c.ctx(), s.Admin, rec); aerr != nil {
-			c.log.Error("audit append failed", "err", aerr)
-		}
-		return err
-	}
-	rec.TargetID, rec.TenantID = t.ID, t.ID
-	rec.After = map[string]any{"outcome": "succeeded", "tenant": t}
-	if err := appendAuditNow(c.ctx(), s.Admin, rec); err != nil {
 		return err
 	}
 	v, err := adminVersion(c.ctx(), s.Admin)
@@ -226,7 +212,7 @@ func (s *Server) transitionTenant(c *call, action, from, to string) error {
 }
 
 // deleteTenant marks the tenant deleted in the API's transaction with its audit row; with
-// ?purge=true tenancy then drops its schema or database and its row, audited right after.
+// ?purge=true tenancy then drops its schema or database and its row.
 func (s *Server) deleteTenant(c *call) error {
 	purge := false
 	if v := c.r.URL.Query().Get("purge"); v != "" {
@@ -253,19 +239,10 @@ func (s *Server) deleteTenant(c *call) error {
 	if !purge {
 		return c.ok(200, after, map[string]any{"version": v, "purged": false})
 	}
-	t, perr := s.Tenants.Delete(c.ctx(), after.ID, true)
-	rec := auditRecord{Actor: c.actor(), Action: "tenant.purge", TargetType: "tenant", TargetID: after.ID,
-		TenantID: after.ID, RequestID: c.requestID, Before: map[string]any{"slug": after.Slug, "schema_name": after.SchemaName, "database_name": after.DatabaseName}}
-	if perr != nil {
-		rec.After = map[string]any{"outcome": "failed"}
-	} else {
-		rec.After = map[string]any{"outcome": "succeeded"}
-	}
-	if err := appendAuditNow(c.ctx(), s.Admin, rec); err != nil {
-		c.log.Error("audit append failed", "err", err)
-	}
-	if perr != nil {
-		return perr
+	// Purge drops the data, then removes the row with its audit row in one transaction.
+	t, err := s.Tenants.Delete(audit.WithActor(context.WithoutCancel(c.ctx()), c.actor(), c.requestID), after.ID, true)
+	if err != nil {
+		return err
 	}
 	if v, err = adminVersion(c.ctx(), s.Admin); err != nil {
 		return err

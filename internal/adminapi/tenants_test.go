@@ -117,7 +117,7 @@ func TestTenantLifecycle(t *testing.T) {
 		actions[a.Action]++
 		assert.Equal(t, "root", a.Actor)
 	}
-	for _, want := range []string{"tenant.create", "tenant.update", "tenant.suspend", "tenant.activate", "tenant.delete", "tenant.purge"} {
+	for _, want := range []string{"tenant.create", "tenant.provisioned", "tenant.update", "tenant.suspend", "tenant.activate", "tenant.delete", "tenant.purge"} {
 		assert.NotZero(t, actions[want], "audit has no %s; got %v", want, actions)
 	}
 	r = e.do("GET", "/api/v1/admin/audit?action=tenant.create&target_id="+created.ID, e.admin, nil)
@@ -125,7 +125,12 @@ func TestTenantLifecycle(t *testing.T) {
 	require.Len(t, entries, 1)
 	require.NotNil(t, entries[0].RequestID)
 	assert.Equal(t, "req-create-1", *entries[0].RequestID)
-	assert.Contains(t, string(entries[0].After), `"outcome":"succeeded"`)
+	assert.Contains(t, string(entries[0].After), `"outcome":"provisioning"`, "the row is audited when it is inserted")
+	r = e.do("GET", "/api/v1/admin/audit?action=tenant.provisioned&target_id="+created.ID, e.admin, nil)
+	r.into(&entries)
+	require.Len(t, entries, 1, "provisioning audits the tenant's activation when it commits it")
+	require.NotNil(t, entries[0].RequestID)
+	assert.Equal(t, "req-create-1", *entries[0].RequestID)
 }
 
 func TestErrorClasses(t *testing.T) {

@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
@@ -48,11 +52,13 @@ Usage:
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
                          [--health-interval 30s] [--health-timeout 5s]
   admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
-  admin audit verify                                   walk the audit log's hash chain
+  admin audit verify     [--expect-head CHECKPOINT]    walk the audit log's hash chain (up to its head)
+  admin audit checkpoint                               print the chain's head, MAC'd with NEOAUTHZ_AUDIT_KEY
 
 Environment:
   ADMIN_DATABASE_URL     the admin database (required)
   NEOAUTHZ_SECRET_KEY    base64 of 32 bytes; encrypts registered database passwords
+  NEOAUTHZ_AUDIT_KEY     audit checkpoint/verify --expect-head: the operator's MAC key (>= 16 bytes)
   NEOAUTHZ_ADMIN_ADDR    admin serve: listen address (default :8001)
   NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES, NEOAUTHZ_CLIENTS,
   NEOAUTHZ_ALLOW_ANY_AUDIENCE, NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
@@ -67,6 +73,12 @@ type Env struct {
 
 // Run executes one command line (without the program name).
 func Run(ctx context.Context, args []string, env Env) error {
+	// Help never needs configuration: a command line asking for it prints the usage before
+	// anything is opened.
+	if slices.ContainsFunc(args, isHelpFlag) {
+		fmt.Fprint(env.Stdout, usageFor(args))
+		return nil
+	}
 	// One-word commands.
 	if len(args) >= 1 && (args[0] == "serve" || args[0] == "bootstrap") {
 		a, err := open(ctx, env)
@@ -74,6 +86,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		defer a.close()
+		ctx = audit.WithActor(ctx, a.actor(), "")
 		if args[0] == "serve" {
 			return a.serve(ctx, args[1:])
 		}
@@ -91,6 +104,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer a.close()
+	// Every write of the command is audited as the operating-system user running it.
+	ctx = audit.WithActor(ctx, a.actor(), "")
 	switch args[0] + " " + args[1] {
 	case "migrate apply":
 		return a.migrateApply(ctx, args[2:], false)
@@ -117,7 +132,9 @@ func Run(ctx context.Context, args []string, env Env) error {
 	case "tenant delete":
 		return a.tenantDelete(ctx, args[2:])
 	case "audit verify":
-		return a.auditVerify(ctx)
+		return a.auditVerify(ctx, args[2:])
+	case "audit checkpoint":
+		return a.auditCheckpoint(ctx)
 	}
 	fmt.Fprint(env.Stderr, usage)
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args[:2], " "), ErrUsage)
@@ -153,10 +170,69 @@ func open(ctx context.Context, env Env) (*app, error) {
 	runner := &fleet.Runner{Admin: pool, AdminURL: url, Registry: reg, Sets: sets,
 		Log: slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return &app{env: env, pool: pool, reg: reg, fleet: runner,
-		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner}}, nil
+		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner, PlatformRealm: env.Getenv("NEOAUTHZ_PLATFORM_REALM")}}, nil
 }
 
 func (a *app) close() { a.pool.Close() }
+
+// actor is the audit actor of the CLI's writes: cli:<operating-system user>.
+func (a *app) actor() string {
+	name := a.env.Getenv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	return "cli:" + name
+}
+
+// write runs fn on the registry inside a transaction that appends fn's audit record, so the
+// change and its audit row commit together.
+func (a *app) write(ctx context.Context, fn func(reg *registry.Store) (audit.Record, error)) error {
+	return pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		rec, err := fn(a.reg.In(tx))
+		if err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx, audit.Attributed(ctx, rec))
+		return err
+	})
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
+
+// usageFor returns the usage lines of the command args names (all of them when it names none).
+func usageFor(args []string) string {
+	var words []string
+	for _, a := range args {
+		if isHelpFlag(a) || strings.HasPrefix(a, "-") {
+			break
+		}
+		words = append(words, a)
+	}
+	if len(words) == 0 {
+		return usage
+	}
+	prefix := "  admin " + strings.Join(words, " ")
+	var out strings.Builder
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(line, prefix):
+			in = true
+		case strings.HasPrefix(line, "  admin ") || !strings.HasPrefix(line, "   "):
+			in = false
+		}
+		if in {
+			out.WriteString(line + "\n")
+		}
+	}
+	if out.Len() == 0 {
+		return usage
+	}
+	return "Usage:\n" + out.String()
+}
 
 func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -304,7 +380,11 @@ func (a *app) regionCreate(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	r, err := a.reg.CreateRegion(ctx, r)
+	err := a.write(ctx, func(reg *registry.Store) (audit.Record, error) {
+		var err error
+		r, err = reg.CreateRegion(ctx, r)
+		return audit.Record{Action: "region.create", TargetType: "region", TargetID: r.Code, After: r}, err
+	})
 	if err != nil {
 		return err
 	}
@@ -350,7 +430,11 @@ func (a *app) dbRegister(ctx context.Context, args []string) error {
 			return fmt.Errorf("--password-env %s: the variable is empty", pwEnv)
 		}
 	}
-	c, err := a.reg.RegisterConnection(ctx, c)
+	err := a.write(ctx, func(reg *registry.Store) (audit.Record, error) {
+		var err error
+		c, err = reg.RegisterConnection(ctx, c)
+		return audit.Record{Action: "database_connection.register", TargetType: "database_connection", TargetID: c.ID, After: c}, err
+	})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/neofast/neoauthz/internal/adminapi"
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/pgstore"
 )
@@ -102,6 +103,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(a.env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a.tenants.PlatformRealm = cfg.PlatformRealm
 	store := pgstore.New(a.pool, a.reg, pgstore.Options{})
 	defer store.Close()
 	v, err := authn.New(authn.Config{TrustedIssuerBases: cfg.TrustedIssuers, PlatformRealm: cfg.PlatformRealm,
@@ -136,7 +138,7 @@ func (a *app) bootstrap(ctx context.Context, args []string) error {
 	if user == "" {
 		return fmt.Errorf("bootstrap: --user SUB is required: %w", ErrUsage)
 	}
-	res, err := adminapi.Bootstrap(ctx, a.pool, user, email, "cli:"+a.env.Getenv("USER"))
+	res, err := adminapi.Bootstrap(ctx, a.pool, user, email, a.actor())
 	if err != nil {
 		return err
 	}
@@ -154,8 +156,36 @@ func (a *app) bootstrap(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (a *app) auditVerify(ctx context.Context) error {
-	res, err := adminapi.VerifyAudit(ctx, a.pool)
+// auditKey is the operator's checkpoint key (NEOAUTHZ_AUDIT_KEY): any secret of at least 16
+// bytes, kept away from the database's administrators.
+func (a *app) auditKey() ([]byte, error) {
+	k := a.env.Getenv(audit.EnvKey)
+	if len(k) < 16 {
+		return nil, fmt.Errorf("%s must hold a secret of at least 16 bytes (e.g. `openssl rand -base64 32`), kept where the database's administrators cannot read it", audit.EnvKey)
+	}
+	return []byte(k), nil
+}
+
+func (a *app) auditVerify(ctx context.Context, args []string) error {
+	fs := newFlags("audit verify")
+	var expectHead string
+	fs.StringVar(&expectHead, "expect-head", "", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var expect *audit.Head
+	if expectHead != "" {
+		key, err := a.auditKey()
+		if err != nil {
+			return err
+		}
+		h, err := audit.ParseCheckpoint(expectHead, key)
+		if err != nil {
+			return fmt.Errorf("--expect-head: %w", err)
+		}
+		expect = &h
+	}
+	res, err := adminapi.VerifyAudit(ctx, a.pool, expect)
 	if err != nil {
 		return err
 	}
@@ -164,5 +194,23 @@ func (a *app) auditVerify(ctx context.Context) error {
 		return fmt.Errorf("audit log chain is broken at row %d", *res.FirstBadID)
 	}
 	fmt.Fprintf(a.env.Stdout, "audit log intact: %d rows verified\n", res.Rows)
+	return nil
+}
+
+// auditCheckpoint prints the chain's head with a MAC under the operator's key, for the
+// operator to keep outside the database and give back to `audit verify --expect-head`.
+func (a *app) auditCheckpoint(ctx context.Context) error {
+	key, err := a.auditKey()
+	if err != nil {
+		return err
+	}
+	h, ok, err := audit.CurrentHead(ctx, a.pool)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("the audit log is empty: nothing to checkpoint yet")
+	}
+	fmt.Fprintln(a.env.Stdout, audit.Checkpoint(h, key))
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/migrate"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/migrations"
@@ -168,6 +169,11 @@ func (r *Runner) Targets(ctx context.Context, plan Plan) ([]Target, error) {
 		out = append(out, Target{Name: "admin", Kind: ScopeAdmin, ConnString: r.AdminURL, Steps: []Step{
 			{migrations.SetPlatform, migrations.PlatformSchema}, {migrations.SetAdmin, migrations.AdminSchema},
 		}})
+		// A fresh admin database has no registry yet: the admin target creates it, and run
+		// reads the registry's targets once it has (nothing can be registered before).
+		if !r.registryReady(ctx) {
+			return out, nil
+		}
 	}
 	if plan.Tenant == "" && (includes(plan.Scope, ScopeRegional) || includes(plan.Scope, ScopeAnalytics)) {
 		conns, err := r.Registry.ListConnections(ctx, registry.ConnectionFilter{ActiveOnly: true})
@@ -298,20 +304,39 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 	run := Run{Scope: plan.Scope, Status: "running", Total: len(targets)}
 	var results []Result
 	done := 0
-	// The admin target creates the tables a run is recorded in, so it goes first, alone.
+	// The admin target creates the tables a run is recorded in (and the registry the other
+	// targets come from), so it goes first, alone, and the other targets are read after it.
 	if len(targets) > 0 && targets[0].Kind == ScopeAdmin {
 		results = append(results, r.migrateTarget(ctx, nil, targets[0], plan, action, to)...)
 		targets = targets[1:]
 		done = 1
+		if len(targets) == 0 && plan.Scope != ScopeAdmin && !plan.DryRun && r.registryReady(ctx) {
+			rest, err := r.Targets(ctx, plan)
+			if err != nil {
+				return run, err
+			}
+			targets = rest[1:]
+			run.Total = 1 + len(targets)
+		}
 		if plan.Progress != nil {
 			plan.Progress(1, run.Total)
 		}
 	}
 	recordable := !plan.DryRun || r.adminReady(ctx)
 	if recordable {
-		err := r.Admin.QueryRow(ctx, `INSERT INTO admin.migration_runs (scope, tenant_slug, action, target_version, dry_run, requested_by, total)
-			VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5, $6, $7) RETURNING id::text`,
-			plan.Scope, plan.Tenant, action, plan.To, plan.DryRun, plan.RequestedBy, run.Total).Scan(&run.ID)
+		// The run and its audit row commit together, whoever started it (an API job, the CLI).
+		err := pgx.BeginFunc(ctx, r.Admin, func(tx pgx.Tx) error {
+			err := tx.QueryRow(ctx, `INSERT INTO admin.migration_runs (scope, tenant_slug, action, target_version, dry_run, requested_by, total)
+				VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5, $6, $7) RETURNING id::text`,
+				plan.Scope, plan.Tenant, action, plan.To, plan.DryRun, plan.RequestedBy, run.Total).Scan(&run.ID)
+			if err != nil {
+				return err
+			}
+			_, err = audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action, TargetType: "migration_run",
+				TargetID: run.ID,
+				After:    map[string]any{"scope": plan.Scope, "tenant": plan.Tenant, "to": plan.To, "dry_run": plan.DryRun, "repair": plan.Repair, "total": run.Total}}))
+			return err
+		})
 		if err != nil {
 			return run, fmt.Errorf("record migration run: %w", err)
 		}
@@ -381,8 +406,18 @@ func (r *Runner) run(ctx context.Context, plan Plan, action string) (Run, error)
 		run.Status = "failed"
 	}
 	if recordable {
-		_, err := r.Admin.Exec(context.WithoutCancel(ctx), `UPDATE admin.migration_runs SET status = $2, succeeded = $3, failed = $4, finished_at = now() WHERE id = $1`,
-			run.ID, run.Status, run.Succeeded, run.Failed)
+		wctx := context.WithoutCancel(ctx)
+		err := pgx.BeginFunc(wctx, r.Admin, func(tx pgx.Tx) error {
+			_, err := tx.Exec(wctx, `UPDATE admin.migration_runs SET status = $2, succeeded = $3, failed = $4, finished_at = now() WHERE id = $1`,
+				run.ID, run.Status, run.Succeeded, run.Failed)
+			if err != nil {
+				return err
+			}
+			_, err = audit.Append(wctx, tx, audit.Attributed(ctx, audit.Record{Action: "migrations." + action + ".finished", TargetType: "migration_run",
+				TargetID: run.ID,
+				After:    map[string]any{"status": run.Status, "succeeded": run.Succeeded, "failed": run.Failed}}))
+			return err
+		})
 		if err != nil {
 			return run, fmt.Errorf("record migration run: %w", err)
 		}
@@ -482,6 +517,12 @@ func (r *Runner) connect(ctx context.Context, conns map[string]*workerConn, dsn 
 		conns[dsn] = &workerConn{Conn: c, uses: 1}
 	}
 	return c, nil
+}
+
+func (r *Runner) registryReady(ctx context.Context) bool {
+	var ok bool
+	err := r.Admin.QueryRow(ctx, `SELECT to_regclass('admin.database_connections') IS NOT NULL`).Scan(&ok)
+	return err == nil && ok
 }
 
 func (r *Runner) adminReady(ctx context.Context) bool {

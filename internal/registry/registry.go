@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/secretbox"
 )
 
@@ -23,6 +24,10 @@ var ErrNotFound = errors.New("not found")
 
 // ErrConflict is returned when a unique name or address is already taken.
 var ErrConflict = errors.New("already exists")
+
+// ErrConfiguration is returned when this process's configuration (not the database) stops an
+// operation, e.g. a registered password that does not open under NEOAUTHZ_SECRET_KEY.
+var ErrConfiguration = errors.New("configuration error")
 
 // ValidationError names the field that was refused and why.
 type ValidationError struct {
@@ -107,9 +112,21 @@ type Connection struct {
 
 // Store reads and writes the registry in the admin database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool dbtx
 	box  *secretbox.Box
 }
+
+// dbtx is what Store runs statements on: the pool, or a caller's transaction (In).
+type dbtx interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// In returns a Store whose statements run in tx, so a caller commits a registry change with
+// its audit row (a Store's own transactions become savepoints of tx).
+func (s *Store) In(tx pgx.Tx) *Store { return &Store{pool: tx, box: s.box} }
 
 // New returns a Store over the admin database; box seals registered passwords.
 func New(pool *pgxpool.Pool, box *secretbox.Box) *Store {
@@ -301,6 +318,11 @@ func (s *Store) Check(ctx context.Context, c Connection, timeout time.Duration) 
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	// A password that does not open under this process's key is a configuration error: it says
+	// nothing about the database, so it is neither recorded nor counted as a failure.
+	if _, err := s.ConnString(c, ""); err != nil {
+		return c, false, fmt.Errorf("%w: %w", ErrConfiguration, err)
+	}
 	start := time.Now()
 	probeErr := s.probe(ctx, c, timeout)
 	latency := float64(time.Since(start).Microseconds()) / 1000
@@ -309,24 +331,40 @@ func (s *Store) Check(ctx context.Context, c Connection, timeout time.Duration) 
 		msg := probeErr.Error()
 		lastErr = &msg
 	}
-	var wasActive bool
-	err = s.pool.QueryRow(ctx, `SELECT is_active FROM admin.database_connections WHERE id = $1`, c.ID).Scan(&wasActive)
-	if err != nil {
-		return c, false, mapErr(err, "database connection "+c.Name)
-	}
-	checked, err = scanConn(s.pool.QueryRow(ctx, `UPDATE admin.database_connections SET
-			is_healthy = $2,
-			last_health_check = now(),
-			last_latency_ms = $3,
-			last_error = $4,
-			consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END,
-			is_active = is_active AND ($2 OR consecutive_failures + 1 < max_consecutive_failures),
-			updated_at = now()
-		WHERE id = $1 RETURNING `+connColumns, c.ID, probeErr == nil, latency, lastErr))
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var wasActive bool
+		err := tx.QueryRow(ctx, `SELECT is_active FROM admin.database_connections WHERE id = $1 FOR UPDATE`, c.ID).Scan(&wasActive)
+		if err != nil {
+			return mapErr(err, "database connection "+c.Name)
+		}
+		checked, err = scanConn(tx.QueryRow(ctx, `UPDATE admin.database_connections SET
+				is_healthy = $2,
+				last_health_check = now(),
+				last_latency_ms = $3,
+				last_error = $4,
+				consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END,
+				is_active = is_active AND ($2 OR consecutive_failures + 1 < max_consecutive_failures),
+				updated_at = now()
+			WHERE id = $1 RETURNING `+connColumns, c.ID, probeErr == nil, latency, lastErr))
+		if err != nil {
+			return err
+		}
+		deactivated = wasActive && !checked.IsActive
+		if !deactivated {
+			return nil
+		}
+		// The deactivation and its audit row commit together, attributed to whoever checks.
+		_, err = audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: "database_connection.deactivate",
+			TargetType: "database_connection", TargetID: c.ID,
+			Before: map[string]any{"is_active": true},
+			After: map[string]any{"is_active": false, "reason": "health check failed", "consecutive_failures": checked.ConsecutiveFailures,
+				"max_consecutive_failures": checked.MaxConsecutiveFailures, "last_error": checked.LastError}}))
+		return err
+	})
 	if err != nil {
 		return c, false, err
 	}
-	return checked, wasActive && !checked.IsActive, nil
+	return checked, deactivated, nil
 }
 
 // Deactivate takes a connection out of service (provisioning and migrations skip it).

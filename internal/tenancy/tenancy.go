@@ -4,6 +4,8 @@ package tenancy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/registry"
 )
@@ -34,6 +37,8 @@ const (
 
 // ErrWrongStatus is returned when a lifecycle step does not apply to the tenant's status.
 var ErrWrongStatus = errors.New("not allowed in the tenant's current status")
+
+var uuidShaped = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 var realmRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,99}$`)
 
@@ -65,6 +70,9 @@ type Service struct {
 	Admin    *pgxpool.Pool
 	Registry *registry.Store
 	Fleet    *fleet.Runner
+	// PlatformRealm is the Keycloak realm of platform users; no tenant may use it (compared
+	// case-insensitively). Empty when unknown.
+	PlatformRealm string
 }
 
 // CreateRequest asks for a new tenant.
@@ -88,6 +96,9 @@ func (r *CreateRequest) Validate() error {
 	switch {
 	case !registry.ValidSlug(r.Slug):
 		return &registry.ValidationError{Field: "slug", Message: "use lowercase letters, digits and inner dashes (at most 63), e.g. acme-corp"}
+	case uuidShaped.MatchString(r.Slug):
+		// Lookups take an id or a slug: a slug that reads as an id would be ambiguous.
+		return &registry.ValidationError{Field: "slug", Message: "must not be shaped like a uuid"}
 	case !registry.ValidSlug(r.Region):
 		return &registry.ValidationError{Field: "region", Message: "not a valid region code"}
 	case r.Deployment != DeploySchema && r.Deployment != DeployDatabase:
@@ -100,16 +111,27 @@ func (r *CreateRequest) Validate() error {
 	return nil
 }
 
-// SchemaName is the schema a tenant's data lives in: t_<slug> with dashes as underscores.
-func SchemaName(slug string) string {
-	s := "t_" + strings.ReplaceAll(slug, "-", "_")
-	return s[:min(len(s), 63)]
-}
+// SchemaName is the schema a tenant's data lives in: t_<slug> with dashes as underscores when
+// that fits in an identifier, else th_<start of the slug>_<hash of the slug>. Slugs hold no
+// underscores, so the kept form is one-to-one; the two forms differ at their second character,
+// and hashed names differ by 64 bits of SHA-256: two slugs never get one name.
+func SchemaName(slug string) string { return storageName("t", slug) }
 
-// DatabaseName is the database of a database-per-tenant deployment.
-func DatabaseName(slug string) string {
-	s := "tenant_" + strings.ReplaceAll(slug, "-", "_")
-	return s[:min(len(s), 63)]
+// DatabaseName is the database of a database-per-tenant deployment, derived like SchemaName
+// with the prefix tenant.
+func DatabaseName(slug string) string { return storageName("tenant", slug) }
+
+const maxIdentifier = 63
+
+func storageName(prefix, slug string) string {
+	body := strings.ReplaceAll(slug, "-", "_")
+	if s := prefix + "_" + body; len(s) <= maxIdentifier {
+		return s
+	}
+	sum := sha256.Sum256([]byte(slug))
+	hash := hex.EncodeToString(sum[:8])
+	keep := maxIdentifier - len(prefix) - len("h_") - len("_") - len(hash)
+	return prefix + "h_" + strings.TrimRight(body[:keep], "_") + "_" + hash
 }
 
 const columns = `id::text, organization_id::text, slug, name, status, deployment_type, region_code,
@@ -132,6 +154,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	if err := req.Validate(); err != nil {
 		return Tenant{}, err
 	}
+	if s.PlatformRealm != "" && strings.EqualFold(req.Realm, s.PlatformRealm) {
+		return Tenant{}, &registry.ValidationError{Field: "external_auth_realm", Message: "is the platform realm"}
+	}
 	t, err := s.Get(ctx, req.Slug)
 	switch {
 	case err == nil && t.Status != StatusProvisioning:
@@ -150,7 +175,13 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	}
 	if err := s.provision(ctx, t); err != nil {
 		msg := err.Error()
-		_, _ = s.Admin.Exec(context.WithoutCancel(ctx), `UPDATE admin.tenants SET provisioning_error = $2, updated_at = now() WHERE id = $1`, t.ID, msg)
+		wctx := context.WithoutCancel(ctx)
+		_ = pgx.BeginFunc(wctx, s.Admin, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(wctx, `UPDATE admin.tenants SET provisioning_error = $2, updated_at = now() WHERE id = $1`, t.ID, msg); err != nil {
+				return err
+			}
+			return appendAudit(wctx, tx, "tenant.provision_failed", t, nil, map[string]any{"status": StatusProvisioning, "error": msg})
+		})
 		return Tenant{}, fmt.Errorf("provision tenant %q (it stays provisioning; rerun to finish): %w", req.Slug, err)
 	}
 	return s.Get(ctx, t.ID)
@@ -180,11 +211,27 @@ func (s *Service) insert(ctx context.Context, req CreateRequest) (Tenant, error)
 	if req.OrganizationID != "" {
 		org = &req.OrganizationID
 	}
-	t, err := scan(s.Admin.QueryRow(ctx, `INSERT INTO admin.tenants
-		(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name, external_auth_realm)
-		VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9) RETURNING `+columns,
-		org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm))
+	var t Tenant
+	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		var err error
+		t, err = scan(tx.QueryRow(ctx, `INSERT INTO admin.tenants
+			(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name, external_auth_realm)
+			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9) RETURNING `+columns,
+			org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm))
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.create", t, nil, map[string]any{"outcome": "provisioning", "tenant": t})
+	})
 	return t, mapErr(err, req)
+}
+
+// appendAudit records a change to tenant t inside tx, the transaction that makes it, by the
+// actor ctx carries.
+func appendAudit(ctx context.Context, tx pgx.Tx, action string, t Tenant, before, after any) error {
+	_, err := audit.Append(ctx, tx, audit.Attributed(ctx, audit.Record{Action: action, TargetType: "tenant",
+		TargetID: t.ID, TenantID: t.ID, Before: before, After: after}))
+	return err
 }
 
 func mapErr(err error, req CreateRequest) error {
@@ -193,8 +240,8 @@ func mapErr(err error, req CreateRequest) error {
 		switch {
 		case strings.Contains(pgErr.ConstraintName, "realm"):
 			return fmt.Errorf("realm %q is already used by another tenant: %w", req.Realm, registry.ErrConflict)
-		case strings.Contains(pgErr.ConstraintName, "placement"):
-			return fmt.Errorf("schema %q is already taken on that database: %w", SchemaName(req.Slug), registry.ErrConflict)
+		case strings.Contains(pgErr.ConstraintName, "schema_name"), strings.Contains(pgErr.ConstraintName, "database_name"):
+			return fmt.Errorf("the storage name of tenant %q is recorded on another tenant: %w", req.Slug, registry.ErrConflict)
 		default:
 			return fmt.Errorf("tenant %q: %w", req.Slug, registry.ErrConflict)
 		}
@@ -214,7 +261,7 @@ func (s *Service) provision(ctx context.Context, t Tenant) error {
 		return err
 	}
 	if t.DatabaseName != nil {
-		if err := s.createDatabase(ctx, c, *t.DatabaseName); err != nil {
+		if err := s.createDatabase(ctx, c, t); err != nil {
 			return err
 		}
 	}
@@ -222,37 +269,136 @@ func (s *Service) provision(ctx context.Context, t Tenant) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Fleet.ApplyTarget(ctx, target); err != nil {
-		return err
-	}
 	conn, err := pgx.Connect(ctx, target.ConnString)
 	if err != nil {
 		return fmt.Errorf("connect to the tenant's database: %w", err)
 	}
 	defer conn.Close(context.Background())
+	if err := createSchema(ctx, conn, t); err != nil {
+		return err
+	}
+	if err := s.Fleet.ApplyTarget(ctx, target); err != nil {
+		return err
+	}
 	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{t.SchemaName, "authz_state"}.Sanitize()+` SET tenant_id = $1`, t.ID); err != nil {
 		return err
 	}
-	_, err = s.Admin.Exec(ctx, `UPDATE admin.tenants SET status = 'active', provisioning_error = NULL, updated_at = now()
-		WHERE id = $1 AND status = 'provisioning'`, t.ID)
-	return err
+	return pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE admin.tenants SET status = 'active', provisioning_error = NULL, updated_at = now()
+			WHERE id = $1 AND status = 'provisioning'`, t.ID)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.provisioned", t, map[string]any{"status": StatusProvisioning},
+			map[string]any{"status": StatusActive, "schema_name": t.SchemaName, "database_name": t.DatabaseName, "database_connection_id": t.ConnectionID})
+	})
 }
 
-func (s *Service) createDatabase(ctx context.Context, c registry.Connection, name string) error {
+// Ownership. Provisioning creates a tenant's schema (and database) itself, marked with a
+// comment naming the tenant, and never moves into one that exists unmarked: a name already
+// taken by anything else is refused, never shared. Purge drops only what carries the mark (or,
+// for tenants provisioned before marks, whose authz_state names the tenant).
+
+// ErrNotOwned is returned when a schema or database a tenant's row names exists but is not
+// that tenant's: provisioning will not move into it, purge will not drop it.
+var ErrNotOwned = errors.New("exists and is not this tenant's")
+
+func ownerMark(tenantID string) string { return "neoauthz tenant " + tenantID }
+
+// createSchema creates t's schema with its mark, or accepts the one t created earlier.
+func createSchema(ctx context.Context, conn *pgx.Conn, t Tenant) error {
+	exists, owned, err := schemaOwned(ctx, conn, t)
+	switch {
+	case err != nil:
+		return err
+	case exists && !owned:
+		return fmt.Errorf("schema %s %w: %w", t.SchemaName, ErrNotOwned, registry.ErrConflict)
+	case exists:
+		return nil
+	}
+	// Two transactions racing here: the loser's CREATE SCHEMA fails, nothing is shared.
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		id := pgx.Identifier{t.SchemaName}.Sanitize()
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "COMMENT ON SCHEMA "+id+" IS "+quoteLiteral(ownerMark(t.ID)))
+		return err
+	})
+}
+
+// schemaOwned reports whether t's schema exists on conn's database and whether it is t's.
+func schemaOwned(ctx context.Context, conn *pgx.Conn, t Tenant) (exists, owned bool, err error) {
+	var mark *string
+	var hasState bool
+	err = conn.QueryRow(ctx, `SELECT n.oid IS NOT NULL, obj_description(n.oid, 'pg_namespace'),
+			to_regclass(quote_ident($1) || '.authz_state') IS NOT NULL
+		FROM (SELECT to_regnamespace(quote_ident($1))::oid AS oid) n`, t.SchemaName).Scan(&exists, &mark, &hasState)
+	if err != nil || !exists {
+		return exists, false, err
+	}
+	if mark != nil {
+		return true, *mark == ownerMark(t.ID), nil
+	}
+	if !hasState {
+		return true, false, nil
+	}
+	var stateTenant *string
+	err = conn.QueryRow(ctx, `SELECT tenant_id::text FROM `+pgx.Identifier{t.SchemaName, "authz_state"}.Sanitize()).Scan(&stateTenant)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, false, nil
+	}
+	return true, stateTenant != nil && *stateTenant == t.ID, err
+}
+
+// databaseOwned reports whether t's database exists on conn's server and whether it is t's.
+func databaseOwned(ctx context.Context, conn *pgx.Conn, t Tenant) (exists, owned bool, err error) {
+	var mark *string
+	err = conn.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`,
+		*t.DatabaseName).Scan(&mark)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
+	}
+	return true, err == nil && mark != nil && *mark == ownerMark(t.ID), err
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (s *Service) serverConn(ctx context.Context, c registry.Connection) (*pgx.Conn, error) {
 	dsn, err := s.Registry.ConnString(c, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect to database server %s: %w", c.Name, err)
+		return nil, fmt.Errorf("connect to database server %s: %w", c.Name, err)
+	}
+	return conn, nil
+}
+
+// createDatabase creates t's database with its mark, or accepts the one t created earlier. A
+// failure between CREATE DATABASE and its mark leaves an unmarked database, which a rerun
+// refuses: an operator drops it (nothing of the tenant's is in it yet) and reruns.
+func (s *Service) createDatabase(ctx context.Context, c registry.Connection, t Tenant) error {
+	conn, err := s.serverConn(ctx, c)
+	if err != nil {
+		return err
 	}
 	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // duplicate_database: an earlier attempt got this far
+	exists, owned, err := databaseOwned(ctx, conn, t)
+	switch {
+	case err != nil:
+		return err
+	case exists && !owned:
+		return fmt.Errorf("database %s %w: %w", *t.DatabaseName, ErrNotOwned, registry.ErrConflict)
+	case exists:
 		return nil
 	}
+	id := pgx.Identifier{*t.DatabaseName}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+id); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "COMMENT ON DATABASE "+id+" IS "+quoteLiteral(ownerMark(t.ID)))
 	return err
 }
 
@@ -310,8 +456,21 @@ func (s *Service) Activate(ctx context.Context, idOrSlug string) (Tenant, error)
 }
 
 func (s *Service) transition(ctx context.Context, idOrSlug, from, to string) (Tenant, error) {
-	t, err := scan(s.Admin.QueryRow(ctx, `UPDATE admin.tenants SET status = $3, updated_at = now()
-		WHERE (slug = $1 OR id::text = $1) AND status IN ($2, $3) RETURNING `+columns, idOrSlug, from, to))
+	var t Tenant
+	err := pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		var before string
+		err := tx.QueryRow(ctx, `SELECT status FROM admin.tenants WHERE (slug = $1 OR id::text = $1) AND status IN ($2, $3) FOR UPDATE`,
+			idOrSlug, from, to).Scan(&before)
+		if err != nil {
+			return err
+		}
+		if t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = $2, updated_at = now()
+			WHERE (slug = $1 OR id::text = $1) RETURNING `+columns, idOrSlug, to)); err != nil {
+			return err
+		}
+		action := map[string]string{StatusSuspended: "tenant.suspend", StatusActive: "tenant.activate"}[to]
+		return appendAudit(ctx, tx, action, t, map[string]any{"status": before}, map[string]any{"status": t.Status})
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		cur, gerr := s.Get(ctx, idOrSlug)
 		if gerr != nil {
@@ -330,8 +489,16 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tena
 		return Tenant{}, err
 	}
 	if t.Status != StatusDeleted {
-		t, err = scan(s.Admin.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
-			WHERE id = $1 RETURNING `+columns, t.ID))
+		before := t.Status
+		err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+			var err error
+			t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+				WHERE id = $1 RETURNING `+columns, t.ID))
+			if err != nil {
+				return err
+			}
+			return appendAudit(ctx, tx, "tenant.delete", t, map[string]any{"status": before}, map[string]any{"status": t.Status})
+		})
 		if err != nil {
 			return Tenant{}, err
 		}
@@ -348,24 +515,39 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tena
 			return t, fmt.Errorf("purge tenant %q: %w", t.Slug, err)
 		}
 	}
-	_, err = s.Admin.Exec(ctx, `DELETE FROM admin.tenants WHERE id = $1`, t.ID)
+	// The data is gone (a database cannot share a transaction with the admin database); the
+	// row and the audit row saying so go together.
+	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM admin.tenants WHERE id = $1`, t.ID); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, "tenant.purge", t, map[string]any{"slug": t.Slug, "schema_name": t.SchemaName, "database_name": t.DatabaseName},
+			map[string]any{"outcome": "purged"})
+	})
 	return t, err
 }
 
+// dropData drops t's database or schema when it carries t's mark; one that is absent is
+// already gone, one that is someone else's is refused.
 func (s *Service) dropData(ctx context.Context, c registry.Connection, t Tenant) error {
-	dsn, err := s.Registry.ConnString(c, "")
-	if err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := s.serverConn(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
+	what, owns, drop := "schema "+t.SchemaName, schemaOwned, "DROP SCHEMA "+pgx.Identifier{t.SchemaName}.Sanitize()+" CASCADE"
 	if t.DatabaseName != nil {
-		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{*t.DatabaseName}.Sanitize()+" WITH (FORCE)")
-		return err
+		what, owns, drop = "database "+*t.DatabaseName, databaseOwned, "DROP DATABASE "+pgx.Identifier{*t.DatabaseName}.Sanitize()+" WITH (FORCE)"
 	}
-	_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{t.SchemaName}.Sanitize()+" CASCADE")
+	exists, owned, err := owns(ctx, conn, t)
+	switch {
+	case err != nil:
+		return err
+	case !exists:
+		return nil
+	case !owned:
+		return fmt.Errorf("%s %w", what, ErrNotOwned)
+	}
+	_, err = conn.Exec(ctx, drop)
 	return err
 }
