@@ -83,13 +83,16 @@ func (f *Floors) Floor(scopeKey, user string) uint64 {
 	if s == nil {
 		return 0
 	}
-	floor := s.all.Load()
+	// The user's floor is read before the scope's, both under the read lock. RaiseAll
+	// raises the scope's floor before it drops the per-user floors that raise covers (under
+	// the write lock), so a per-user floor read here is either still present, or was
+	// dropped after a scope floor at least as high was in place, which the second read
+	// sees. Reading them in the other order could miss both.
 	s.mu.RLock()
-	if u, ok := s.user[user]; ok && u > floor {
-		floor = u
-	}
+	u := s.user[user]
+	floor := s.all.Load()
 	s.mu.RUnlock()
-	return floor
+	return max(floor, u)
 }
 
 // DirFloor returns the admin version a tenant's directory entry (and anything computed from

@@ -2,6 +2,7 @@ package sync
 
 import (
 	gosync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,22 +66,24 @@ func TestDatabasesAreUntrustedUntilUp(t *testing.T) {
 }
 
 func TestFloorsConcurrent(t *testing.T) {
-	var f Floors
-	var wg gosync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for v := range uint64(1000) {
-				f.RaiseAll("t", v)
-				f.RaiseUser("t", "u", v+uint64(g))
-				_ = f.Floor("t", "u")
-			}
-		}()
+	for _, scope := range []string{"t", PlatformScope} {
+		var f Floors
+		var wg gosync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for v := range uint64(1000) {
+					f.RaiseAll(scope, v)
+					f.RaiseUser(scope, "u", v+uint64(g))
+					_ = f.Floor(scope, "u")
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, uint64(999+7), f.Floor(scope, "u"), "scope %q", scope)
+		assert.Equal(t, uint64(999), f.Floor(scope, "other"), "scope %q", scope)
 	}
-	wg.Wait()
-	assert.Equal(t, uint64(999+7), f.Floor("t", "u"))
-	assert.Equal(t, uint64(999), f.Floor("t", "other"))
 }
 
 func TestApplyNotifications(t *testing.T) {
@@ -105,4 +108,50 @@ func TestApplyNotifications(t *testing.T) {
 	assert.Equal(t, uint64(31), f.Floor(PlatformScope, "root"))
 	m.Apply(Notification{Level: "platform", Kind: "role", Version: 32})
 	assert.Equal(t, uint64(32), f.Floor(PlatformScope, "anyone"))
+}
+
+// TestFloorNeverMissesARaceWithRaiseAll interleaves Floor with RaiseUser and RaiseAll:
+// once a raise has returned, every Floor that starts later must be at least that high.
+// RaiseAll raises the scope's floor and then drops per-user floors it covers; a Floor that
+// read the scope's floor before the raise and the user map after the drop would see
+// neither.
+func TestFloorNeverMissesARaceWithRaiseAll(t *testing.T) {
+	for _, scope := range []string{"t1", PlatformScope} {
+		t.Run("scope="+scope, func(t *testing.T) {
+			var f Floors
+			var published atomic.Uint64 // the highest raise that has returned
+			const rounds = 20000
+			var wg gosync.WaitGroup
+			var violations atomic.Int64
+			done := make(chan struct{})
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						want := published.Load()
+						if got := f.Floor(scope, "alice"); got < want {
+							violations.Add(1)
+						}
+					}
+				}()
+			}
+			for v := uint64(1); v <= rounds; v++ {
+				f.RaiseUser(scope, "alice", 2*v-1)
+				published.Store(2*v - 1)
+				f.RaiseAll(scope, 2*v)
+				published.Store(2 * v)
+			}
+			close(done)
+			wg.Wait()
+			assert.Zero(t, violations.Load(), "got Floor below a raise that had returned, want never")
+			assert.Equal(t, uint64(2*rounds), f.Floor(scope, "alice"))
+			assert.Equal(t, uint64(2*rounds), f.Seen(scope))
+		})
+	}
 }
