@@ -222,34 +222,50 @@ func (m *Manager) databases(ctx context.Context) ([]Database, error) {
 // or has not yet re-read the database's versions after connecting, the database is marked
 // down so nothing cached from it is trusted.
 func (m *Manager) listen(ctx context.Context, db Database) {
-	backoff := 50 * time.Millisecond
+	backoff := minBackoff
 	first := true
 	for ctx.Err() == nil {
 		if !first {
 			m.metrics.reconnects.WithLabelValues(db.Key).Inc()
 		}
 		first = false
-		err := m.session(ctx, db)
+		healthy, err := m.session(ctx, db)
 		m.floors.MarkDown(db.Key, time.Now())
 		if ctx.Err() != nil {
 			return
 		}
 		m.log.Warn("listener lost; cached data from this database is stale until it is back", "database", db.Key, "error", err)
+		backoff = nextBackoff(backoff, healthy, m.cfg.MaxBackoff)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, m.cfg.MaxBackoff)
 	}
 }
 
+// minBackoff is the first wait before reconnecting.
+const minBackoff = 50 * time.Millisecond
+
+// nextBackoff is the wait before the next connection attempt. After a healthy session (one
+// that was up: connected, listening, versions re-read) an outage starts again from the
+// shortest wait: the doubling is for a database that keeps refusing, and without the reset
+// every outage late in a process's life would cost MaxBackoff of reading every check from
+// PostgreSQL.
+func nextBackoff(prev time.Duration, healthy bool, maxBackoff time.Duration) time.Duration {
+	if healthy {
+		return minBackoff
+	}
+	return min(prev*2, maxBackoff)
+}
+
 // session is one connection's life: connect, LISTEN, re-read versions, mark up, then wait
-// for notifications with a heartbeat until something fails.
-func (m *Manager) session(ctx context.Context, db Database) error {
+// for notifications with a heartbeat until something fails. healthy reports that the
+// session was up.
+func (m *Manager) session(ctx context.Context, db Database) (healthy bool, err error) {
 	cfg, err := pgx.ParseConfig(db.dsn)
 	if err != nil {
-		return fmt.Errorf("connection string: %w", registry.Redact(err))
+		return false, fmt.Errorf("connection string: %w", registry.Redact(err))
 	}
 	// Named so operators (and tests) can find listeners in pg_stat_activity.
 	cfg.RuntimeParams["application_name"] = ListenerApplicationName
@@ -257,39 +273,53 @@ func (m *Manager) session(ctx context.Context, db Database) error {
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect: %w", registry.Redact(err))
+		return false, fmt.Errorf("connect: %w", registry.Redact(err))
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		// A dead peer must not hold the reconnect up: closing only tries to say goodbye.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return false, fmt.Errorf("listen: %w", err)
 	}
 	// Listening first, then reading versions: a change committed in between is both seen
 	// in the versions and notified, never neither.
 	if err := m.resync(ctx, db); err != nil {
-		return fmt.Errorf("re-read versions: %w", err)
+		return false, fmt.Errorf("re-read versions: %w", err)
 	}
 	m.floors.MarkUp(db.Key)
 	m.metrics.up.WithLabelValues(db.Key).Set(1)
-	defer m.metrics.up.WithLabelValues(db.Key).Set(0)
+	// From the moment the connection fails, notifications may be lost: the database is
+	// distrusted right there, before anything is closed or logged.
+	lost := func(err error) (bool, error) {
+		m.floors.MarkDown(db.Key, time.Now())
+		m.metrics.up.WithLabelValues(db.Key).Set(0)
+		return true, err
+	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case err == nil:
-			m.handle(db, n.Payload)
+			if err := m.handle(db, n.Payload); err != nil {
+				// A change may be hidden and the versions cannot be read: start over.
+				return lost(err)
+			}
 			continue
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return lost(ctx.Err())
 		case !pgconn.Timeout(err) && !errors.Is(err, context.DeadlineExceeded):
-			return err
+			return lost(err)
 		}
 		// Silence: prove the connection still answers.
 		hctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
 		_, err = conn.Exec(hctx, "SELECT 1")
 		cancel()
 		if err != nil {
-			return fmt.Errorf("heartbeat: %w", err)
+			return lost(fmt.Errorf("heartbeat: %w", err))
 		}
 	}
 }
@@ -383,22 +413,25 @@ type Notification struct {
 
 // handle turns one notification into floor raises. It is O(1) so a burst of thousands costs
 // little; nothing is deleted from the caches here.
-func (m *Manager) handle(db Database, payload string) {
+func (m *Manager) handle(db Database, payload string) error {
 	var n Notification
 	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.Version == 0 {
 		// A payload we cannot read may hide a change: treat the database as resynced.
 		m.log.Warn("unreadable notification; invalidating the database's scopes", "database", db.Key)
 		m.metrics.invalidations.WithLabelValues("unreadable").Inc()
-		if err := m.resync(context.Background(), db); err != nil {
-			m.floors.MarkDown(db.Key, time.Now())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.resync(ctx, db); err != nil {
+			return fmt.Errorf("resync after an unreadable notification: %w", err)
 		}
-		return
+		return nil
 	}
 	m.metrics.received.WithLabelValues(db.Key).Inc()
 	m.Apply(n)
 	if n.At > 0 {
 		m.metrics.staleness.Observe(time.Since(time.UnixMicro(n.At)).Seconds())
 	}
+	return nil
 }
 
 // Apply raises the floors a notification calls for.
