@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -71,8 +72,10 @@ func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, er
 	if r, ok := c.cache.Get(realm); ok {
 		return r.result()
 	}
-	ch := c.sf.DoChan(realm, func() (any, error) {
-		gen := c.gen.Load()
+	// The generation is part of the key: a caller arriving after an invalidation never joins
+	// a lookup that began before it.
+	gen := c.gen.Load()
+	ch := c.sf.DoChan(strconv.FormatUint(gen, 10)+"/"+realm, func() (any, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolverTimeout)
 		defer cancel()
 		tr, err := c.resolver.ResolveRealm(qctx, realm)
@@ -109,7 +112,6 @@ func (r realmResult) result() (TenantRealm, error) {
 
 func (c *realmCache) invalidate(realm string) {
 	c.gen.Add(1)
-	c.sf.Forget(realm)
 	c.cache.Remove(realm)
 }
 

@@ -103,8 +103,13 @@ func (v *Validator) Run(ctx context.Context) error {
 // tokens included: a cache hit re-checks the tenant).
 func (v *Validator) Invalidate(realm string) { v.realms.invalidate(realm) }
 
-// InvalidateAll drops every cached realm → tenant answer.
-func (v *Validator) InvalidateAll() { v.realms.invalidateAll() }
+// InvalidateAll drops every cached realm → tenant answer and every verified token: a
+// tenant's audiences may have changed, and a cached token was accepted against the old ones.
+// A validation under way when it is called does not cache its answer.
+func (v *Validator) InvalidateAll() {
+	v.realms.invalidateAll()
+	v.tokens.Purge()
+}
 
 // Validate verifies token and returns the identity it carries. Errors are
 // *Error values classified by Kind; match them with errors.Is against the
@@ -117,6 +122,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		return nil, newError(KindMalformed, "empty token")
 	}
 	now := v.cfg.Now()
+	gen := v.realms.gen.Load()
 	sum := tokenKey(token)
 	if ct, ok := v.tokens.Get(sum); ok {
 		fresh, err := v.checkTenant(ctx, ct)
@@ -196,7 +202,9 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if limit := now.Add(v.cfg.CacheTTL); limit.Before(expires) {
 		expires = limit
 	}
-	v.tokens.Add(sum, &cachedToken{id: id, aud: c.aud}, expires)
+	if v.realms.gen.Load() == gen {
+		v.tokens.Add(sum, &cachedToken{id: id, aud: c.aud}, expires)
+	}
 	return id, nil
 }
 

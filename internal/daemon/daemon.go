@@ -273,11 +273,11 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		return err
 	}
 	defer svc.Close()
+	// The realm index is dropped with the validator's caches: on a tenant change, and when a
+	// consistency token names an admin version whose notification has not come yet.
+	svc.AlsoInvalidate(realms.Invalidate)
 	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat},
-		floors, admin, reg2, store, func(tenantID string) {
-			realms.Invalidate()
-			svc.TenantChanged(tenantID)
-		}, log, reg)
+		floors, admin, reg2, store, svc.TenantChanged, log, reg)
 
 	var table *routes.Table
 	if cfg.Server.RouteTablePath != "" {

@@ -25,7 +25,7 @@ func (s *Service) directory(ctx context.Context, idOrSlug string) (pgstore.Tenan
 	if !ok {
 		return pgstore.Tenant{}, nil, false, errNoDirectory
 	}
-	t, found, err := s.tenant(ctx, idOrSlug, s.now())
+	t, found, err := s.tenantAt(ctx, idOrSlug, 0, s.now())
 	if err != nil || !found || t.Status != "active" {
 		return t, dir, false, err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	authzsync "github.com/neofast/neoauthz/internal/sync"
@@ -68,6 +69,9 @@ type Store interface {
 	LoadPlatformUser(ctx context.Context, externalID string) (decision.Input, error)
 	Catalog(ctx context.Context, t pgstore.Tenant) ([]string, error)
 	PlatformCatalog(ctx context.Context) ([]string, error)
+	// AdminVersion and TenantVersion read a database's current version (one row).
+	AdminVersion(ctx context.Context) (uint64, error)
+	TenantVersion(ctx context.Context, t pgstore.Tenant) (uint64, error)
 }
 
 // Service decides.
@@ -83,9 +87,25 @@ type Service struct {
 
 	dirMu gosync.RWMutex
 	dir   map[string]dirEntry // tenants found, by id and by slug: bounded by the tenants there are
-	// unknown holds names no tenant had, with the time that was read; names come from
-	// requests, so this is bounded and expires.
-	unknown *cache.TTL[string, time.Time]
+	// unknown holds names no tenant had, with when and at which admin version that was read;
+	// names come from requests, so this is bounded and expires.
+	unknown *cache.TTL[string, unknownName]
+
+	// probes finds out whether the versions consistency tokens name exist.
+	probes probes
+	// identityAt is the highest admin version identity caches were dropped for because a
+	// token named it before its notification came.
+	identityAt atomic.Uint64
+	// identityCaches are dropped with the validator's (AlsoInvalidate).
+	identityCaches []func()
+}
+
+// unknownName is a name no tenant had when it was read.
+type unknownName struct {
+	read time.Time
+	// atLeast is an admin version the read was at least at: the newest one heard of when it
+	// began.
+	atLeast uint64
 }
 
 type dirEntry struct {
@@ -104,7 +124,7 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 	}
 	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
 		now: time.Now, log: log, dir: map[string]dirEntry{}}
-	s.unknown = cache.NewTTL[string, time.Time](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
+	s.unknown = cache.NewTTL[string, unknownName](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
 	return s, nil
 }
 
@@ -130,10 +150,8 @@ func (s *Service) TenantChanged(tenantID string) {
 	s.dirMu.Unlock()
 	// Any change may have created a tenant of a name remembered as unknown.
 	s.unknown.Purge()
-	if s.validator != nil {
-		// Realm → tenant answers and verified tokens of that tenant carry its status.
-		s.validator.InvalidateAll()
-	}
+	// Realm → tenant answers and verified tokens of that tenant carry its status.
+	s.invalidateIdentity()
 }
 
 // SubjectFromToken verifies a bearer token.
@@ -163,7 +181,7 @@ func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string)
 	if !ValidTenantName(tenant) {
 		return Subject{}, errBadPrincipalTenant
 	}
-	t, found, err := s.tenant(ctx, tenant, s.now())
+	t, found, err := s.tenantAt(ctx, tenant, 0, s.now())
 	if err != nil {
 		return Subject{}, err
 	}
@@ -175,14 +193,15 @@ func (s *Service) SubjectFromPrincipal(ctx context.Context, tenant, user string)
 	return Subject{Level: authn.LevelTenant, TenantID: t.ID, TenantSlug: t.Slug, UserID: user}, nil
 }
 
-// tenant returns the directory entry of a tenant by id or slug, from process memory while it
-// is no older than DirectoryTTL and no notification about the tenant came since.
-func (s *Service) tenant(ctx context.Context, idOrSlug string, now time.Time) (pgstore.Tenant, bool, error) {
+// tenantAt returns the directory entry of a tenant by id or slug, from process memory while
+// it is no older than DirectoryTTL, no notification about the tenant came since, and it
+// reflects admin version atAdmin (a consistency token's admin part; 0 for none).
+func (s *Service) tenantAt(ctx context.Context, idOrSlug string, atAdmin uint64, now time.Time) (pgstore.Tenant, bool, error) {
 	s.dirMu.RLock()
 	e, ok := s.dir[idOrSlug]
 	s.dirMu.RUnlock()
 	if ok && now.Sub(e.fetched) < s.cfg.DirectoryTTL && s.trusted(authzsync.AdminDatabase, e.fetched, now) &&
-		e.tenant.AdminVersion >= s.floors.DirFloor(e.tenant.ID) {
+		e.tenant.AdminVersion >= s.floors.DirFloor(e.tenant.ID) && e.tenant.AdminVersion >= atAdmin {
 		return e.tenant, true, nil
 	}
 	if !ok {
@@ -191,16 +210,17 @@ func (s *Service) tenant(ctx context.Context, idOrSlug string, now time.Time) (p
 			// no tenant's, and is neither looked up nor remembered.
 			return pgstore.Tenant{}, false, nil
 		}
-		if read, ok := s.unknown.Get(idOrSlug); ok && s.trusted(authzsync.AdminDatabase, read, now) {
+		if u, ok := s.unknown.Get(idOrSlug); ok && s.trusted(authzsync.AdminDatabase, u.read, now) && u.atLeast >= atAdmin {
 			return pgstore.Tenant{}, false, nil
 		}
 	}
+	heard := s.floors.Seen(authzsync.PlatformScope)
 	t, err := s.store.Tenant(ctx, idOrSlug)
 	if errors.Is(err, pgstore.ErrNotFound) {
 		s.dirMu.Lock()
 		delete(s.dir, idOrSlug)
 		s.dirMu.Unlock()
-		s.unknown.Add(idOrSlug, now, now.Add(s.cfg.DirectoryTTL))
+		s.unknown.Add(idOrSlug, unknownName{read: now, atLeast: heard}, now.Add(s.cfg.DirectoryTTL))
 		return pgstore.Tenant{}, false, nil
 	}
 	if err != nil {
@@ -258,7 +278,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		return Result{}, err
 	}
 	if req.BoundTenant != "" {
-		bound, found, err := s.tenant(ctx, req.BoundTenant, now)
+		bound, found, err := s.tenantAt(ctx, req.BoundTenant, req.Consistency.Admin, now)
 		if err != nil {
 			return Result{}, err
 		}
@@ -271,12 +291,13 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 			return Result{Reason: ReasonCrossTenant}, nil
 		}
 	}
-	entry, err := s.permissionSet(ctx, sub, req.AtLeastVersion, now)
+	entry, err := s.permissionSet(ctx, sub, req.Consistency, now)
 	if err != nil {
 		return Result{}, err
 	}
+	tok := tokenOf(entry, sub.Level)
 	if entry.reason != nil {
-		return Result{Reason: *entry.reason}, nil
+		return Result{Reason: *entry.reason, Token: tok}, nil
 	}
 	dreq := decision.Request{Permission: req.Permission}
 	if req.Resource != nil {
@@ -284,7 +305,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 		dreq.Resource.OwnerID = req.Resource.OwnerID
 		dreq.Resource.Group = req.Resource.TeamID
 		if sub.Level == authn.LevelPlatform && req.Resource.Tenant != "" {
-			t, found, err := s.tenant(ctx, req.Resource.Tenant, now)
+			t, found, err := s.tenantAt(ctx, req.Resource.Tenant, req.Consistency.Admin, now)
 			if err != nil {
 				return Result{}, err
 			}
@@ -301,18 +322,20 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	return Result{Allowed: d.Allowed, Reason: fromEngine(d.Reason), Grant: d.Grant, Version: d.Version}, nil
+	return Result{Allowed: d.Allowed, Reason: fromEngine(d.Reason), Grant: d.Grant, Version: d.Version, Token: tok}, nil
 }
 
-// ListPermissions returns the subject's effective concrete codes.
-func (s *Service) ListPermissions(ctx context.Context, sub Subject, atLeastVersion uint64) ([]string, uint64, error) {
+// ListPermissions returns the subject's effective concrete codes, from data at least as new
+// as at, and the token of the data used.
+func (s *Service) ListPermissions(ctx context.Context, sub Subject, at consistency.Token) ([]string, consistency.Token, error) {
 	now := s.now()
-	entry, err := s.permissionSet(ctx, sub, atLeastVersion, now)
+	entry, err := s.permissionSet(ctx, sub, at, now)
 	if err != nil {
-		return nil, 0, err
+		return nil, consistency.Token{}, err
 	}
+	tok := tokenOf(entry, sub.Level)
 	if entry.reason != nil {
-		return nil, 0, nil
+		return nil, tok, nil
 	}
 	var catalog []string
 	if sub.Level == authn.LevelPlatform {
@@ -321,9 +344,9 @@ func (s *Service) ListPermissions(ctx context.Context, sub Subject, atLeastVersi
 		catalog, err = s.store.Catalog(ctx, entry.tenant)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: read catalog: %w", ErrUnavailable, err)
+		return nil, consistency.Token{}, fmt.Errorf("%w: read catalog: %w", ErrUnavailable, err)
 	}
-	return entry.Set.ListPermissions(now, catalog), entry.Set.Version(), nil
+	return entry.Set.ListPermissions(now, catalog), tok, nil
 }
 
 // resolved is a permission set ready for checks, or a reason decided before any set.
@@ -338,8 +361,12 @@ var (
 	reasonTenantSuspended = ReasonTenantSuspended
 )
 
-func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64, now time.Time) (resolved, error) {
+// permissionSet returns the subject's set, from data at least as new as every part of at
+// that concerns it: platform sets and tenant directory entries at least at its admin part, a
+// tenant's sets at least at the tenant's part.
+func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency.Token, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
+		atLeast := at.Admin
 		key := cache.PlatformUserKey(sub.UserID)
 		if e, ok := s.warm(key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now); ok {
 			return resolved{Entry: e}, nil
@@ -351,13 +378,15 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, atLeast uint64
 			})
 		return resolved{Entry: e}, err
 	}
-	t, found, err := s.tenant(ctx, sub.TenantID, now)
+	t, found, err := s.tenantAt(ctx, sub.TenantID, at.Admin, now)
 	if err != nil {
 		return resolved{}, err
 	}
 	if !found {
-		return resolved{reason: &reasonUnknownTenant}, nil
+		return resolved{tenant: pgstore.Tenant{AdminVersion: max(at.Admin, s.floors.Seen(authzsync.PlatformScope))},
+			reason: &reasonUnknownTenant}, nil
 	}
+	atLeast := at.TenantVersion(t.ID)
 	if t.Status != "active" {
 		return resolved{tenant: t, reason: &reasonTenantSuspended}, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/registry"
 )
@@ -111,8 +112,9 @@ type Request struct {
 	// with Resource set (a resource check).
 	Permission string
 	Resource   *Resource
-	// AtLeastVersion asks for read-your-writes: the decision uses data at least this new.
-	AtLeastVersion uint64
+	// Consistency asks for read-your-writes: the decision uses data at least as new as every
+	// part of the token that concerns it. Pass the token to Service.Await first.
+	Consistency consistency.Token
 	// BoundTenant is the tenant the route serves (id or slug), from a trusted source (route
 	// configuration, host pattern, path parameter); a subject of another tenant is denied
 	// with ReasonCrossTenant.
@@ -121,10 +123,15 @@ type Request struct {
 
 // Result is a decision.
 type Result struct {
-	Allowed    bool
-	Reason     Reason
-	Grant      decision.Grant
-	Version    uint64
+	Allowed bool
+	Reason  Reason
+	Grant   decision.Grant
+	// Version is the version of the permission set decided on (the tenant schema's, or the
+	// admin database's for a platform subject).
+	Version uint64
+	// Token names the data the decision used; a client may send it back (merged with its
+	// writes' tokens) to read at least that data again.
+	Token      consistency.Token
 	DecisionID string
 }
 

@@ -39,12 +39,14 @@ func NewRealmIndex(s *Store) *RealmIndex {
 
 var _ authn.RealmResolver = (*RealmIndex)(nil)
 
-// Invalidate makes the next resolution re-read the realms.
+// Invalidate makes the next resolution re-read the realms; a resolution arriving later never
+// shares a read that began before.
 func (x *RealmIndex) Invalidate() {
 	x.mu.Lock()
 	x.stale = true
 	x.gen++
 	x.mu.Unlock()
+	x.sf.Forget("realms")
 }
 
 // ResolveRealm returns the tenant owning realm, or authn.ErrRealmNotFound.

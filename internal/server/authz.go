@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -39,6 +41,10 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 	if err := checkPermission(req.GetPermission()); err != nil {
 		return nil, s.fail(ctx, &rec, status.Error(codes.InvalidArgument, err.Error()))
 	}
+	tok, err := s.grpcToken(ctx, req.GetAtLeastVersion(), req.GetConsistencyToken(), &rec) //nolint:staticcheck // refused when set
+	if err != nil {
+		return nil, s.fail(ctx, &rec, err)
+	}
 	sub, unauth, err := s.grpcSubject(ctx, req.GetSubject(), &rec)
 	if err != nil {
 		return nil, s.fail(ctx, &rec, err)
@@ -48,9 +54,9 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 		return &authzv1.CheckResponse{Reason: authzv1.Reason_REASON_UNAUTHENTICATED, DecisionId: rec.decisionID}, nil
 	}
 	res, err := s.dec.Check(ctx, sub, pdp.Request{
-		Permission:     req.GetPermission(),
-		Resource:       resourceFromProto(req.GetResource()),
-		AtLeastVersion: req.GetAtLeastVersion(),
+		Permission:  req.GetPermission(),
+		Resource:    resourceFromProto(req.GetResource()),
+		Consistency: tok,
 	})
 	if err == nil {
 		err = consistent(res)
@@ -80,11 +86,14 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 		if err := checkPermission(it.GetPermission()); err != nil {
 			return nil, s.fail(ctx, &rec, status.Errorf(codes.InvalidArgument, "items[%d]: %s", i, err))
 		}
-		reqs[i] = pdp.Request{
-			Permission:     it.GetPermission(),
-			Resource:       resourceFromProto(it.GetResource()),
-			AtLeastVersion: req.GetAtLeastVersion(),
-		}
+		reqs[i] = pdp.Request{Permission: it.GetPermission(), Resource: resourceFromProto(it.GetResource())}
+	}
+	tok, err := s.grpcToken(ctx, req.GetAtLeastVersion(), req.GetConsistencyToken(), &rec) //nolint:staticcheck // refused when set
+	if err != nil {
+		return nil, s.fail(ctx, &rec, err)
+	}
+	for i := range reqs {
+		reqs[i].Consistency = tok
 	}
 	sub, unauth, err := s.grpcSubject(ctx, req.GetSubject(), &rec)
 	if err != nil {
@@ -131,6 +140,10 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 func (a authzService) ListPermissions(ctx context.Context, req *authzv1.ListPermissionsRequest) (*authzv1.ListPermissionsResponse, error) {
 	s := a.s
 	rec := record{api: apiGRPC}
+	tok, err := s.grpcToken(ctx, req.GetAtLeastVersion(), req.GetConsistencyToken(), &rec) //nolint:staticcheck // refused when set
+	if err != nil {
+		return nil, s.logRefusal(ctx, &rec, err)
+	}
 	sub, unauth, err := s.grpcSubject(ctx, req.GetSubject(), &rec)
 	if err != nil {
 		return nil, s.logRefusal(ctx, &rec, err)
@@ -139,12 +152,34 @@ func (a authzService) ListPermissions(ctx context.Context, req *authzv1.ListPerm
 		s.metrics.authnFailure.WithLabelValues(rec.authn).Inc()
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: "+rec.authn)
 	}
-	perms, version, err := s.dec.ListPermissions(ctx, sub, req.GetAtLeastVersion())
+	perms, used, err := s.dec.ListPermissions(ctx, sub, tok)
 	if err != nil {
 		rec.err, rec.undecided = err, cannotDecide(err)
 		return nil, s.logRefusal(ctx, &rec, grpcError(err))
 	}
-	return &authzv1.ListPermissionsResponse{Permissions: perms, Version: version}, nil
+	version := used.Admin
+	if sub.Level != authn.LevelPlatform && len(used.Tenants) == 1 {
+		version = used.Tenants[0].Version
+	}
+	return &authzv1.ListPermissionsResponse{Permissions: perms, Version: version, ConsistencyToken: used.String()}, nil
+}
+
+// grpcToken reads a neoauthz.v1 request's consistency token and has the pdp prepare for it.
+// The replaced at_least_version is refused rather than ignored.
+func (s *Server) grpcToken(ctx context.Context, atLeastVersion uint64, raw string, rec *record) (consistency.Token, error) {
+	if atLeastVersion != 0 {
+		return consistency.Token{}, status.Error(codes.InvalidArgument, "at_least_version is replaced by consistency_token (the token an admin write returns)")
+	}
+	tok, bad, err := s.awaitToken(ctx, raw)
+	switch {
+	case bad != "":
+		rec.err = err
+		return consistency.Token{}, status.Error(codes.InvalidArgument, bad)
+	case err != nil:
+		rec.err, rec.undecided = err, cannotDecide(err)
+		return consistency.Token{}, grpcError(err)
+	}
+	return tok, nil
 }
 
 // grpcSubject establishes the subject of a neoauthz.v1 request. unauth reports a token that
@@ -239,10 +274,11 @@ func resourceFromProto(r *authzv1.Resource) *pdp.Resource {
 
 func responseFromResult(res pdp.Result) *authzv1.CheckResponse {
 	out := &authzv1.CheckResponse{
-		Allowed:    res.Allowed,
-		Reason:     outcomeOf(res.Reason).proto,
-		Version:    res.Version,
-		DecisionId: res.DecisionID,
+		Allowed:          res.Allowed,
+		Reason:           outcomeOf(res.Reason).proto,
+		Version:          res.Version,
+		DecisionId:       res.DecisionID,
+		ConsistencyToken: res.Token.String(),
 	}
 	if res.Allowed {
 		out.Grant = &authzv1.MatchedGrant{

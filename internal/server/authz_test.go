@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -66,18 +67,37 @@ func TestAuthzCheck(t *testing.T) {
 		})
 	}
 
-	t.Run("resource and at_least_version pass through", func(t *testing.T) {
+	t.Run("resource and consistency token pass through", func(t *testing.T) {
 		resp, err := client.Check(ctx, &authzv1.CheckRequest{
 			Subject: tokenSubject("alice-token"), Permission: "projects.read",
-			Resource:       &authzv1.Resource{OwnerId: "u-7", TeamId: "team-1"},
-			AtLeastVersion: 42,
+			Resource:         &authzv1.Resource{OwnerId: "u-7", TeamId: "team-1"},
+			ConsistencyToken: consistency.ForAdmin(42).String(),
 		})
 		require.NoError(t, err)
 		assert.True(t, resp.GetAllowed())
-		assert.Equal(t, uint64(42), resp.GetVersion(), "got version %d, want 42", resp.GetVersion())
 		last, _, _ := ts.fake.lastRequest()
 		assert.Equal(t, &pdp.Resource{OwnerID: "u-7", TeamID: "team-1"}, last.Resource)
-		assert.Equal(t, uint64(42), last.AtLeastVersion)
+		assert.Equal(t, uint64(42), last.Consistency.Admin)
+		back, err := consistency.Parse(resp.GetConsistencyToken())
+		require.NoError(t, err)
+		assert.Equal(t, uint64(42), back.Admin, "got token %+v, want the data used (admin 42)", back)
+	})
+	t.Run("bad consistency tokens are INVALID_ARGUMENT", func(t *testing.T) {
+		for name, req := range map[string]*authzv1.CheckRequest{
+			"malformed":        {ConsistencyToken: "15"},
+			"impossible":       {ConsistencyToken: consistency.ForAdmin(fakeCurrentVersion + 1).String()},
+			"at_least_version": {AtLeastVersion: 3},
+		} {
+			req.Subject, req.Permission = tokenSubject("alice-token"), "users.read.tenant"
+			_, _, before := ts.fake.lastRequest()
+			_, err := client.Check(ctx, req)
+			assert.Equal(t, codes.InvalidArgument, status.Code(err), "%s: got %v, want InvalidArgument", name, err)
+			_, _, after := ts.fake.lastRequest()
+			assert.Equal(t, before, after, "%s: the pdp was asked to decide", name)
+		}
+		_, err := client.Check(ctx, &authzv1.CheckRequest{Subject: tokenSubject("alice-token"), Permission: "users.read.tenant",
+			ConsistencyToken: consistency.ForAdmin(fakeVersionDown).String()})
+		assert.Equal(t, codes.Unavailable, status.Code(err), "got %v, want Unavailable when the version cannot be read", err)
 	})
 }
 
@@ -95,14 +115,14 @@ func TestAuthzCheckBulk(t *testing.T) {
 				{Permission: "billing.read.tenant"},
 				{Permission: "projects.read", Resource: &authzv1.Resource{OwnerId: "alice"}},
 			},
-			AtLeastVersion: 9,
+			ConsistencyToken: consistency.ForAdmin(9).String(),
 		})
 		require.NoError(t, err)
 		require.Len(t, resp.GetResults(), 4)
 		want := []authzv1.Reason{authzv1.Reason_REASON_GRANTED, authzv1.Reason_REASON_EXPLICIT_DENY, authzv1.Reason_REASON_NO_PERMISSION, authzv1.Reason_REASON_GRANTED}
 		for i, r := range resp.GetResults() {
 			assert.Equal(t, want[i], r.GetReason(), "item %d: got %v, want %v", i, r.GetReason(), want[i])
-			assert.Equal(t, uint64(9), r.GetVersion())
+			assert.Equal(t, consistency.ForAdmin(9).String(), r.GetConsistencyToken())
 		}
 	})
 	t.Run("more than 100 items refused", func(t *testing.T) {
@@ -147,10 +167,13 @@ func TestAuthzListPermissions(t *testing.T) {
 	client := authzv1.NewAuthorizationServiceClient(ts.conn)
 	ctx := context.Background()
 
-	resp, err := client.ListPermissions(ctx, &authzv1.ListPermissionsRequest{Subject: tokenSubject("bob-token"), AtLeastVersion: 11})
+	resp, err := client.ListPermissions(ctx, &authzv1.ListPermissionsRequest{Subject: tokenSubject("bob-token"),
+		ConsistencyToken: consistency.ForAdmin(11).String()})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"users.read.tenant"}, resp.GetPermissions())
-	assert.Equal(t, uint64(11), resp.GetVersion())
+	assert.Equal(t, consistency.ForAdmin(11).String(), resp.GetConsistencyToken())
+	_, err = client.ListPermissions(ctx, &authzv1.ListPermissionsRequest{Subject: tokenSubject("bob-token"), ConsistencyToken: "nz1.!"})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err), "got %v, want InvalidArgument", err)
 
 	_, err = client.ListPermissions(ctx, &authzv1.ListPermissionsRequest{Subject: tokenSubject("expired")})
 	assert.Equal(t, codes.Unauthenticated, status.Code(err), "got %v, want Unauthenticated", err)

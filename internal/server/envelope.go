@@ -33,6 +33,8 @@ type allowData struct {
 	Tenant     string `json:"tenant,omitempty"`
 	User       string `json:"user,omitempty"`
 	Version    uint64 `json:"version,omitempty"`
+	// ConsistencyToken names the data the decision used.
+	ConsistencyToken string `json:"consistency_token,omitempty"`
 }
 
 // errorBody is the error envelope of a gate result that is not an allow.
@@ -51,7 +53,7 @@ func errorBody(g *gateResult) []byte {
 func allowBody(g *gateResult) []byte {
 	d := allowData{Allowed: true, Public: g.kind == gatePublic, DecisionID: g.rec.decisionID}
 	if g.kind == gateAllow {
-		d.Tenant, d.User, d.Version = g.sub.TenantSlug, g.sub.UserID, g.res.Version
+		d.Tenant, d.User, d.Version, d.ConsistencyToken = g.sub.TenantSlug, g.sub.UserID, g.res.Version, g.res.Token.String()
 	}
 	b, err := json.Marshal(envelope{Success: true, Data: d})
 	if err != nil {

@@ -41,6 +41,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		host:          hr.GetHost(),
 		authorization: requestHeader(hr, headerAuthorization),
 		minVersion:    requestHeader(hr, headerMinVersion),
+		consistency:   requestHeader(hr, headerConsistency),
 		permission:    ext[extPermission],
 		tenant:        ext[extTenant],
 	}
@@ -82,8 +83,8 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 		opts   [3]corev3.HeaderValueOption
 		vals   [3]corev3.HeaderValue
 		ptrs   [3]*corev3.HeaderValueOption
-		mdv    [5]structpb.Value
-		mds    [5]structpb.Value_StringValue
+		mdv    [6]structpb.Value
+		mds    [6]structpb.Value_StringValue
 	}
 	n := 0
 	set := func(name, value string) {
@@ -105,13 +106,19 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 
 	// CheckResponse.dynamic_metadata rather than OkHttpResponse's, which is deprecated. It lands
 	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters.
-	fields := [5][2]string{
+	tok := g.res.Token.String()
+	if tok != "" {
+		// To the client, which may send it back to read at least this data again.
+		a.ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{setHeader(headerConsistency, tok)}
+	}
+	fields := [6][2]string{
 		{"decision_id", g.res.DecisionID},
 		{"reason", g.rec.reason},
 		{"tenant", g.sub.TenantSlug},
 		{"user", g.sub.UserID},
 		// A string, because a JSON number (float64) loses integers above 2^53.
 		{"version", strconv.FormatUint(g.res.Version, 10)},
+		{"consistency_token", tok},
 	}
 	a.md.Fields = make(map[string]*structpb.Value, len(fields))
 	for i, f := range fields {
@@ -132,6 +139,9 @@ func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
 	headers := []*corev3.HeaderValueOption{setHeader("content-type", "application/json")}
 	if g.out.http == 401 {
 		headers = append(headers, setHeader("www-authenticate", wwwAuthenticate(g.rec.authn)))
+	}
+	if tok := g.res.Token.String(); tok != "" {
+		headers = append(headers, setHeader(headerConsistency, tok))
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(g.out.grpc), Message: g.message},

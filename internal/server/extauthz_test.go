@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 )
 
@@ -239,12 +240,12 @@ func TestExtAuthz(t *testing.T) {
 		req := envoyRequest("GET", "/api/reports", "app", nil, nil)
 		req.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
 			{Key: "authorization", RawValue: []byte("Bearer alice-token")},
-			{Key: "x-neoauthz-min-version", RawValue: []byte("31")},
+			{Key: "x-neoauthz-consistency", RawValue: []byte(consistency.ForAdmin(31).String())},
 		}}
 		resp := check(t, req)
 		okHeaders(t, resp)
 		last, _, _ := ts.fake.lastRequest()
-		assert.Equal(t, uint64(31), last.AtLeastVersion)
+		assert.Equal(t, uint64(31), last.Consistency.Admin)
 	})
 
 	t.Run("could not decide is a gRPC error, never OK", func(t *testing.T) {
@@ -265,19 +266,57 @@ func TestExtAuthz(t *testing.T) {
 		assert.Equal(t, int32(http.StatusBadRequest), int32(resp.GetDeniedResponse().GetStatus().GetCode()))
 	})
 
-	t.Run("x-neoauthz-min-version passes through", func(t *testing.T) {
+	t.Run("x-neoauthz-consistency passes through and comes back", func(t *testing.T) {
 		hdr := bearer("alice-token")
-		hdr["x-neoauthz-min-version"] = "1234"
+		sent := consistency.ForAdmin(234).String()
+		hdr["x-neoauthz-consistency"] = sent
 		resp := check(t, envoyRequest("GET", "/api/reports", "app", hdr, nil))
 		okHeaders(t, resp)
 		last, _, _ := ts.fake.lastRequest()
-		assert.Equal(t, uint64(1234), last.AtLeastVersion)
-		assert.Equal(t, "1234", resp.GetDynamicMetadata().GetFields()["version"].GetStringValue())
+		assert.Equal(t, uint64(234), last.Consistency.Admin)
+		assert.Equal(t, sent, resp.GetDynamicMetadata().GetFields()["consistency_token"].GetStringValue())
+		var back string
+		for _, h := range resp.GetOkResponse().GetResponseHeadersToAdd() {
+			if h.GetHeader().GetKey() == "x-neoauthz-consistency" {
+				back = h.GetHeader().GetValue()
+			}
+		}
+		assert.Equal(t, sent, back, "got %q to the client, want the token of the data used", back)
 
-		hdr["x-neoauthz-min-version"] = "-1"
-		resp = check(t, envoyRequest("GET", "/api/reports", "app", hdr, nil))
-		assert.Equal(t, int32(http.StatusBadRequest), int32(resp.GetDeniedResponse().GetStatus().GetCode()))
-		assert.Equal(t, "bad_min_version", deniedBody(t, resp).Error.Details.Reason)
+		// Denials carry it too.
+		resp = check(t, envoyRequest("GET", "/x", "app", hdr, map[string]string{"permission": "billing.read.tenant"}))
+		require.NotNil(t, resp.GetDeniedResponse())
+		var denied string
+		for _, h := range resp.GetDeniedResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == "x-neoauthz-consistency" {
+				denied = h.GetHeader().GetValue()
+			}
+		}
+		assert.Equal(t, sent, denied)
+	})
+
+	t.Run("bad consistency tokens are a 400, and the pdp is not asked", func(t *testing.T) {
+		for name, hdrs := range map[string]map[string]string{
+			"malformed":   {"x-neoauthz-consistency": "1234"},
+			"two headers": {"x-neoauthz-consistency": consistency.ForAdmin(3).String() + "," + consistency.ForAdmin(4).String()},
+			"impossible":  {"x-neoauthz-consistency": consistency.ForAdmin(fakeCurrentVersion + 1).String()},
+			"replaced":    {"x-neoauthz-min-version": "12"},
+		} {
+			hdr := bearer("alice-token")
+			for k, v := range hdrs {
+				hdr[k] = v
+			}
+			_, _, before := ts.fake.lastRequest()
+			resp := check(t, envoyRequest("GET", "/api/reports", "app", hdr, nil))
+			assert.Equal(t, int32(http.StatusBadRequest), int32(resp.GetDeniedResponse().GetStatus().GetCode()), name)
+			_, _, after := ts.fake.lastRequest()
+			assert.Equal(t, before, after, "%s: the pdp was asked to decide", name)
+			assert.NotContains(t, string(deniedBody(t, resp).Error.Message), "1234", name)
+		}
+		hdr := bearer("alice-token")
+		hdr["x-neoauthz-consistency"] = consistency.ForAdmin(fakeVersionDown).String()
+		_, err := client.Check(ctx, envoyRequest("GET", "/api/reports", "app", hdr, nil))
+		assert.Equal(t, codes.Unavailable, status.Code(err), "got %v, want a gRPC error when the version cannot be read", err)
 	})
 
 	t.Run("context_extensions tenant binding", func(t *testing.T) {

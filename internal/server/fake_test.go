@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/pdp"
 )
@@ -23,6 +24,10 @@ import (
 //	idp-down      authn.ErrUnavailable inside pdp.ErrUnauthenticated (could not decide)
 //	db-down       pdp.ErrUnavailable (could not decide)
 //
+// Consistency tokens: an admin part above fakeCurrentVersion names data that does not exist
+// (pdp.ErrInvalidRequest from Await); fakeVersionDown fails with pdp.ErrUnavailable. Every
+// answer's token is the request's merged with the fake's own data version (7).
+//
 // Permissions are granted per user in grants; "*.deny" codes in denies are explicit denies.
 // Permissions "fail.unavailable*" fail with pdp.ErrUnavailable, "fail.internal*" with a plain
 // error; requests the pdp finds invalid (pdp.ValidateRequest) fail with pdp.ErrInvalidRequest;
@@ -34,11 +39,36 @@ type fakeDecider struct {
 	release chan struct{}
 	started chan struct{} // receives when a "slow.op.tenant" check begins
 
-	mu      sync.Mutex
-	last    pdp.Request
-	lastSub pdp.Subject
-	calls   int
-	seq     atomic.Uint64
+	mu        sync.Mutex
+	last      pdp.Request
+	lastSub   pdp.Subject
+	lastAwait consistency.Token
+	calls     int
+	seq       atomic.Uint64
+}
+
+const (
+	fakeCurrentVersion = 1000
+	fakeVersionDown    = 999
+)
+
+func (f *fakeDecider) Await(_ context.Context, tok consistency.Token) error {
+	f.mu.Lock()
+	f.lastAwait = tok
+	f.mu.Unlock()
+	switch {
+	case tok.Admin == fakeVersionDown:
+		return fmt.Errorf("%w: admin database down", pdp.ErrUnavailable)
+	case tok.Admin > fakeCurrentVersion:
+		return fmt.Errorf("%w: version %d does not exist", pdp.ErrInvalidRequest, tok.Admin)
+	}
+	return nil
+}
+
+// used is the token of the data the fake decides from.
+func used(at consistency.Token) consistency.Token {
+	tok, _ := consistency.Merge(at, consistency.ForAdmin(7))
+	return tok
 }
 
 func newFake() *fakeDecider {
@@ -120,7 +150,7 @@ func (f *fakeDecider) decide(ctx context.Context, sub pdp.Subject, req pdp.Reque
 			return pdp.Result{}, ctx.Err()
 		}
 	}
-	res := pdp.Result{Version: max(req.AtLeastVersion, 7), DecisionID: fmt.Sprintf("d-%d", f.seq.Add(1))}
+	res := pdp.Result{Version: 7, Token: used(req.Consistency), DecisionID: fmt.Sprintf("d-%d", f.seq.Add(1))}
 	if req.BoundTenant != "" && sub.Level == authn.LevelTenant && req.BoundTenant != sub.TenantID && req.BoundTenant != sub.TenantSlug {
 		res.Reason = pdp.ReasonCrossTenant
 		return res, nil
@@ -154,8 +184,8 @@ func (f *fakeDecider) CheckBulk(ctx context.Context, sub pdp.Subject, reqs []pdp
 	return out, nil
 }
 
-func (f *fakeDecider) ListPermissions(_ context.Context, sub pdp.Subject, atLeast uint64) ([]string, uint64, error) {
-	return append([]string(nil), f.grants[sub.UserID]...), max(atLeast, 7), nil
+func (f *fakeDecider) ListPermissions(_ context.Context, sub pdp.Subject, at consistency.Token) ([]string, consistency.Token, error) {
+	return append([]string(nil), f.grants[sub.UserID]...), used(at), nil
 }
 
 func (f *fakeDecider) Ready(context.Context) error {

@@ -196,6 +196,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		host:          orig[partHost],
 		authorization: joinedHeader(r.Header, "Authorization"),
 		minVersion:    r.Header.Get(headerMinVersion),
+		consistency:   joinedHeader(r.Header, headerConsistency),
 	}
 	if bad == "" && s.host.set && in.host == "" {
 		// A host pattern that silently binds nothing would let any tenant's token through.
@@ -218,6 +219,9 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store") // a decision is per request; no proxy may cache it
+	if tok := g.res.Token.String(); tok != "" {
+		h.Set(headerConsistency, tok)
+	}
 	var body []byte
 	switch g.kind {
 	case gateAllow:

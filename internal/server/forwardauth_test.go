@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/consistency"
 )
 
 // origRequest is the request a proxy asks /auth about.
@@ -373,4 +375,51 @@ func TestMetricsAddr(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, status(hl.Addr().String(), "/health", nil))
 	assert.Equal(t, http.StatusOK, status(hl.Addr().String(), "/auth", fwd))
 	assert.Equal(t, http.StatusNotFound, status(ml.Addr().String(), "/auth", fwd))
+}
+
+// TestForwardAuthConsistencyToken: the token is read from x-neoauthz-consistency whatever the
+// convention, comes back with the answer, and a bad one is a 400 without asking the pdp.
+func TestForwardAuthConsistencyToken(t *testing.T) {
+	orig := origRequest{"GET", "/api/reports", "acme.app.example.com"}
+	for _, conv := range conventionCases {
+		t.Run(conv.name, func(t *testing.T) {
+			ts := startServer(t, newFake(), withConvention(conv.name))
+			sent := consistency.ForAdmin(77).String()
+			method, target, h := conv.build(orig)
+			h.Set("Authorization", "Bearer alice-token")
+			h.Set("X-Neoauthz-Consistency", sent)
+			resp, body := ts.send(t, method, target, h)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "body %s", body)
+			last, _, _ := ts.fake.lastRequest()
+			assert.Equal(t, uint64(77), last.Consistency.Admin)
+			assert.Equal(t, sent, resp.Header.Get("X-Neoauthz-Consistency"), "the token of the data used")
+			assert.Contains(t, body, `"consistency_token":"`+sent+`"`)
+
+			h.Set("Authorization", "Bearer bob-token")
+			resp, _ = ts.send(t, method, target, h)
+			require.Equal(t, http.StatusForbidden, resp.StatusCode)
+			assert.Equal(t, sent, resp.Header.Get("X-Neoauthz-Consistency"), "a deny names its data too")
+
+			for name, tc := range map[string]struct {
+				header, value string
+				want          int
+				reason        string
+			}{
+				"malformed":          {"X-Neoauthz-Consistency", "nz1.????", http.StatusBadRequest, "bad_consistency_token"},
+				"impossible":         {"X-Neoauthz-Consistency", consistency.ForAdmin(fakeCurrentVersion + 5).String(), http.StatusBadRequest, "bad_consistency_token"},
+				"replaced header":    {"X-Neoauthz-Min-Version", "12", http.StatusBadRequest, "bad_min_version"},
+				"version unreadable": {"X-Neoauthz-Consistency", consistency.ForAdmin(fakeVersionDown).String(), http.StatusServiceUnavailable, "unavailable"},
+			} {
+				method, target, h := conv.build(orig)
+				h.Set("Authorization", "Bearer alice-token")
+				h.Set(tc.header, tc.value)
+				_, _, before := ts.fake.lastRequest()
+				resp, body := ts.send(t, method, target, h)
+				assert.Equal(t, tc.want, resp.StatusCode, "%s: body %s", name, body)
+				assert.Contains(t, body, `"reason":"`+tc.reason+`"`, name)
+				_, _, after := ts.fake.lastRequest()
+				assert.Equal(t, before, after, "%s: the pdp was asked to decide", name)
+			}
+		})
+	}
 }

@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/routes"
 )
@@ -20,7 +20,8 @@ type gateRequest struct {
 	path          string // request target as received, query included
 	host          string
 	authorization string
-	minVersion    string // x-neoauthz-min-version
+	consistency   string // x-neoauthz-consistency
+	minVersion    string // x-neoauthz-min-version, replaced by the consistency token
 	permission    string // pinned permission; "" = ask the route table
 	tenant        string // tenant bound by the route configuration
 }
@@ -52,7 +53,7 @@ const (
 	msgNoRouteTable     = "no route (no route table configured)"
 	msgBadPath          = "bad request path"
 	msgBadMethod        = "bad request method"
-	msgBadMinVersion    = "invalid x-neoauthz-min-version header"
+	msgMinVersion       = "x-neoauthz-min-version is replaced by x-neoauthz-consistency (the token an admin write returns)"
 	msgBadPermission    = "invalid permission request"
 	msgBadHost          = "bad request host"
 	msgBadTenant        = "bad tenant name"
@@ -60,6 +61,7 @@ const (
 	msgMissingToken     = "missing bearer token"
 	msgInvalidToken     = "invalid bearer token"
 	headerMinVersion    = "x-neoauthz-min-version"
+	headerConsistency   = "x-neoauthz-consistency"
 	headerAuthorization = "authorization"
 )
 
@@ -67,14 +69,11 @@ const (
 const (
 	// maxHostBytes bounds the host the tenant host pattern reads: a DNS name (253) with a port.
 	maxHostBytes = 253 + len(":65535")
-	// maxMinVersionBytes bounds x-neoauthz-min-version: a uint64 has at most 20 digits.
-	maxMinVersionBytes = 32
 )
 
 // Refusals that name their cause without echoing the client's value.
 var (
 	errPinnedPermission = errors.New("the pinned permission is not a valid permission code")
-	errMinVersion       = errors.New("x-neoauthz-min-version is not a version number")
 	errHostTooLong      = errors.New("the request host is too long")
 	errTenantName       = errors.New("a tenant name from the route, path or host is not a tenant slug or id")
 )
@@ -134,18 +133,20 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	}
 
 	if in.minVersion != "" {
-		if len(in.minVersion) > maxMinVersionBytes {
-			return g.badRequest(msgBadMinVersion, "bad_min_version", errMinVersion)
-		}
-		v, err := strconv.ParseUint(strings.TrimSpace(in.minVersion), 10, 64)
-		if err != nil {
-			return g.badRequest(msgBadMinVersion, "bad_min_version", errMinVersion)
-		}
-		req.AtLeastVersion = v
+		// Ignoring it would silently drop the caller's read-your-writes.
+		return g.badRequest(msgMinVersion, "bad_min_version", nil)
 	}
 	if s.host.set && len(in.host) > maxHostBytes {
 		return g.badRequest(msgBadHost, "bad_host", errHostTooLong)
 	}
+	ctok, bad, err := s.awaitToken(ctx, in.consistency)
+	switch {
+	case bad != "":
+		return g.badRequest(bad, "bad_consistency_token", err)
+	case err != nil:
+		return g.unavailable(err)
+	}
+	req.Consistency = ctok
 
 	// A tenant name that cannot be one is an invalid request, before bindings are compared.
 	hostTenant := s.host.tenant(in.host)
@@ -214,6 +215,29 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	}
 	return g
 }
+
+// awaitToken parses a client's consistency token and has the pdp prepare for it. bad is
+// the client's message when the request is bad (a malformed token, or one naming data that
+// does not exist; err then says more, for the log); an error without bad means the pdp
+// could not decide.
+func (s *Server) awaitToken(ctx context.Context, raw string) (tok consistency.Token, bad string, err error) {
+	if tok, err = consistency.Parse(raw); err != nil {
+		return consistency.Token{}, msgBadConsistency, err
+	}
+	if err := s.dec.Await(ctx, tok); err != nil {
+		if errors.Is(err, pdp.ErrInvalidRequest) {
+			return consistency.Token{}, msgImpossibleConsistency, err
+		}
+		return consistency.Token{}, "", err
+	}
+	return tok, "", nil
+}
+
+// Consistency token messages.
+const (
+	msgBadConsistency        = "malformed consistency token"
+	msgImpossibleConsistency = "consistency token names data that does not exist"
+)
 
 // deny is a deny decided before (or instead of) the pdp's engine.
 func (g gateResult) deny(r pdp.Reason, msg string, err error) gateResult {

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/routes"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
@@ -36,9 +37,13 @@ type Decider interface {
 	SubjectFromToken(ctx context.Context, token string) (pdp.Subject, error)
 	// SubjectFromPrincipal resolves a principal asserted by a trusted caller.
 	SubjectFromPrincipal(ctx context.Context, tenant, user string) (pdp.Subject, error)
+	// Await prepares for requests carrying a consistency token, before their subject is
+	// established; its errors wrap pdp.ErrInvalidRequest for a token naming data that does
+	// not exist, anything else means "could not decide".
+	Await(ctx context.Context, tok consistency.Token) error
 	Check(ctx context.Context, sub pdp.Subject, req pdp.Request) (pdp.Result, error)
 	CheckBulk(ctx context.Context, sub pdp.Subject, reqs []pdp.Request) ([]pdp.Result, error)
-	ListPermissions(ctx context.Context, sub pdp.Subject, atLeastVersion uint64) ([]string, uint64, error)
+	ListPermissions(ctx context.Context, sub pdp.Subject, at consistency.Token) ([]string, consistency.Token, error)
 	// Ready returns nil when the service can decide.
 	Ready(ctx context.Context) error
 	// Health reports each dependency.

@@ -450,10 +450,12 @@ func (m *Manager) Apply(n Notification) {
 	case n.Level == "platform":
 		m.floors.RaiseAll(PlatformScope, n.Version)
 	case n.Kind == "tenant" && tenant != "":
-		// From the admin database: the tenant's status, realm or placement changed.
-		m.floors.Heard(PlatformScope, n.Version)
+		// From the admin database: the tenant's status, realm or placement changed. Heard
+		// comes last: once the version counts as heard of, what depends on it is invalidated
+		// (a consistency token naming it is then not treated as news).
 		m.floors.RaiseDir(tenant, n.Version)
 		m.onTenant(tenant)
+		m.floors.Heard(PlatformScope, n.Version)
 	case tenant == "":
 		// tenant_template or a schema not yet bound to a tenant: nothing is cached from it.
 		return

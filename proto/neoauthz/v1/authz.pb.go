@@ -339,12 +339,19 @@ type CheckRequest struct {
 	Permission string `protobuf:"bytes,2,opt,name=permission,proto3" json:"permission,omitempty"`
 	// resource is the object the permission is checked on; optional.
 	Resource *Resource `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	// at_least_version asks for read-your-writes: the decision must be made from
-	// authorization data at this version or newer (the version returned by an admin
-	// write). Zero means any fresh-enough cached data may be used.
+	// at_least_version is replaced by consistency_token; a non-zero value is
+	// INVALID_ARGUMENT, so a client written for it never silently loses read-your-writes.
+	//
+	// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 	AtLeastVersion uint64 `protobuf:"varint,4,opt,name=at_least_version,json=atLeastVersion,proto3" json:"at_least_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// consistency_token asks for read-your-writes: the decision is made from
+	// authorization data at least as new as every part of the token (the token an admin
+	// write returned, or several merged, or the one a previous answer returned). Empty
+	// means any fresh-enough data may be used. A malformed token, or one naming a version
+	// its database has not reached or a tenant that does not exist, is INVALID_ARGUMENT.
+	ConsistencyToken string `protobuf:"bytes,5,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckRequest) Reset() {
@@ -398,11 +405,19 @@ func (x *CheckRequest) GetResource() *Resource {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 func (x *CheckRequest) GetAtLeastVersion() uint64 {
 	if x != nil {
 		return x.AtLeastVersion
 	}
 	return 0
+}
+
+func (x *CheckRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // CheckResponse is the decision for one permission.
@@ -412,15 +427,18 @@ type CheckResponse struct {
 	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// reason explains the decision: REASON_GRANTED when allowed, otherwise why not.
 	Reason Reason `protobuf:"varint,2,opt,name=reason,proto3,enum=neoauthz.v1.Reason" json:"reason,omitempty"`
-	// version is the version of the authorization data the decision was made from; it is
-	// at least the request's at_least_version.
+	// version is the version of the permission set the decision was made from (the
+	// tenant's, or the admin database's for a platform subject).
 	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// decision_id identifies this decision in the pdp's logs and audit trail.
 	DecisionId string `protobuf:"bytes,4,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	// grant is the grant that allowed the request; unset when allowed is false.
-	Grant         *MatchedGrant `protobuf:"bytes,5,opt,name=grant,proto3" json:"grant,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Grant *MatchedGrant `protobuf:"bytes,5,opt,name=grant,proto3" json:"grant,omitempty"`
+	// consistency_token names the data the decision was made from; it covers the
+	// request's consistency_token. Empty when no data was read (unauthenticated).
+	ConsistencyToken string `protobuf:"bytes,6,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckResponse) Reset() {
@@ -486,6 +504,13 @@ func (x *CheckResponse) GetGrant() *MatchedGrant {
 		return x.Grant
 	}
 	return nil
+}
+
+func (x *CheckResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // MatchedGrant describes which grant made a decision allow.
@@ -570,10 +595,14 @@ type CheckBulkRequest struct {
 	Subject *Subject `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// items are the checks to decide, at most 100; more is INVALID_ARGUMENT.
 	Items []*CheckBulkItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
-	// at_least_version has the meaning of CheckRequest.at_least_version, for every item.
+	// at_least_version is replaced by consistency_token (see CheckRequest).
+	//
+	// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 	AtLeastVersion uint64 `protobuf:"varint,3,opt,name=at_least_version,json=atLeastVersion,proto3" json:"at_least_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// consistency_token has the meaning of CheckRequest.consistency_token, for every item.
+	ConsistencyToken string `protobuf:"bytes,4,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckBulkRequest) Reset() {
@@ -620,11 +649,19 @@ func (x *CheckBulkRequest) GetItems() []*CheckBulkItem {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 func (x *CheckBulkRequest) GetAtLeastVersion() uint64 {
 	if x != nil {
 		return x.AtLeastVersion
 	}
 	return 0
+}
+
+func (x *CheckBulkRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // CheckBulkItem is one check of a CheckBulkRequest.
@@ -733,10 +770,14 @@ type ListPermissionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subject is whose permissions to list; required.
 	Subject *Subject `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// at_least_version has the meaning of CheckRequest.at_least_version.
+	// at_least_version is replaced by consistency_token (see CheckRequest).
+	//
+	// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 	AtLeastVersion uint64 `protobuf:"varint,2,opt,name=at_least_version,json=atLeastVersion,proto3" json:"at_least_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// consistency_token has the meaning of CheckRequest.consistency_token.
+	ConsistencyToken string `protobuf:"bytes,3,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListPermissionsRequest) Reset() {
@@ -776,11 +817,19 @@ func (x *ListPermissionsRequest) GetSubject() *Subject {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in neoauthz/v1/authz.proto.
 func (x *ListPermissionsRequest) GetAtLeastVersion() uint64 {
 	if x != nil {
 		return x.AtLeastVersion
 	}
 	return 0
+}
+
+func (x *ListPermissionsRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // ListPermissionsResponse is a subject's effective permission set.
@@ -790,9 +839,11 @@ type ListPermissionsResponse struct {
 	// denies, sorted and without duplicates.
 	Permissions []string `protobuf:"bytes,1,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// version is the version of the authorization data the set was computed at.
-	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// consistency_token names the data the set was computed from.
+	ConsistencyToken string `protobuf:"bytes,3,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListPermissionsResponse) Reset() {
@@ -839,6 +890,13 @@ func (x *ListPermissionsResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *ListPermissionsResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
 var File_neoauthz_v1_authz_proto protoreflect.FileDescriptor
 
 const file_neoauthz_v1_authz_proto_rawDesc = "" +
@@ -854,43 +912,48 @@ const file_neoauthz_v1_authz_proto_rawDesc = "" +
 	"\bResource\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\xbb\x01\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\xec\x01\n" +
 	"\fCheckRequest\x12.\n" +
 	"\asubject\x18\x01 \x01(\v2\x14.neoauthz.v1.SubjectR\asubject\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x02 \x01(\tR\n" +
 	"permission\x121\n" +
-	"\bresource\x18\x03 \x01(\v2\x15.neoauthz.v1.ResourceR\bresource\x12(\n" +
-	"\x10at_least_version\x18\x04 \x01(\x04R\x0eatLeastVersion\"\xc2\x01\n" +
+	"\bresource\x18\x03 \x01(\v2\x15.neoauthz.v1.ResourceR\bresource\x12,\n" +
+	"\x10at_least_version\x18\x04 \x01(\x04B\x02\x18\x01R\x0eatLeastVersion\x12+\n" +
+	"\x11consistency_token\x18\x05 \x01(\tR\x10consistencyToken\"\xef\x01\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12+\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x13.neoauthz.v1.ReasonR\x06reason\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vdecision_id\x18\x04 \x01(\tR\n" +
 	"decisionId\x12/\n" +
-	"\x05grant\x18\x05 \x01(\v2\x19.neoauthz.v1.MatchedGrantR\x05grant\"d\n" +
+	"\x05grant\x18\x05 \x01(\v2\x19.neoauthz.v1.MatchedGrantR\x05grant\x12+\n" +
+	"\x11consistency_token\x18\x06 \x01(\tR\x10consistencyToken\"d\n" +
 	"\fMatchedGrant\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06direct\x18\x02 \x01(\bR\x06direct\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
-	"\x05group\x18\x04 \x01(\tR\x05group\"\x9e\x01\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\"\xcf\x01\n" +
 	"\x10CheckBulkRequest\x12.\n" +
 	"\asubject\x18\x01 \x01(\v2\x14.neoauthz.v1.SubjectR\asubject\x120\n" +
-	"\x05items\x18\x02 \x03(\v2\x1a.neoauthz.v1.CheckBulkItemR\x05items\x12(\n" +
-	"\x10at_least_version\x18\x03 \x01(\x04R\x0eatLeastVersion\"b\n" +
+	"\x05items\x18\x02 \x03(\v2\x1a.neoauthz.v1.CheckBulkItemR\x05items\x12,\n" +
+	"\x10at_least_version\x18\x03 \x01(\x04B\x02\x18\x01R\x0eatLeastVersion\x12+\n" +
+	"\x11consistency_token\x18\x04 \x01(\tR\x10consistencyToken\"b\n" +
 	"\rCheckBulkItem\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x01 \x01(\tR\n" +
 	"permission\x121\n" +
 	"\bresource\x18\x02 \x01(\v2\x15.neoauthz.v1.ResourceR\bresource\"I\n" +
 	"\x11CheckBulkResponse\x124\n" +
-	"\aresults\x18\x01 \x03(\v2\x1a.neoauthz.v1.CheckResponseR\aresults\"r\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.neoauthz.v1.CheckResponseR\aresults\"\xa3\x01\n" +
 	"\x16ListPermissionsRequest\x12.\n" +
-	"\asubject\x18\x01 \x01(\v2\x14.neoauthz.v1.SubjectR\asubject\x12(\n" +
-	"\x10at_least_version\x18\x02 \x01(\x04R\x0eatLeastVersion\"U\n" +
+	"\asubject\x18\x01 \x01(\v2\x14.neoauthz.v1.SubjectR\asubject\x12,\n" +
+	"\x10at_least_version\x18\x02 \x01(\x04B\x02\x18\x01R\x0eatLeastVersion\x12+\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken\"\x82\x01\n" +
 	"\x17ListPermissionsResponse\x12 \n" +
 	"\vpermissions\x18\x01 \x03(\tR\vpermissions\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion*\xa1\x02\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12+\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken*\xa1\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eREASON_GRANTED\x10\x01\x12\x18\n" +

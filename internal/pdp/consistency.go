@@ -1,0 +1,171 @@
+package pdp
+
+import (
+	"context"
+	"fmt"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
+	authzsync "github.com/neofast/neoauthz/internal/sync"
+)
+
+// Await prepares the service for requests carrying tok, before their subject is
+// established. It refuses (ErrInvalidRequest) a token naming a version its database has not
+// reached, or a tenant that does not exist; it finds that out with at most one cheap version
+// read per part, shared by every request that arrived before the read began, and only for a
+// part newer than anything the service has heard of or confirmed. It never loads
+// permission sets. When the admin part is newer than the notifications received, what
+// identity caches (realm → tenant, verified tokens, tenant audiences) is dropped, so the
+// subject is established from the admin database at least at that version.
+//
+// Check, CheckBulk and ListPermissions then honour every part through the request's
+// Consistency field.
+func (s *Service) Await(ctx context.Context, tok consistency.Token) error {
+	if tok.IsZero() {
+		return nil
+	}
+	arrived := time.Now()
+	if tok.Admin > 0 && tok.Admin > s.floors.Seen(authzsync.PlatformScope) {
+		if err := s.probes.exists(ctx, authzsync.PlatformScope, tok.Admin, arrived, s.store.AdminVersion); err != nil {
+			return fmt.Errorf("consistency token, admin part: %w", err)
+		}
+		if raise(&s.identityAt, tok.Admin) {
+			s.invalidateIdentity()
+		}
+	}
+	for _, p := range tok.Tenants {
+		if p.Version <= s.floors.Seen(p.ID) {
+			continue
+		}
+		t, found, err := s.tenantAt(ctx, p.ID, tok.Admin, s.now())
+		if err != nil {
+			return err
+		}
+		if !found || t.ID != p.ID {
+			return fmt.Errorf("%w: consistency token names tenant %s, which does not exist", ErrInvalidRequest, p.ID)
+		}
+		read := func(ctx context.Context) (uint64, error) { return s.store.TenantVersion(ctx, t) }
+		if err := s.probes.exists(ctx, p.ID, p.Version, arrived, read); err != nil {
+			return fmt.Errorf("consistency token, tenant %s: %w", p.ID, err)
+		}
+	}
+	return nil
+}
+
+// invalidateIdentity drops what subject establishment caches from the admin database.
+func (s *Service) invalidateIdentity() {
+	if s.validator != nil {
+		s.validator.InvalidateAll()
+	}
+	for _, f := range s.identityCaches {
+		f()
+	}
+}
+
+// AlsoInvalidate registers f (e.g. a realm index's Invalidate) to run whenever the service
+// drops its identity caches: on a tenant change and when a consistency token's admin part
+// is newer than the notifications received. Call it before serving.
+func (s *Service) AlsoInvalidate(f func()) { s.identityCaches = append(s.identityCaches, f) }
+
+func raise(a *atomic.Uint64, v uint64) bool {
+	for {
+		cur := a.Load()
+		if v <= cur {
+			return false
+		}
+		if a.CompareAndSwap(cur, v) {
+			return true
+		}
+	}
+}
+
+// probes finds out whether versions exist: per scope (PlatformScope for the admin database,
+// else a tenant id), the highest version a read has confirmed, and the read under way.
+type probes struct {
+	mu        gosync.Mutex
+	confirmed map[string]uint64
+	running   map[string]*probe
+}
+
+type probe struct {
+	started time.Time
+	done    chan struct{}
+	version uint64
+	err     error
+}
+
+// exists returns nil when version want of scope exists, ErrInvalidRequest when a read that
+// started after the request arrived (at arrived) says it does not, or the read's error.
+// Concurrent callers share one read; a read that began before a caller arrived does not
+// prove a version absent for it (its write may have committed just after that read), so the
+// caller waits for the next one.
+func (p *probes) exists(ctx context.Context, scope string, want uint64, arrived time.Time,
+	read func(context.Context) (uint64, error)) error {
+	for {
+		p.mu.Lock()
+		if p.confirmed[scope] >= want {
+			p.mu.Unlock()
+			return nil
+		}
+		pr := p.running[scope]
+		if pr == nil {
+			pr = &probe{started: time.Now(), done: make(chan struct{})}
+			if p.running == nil {
+				p.running, p.confirmed = map[string]*probe{}, map[string]uint64{}
+			}
+			p.running[scope] = pr
+			p.mu.Unlock()
+			go p.run(ctx, scope, pr, read)
+		} else {
+			p.mu.Unlock()
+		}
+		select {
+		case <-pr.done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+		if pr.err != nil {
+			return fmt.Errorf("%w: read version: %w", ErrUnavailable, pr.err)
+		}
+		if pr.version >= want {
+			return nil
+		}
+		if !pr.started.Before(arrived) {
+			return fmt.Errorf("%w: it names version %d, the database is at %d", ErrInvalidRequest, want, pr.version)
+		}
+	}
+}
+
+// run reads a version for every waiter, detached from the first caller's cancellation.
+func (p *probes) run(ctx context.Context, scope string, pr *probe, read func(context.Context) (uint64, error)) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	pr.version, pr.err = read(rctx)
+	cancel()
+	p.mu.Lock()
+	if pr.err == nil && pr.version > p.confirmed[scope] {
+		p.confirmed[scope] = pr.version
+	}
+	delete(p.running, scope)
+	p.mu.Unlock()
+	close(pr.done)
+}
+
+// tokenOf is the consistency token of the data a decision used: the admin version of the
+// tenant directory entry (or the platform set), and the tenant's set version.
+func tokenOf(r resolved, level authn.Level) consistency.Token {
+	if r.Entry == nil {
+		return consistency.ForAdmin(r.tenant.AdminVersion)
+	}
+	if level == authn.LevelPlatform {
+		return consistency.ForAdmin(r.Set.Version())
+	}
+	tok, err := consistency.ForTenant(r.tenant.ID, r.Set.Version())
+	if err != nil {
+		return consistency.ForAdmin(r.AdminVersion)
+	}
+	tok.Admin = r.AdminVersion
+	return tok
+}
