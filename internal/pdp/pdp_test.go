@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/pgstore"
@@ -71,9 +73,11 @@ type instance struct {
 	svc     *pdp.Service
 	floors  *authzsync.Floors
 	down    *atomic.Bool
-	lookups *atomic.Int64
-	mgr     *authzsync.Manager
+	lookups *atomic.Int64      // tenant directory reads
+	mgr     *authzsync.Manager // nil when notifications are held back
 	store   *pgstore.Store
+	reg     *prometheus.Registry // the manager's metrics
+	loads   *atomic.Int64        // tenant permission-set loads from PostgreSQL
 }
 
 // storeHook wraps the real store to hold a load after its read, or to make loads fail as
@@ -83,6 +87,7 @@ type storeHook struct {
 	afterLoad func()
 	down      *atomic.Bool
 	lookups   *atomic.Int64 // tenant directory reads
+	loads     *atomic.Int64 // tenant permission-set loads
 }
 
 func (h storeHook) Tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, error) {
@@ -94,6 +99,7 @@ func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user st
 	if h.down.Load() {
 		return decision.Input{}, errors.New("dial tcp: connection refused")
 	}
+	h.loads.Add(1)
 	in, err := h.Store.LoadTenantUser(ctx, t, user)
 	if h.afterLoad != nil {
 		h.afterLoad()
@@ -103,17 +109,12 @@ func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user st
 
 func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instance {
 	t.Helper()
+	in := f.newInstance(t, cfg, afterLoad)
 	ctx, cancel := context.WithCancel(context.Background())
-	store := pgstore.New(f.w.Admin, f.w.Registry, pgstore.Options{})
-	floors := &authzsync.Floors{}
-	cfg.Cache.Prefix = f.prefix
-	down, lookups := &atomic.Bool{}, &atomic.Int64{}
-	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down, lookups: lookups}, f.w.Admin, floors, f.rdb,
-		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	require.NoError(t, err)
-	mgr := authzsync.New(authzsync.Config{AdminURL: f.w.AdminURL, Heartbeat: 500 * time.Millisecond,
+	in.mgr = authzsync.New(authzsync.Config{AdminURL: f.w.AdminURL, Heartbeat: 500 * time.Millisecond,
 		PollInterval: time.Second, RegistryInterval: 200 * time.Millisecond},
-		floors, f.w.Admin, f.w.Registry, store, svc.TenantChanged, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		in.floors, f.w.Admin, f.w.Registry, in.store, in.svc.TenantChanged, slog.New(slog.DiscardHandler), in.reg)
+	mgr := in.mgr
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -122,13 +123,97 @@ func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instanc
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		svc.Close()
-		store.Close()
 	})
-	in := &instance{svc: svc, floors: floors, mgr: mgr, store: store, down: down, lookups: lookups}
 	in.waitUp(t, authzsync.AdminDatabase)
 	in.waitUp(t, authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
 	return in
+}
+
+// startHeld starts a pdp that never hears a notification: its databases count as listened
+// to (cached data is trusted) but no floor ever rises, as if every notification were lost.
+// Only what a request asks for (a consistency token) can make it read newer data.
+func (f *fixture) startHeld(t testing.TB, cfg pdp.Config) *instance {
+	t.Helper()
+	in := f.newInstance(t, cfg, nil)
+	in.floors.MarkUp(authzsync.AdminDatabase)
+	in.floors.MarkUp(authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
+	return in
+}
+
+func (f *fixture) newInstance(t testing.TB, cfg pdp.Config, afterLoad func()) *instance {
+	t.Helper()
+	store := pgstore.New(f.w.Admin, f.w.Registry, pgstore.Options{})
+	floors := &authzsync.Floors{}
+	cfg.Cache.Prefix = f.prefix
+	down, lookups, loads := &atomic.Bool{}, &atomic.Int64{}, &atomic.Int64{}
+	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down, lookups: lookups, loads: loads}, f.w.Admin, floors, f.rdb,
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		svc.Close()
+		store.Close()
+	})
+	return &instance{svc: svc, floors: floors, store: store, down: down, lookups: lookups, loads: loads, reg: prometheus.NewRegistry()}
+}
+
+// reconnects reads sync_listener_reconnects_total for db from the instance's manager.
+func (in *instance) reconnects(t testing.TB, db string) float64 {
+	t.Helper()
+	mfs, err := in.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "sync_listener_reconnects_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "database" && l.GetValue() == db {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// killListeners terminates the listener connections of the database pool is connected to,
+// and only those: other packages' tests run on the same server at the same time.
+func killListeners(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, authzsync.ListenerApplicationName)
+	require.NoError(t, err)
+}
+
+// tenantWrite runs sql on the tenant's schema and returns the consistency token the admin
+// API returns for it: the schema's version read in the writing transaction.
+func (f *fixture) tenantWrite(t testing.TB, sql string) consistency.Token {
+	t.Helper()
+	v := writeAt(t, f.db, sql, `SELECT version FROM t_acme.authz_state`)
+	tok, err := consistency.ForTenant(f.tenant.ID, v)
+	require.NoError(t, err)
+	return tok
+}
+
+// adminWrite runs sql on the admin database and returns its consistency token.
+func (f *fixture) adminWrite(t testing.TB, sql string) consistency.Token {
+	t.Helper()
+	return consistency.ForAdmin(writeAt(t, f.w.Admin, sql, `SELECT version FROM admin.authz_state`))
+}
+
+// writeAt runs sql and then version in one transaction and returns the version.
+func writeAt(t testing.TB, pool *pgxpool.Pool, sql, version string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	var v int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, version).Scan(&v)
+	})
+	require.NoError(t, err, sql)
+	return uint64(v)
 }
 
 func (in *instance) waitUp(t testing.TB, db string) {
@@ -266,8 +351,14 @@ func TestListenerKilledNoStaleAllow(t *testing.T) {
 	require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
 
 	// Kill the listeners (notifications sent until they reconnect are lost) and revoke at once.
-	_, err := f.db.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
-	require.NoError(t, err)
+	db := authzsync.DatabaseKey(*f.tenant.ConnectionID, "")
+	before := in.reconnects(t, db)
+	killListeners(t, f.db)
+	// Wait until the listener has seen its death: a revoke committed before that is notified
+	// on a connection still counted as up (the window BenchmarkListenerDeathWindow measures),
+	// which is not what this test is about.
+	require.Eventually(t, func() bool { return in.reconnects(t, db) > before }, 10*time.Second, time.Millisecond,
+		"the listener never noticed it was killed")
 	f.exec(t, `DELETE FROM t_acme.user_roles`)
 
 	// Whether the listener is still down or already back, the answer is a deny: while down
@@ -381,22 +472,78 @@ func TestDatabasePerTenantIsListenedTo(t *testing.T) {
 	assert.False(t, in.check(t, slug, "erin", "billing.delete.tenant").Allowed)
 }
 
+// TestReadYourWrites runs a pdp that never hears a notification: only the consistency
+// token a write returned can make a check see the write.
 func TestReadYourWrites(t *testing.T) {
 	f := newFixture(t)
-	in := f.start(t, pdp.Config{}, nil)
-	sub, err := in.svc.SubjectFromPrincipal(context.Background(), "acme", "bob")
-	require.NoError(t, err)
-	res, err := in.svc.Check(context.Background(), sub, pdp.Request{Permission: "projects.read.team"})
+	in := f.startHeld(t, pdp.Config{})
+	ctx := context.Background()
+	check := func(t *testing.T, tenant, user, perm string, tok consistency.Token) (pdp.Result, error) {
+		t.Helper()
+		if err := in.svc.Await(ctx, tok); err != nil {
+			return pdp.Result{}, err
+		}
+		sub, err := in.svc.SubjectFromPrincipal(ctx, tenant, user)
+		require.NoError(t, err)
+		return in.svc.Check(ctx, sub, pdp.Request{Permission: perm, Consistency: tok})
+	}
+	res, err := check(t, "acme", "bob", "projects.read.team", consistency.Token{})
 	require.NoError(t, err)
 	require.False(t, res.Allowed)
+	in.svc.WaitIdle()
 
-	// Stop the listeners from helping: the check alone must ask for new enough data.
-	f.exec(t, `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'bob' AND r.code = 'viewer'`)
-	v := f.version(t)
-	res, err = in.svc.Check(context.Background(), sub, pdp.Request{Permission: "projects.read.team", AtLeastVersion: v})
-	require.NoError(t, err)
-	assert.True(t, res.Allowed)
-	assert.GreaterOrEqual(t, res.Version, v)
+	t.Run("tenant part: a grant", func(t *testing.T) {
+		tok := f.tenantWrite(t, `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id
+			FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'bob' AND r.code = 'viewer'`)
+		res, err := check(t, "acme", "bob", "projects.read.team", consistency.Token{})
+		require.NoError(t, err)
+		require.False(t, res.Allowed, "without the token the cached set is used: notifications are really held back")
+		res, err = check(t, "acme", "bob", "projects.read.team", tok)
+		require.NoError(t, err)
+		assert.True(t, res.Allowed, "got a deny, want the write the token names")
+		assert.GreaterOrEqual(t, res.Token.TenantVersion(f.tenant.ID), tok.TenantVersion(f.tenant.ID))
+		assert.Positive(t, res.Token.Admin, "the answer names the directory entry used")
+	})
+	t.Run("tenant part: a revocation", func(t *testing.T) {
+		require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+		in.svc.WaitIdle()
+		tok := f.tenantWrite(t, `DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')`)
+		require.True(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed, "without the token the cached set is used")
+		res, err := check(t, "acme", "alice", "users.delete.tenant", tok)
+		require.NoError(t, err)
+		assert.False(t, res.Allowed, "got an allow from before the revocation the token names")
+	})
+	t.Run("admin part: the tenant directory", func(t *testing.T) {
+		tok := f.adminWrite(t, `UPDATE admin.tenants SET status = 'suspended' WHERE slug = 'acme'`)
+		res, err := check(t, "acme", "bob", "projects.read.team", consistency.Token{})
+		require.NoError(t, err)
+		require.True(t, res.Allowed, "without the token the cached directory entry is used")
+		res, err = check(t, "acme", "bob", "projects.read.team", tok)
+		require.NoError(t, err)
+		assert.Equal(t, pdp.ReasonTenantSuspended, res.Reason)
+		assert.GreaterOrEqual(t, res.Token.Admin, tok.Admin)
+		tok = f.adminWrite(t, `UPDATE admin.tenants SET status = 'active' WHERE slug = 'acme'`)
+		res, err = check(t, "acme", "bob", "projects.read.team", tok)
+		require.NoError(t, err)
+		assert.True(t, res.Allowed)
+	})
+	t.Run("impossible versions are invalid requests without a load", func(t *testing.T) {
+		tenantTok, err := consistency.ForTenant(f.tenant.ID, f.version(t)+1000)
+		require.NoError(t, err)
+		unknown, err := consistency.ForTenant("00000000-0000-4000-8000-000000000000", 1)
+		require.NoError(t, err)
+		loads := in.loads.Load()
+		for name, tok := range map[string]consistency.Token{
+			"tenant part":    tenantTok,
+			"admin part":     consistency.ForAdmin(1 << 40),
+			"unknown tenant": unknown,
+		} {
+			_, err := check(t, "acme", "bob", "projects.read.team", tok)
+			require.ErrorIs(t, err, pdp.ErrInvalidRequest, name)
+			assert.False(t, pdp.IsUnavailable(err), "%s: got could-not-decide, want an invalid request", name)
+		}
+		assert.Equal(t, loads, in.loads.Load(), "an impossible token made the pdp load permission sets")
+	})
 }
 
 func TestReasonsAndErrors(t *testing.T) {
@@ -427,11 +574,12 @@ func TestReasonsAndErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, res.Allowed)
 
-	perms, v, err := in.svc.ListPermissions(ctx, sub, 0)
+	perms, used, err := in.svc.ListPermissions(ctx, sub, consistency.Token{})
 	require.NoError(t, err)
 	assert.Contains(t, perms, "users.delete.tenant")
 	assert.NotContains(t, perms, "billing.read.tenant")
-	assert.Positive(t, v)
+	assert.Equal(t, f.version(t), used.TenantVersion(f.tenant.ID))
+	assert.Positive(t, used.Admin)
 }
 
 func TestDatabaseDownFailsClosed(t *testing.T) {
@@ -443,8 +591,7 @@ func TestDatabaseDownFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	_, err := f.w.Admin.Exec(ctx, `UPDATE admin.database_connections SET port = 1 WHERE id = $1`, *f.tenant.ConnectionID)
 	require.NoError(t, err)
-	_, err = f.db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
-	require.NoError(t, err)
+	killListeners(t, f.db)
 	in.down.Store(true) // and reads of it fail
 	require.Eventually(t, func() bool {
 		_, down := in.floors.DownSince(authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
@@ -464,8 +611,7 @@ func TestMaxStalenessServesCachedWhileDown(t *testing.T) {
 	ctx := context.Background()
 	_, err := f.w.Admin.Exec(ctx, `UPDATE admin.database_connections SET port = 1 WHERE id = $1`, *f.tenant.ConnectionID)
 	require.NoError(t, err)
-	_, err = f.db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, authzsync.ListenerApplicationName)
-	require.NoError(t, err)
+	killListeners(t, f.db)
 	in.down.Store(true)
 	require.Eventually(t, func() bool {
 		_, down := in.floors.DownSince(authzsync.DatabaseKey(*f.tenant.ConnectionID, ""))
