@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/pgstore"
@@ -39,7 +40,9 @@ const (
 // Response headers.
 const (
 	HeaderRequestID = "X-Request-Id"
-	HeaderVersion   = "X-Neoauthz-Version"
+	// HeaderConsistency carries the consistency token of a write: the pdp reads data at least
+	// that new when a check sends it back (x-neoauthz-consistency, or consistency_token).
+	HeaderConsistency = "X-Neoauthz-Consistency"
 )
 
 // Error codes of the error envelope; stable, for clients to switch on.
@@ -160,6 +163,31 @@ type call struct {
 	requestID string
 	log       *slog.Logger
 	written   bool
+	// wrote names the versions the call's writes produced (adminWrite, tenantWrite,
+	// auditAfter); ok returns it.
+	wrote consistency.Token
+}
+
+// wroteAdmin records an admin database version a write produced.
+func (c *call) wroteAdmin(v int64) { c.merge(consistency.ForAdmin(uint64(v))) }
+
+// wroteTenant records a tenant schema version a write of c.tenant produced.
+func (c *call) wroteTenant(v int64) {
+	tok, err := consistency.ForTenant(c.tenant.ID, uint64(v))
+	if err != nil {
+		c.log.Error("consistency token of a tenant write", "err", err)
+		return
+	}
+	c.merge(tok)
+}
+
+func (c *call) merge(tok consistency.Token) {
+	merged, err := consistency.Merge(c.wrote, tok)
+	if err != nil {
+		c.log.Error("consistency token of a write", "err", err)
+		return
+	}
+	c.wrote = merged
 }
 
 func (c *call) ctx() context.Context { return c.r.Context() }
@@ -217,15 +245,22 @@ func pageMeta(page, size, total int) map[string]any {
 	return map[string]any{"page": page, "page_size": size, "total": total, "total_pages": pages}
 }
 
-// ok writes a success envelope. A meta "version" is also sent as X-Neoauthz-Version so a
-// caller can ask the pdp for read-your-writes without parsing the body.
+// ok writes a success envelope. A write's consistency token goes into meta
+// "consistency_token" and the X-Neoauthz-Consistency header, so a caller can ask the pdp for
+// read-your-writes without parsing the body. A write that recorded no token but reports an
+// admin "version" (a change made through another package, then read back) gets an admin
+// token for it.
 func (c *call) ok(status int, data any, meta map[string]any) error {
 	if meta == nil {
 		meta = map[string]any{}
 	}
 	meta["request_id"] = c.requestID
-	if v, ok := meta["version"]; ok {
-		c.w.Header().Set(HeaderVersion, fmt.Sprint(v))
+	if v, ok := meta["version"].(int64); ok && c.wrote.IsZero() && c.r.Method != http.MethodGet {
+		c.wroteAdmin(v)
+	}
+	if tok := c.wrote.String(); tok != "" {
+		meta["consistency_token"] = tok
+		c.w.Header().Set(HeaderConsistency, tok)
 	}
 	c.written = true
 	writeJSON(c.w, status, envelope{Success: true, Data: data, Meta: meta})

@@ -144,6 +144,7 @@ func (s *Server) tenantWrite(c *call, db tenantDB, fn func(tx pgx.Tx) (auditReco
 	if err != nil {
 		return 0, err
 	}
+	c.wroteTenant(version)
 	ctx := context.WithoutCancel(c.ctx())
 	if !outbox {
 		if err := appendAuditNow(ctx, s.Admin, rec); err != nil {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/consistency"
 )
 
 func TestTenantRBAC(t *testing.T) {
@@ -32,6 +34,11 @@ func TestTenantRBAC(t *testing.T) {
 	r = e.do("POST", base+"/users/alice/roles", e.admin, map[string]any{"role": "editor"})
 	require.Equal(t, 201, r.Status, "%s", r.Body)
 	assert.Greater(t, versionOf(t, r), v1, "tenant RBAC writes return the tenant schema's version")
+	written, err := consistency.Parse(r.Header.Get(HeaderConsistency))
+	require.NoError(t, err)
+	require.Len(t, written.Tenants, 1, "got %+v, want the tenant's part only", written)
+	assert.Equal(t, a.ID, written.Tenants[0].ID)
+	assert.Zero(t, written.Admin, "a tenant RBAC write changes no admin data")
 
 	r = e.do("GET", base+"/users/alice/effective-permissions", e.admin, nil)
 	require.Equal(t, 200, r.Status, "%s", r.Body)

@@ -56,6 +56,9 @@ func (s *Server) adminWrite(c *call, fn func(tx pgx.Tx) (auditRecord, error)) (i
 		version, err = adminVersion(c.ctx(), tx)
 		return err
 	})
+	if err == nil {
+		c.wroteAdmin(version)
+	}
 	return version, err
 }
 

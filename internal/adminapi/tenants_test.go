@@ -3,24 +3,33 @@ package adminapi
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
 
+// versionOf returns a write's meta.version after checking that its consistency token (meta
+// and header alike) names that version, in the admin part or in one tenant's part.
 func versionOf(t *testing.T, r *resp) int64 {
 	t.Helper()
 	v, ok := r.Meta["version"].(float64)
 	require.True(t, ok, "meta.version missing: %s", r.Body)
-	h, err := strconv.ParseInt(r.Header.Get(HeaderVersion), 10, 64)
-	require.NoError(t, err, "header %s", HeaderVersion)
-	assert.Equal(t, int64(v), h, "meta.version and %s differ", HeaderVersion)
-	return h
+	h := r.Header.Get(HeaderConsistency)
+	assert.Equal(t, r.Meta["consistency_token"], h, "meta.consistency_token and %s differ", HeaderConsistency)
+	tok, err := consistency.Parse(h)
+	require.NoError(t, err, "header %s", HeaderConsistency)
+	require.False(t, tok.IsZero(), "a write without a consistency token: %s", r.Body)
+	named := tok.Admin == uint64(v)
+	for _, p := range tok.Tenants {
+		named = named || p.Version == uint64(v)
+	}
+	assert.True(t, named, "got token %+v, want one naming version %d", tok, int64(v))
+	return int64(v)
 }
 
 func TestTenantLifecycle(t *testing.T) {
