@@ -186,8 +186,8 @@ func (s *Server) buildOpenAPI() ([]byte, error) {
 		}
 		ok["headers"] = schema{HeaderRequestID: schema{"description": "the request id (the caller's, when short and printable)", "schema": str()}}
 		if rt.Method != http.MethodGet && rt.Response != "" {
-			ok["headers"].(schema)[HeaderVersion] = schema{
-				"description": "the authorization version the write produced (also meta.version): give it to the pdp to read your own write",
+			ok["headers"].(schema)[HeaderConsistency] = schema{
+				"description": "the consistency token of the write (also meta.consistency_token): send it to the pdp to read your own write",
 				"schema":      str()}
 		}
 		responses := schema{strconv.Itoa(rt.Status): ok}

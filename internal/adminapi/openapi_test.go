@@ -25,7 +25,7 @@ func TestOpenAPIHeadersPatternsExamples(t *testing.T) {
 		return v
 	}
 	for _, op := range [][]string{{"/api/v1/admin/tenants", "post", "201"}, {"/api/v1/tenants/{tenant}/roles", "post", "201"}, {"/api/v1/admin/platform-users/{user}", "patch", "200"}} {
-		assert.NotNil(t, get(doc, "paths", op[0], op[1], "responses", op[2], "headers", HeaderVersion), "%v: the write's version header", op)
+		assert.NotNil(t, get(doc, "paths", op[0], op[1], "responses", op[2], "headers", HeaderConsistency), "%v: the write's consistency token header", op)
 	}
 	schemas := get(doc, "components", "schemas")
 	for _, f := range [][]string{

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/neofast/neoauthz/internal/audit"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/fleet"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
@@ -45,8 +46,9 @@ Usage:
   admin db list
   admin db check         [NAME]
   admin tenant create    --slug SLUG --realm REALM --region CODE [--name NAME] [--deployment schema|database]
+                         [--output text|json]
   admin tenant list      [--status S] [--region CODE]
-  admin tenant suspend|activate SLUG
+  admin tenant suspend|activate SLUG [--output text|json]
   admin tenant delete    SLUG [--purge]
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
@@ -513,12 +515,16 @@ func (a *app) tenantCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&req.Deployment, "deployment", tenancy.DeploySchema, "")
 	fs.StringVar(&req.Realm, "realm", "", "")
 	fs.StringVar(&req.OrganizationID, "org", "", "")
+	output := outputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	t, err := a.tenants.Create(ctx, req)
 	if err != nil {
 		return err
+	}
+	if *output == "json" {
+		return a.printWrite(ctx, t)
 	}
 	where := "schema " + t.SchemaName
 	if t.DatabaseName != nil {
@@ -555,21 +561,47 @@ func (a *app) tenantList(ctx context.Context, args []string) error {
 }
 
 func (a *app) tenantTransition(ctx context.Context, verb string, args []string) error {
-	if len(args) != 1 {
+	fs := newFlags("tenant " + verb)
+	output := outputFlag(fs)
+	var slug string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if slug == "" || fs.NArg() != 0 {
 		return fmt.Errorf("tenant %s takes one tenant slug: %w", verb, ErrUsage)
 	}
 	var t tenancy.Tenant
 	var err error
 	if verb == "suspend" {
-		t, err = a.tenants.Suspend(ctx, args[0])
+		t, err = a.tenants.Suspend(ctx, slug)
 	} else {
-		t, err = a.tenants.Activate(ctx, args[0])
+		t, err = a.tenants.Activate(ctx, slug)
 	}
 	if err != nil {
 		return err
 	}
+	if *output == "json" {
+		return a.printWrite(ctx, t)
+	}
 	fmt.Fprintf(a.env.Stdout, "tenant %s is %s\n", t.Slug, t.Status)
 	return nil
+}
+
+func outputFlag(fs *flag.FlagSet) *string { return fs.String("output", "text", "") }
+
+// printWrite prints a write's result with a consistency token covering it, for a client to
+// send to the pdp (read-your-writes). The admin version is read after the write committed,
+// so it covers the write (and perhaps later ones, which exist too).
+func (a *app) printWrite(ctx context.Context, data any) error {
+	var v int64
+	if err := a.pool.QueryRow(ctx, `SELECT version FROM admin.authz_state`).Scan(&v); err != nil {
+		return fmt.Errorf("read the admin version: %w", err)
+	}
+	return a.printJSON(map[string]any{"data": data, "version": v,
+		"consistency_token": consistency.ForAdmin(uint64(v)).String()})
 }
 
 func (a *app) tenantDelete(ctx context.Context, args []string) error {

@@ -3,6 +3,7 @@ package admincli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"regexp"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
+	"github.com/neofast/neoauthz/internal/consistency"
+	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
 )
 
@@ -155,4 +158,31 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 	assert.NotContains(t, out.String(), tok, "tokens are never printed")
+}
+
+func TestTenantWritesPrintAConsistencyToken(t *testing.T) {
+	w := testenv.New(t, "admincli")
+	w.AddRegion(t, "eu-west-1")
+	ctx := context.Background()
+	_, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "acme", Region: "eu-west-1", Realm: "acme"})
+	require.NoError(t, err)
+	var before int64
+	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT version FROM admin.authz_state`).Scan(&before))
+
+	env, out := cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"tenant", "suspend", "acme", "--output", "json"}, env))
+	var got struct {
+		Data             map[string]any `json:"data"`
+		ConsistencyToken string         `json:"consistency_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &got), out.String())
+	assert.Equal(t, "suspended", got.Data["status"])
+	tok, err := consistency.Parse(got.ConsistencyToken)
+	require.NoError(t, err)
+	assert.Greater(t, tok.Admin, uint64(before), "got a token older than the suspension")
+
+	env, out = cliEnv(w, nil)
+	require.NoError(t, Run(ctx, []string{"tenant", "activate", "acme"}, env))
+	assert.Equal(t, "tenant acme is active\n", out.String())
+	assert.ErrorIs(t, Run(ctx, []string{"tenant", "activate"}, env), ErrUsage)
 }
