@@ -3,6 +3,7 @@ package pdp_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	gosync "sync"
 	"sync/atomic"
@@ -14,62 +15,159 @@ import (
 	"github.com/neofast/neoauthz/internal/pdp"
 )
 
-// BenchmarkRevocationStaleness runs two pdp instances under check load, commits 200
-// revocations, and records for each the time from the commit returning to the first deny on
-// each instance.
+// BenchmarkRevocationStaleness measures commit → deny on two pdp instances over 200
+// revocations of mixed kinds (assignment, role permission, explicit deny, user status, tenant
+// suspension) while a check load on both instances keeps every core busy. The clock starts
+// before the revoking statement is sent; every revocation on every instance is a sample
+// (p50, p99, max over all of them, across all b.N iterations). After its first deny each
+// instance keeps checking until the round ends: any allow then is counted (allows-after-deny,
+// which must be 0).
 func BenchmarkRevocationStaleness(b *testing.B) {
 	const rounds = 200
 	f := newFixture(b)
-	insts := []*instance{f.start(b, pdp.Config{}, nil), f.start(b, pdp.Config{}, nil)}
 	ctx := context.Background()
-	grant := `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id = 'alice' AND r.code = 'admin' ON CONFLICT DO NOTHING`
-	revoke := `DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')`
+	// alice's permission comes from a role of its own, so each kind of revocation removes it.
+	f.exec(b, `DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')`)
+	f.exec(b, `INSERT INTO t_acme.roles (code, name) VALUES ('bench', 'Bench')`)
+	f.exec(b, `INSERT INTO t_acme.role_permissions (role_id, permission_id) SELECT r.id, p.id FROM t_acme.roles r, t_acme.permissions p
+		WHERE r.code = 'bench' AND p.code = 'users.delete.tenant'`)
+	f.exec(b, `INSERT INTO t_acme.user_roles (user_id, role_id) SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r
+		WHERE u.external_id = 'alice' AND r.code = 'bench'`)
+	insts := []*instance{f.start(b, pdp.Config{}, nil), f.start(b, pdp.Config{}, nil)}
+
+	type kind struct {
+		name           string
+		admin          bool // the statement runs on the admin database
+		revoke, regain string
+	}
+	const alice = `(SELECT id FROM t_acme.users WHERE external_id = 'alice')`
+	const perm = `(SELECT id FROM t_acme.permissions WHERE code = 'users.delete.tenant')`
+	const bench = `(SELECT id FROM t_acme.roles WHERE code = 'bench')`
+	kinds := []kind{
+		{name: "assignment", revoke: `DELETE FROM t_acme.user_roles WHERE user_id = ` + alice,
+			regain: `INSERT INTO t_acme.user_roles (user_id, role_id) VALUES (` + alice + `, ` + bench + `)`},
+		{name: "role permission", revoke: `DELETE FROM t_acme.role_permissions WHERE role_id = ` + bench,
+			regain: `INSERT INTO t_acme.role_permissions (role_id, permission_id) VALUES (` + bench + `, ` + perm + `)`},
+		{name: "explicit deny", revoke: `INSERT INTO t_acme.user_permissions (user_id, permission_id, is_granted) VALUES (` + alice + `, ` + perm + `, false)`,
+			regain: `DELETE FROM t_acme.user_permissions WHERE user_id = ` + alice},
+		{name: "user status", revoke: `UPDATE t_acme.users SET status = 'inactive' WHERE external_id = 'alice'`,
+			regain: `UPDATE t_acme.users SET status = 'active' WHERE external_id = 'alice'`},
+		{name: "tenant suspension", admin: true, revoke: `UPDATE admin.tenants SET status = 'suspended' WHERE slug = 'acme'`,
+			regain: `UPDATE admin.tenants SET status = 'active' WHERE slug = 'acme'`},
+	}
+	exec := func(k kind, sql string) {
+		pool := f.db
+		if k.admin {
+			pool = f.w.Admin
+		}
+		_, err := pool.Exec(ctx, sql)
+		require.NoError(b, err, sql)
+	}
+	allowedOn := func(in *instance) bool {
+		sub, err := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+		if err != nil {
+			return false
+		}
+		res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
+		return err == nil && res.Allowed
+	}
+
+	// The load: warm checks of another user on both instances, one goroutine per core, for
+	// the whole benchmark.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var loadWG gosync.WaitGroup
+	var loadChecks atomic.Int64
+	for g := range max(2, runtime.GOMAXPROCS(0)) {
+		in := insts[g%len(insts)]
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			sub, _ := in.svc.SubjectFromPrincipal(ctx, "acme", "bob")
+			for loadCtx.Err() == nil {
+				_, _ = in.svc.Check(ctx, sub, pdp.Request{Permission: "users.read.tenant"})
+				loadChecks.Add(1)
+			}
+		}()
+	}
+	defer func() {
+		stopLoad()
+		loadWG.Wait()
+	}()
 
 	var lat []time.Duration
-	for range b.N {
-		lat = lat[:0]
-		for range rounds {
-			f.exec(b, grant)
+	var allowsAfterDeny int64
+	started := time.Now()
+	for b.Loop() {
+		for r := range rounds {
+			k := kinds[r%len(kinds)]
 			for _, in := range insts {
-				in.waitFloor(b, f.tenant.ID, f.version(b))
-				require.True(b, in.check(b, "acme", "alice", "users.delete.tenant").Allowed)
+				require.Eventually(b, func() bool { return allowedOn(in) }, 20*time.Second, time.Millisecond,
+					"alice never regained the permission (%s)", k.name)
 			}
-			var commit atomic.Int64
+			var start atomic.Int64
 			var wg gosync.WaitGroup
 			results := make([]time.Duration, len(insts))
+			stop := make(chan struct{})
 			for i, in := range insts {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					sub, _ := in.svc.SubjectFromPrincipal(ctx, "acme", "alice")
+					denied := false
 					for {
-						res, err := in.svc.Check(ctx, sub, pdp.Request{Permission: "users.delete.tenant"})
-						if err == nil && !res.Allowed {
-							if c := commit.Load(); c != 0 {
-								results[i] = time.Since(time.Unix(0, c))
+						allowed := allowedOn(in)
+						switch {
+						case !allowed && !denied && start.Load() != 0:
+							denied = true
+							results[i] = time.Since(time.Unix(0, start.Load()))
+						case allowed && denied:
+							atomic.AddInt64(&allowsAfterDeny, 1)
+						}
+						if denied {
+							select {
+							case <-stop:
 								return
+							default:
 							}
 						}
-						// Load, not a busy loop that would starve the listeners of CPU on a
-						// small machine; the resolution stays well under a millisecond.
+						// The watchers sample; the load goroutines keep the cores busy.
 						time.Sleep(50 * time.Microsecond)
 					}
 				}()
 			}
-			_, err := f.db.Exec(ctx, revoke)
-			require.NoError(b, err)
-			commit.Store(time.Now().UnixNano())
+			start.Store(time.Now().UnixNano()) // before the statement is sent
+			exec(k, k.revoke)
+			// Keep the watchers checking for a while after the slowest first deny, then end the
+			// round.
+			for {
+				done := true
+				for i := range results {
+					done = done && results[i] != 0
+				}
+				if done {
+					break
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			time.Sleep(2 * time.Millisecond)
+			close(stop)
 			wg.Wait()
 			lat = append(lat, results...)
+			exec(k, k.regain)
 		}
 	}
+	elapsed := time.Since(started)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
 	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
-	fmt.Printf("revocation staleness over %d commits × %d instances: p50 %s, p99 %s, max %s\n",
-		rounds, len(insts), p(0.5), p(0.99), lat[len(lat)-1])
+	b.ReportMetric(float64(allowsAfterDeny), "allows-after-deny")
+	b.ReportMetric(float64(loadChecks.Load())/elapsed.Seconds(), "load-checks/s")
+	fmt.Printf("revocation staleness over %d samples (%d revocations × %d instances, mixed kinds, under load): p50 %s, p99 %s, max %s, allows after deny %d\n",
+		len(lat), len(lat)/len(insts), len(insts), p(0.5), p(0.99), lat[len(lat)-1], allowsAfterDeny)
+	if allowsAfterDeny != 0 {
+		b.Errorf("got %d allows after a deny, want 0", allowsAfterDeny)
+	}
 }
 
 // BenchmarkNotificationBurst measures check throughput on one instance while a single
