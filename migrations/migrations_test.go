@@ -3,10 +3,13 @@ package migrations_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,19 +36,21 @@ func listen(t *testing.T, url string) *pgx.Conn {
 	return conn
 }
 
-// next returns every notification of one committed transaction.
-func next(t *testing.T, conn *pgx.Conn) []payload {
+// next returns every notification committed on db since the last call: it commits a marker
+// notification of its own and reads until the marker, which PostgreSQL delivers after every
+// notification of the transactions committed before it.
+func next(t *testing.T, conn *pgx.Conn, db *pgxpool.Pool) []payload {
 	t.Helper()
+	marker := fmt.Sprintf("marker-%d", markers.Add(1))
+	_, err := db.Exec(context.Background(), `SELECT pg_notify('neoauthz', $1)`, marker)
+	require.NoError(t, err)
 	var out []payload
 	for {
-		timeout := 5 * time.Second
-		if len(out) > 0 {
-			timeout = 200 * time.Millisecond
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		n, err := conn.WaitForNotification(ctx)
 		cancel()
-		if err != nil {
+		require.NoError(t, err, "the marker notification never arrived")
+		if n.Payload == marker {
 			require.NotEmpty(t, out, "no notification arrived")
 			return out
 		}
@@ -55,6 +60,8 @@ func next(t *testing.T, conn *pgx.Conn) []payload {
 		out = append(out, p)
 	}
 }
+
+var markers atomic.Int64
 
 func str(s string) *string { return &s }
 
@@ -83,7 +90,7 @@ func TestTenantTriggersNotifyEachKindOfChange(t *testing.T) {
 		for i := range want {
 			want[i].Level, want[i].TenantID, want[i].Version = "tenant", tenant, version
 		}
-		assert.ElementsMatch(t, want, next(t, l))
+		assert.ElementsMatch(t, want, next(t, l, db))
 		var v int64
 		require.NoError(t, db.QueryRow(ctx, `SELECT version FROM t_acme.authz_state`).Scan(&v))
 		assert.Equal(t, version, v, "authz_state.version is bumped once per transaction")
@@ -144,33 +151,33 @@ func TestAdminTriggersNotifyPlatformAndTenantChanges(t *testing.T) {
 
 	_, err = w.Tenants.Suspend(ctx, "acme")
 	require.NoError(t, err)
-	got := next(t, l)
+	got := next(t, l, w.Admin)
 	require.Len(t, got, 1)
 	assert.Equal(t, "tenant", got[0].Level)
 	assert.Equal(t, "tenant", got[0].Kind)
 	assert.Equal(t, &tn.ID, got[0].TenantID)
 
 	exec(`UPDATE admin.tenants SET settings = '{"audiences": ["acme-app"]}' WHERE slug = 'acme'`)
-	got = next(t, l)
+	got = next(t, l, w.Admin)
 	require.Len(t, got, 1, "accepted audiences live in settings")
 	assert.Equal(t, "tenant", got[0].Kind)
 
 	exec(`UPDATE admin.tenants SET name = 'Renamed' WHERE slug = 'acme'`)
 	exec(`INSERT INTO admin.platform_users (external_id) VALUES ('kc-root')`)
-	got = next(t, l)
+	got = next(t, l, w.Admin)
 	require.Len(t, got, 1, "a rename is not an authorization change; the user insert is")
 	assert.Equal(t, payload{Level: "platform", Kind: "user", UserID: str("kc-root"), Version: got[0].Version}, got[0])
 
 	exec(`INSERT INTO admin.platform_user_roles (user_id, role_id, tenant_id)
 		SELECT u.id, r.id, t.id FROM admin.platform_users u, admin.platform_roles r, admin.tenants t
 		WHERE u.external_id = 'kc-root' AND r.code = 'tenant_admin' AND t.slug = 'acme'`)
-	got = next(t, l)
+	got = next(t, l, w.Admin)
 	require.Len(t, got, 1)
 	assert.Equal(t, "user", got[0].Kind)
 	assert.Equal(t, str("kc-root"), got[0].UserID)
 
 	exec(`UPDATE admin.platform_roles SET is_active = false WHERE code = 'support'`)
-	got = next(t, l)
+	got = next(t, l, w.Admin)
 	require.Len(t, got, 1)
 	assert.Equal(t, "platform", got[0].Level)
 	assert.Equal(t, "role", got[0].Kind)
