@@ -262,8 +262,10 @@ func TestReadYourWritesMatrix(t *testing.T) {
 		undo    func() consistency.Token // for writes that affect every case
 	}{
 		{
-			name:    "platform RBAC",
-			subject: func(user string) subject { return subject{"platform", user, "/platform/tenants", "tenants.read.platform"} },
+			name: "platform RBAC",
+			subject: func(user string) subject {
+				return subject{"platform", user, "/platform/tenants", "tenants.read.platform"}
+			},
 			write: func(user string) consistency.Token {
 				return consistency.ForAdmin(writeAt(t, w.Admin, adminVersion, `DELETE FROM admin.platform_user_roles
 					WHERE user_id = (SELECT id FROM admin.platform_users WHERE external_id = $1)`, user))

@@ -141,13 +141,6 @@ func killListeners(t *testing.T, q *pgxpool.Pool) {
 	require.NoError(t, err)
 }
 
-func adminVersion(t *testing.T, e *env) uint64 {
-	t.Helper()
-	var v int64
-	require.NoError(t, e.w.Admin.QueryRow(context.Background(), `SELECT version FROM admin.authz_state`).Scan(&v))
-	return uint64(v)
-}
-
 // bumpSilently advances a version the way a change would, without a notification (a lost
 // one).
 func bumpSilently(t *testing.T, q *pgxpool.Pool, table string) uint64 {
@@ -298,7 +291,7 @@ func TestRegistryReadFailureKeepsTheListeners(t *testing.T) {
 	require.Eventually(t, func() bool { return e.logs.count(warning) >= 3 }, 15*time.Second, 5*time.Millisecond,
 		"the registry read never failed")
 	assert.True(t, e.up(e.tenantDB()), "a failed registry read stopped a listener")
-	assert.Equal(t, before, e.reconnects(t, e.tenantDB()), "a failed registry read restarted a listener")
+	assert.InDelta(t, before, e.reconnects(t, e.tenantDB()), 0, "a failed registry read restarted a listener")
 	assert.Zero(t, e.logs.count("no longer listening"))
 
 	_, err = e.w.Admin.Exec(ctx, `ALTER TABLE admin.database_connections_away RENAME TO database_connections`)
