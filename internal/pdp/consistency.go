@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	gosync "sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/neofast/neoauthz/internal/authn"
@@ -32,7 +31,7 @@ func (s *Service) Await(ctx context.Context, tok consistency.Token) error {
 		if err := s.probes.exists(ctx, authzsync.PlatformScope, tok.Admin, arrived, s.store.AdminVersion); err != nil {
 			return fmt.Errorf("consistency token, admin part: %w", err)
 		}
-		if raise(&s.identityAt, tok.Admin) {
+		if authzsync.Raise(&s.identityAt, tok.Admin) {
 			s.invalidateIdentity()
 		}
 	}
@@ -69,18 +68,6 @@ func (s *Service) invalidateIdentity() {
 // drops its identity caches: on a tenant change and when a consistency token's admin part
 // is newer than the notifications received. Call it before serving.
 func (s *Service) AlsoInvalidate(f func()) { s.identityCaches = append(s.identityCaches, f) }
-
-func raise(a *atomic.Uint64, v uint64) bool {
-	for {
-		cur := a.Load()
-		if v <= cur {
-			return false
-		}
-		if a.CompareAndSwap(cur, v) {
-			return true
-		}
-	}
-}
 
 // probes finds out whether versions exist: per scope (PlatformScope for the admin database,
 // else a tenant id), the highest version a read has confirmed, and the read under way.

@@ -65,7 +65,8 @@ func (f *Floors) peek(key string) *scope {
 	return f.scopes[key]
 }
 
-func raise(a *atomic.Uint64, v uint64) bool {
+// Raise sets a to v if v is higher, and reports whether it did.
+func Raise(a *atomic.Uint64, v uint64) bool {
 	for {
 		cur := a.Load()
 		if v <= cur {
@@ -108,8 +109,8 @@ func (f *Floors) DirFloor(tenantID string) uint64 {
 // RaiseAll invalidates every value of the scope computed below version v.
 func (f *Floors) RaiseAll(scopeKey string, v uint64) {
 	s := f.get(scopeKey)
-	raise(&s.seen, v)
-	if raise(&s.all, v) {
+	Raise(&s.seen, v)
+	if Raise(&s.all, v) {
 		// Per-user floors at or below the scope's floor say nothing more.
 		s.mu.Lock()
 		for u, uv := range s.user {
@@ -124,7 +125,7 @@ func (f *Floors) RaiseAll(scopeKey string, v uint64) {
 // RaiseUser invalidates the user's values of the scope computed below version v.
 func (f *Floors) RaiseUser(scopeKey, user string, v uint64) {
 	s := f.get(scopeKey)
-	raise(&s.seen, v)
+	Raise(&s.seen, v)
 	if v <= s.all.Load() {
 		return
 	}
@@ -139,10 +140,10 @@ func (f *Floors) RaiseUser(scopeKey, user string, v uint64) {
 }
 
 // RaiseDir invalidates a tenant's directory entry read below admin version v.
-func (f *Floors) RaiseDir(tenantID string, v uint64) { raise(&f.get(tenantID).dir, v) }
+func (f *Floors) RaiseDir(tenantID string, v uint64) { Raise(&f.get(tenantID).dir, v) }
 
 // RaiseAllDirs invalidates every directory entry read below admin version v.
-func (f *Floors) RaiseAllDirs(v uint64) { raise(&f.dir, v) }
+func (f *Floors) RaiseAllDirs(v uint64) { Raise(&f.dir, v) }
 
 // Seen returns the newest version of the scope heard of.
 func (f *Floors) Seen(scopeKey string) uint64 {
@@ -194,4 +195,4 @@ func (f *Floors) DownSince(db string) (time.Time, bool) {
 
 // Heard records that the scope's data reached version v without invalidating anything (an
 // admin notification about one tenant still advances what the platform scope has heard).
-func (f *Floors) Heard(scopeKey string, v uint64) { raise(&f.get(scopeKey).seen, v) }
+func (f *Floors) Heard(scopeKey string, v uint64) { Raise(&f.get(scopeKey).seen, v) }
