@@ -50,7 +50,7 @@ func schemas() map[string]schema {
 	ts := strf("date-time")
 	m := map[string]schema{
 		"Meta": {"type": "object", "properties": schema{
-			"request_id": str(), "version": integer(), "page": integer(), "page_size": integer(),
+			"request_id": str(), "version": integer(), "consistency_token": str(), "page": integer(), "page_size": integer(),
 			"total": integer(), "total_pages": integer(), "purged": boolean(), "organization_id": strf("uuid"),
 		}},
 		"Error": obj(schema{
