@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/routes"
 	"github.com/neofast/neoauthz/internal/strictjson"
@@ -217,10 +218,12 @@ type azDecision struct {
 // azContext is the decision context neoauthz returns: why, which decision (for the logs),
 // at which authorization version, or the error that kept an item from being decided.
 type azContext struct {
-	Reason     string   `json:"reason,omitempty"`
-	DecisionID string   `json:"decision_id,omitempty"`
-	Version    uint64   `json:"version,omitempty"`
-	Error      *azError `json:"error,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	DecisionID string `json:"decision_id,omitempty"`
+	Version    uint64 `json:"version,omitempty"`
+	// ConsistencyToken names the data the decision used.
+	ConsistencyToken string   `json:"consistency_token,omitempty"`
+	Error            *azError `json:"error,omitempty"`
 }
 
 // azError is an error that is not a decision: an HTTP status and a message for the caller.
@@ -244,9 +247,10 @@ type azCaller struct {
 
 // azRequest is what every AuthZEN endpoint establishes before deciding anything.
 type azRequest struct {
-	caller     azCaller
-	tenant     string // bound by the path, "" at the root
-	minVersion uint64
+	caller azCaller
+	tenant string // bound by the path, "" at the root
+	// consistency is the request's consistency token (x-neoauthz-consistency).
+	consistency consistency.Token
 }
 
 // authzenBegin authenticates the caller and reads the parts of the request every endpoint
@@ -262,18 +266,24 @@ func (s *Server) authzenBegin(w http.ResponseWriter, r *http.Request, body any) 
 		}
 		in.tenant = t
 	}
-	if v := r.Header.Get(headerMinVersion); v != "" {
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return in, azBad("invalid %s header", headerMinVersion)
-		}
-		in.minVersion = n
+	if r.Header.Get(headerMinVersion) != "" {
+		// Ignoring it would silently drop the caller's read-your-writes.
+		return in, azBad("%s", msgMinVersion)
 	}
 	caller, aerr := s.authzenCaller(r)
 	if aerr != nil {
 		return in, aerr
 	}
 	in.caller = caller
+	// Only a known caller may make the pdp read a version.
+	tok, bad, err := s.awaitToken(r.Context(), joinedHeader(r.Header, headerConsistency))
+	switch {
+	case bad != "":
+		return in, azBad("%s", bad)
+	case err != nil:
+		return in, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	}
+	in.consistency = tok
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return in, azBad("Content-Type must be application/json")
 	}
@@ -540,7 +550,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 	sub := asub.Subject
 	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
 
-	req := pdp.Request{AtLeastVersion: in.minVersion, BoundTenant: asub.bound}
+	req := pdp.Request{Consistency: in.consistency, BoundTenant: asub.bound}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
 		d, done, aerr := s.authzenRoute(e, sub, &req, rec)
 		if done || aerr != nil {
@@ -572,7 +582,8 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 		}
 		return azDecision{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
-	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version}}, nil
+	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version,
+		ConsistencyToken: res.Token.String()}}, nil
 }
 
 // azSubject is the subject of an evaluation and the tenant the request binds it to (the

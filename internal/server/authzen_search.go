@@ -242,7 +242,7 @@ func (s *Server) authzenSearchAction(r *http.Request, in *azRequest, body *azSea
 		}
 	}
 	if cfg.RouteResourceType == "" || e.Resource.Type != cfg.RouteResourceType {
-		codes, _, err := s.dec.ListPermissions(r.Context(), sub.Subject, in.minVersion)
+		codes, _, err := s.dec.ListPermissions(r.Context(), sub.Subject, in.consistency)
 		if err != nil {
 			return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 		}

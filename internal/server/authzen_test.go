@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/consistency"
 )
 
 const testAuthZENConfig = `{
@@ -95,19 +97,31 @@ func TestAuthZENEvaluation(t *testing.T) {
 	ts, c := startAuthZEN(t, fake, "spiffe://test/gateway")
 
 	code, h, out := c.do(t, pathEvaluation, "application/json; charset=utf-8", aliceReads,
-		map[string]string{"X-Request-ID": "req-1", headerMinVersion: "42"})
+		map[string]string{"X-Request-ID": "req-1", headerConsistency: consistency.ForAdmin(42).String()})
 	require.Equal(t, http.StatusOK, code, "%v", out)
 	assert.Equal(t, true, out["decision"])
 	ctx := out["context"].(map[string]any)
 	assert.Equal(t, "granted", ctx["reason"])
 	assert.NotEmpty(t, ctx["decision_id"])
-	assert.EqualValues(t, 42, ctx["version"])
+	assert.Equal(t, consistency.ForAdmin(42).String(), ctx["consistency_token"], "the token of the data used")
 	assert.Equal(t, "req-1", h.Get("X-Request-ID"))
 	req, sub, _ := fake.lastRequest()
 	assert.Equal(t, "users.read.tenant", req.Permission)
-	assert.EqualValues(t, 42, req.AtLeastVersion, "x-neoauthz-min-version reaches the pdp")
+	assert.EqualValues(t, 42, req.Consistency.Admin, "x-neoauthz-consistency reaches the pdp")
 	assert.Equal(t, "alice", sub.UserID)
 	assert.Nil(t, req.Resource, "a code check carries no resource")
+
+	for name, hdr := range map[string]map[string]string{
+		"malformed token":  {headerConsistency: "42"},
+		"impossible token": {headerConsistency: consistency.ForAdmin(fakeCurrentVersion + 1).String()},
+		"replaced header":  {headerMinVersion: "42"},
+	} {
+		_, _, before := fake.lastRequest()
+		code, _, _ := c.do(t, pathEvaluation, "application/json", aliceReads, hdr)
+		assert.Equal(t, http.StatusBadRequest, code, name)
+		_, _, after := fake.lastRequest()
+		assert.Equal(t, before, after, "%s: the pdp was asked to decide", name)
+	}
 
 	// The default mapping: an action name that is a permission is used as it is.
 	code, out = c.post(t, pathEvaluation, `{"subject":{"type":"user","id":"alice"},"action":{"name":"projects.read"},
