@@ -299,7 +299,7 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, fresh func(V) boo
 		return zero, r.Err
 	}
 	// The shared load was fresh enough for its leader but not for this caller (which knows a
-	// newer version, e.g. from at_least_version), or stale for the leader and perhaps not for
+	// newer version, e.g. from a consistency token), or stale for the leader and perhaps not for
 	// us: load again, alone.
 	return c.loadFresh(ctx, key, fresh, load)
 }

@@ -4,7 +4,7 @@
 //
 // Every cached value carries the version of the data it was computed from, and every lookup
 // comes with a fresh predicate that compares that version with the newest one the caller knows
-// (for the tenant or user, and the request's at_least_version). A value the predicate rejects is
+// (for the tenant or user, and the request's consistency token). A value the predicate rejects is
 // a miss in L1 and in L2, whatever order writes landed in: ristretto applies Sets from a buffer,
 // so an old value can land after a Del; another instance can write an old value to Redis after a
 // newer one; a load that read old data can finish after the newer version became known.
