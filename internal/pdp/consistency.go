@@ -80,6 +80,7 @@ type probes struct {
 type probe struct {
 	started time.Time
 	done    chan struct{}
+	waiters int // callers waiting for it (guarded by probes.mu)
 	version uint64
 	err     error
 }
@@ -104,9 +105,11 @@ func (p *probes) exists(ctx context.Context, scope string, want uint64, arrived 
 				p.running, p.confirmed = map[string]*probe{}, map[string]uint64{}
 			}
 			p.running[scope] = pr
+			pr.waiters++
 			p.mu.Unlock()
 			go p.run(ctx, scope, pr, read)
 		} else {
+			pr.waiters++
 			p.mu.Unlock()
 		}
 		select {
