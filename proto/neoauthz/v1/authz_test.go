@@ -17,9 +17,9 @@ func TestCheckRequestRoundTrip(t *testing.T) {
 		Subject: &authzv1.Subject{Kind: &authzv1.Subject_Principal{
 			Principal: &authzv1.Principal{Tenant: "acme", User: "u-42"},
 		}},
-		Permission:     "users.read",
-		Resource:       &authzv1.Resource{OwnerId: "u-7", TeamId: "t-1", Tenant: "globex"},
-		AtLeastVersion: 17,
+		Permission:       "users.read",
+		Resource:         &authzv1.Resource{OwnerId: "u-7", TeamId: "t-1", Tenant: "globex"},
+		ConsistencyToken: "nz1.EQ",
 	}
 	b, err := proto.Marshal(in)
 	require.NoError(t, err)
@@ -48,10 +48,19 @@ func TestFieldNumbers(t *testing.T) {
 	}{
 		{"Subject", &authzv1.Subject{}, map[protoreflect.Name]protoreflect.FieldNumber{"token": 1, "principal": 2}},
 		{"CheckRequest", &authzv1.CheckRequest{}, map[protoreflect.Name]protoreflect.FieldNumber{
-			"subject": 1, "permission": 2, "resource": 3, "at_least_version": 4,
+			"subject": 1, "permission": 2, "resource": 3, "at_least_version": 4, "consistency_token": 5,
 		}},
 		{"CheckResponse", &authzv1.CheckResponse{}, map[protoreflect.Name]protoreflect.FieldNumber{
-			"allowed": 1, "reason": 2, "version": 3, "decision_id": 4, "grant": 5,
+			"allowed": 1, "reason": 2, "version": 3, "decision_id": 4, "grant": 5, "consistency_token": 6,
+		}},
+		{"CheckBulkRequest", &authzv1.CheckBulkRequest{}, map[protoreflect.Name]protoreflect.FieldNumber{
+			"subject": 1, "items": 2, "at_least_version": 3, "consistency_token": 4,
+		}},
+		{"ListPermissionsRequest", &authzv1.ListPermissionsRequest{}, map[protoreflect.Name]protoreflect.FieldNumber{
+			"subject": 1, "at_least_version": 2, "consistency_token": 3,
+		}},
+		{"ListPermissionsResponse", &authzv1.ListPermissionsResponse{}, map[protoreflect.Name]protoreflect.FieldNumber{
+			"permissions": 1, "version": 2, "consistency_token": 3,
 		}},
 	}
 	for _, tc := range tests {
