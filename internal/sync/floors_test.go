@@ -120,7 +120,7 @@ func TestFloorNeverMissesARaceWithRaiseAll(t *testing.T) {
 		t.Run("scope="+scope, func(t *testing.T) {
 			var f Floors
 			var published atomic.Uint64 // the highest raise that has returned
-			const rounds = 20000
+			const rounds = 60000
 			var wg gosync.WaitGroup
 			var violations atomic.Int64
 			done := make(chan struct{})
