@@ -78,6 +78,7 @@ func TestTraefikConfig(t *testing.T) {
 	require.NotNil(t, fa.TrustForwardHeader, "trustForwardHeader is stated")
 	assert.False(t, *fa.TrustForwardHeader, "a client's X-Forwarded-* must not reach the pdp")
 	assert.Contains(t, fa.AuthRequestHeaders, "Authorization")
+	assert.Contains(t, fa.AuthRequestHeaders, "X-Neoauthz-Consistency", "read-your-writes tokens reach the pdp")
 	for _, h := range fa.AuthRequestHeaders {
 		assert.False(t, strings.HasPrefix(strings.ToLower(h), "x-original-") || strings.HasPrefix(strings.ToLower(h), "x-forwarded-"),
 			"authRequestHeaders passes the client's %s to the pdp", h)
