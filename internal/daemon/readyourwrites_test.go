@@ -62,7 +62,9 @@ func startHeldPDP(t *testing.T, w *testenv.World, rdb redis.UniversalClient, pre
 	svc, err := pdp.New(pdp.Config{Cache: cache.Options{Prefix: prefix}}, validator, store, w.Admin, floors, rdb, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	svc.AlsoInvalidate(realms.Invalidate)
-	srv, err := server.New(server.DefaultConfig(), svc, table, log, prometheus.NewRegistry())
+	cfg := server.DefaultConfig()
+	cfg.ForwardAuthHeaders = server.ConventionTraefik
+	srv, err := server.New(cfg, svc, table, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
