@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/routes"
 	"github.com/neofast/neoauthz/internal/server"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
@@ -48,7 +49,7 @@ func FuzzCheckRealStack(f *testing.F) {
 		byToken[tokens[i]] = i
 		sub, err := st.svc.SubjectFromToken(ctx, tokens[i])
 		require.NoError(f, err)
-		held[i], _, err = st.svc.ListPermissions(ctx, sub, 0)
+		held[i], _, err = st.svc.ListPermissions(ctx, sub, consistency.Token{})
 		require.NoError(f, err)
 	}
 	require.Contains(f, held[0], "users.read.tenant", "alice is an admin")
@@ -97,7 +98,8 @@ func FuzzCheckRealStack(f *testing.F) {
 			token = string(b)
 		}
 
-		req := &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Token{Token: token}}, Permission: perm, AtLeastVersion: version % 4}
+		req := &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Token{Token: token}}, Permission: perm,
+			ConsistencyToken: consistency.ForAdmin(version % 4).String()}
 		if owner != "" || team != "" || tenant != "" {
 			req.Resource = &authzv1.Resource{OwnerId: owner, TeamId: team, Tenant: tenant}
 		}
@@ -112,7 +114,7 @@ func FuzzCheckRealStack(f *testing.F) {
 
 		headers := map[string]string{"authorization": "Bearer " + token}
 		if minV != "" {
-			headers["x-neoauthz-min-version"] = minV
+			headers["x-neoauthz-consistency"] = minV
 		}
 		ext := map[string]string{}
 		if extPerm != "" {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/routes"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -53,7 +54,7 @@ func FuzzCheck(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, method, path, host, auth, minVersion, extPerm, boundTenant, perm, token, owner, team, tenant string, version uint64) {
 		// neoauthz.v1 Check.
-		req := &authzv1.CheckRequest{Subject: tokenSubject(token), Permission: perm, AtLeastVersion: version}
+		req := &authzv1.CheckRequest{Subject: tokenSubject(token), Permission: perm, ConsistencyToken: consistency.ForAdmin(version).String()}
 		if owner != "" || team != "" || tenant != "" {
 			req.Resource = &authzv1.Resource{OwnerId: owner, TeamId: team, Tenant: tenant}
 		}
@@ -74,7 +75,7 @@ func FuzzCheck(f *testing.F) {
 			headers["authorization"] = auth
 		}
 		if minVersion != "" {
-			headers[headerMinVersion] = minVersion
+			headers[headerConsistency] = minVersion
 		}
 		ext := map[string]string{}
 		if extPerm != "" {
