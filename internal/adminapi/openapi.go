@@ -83,6 +83,13 @@ func schemas() map[string]schema {
 		}, "slug", "region", "external_auth_realm"),
 		"PatchTenant":       obj(schema{"name": str(), "settings": anyObject()}),
 		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
+		"Decision": obj(schema{
+			"decision_id": str(), "decided_at": ts, "tenant_id": strf("uuid"), "level": enum("tenant", "platform"),
+			"user": str(), "permission": str(), "resource_owner": str(), "resource_team": str(), "resource_tenant": str(),
+			"allowed": boolean(), "reason": str(), "grant_code": str(), "grant_role": str(), "grant_group": str(),
+			"version": integer(), "transport": enum("extauthz", "forwardauth", "grpc"), "method": str(), "path": str(),
+			"client_addr": str(), "latency_us": integer(),
+		}, "decision_id", "decided_at", "permission", "allowed", "reason", "transport"),
 		"AuditVerification": obj(schema{"ok": boolean(), "rows_checked": integer(), "first_bad_id": integer(), "problem": str()}, "ok"),
 		"Region":            obj(schema{"code": str(), "name": str(), "is_active": boolean(), "data_residency": boolean(), "created_at": ts}, "code"),
 		"CreateRegion":      obj(schema{"code": pat(slugPattern, "eu-west-1"), "name": str(), "data_residency": boolean()}, "code"),

@@ -196,6 +196,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		host:          orig[partHost],
 		authorization: joinedHeader(r.Header, "Authorization"),
 		minVersion:    r.Header.Get(headerMinVersion),
+		start:         start,
 	}
 	if bad == "" && s.host.set && in.host == "" {
 		// A host pattern that silently binds nothing would let any tenant's token through.

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/pprof"
 	"github.com/neofast/neoauthz/internal/routes"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -57,6 +58,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	authzen *authzenState // nil: the AuthZEN API is not served
+	// decisions records decisions when set (SetDecisionLog); nil records nothing.
+	decisions DecisionLog
 
 	grpc    *grpc.Server
 	health  *health.Server
@@ -139,11 +142,17 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	ops := http.NewServeMux()
 	ops.HandleFunc("GET /health", s.healthHTTP)
 	ops.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		pprof.Register(ops)
+	}
 	s.ops = ops
 	mux := http.NewServeMux()
 	if cfg.MetricsAddr == "" {
 		mux.Handle("/health", ops)
 		mux.Handle("/metrics", ops)
+		if cfg.Pprof {
+			mux.Handle(pprof.Prefix, ops)
+		}
 	}
 	if !fwd.enabled() {
 		mux.HandleFunc("/auth", forwardAuthOff)
