@@ -81,8 +81,8 @@ func schemas() map[string]schema {
 				"description": "the tenant's Keycloak realm; not the platform realm, unique whatever the case"},
 			"organization_id": schema{"type": "string", "description": "the organization's id or slug"},
 		}, "slug", "region", "external_auth_realm"),
-		"PatchTenant":       obj(schema{"name": str(), "settings": anyObject()}),
-		"AuditEntry":        obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
+		"PatchTenant": obj(schema{"name": str(), "settings": anyObject()}),
+		"AuditEntry":  obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
 		"Decision": obj(schema{
 			"decision_id": str(), "decided_at": ts, "tenant_id": strf("uuid"), "level": enum("tenant", "platform"),
 			"user": str(), "permission": str(), "resource_owner": str(), "resource_team": str(), "resource_tenant": str(),
