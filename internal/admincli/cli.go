@@ -21,6 +21,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/probe"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -55,6 +56,7 @@ Usage:
   admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
   admin audit verify     [--expect-head CHECKPOINT]    walk the audit log's hash chain (up to its head)
   admin audit checkpoint                               print the chain's head, MAC'd with NEOAUTHZ_AUDIT_KEY
+  admin probe            [URL]   exit 0 when URL (default http://127.0.0.1:8001/health) answers 200
   admin decisions query  --tenant SLUG [--user SUB] [--permission CODE] [--allowed true|false]
                          [--from RFC3339] [--to RFC3339] [--page N] [--page-size N] [--output text|json]
   admin decisions prune  [--retention 720h] [--output text|json]
@@ -88,6 +90,13 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return nil
 	}
 	// One-word commands.
+	if len(args) >= 1 && args[0] == "probe" {
+		url := "http://127.0.0.1:8001/health"
+		if len(args) > 1 {
+			url = args[1]
+		}
+		return probe.Check(ctx, url, 3*time.Second)
+	}
 	if len(args) >= 1 && (args[0] == "serve" || args[0] == "bootstrap") {
 		a, err := open(ctx, env)
 		if err != nil {

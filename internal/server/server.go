@@ -134,6 +134,17 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(false) // until the decision service first reports ready
+	// A second server on the same registry (tests) keeps the first one's gauge.
+	if _, err := register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pdp_serving",
+		Help: "1 while the pdp is ready and serving (what gRPC health and /health report), else 0."},
+		func() float64 {
+			if s.serving.Load() && !s.shuttingDown.Load() {
+				return 1
+			}
+			return 0
+		})); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 
 	gatherer := prometheus.DefaultGatherer
 	if g, ok := reg.(prometheus.Gatherer); ok {
