@@ -312,8 +312,6 @@ func TestMaintainCreatesPartitionsAndAppliesRetention(t *testing.T) {
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 	// Partitions for an old day and "today"; rows in them and in the default partition.
-	_, err := db.Exec(ctx, `SET search_path = analytics`)
-	require.NoError(t, err)
 	conn, err := db.Acquire(ctx)
 	require.NoError(t, err)
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -339,6 +337,7 @@ func TestMaintainCreatesPartitionsAndAppliesRetention(t *testing.T) {
 	insert("short-3d", short, time.Date(2026, 3, 7, 5, 0, 0, 0, time.UTC))     // past the tenant's 2 days
 	insert("long-3d", long, time.Date(2026, 3, 7, 5, 0, 0, 0, time.UTC))       // within the global 30 days
 	insert("short-today", short, time.Date(2026, 3, 10, 5, 0, 0, 0, time.UTC)) // kept
+	insert("ahead", long, time.Date(2026, 3, 12, 23, 0, 0, 0, time.UTC))       // no partition yet: in the default one
 
 	res, err := Maintain(ctx, w.Admin, w.Registry, 30*24*time.Hour, now)
 	require.NoError(t, err)
@@ -352,7 +351,10 @@ func TestMaintainCreatesPartitionsAndAppliesRetention(t *testing.T) {
 	require.NoError(t, err)
 	ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	assert.Equal(t, []string{"long-3d", "short-today"}, ids)
+	assert.Equal(t, []string{"ahead", "long-3d", "short-today"}, ids)
+	var part string
+	require.NoError(t, db.QueryRow(ctx, `SELECT c.relname FROM analytics.decision_log d JOIN pg_class c ON c.oid = d.tableoid WHERE d.decision_id = 'ahead'`).Scan(&part))
+	assert.Equal(t, "decision_log_20260312", part, "rows written before their day's partition existed move into it")
 
 	var ahead int
 	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'decision_log_' || to_char($1::date, 'YYYYMMDD')`,

@@ -176,6 +176,39 @@ func tenantRetentions(ctx context.Context, admin *pgxpool.Pool, global time.Dura
 
 const partitionPrefix = "decision_log_"
 
+// ensurePartition creates the partition of day when it is missing. Rows of that day already in
+// the default partition (written before the partition existed) would make the creation fail,
+// so they are moved into it in the same transaction.
+func ensurePartition(ctx context.Context, conn *pgx.Conn, day time.Time) error {
+	name := partitionPrefix + day.Format("20060102")
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
+		pgx.Identifier{migrations.AnalyticsSchema, name}.Sanitize()).Scan(&exists); err != nil || exists {
+		return err
+	}
+	def := pgx.Identifier{migrations.AnalyticsSchema, "decision_log_default"}.Sanitize()
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// ensure_decision_log_partition creates the partition in current_schema(), with bounds
+		// in the session's time zone: days are UTC days.
+		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true), set_config('TimeZone', 'UTC', true)`,
+			migrations.AnalyticsSchema); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE decision_log_moving (LIKE `+table()+`) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM `+def+` WHERE decided_at >= $1 AND decided_at < $2 RETURNING *)
+			INSERT INTO decision_log_moving SELECT * FROM moved`, day, day.AddDate(0, 0, 1)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT ensure_decision_log_partition($1::date)`, day.Format(time.DateOnly)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO `+table()+` SELECT * FROM decision_log_moving`)
+		return err
+	})
+}
+
 func maintainOne(ctx context.Context, reg *registry.Store, c registry.Connection, retention time.Duration,
 	tenants map[string]time.Duration, now time.Time, p *Pruned) error {
 	dsn, err := reg.ConnString(c, "")
@@ -189,20 +222,10 @@ func maintainOne(ctx context.Context, reg *registry.Store, c registry.Connection
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	today := now.UTC().Truncate(24 * time.Hour)
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// ensure_decision_log_partition creates the partition in current_schema().
-		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, migrations.AnalyticsSchema); err != nil {
-			return err
+	for d := 0; d <= PartitionsAhead; d++ {
+		if err := ensurePartition(ctx, conn, today.AddDate(0, 0, d)); err != nil {
+			return fmt.Errorf("create partition: %w", err)
 		}
-		for d := 0; d <= PartitionsAhead; d++ {
-			if _, err := tx.Exec(ctx, `SELECT ensure_decision_log_partition($1::date)`, today.AddDate(0, 0, d)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("create partitions: %w", err)
 	}
 
 	cutoff := now.Add(-retention)
