@@ -140,7 +140,6 @@ type tenantInfo struct {
 	region     string
 	sampleRate float64 // < 0: the global rate
 	bucket     *bucket
-	retention  int // days; 0: the global retention
 }
 
 // snapshot is an immutable view of tenants and analytics databases, swapped on refresh.
@@ -355,36 +354,52 @@ func parseSettings(raw []byte) (sample, rate float64, retention int) {
 	return sample, rate, retention
 }
 
+// tenantRow is a tenant's region and decision-log settings (-1 / 0: not set).
+type tenantRow struct {
+	id, region       string
+	sampleRate, rate float64
+	retentionDays    int
+}
+
+// readTenants reads every tenant that is not deleted with its decision-log settings.
+func readTenants(ctx context.Context, admin *pgxpool.Pool) ([]tenantRow, error) {
+	rows, err := admin.Query(ctx, `SELECT id::text, region_code, settings->'decision_log'
+		  FROM admin.tenants WHERE status <> 'deleted'`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (tenantRow, error) {
+		var t tenantRow
+		var raw []byte
+		err := row.Scan(&t.id, &t.region, &raw)
+		t.sampleRate, t.rate, t.retentionDays = parseSettings(raw)
+		return t, err
+	})
+}
+
 // refresh re-reads tenants (region, settings) and the active analytics databases.
 func (r *Recorder) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
 	defer cancel()
 	old := r.snap.Load()
-	rows, err := r.admin.Query(ctx, `SELECT id::text, region_code, settings->'decision_log'
-		  FROM admin.tenants WHERE status <> 'deleted'`)
+	rows, err := readTenants(ctx, r.admin)
 	if err != nil {
 		return err
 	}
-	tenants := map[string]*tenantInfo{}
-	var id, region string
-	var raw []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &region, &raw}, func() error {
-		sample, rate, retention := parseSettings(raw)
-		ti := &tenantInfo{region: region, sampleRate: sample, retention: retention}
+	tenants := make(map[string]*tenantInfo, len(rows))
+	for _, row := range rows {
+		ti := &tenantInfo{region: row.region, sampleRate: row.sampleRate}
+		rate := row.rate
 		if rate < 0 {
 			rate = r.cfg.TenantRate
 		}
 		// Keep the tenant's bucket across refreshes so a refresh does not refill it.
-		if prev := old.tenants[id]; prev != nil && prev.bucket.rate == rate {
+		if prev := old.tenants[row.id]; prev != nil && prev.bucket.rate == rate {
 			ti.bucket = prev.bucket
 		} else {
 			ti.bucket = newBucket(rate)
 		}
-		tenants[id] = ti
-		return nil
-	})
-	if err != nil {
-		return err
+		tenants[row.id] = ti
 	}
 	conns, err := r.reg.ListConnections(ctx, registry.ConnectionFilter{Type: registry.TypeAnalytics, ActiveOnly: true})
 	if err != nil {

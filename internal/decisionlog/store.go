@@ -153,25 +153,20 @@ func Maintain(ctx context.Context, admin *pgxpool.Pool, reg *registry.Store, ret
 
 // tenantRetentions returns, by region, the tenants whose retention is shorter than the global.
 func tenantRetentions(ctx context.Context, admin *pgxpool.Pool, global time.Duration) (map[string]map[string]time.Duration, error) {
-	rows, err := admin.Query(ctx, `SELECT id::text, region_code, settings->'decision_log' FROM admin.tenants
-		WHERE settings ? 'decision_log'`)
+	rows, err := readTenants(ctx, admin)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]map[string]time.Duration{}
-	var id, region string
-	var raw []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &region, &raw}, func() error {
-		_, _, days := parseSettings(raw)
-		if d := time.Duration(days) * 24 * time.Hour; days > 0 && d < global {
-			if out[region] == nil {
-				out[region] = map[string]time.Duration{}
+	for _, t := range rows {
+		if d := time.Duration(t.retentionDays) * 24 * time.Hour; t.retentionDays > 0 && d < global {
+			if out[t.region] == nil {
+				out[t.region] = map[string]time.Duration{}
 			}
-			out[region][id] = d
+			out[t.region][t.id] = d
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 const partitionPrefix = "decision_log_"
