@@ -87,7 +87,7 @@ func schemas() map[string]schema {
 			"decision_id": str(), "decided_at": ts, "tenant_id": strf("uuid"), "level": enum("tenant", "platform"),
 			"user": str(), "permission": str(), "resource_owner": str(), "resource_team": str(), "resource_tenant": str(),
 			"allowed": boolean(), "reason": str(), "grant_code": str(), "grant_role": str(), "grant_group": str(),
-			"version": integer(), "transport": enum("extauthz", "forwardauth", "grpc"), "method": str(), "path": str(),
+			"version": integer(), "transport": enum("extauthz", "forwardauth", "grpc", "authzen"), "method": str(), "path": str(),
 			"client_addr": str(), "latency_us": integer(),
 		}, "decision_id", "decided_at", "permission", "allowed", "reason", "transport"),
 		"AuditVerification": obj(schema{"ok": boolean(), "rows_checked": integer(), "first_bad_id": integer(), "problem": str()}, "ok"),

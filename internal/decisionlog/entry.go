@@ -9,6 +9,7 @@ const (
 	TransportExtAuthz    = "extauthz"
 	TransportForwardAuth = "forwardauth"
 	TransportGRPC        = "grpc"
+	TransportAuthZEN     = "authzen"
 )
 
 // Levels of Entry.Level.

@@ -539,6 +539,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 	cfg := s.authzen.cfg
 	sub := asub.Subject
 	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
+	rec.logged.subject(sub)
 
 	req := pdp.Request{AtLeastVersion: in.minVersion, BoundTenant: asub.bound}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
@@ -572,6 +573,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 		}
 		return azDecision{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
+	rec.logged.result(req.Resource, res)
 	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version}}, nil
 }
 

@@ -112,6 +112,12 @@ func TestDecisionsAreRecordedWithWhatTheyWereMadeOn(t *testing.T) {
 	}
 }
 
+func TestTransportsAreTheDecisionLogs(t *testing.T) {
+	// The decision log stores the metric's api label as the transport.
+	assert.Equal(t, []string{decisionlog.TransportExtAuthz, decisionlog.TransportForwardAuth, decisionlog.TransportGRPC, decisionlog.TransportAuthZEN},
+		[]string{apiExtAuthz, apiForwardAuth, apiGRPC, apiAuthZEN})
+}
+
 func TestPprofIsOffByDefault(t *testing.T) {
 	ts := startServer(t, newFake())
 	r, _ := ts.get(t, "/debug/pprof/", nil)

@@ -9,7 +9,7 @@ ALTER TABLE decision_log
     ADD COLUMN grant_code      text,     -- the matched grant of an allow
     ADD COLUMN grant_role      text,     -- the assigned role that conferred it; NULL for a direct grant
     ADD COLUMN grant_group     text,     -- the grant's restriction (team or tenant)
-    ADD COLUMN transport       text NOT NULL DEFAULT 'grpc', -- extauthz, forwardauth or grpc
+    ADD COLUMN transport       text NOT NULL DEFAULT 'grpc', -- extauthz, forwardauth, grpc or authzen
     ADD COLUMN method          text,
     ADD COLUMN path            text,     -- normalised, never the query string
     ADD COLUMN client_addr     text,
