@@ -2,10 +2,8 @@ package decisionlog
 
 import (
 	"context"
-	"io"
 	"net"
 	"strconv"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
@@ -165,86 +164,12 @@ func TestTenantRateLimitDropsAndCounts(t *testing.T) {
 	assert.GreaterOrEqual(t, value(r.drops[DropRateLimited]), float64(50-kept))
 }
 
-// proxy forwards TCP connections to PostgreSQL until it is stopped, which breaks every
-// connection through it: the analytics database "goes down" for whoever uses the proxy.
-type proxy struct {
-	t      *testing.T
-	addr   string
-	target string
-	mu     gosync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-	hang   bool // accept connections but never answer: a database that is slow, not down
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, addr: "127.0.0.1:0"}
-	p.start()
-	p.addr = p.ln.Addr().String()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *proxy) port() int {
-	_, port, _ := net.SplitHostPort(p.addr)
-	n, _ := strconv.Atoi(port)
-	return n
-}
-
-func (p *proxy) start() {
-	ln, err := net.Listen("tcp", p.addr)
-	require.NoError(p.t, err)
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			hang := p.hang
-			if hang {
-				p.conns = append(p.conns, c)
-			}
-			p.mu.Unlock()
-			if hang {
-				continue
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-}
-
-func (p *proxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
 func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 	w := newWorld(t, "us-east-1")
 	tenant := w.tenant(t, "us-east-1", "acme", "")
 	conn := w.analytics["us-east-1"]
-	px := newProxy(t, net.JoinHostPort(conn.Host, strconv.Itoa(conn.Port)))
-	_, err := w.Admin.Exec(context.Background(), `UPDATE admin.database_connections SET host = '127.0.0.1', port = $2 WHERE id = $1`, conn.ID, px.port())
+	px := pgtest.NewProxy(t, net.JoinHostPort(conn.Host, strconv.Itoa(conn.Port)))
+	_, err := w.Admin.Exec(context.Background(), `UPDATE admin.database_connections SET host = '127.0.0.1', port = $2 WHERE id = $1`, conn.ID, px.Port())
 	require.NoError(t, err)
 	r := start(t, w, Config{QueueSize: 64, BatchSize: 16, TenantRate: 1e9, WriteTimeout: 500 * time.Millisecond})
 	db := w.db(t, "us-east-1") // direct, not through the proxy
@@ -260,7 +185,7 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 
 	// Down under traffic: Record keeps returning (a blocked Record would hang this loop and
 	// the test's deadline), writes fail and entries are dropped and counted.
-	px.stop()
+	px.Stop()
 	failed := func() float64 {
 		return value(r.drops[DropWriteFailed]) + value(r.drops[DropQueueFull])
 	}
@@ -276,10 +201,7 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 
 	// Slow (connections hang): the writer waits up to WriteTimeout, the bounded queue fills
 	// and overflows instead of growing, and Record still returns at once.
-	px.mu.Lock()
-	px.hang = true
-	px.mu.Unlock()
-	px.start()
+	px.Hang()
 	for value(r.drops[DropQueueFull]) < 100 && time.Now().Before(deadline) {
 		for range 50 {
 			deny()
@@ -288,14 +210,11 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, value(r.drops[DropQueueFull]), float64(100), "the bounded queue overflowed")
 	assert.LessOrEqual(t, len(r.queue), 64)
-	px.stop()
-	px.mu.Lock()
-	px.hang = false
-	px.mu.Unlock()
+	px.Stop()
 	written := count(t, db, "true")
 
 	// Back up: recording resumes without a restart.
-	px.start()
+	px.Start()
 	require.Eventually(t, func() bool {
 		deny()
 		return count(t, db, "true") > written
