@@ -59,7 +59,7 @@ func (s *Server) logDecision(ctx context.Context, rec *record) {
 		DecisionID: rec.decisionID, TenantID: f.tenantID, User: rec.user, Permission: rec.permission,
 		ResourceOwner: f.resource.OwnerID, ResourceTeam: f.resource.TeamID, ResourceTenant: f.resource.Tenant,
 		Allowed: allowed, Reason: rec.reason, Version: f.res.Version,
-		Transport: rec.api, Method: f.method, Path: rec.path, Client: f.client,
+		Transport: rec.api, Method: loggableMethod(f.method), Path: rec.path, Client: f.client,
 	}
 	switch f.level {
 	case authn.LevelTenant:
@@ -79,4 +79,19 @@ func (s *Server) logDecision(ctx context.Context, rec *record) {
 		}
 	}
 	s.decisions.Record(e)
+}
+
+// loggableMethod is the request method when it looks like one (an RFC 9110 token of at most
+// 16 upper-case letters or dashes), else "": a pinned permission never has the method checked
+// by the route table, and the client chooses it.
+func loggableMethod(m string) string {
+	if len(m) == 0 || len(m) > 16 {
+		return ""
+	}
+	for i := 0; i < len(m); i++ {
+		if (m[i] < 'A' || m[i] > 'Z') && m[i] != '-' {
+			return ""
+		}
+	}
+	return m
 }

@@ -112,6 +112,13 @@ func TestDecisionsAreRecordedWithWhatTheyWereMadeOn(t *testing.T) {
 	}
 }
 
+func TestLoggableMethod(t *testing.T) {
+	for m, want := range map[string]string{"GET": "GET", "M-SEARCH": "M-SEARCH", "get": "", "G\x00T": "", "": "",
+		"AVERYLONGMETHODNAMEX": ""} {
+		assert.Equal(t, want, loggableMethod(m), "method %q", m)
+	}
+}
+
 func TestTransportsAreTheDecisionLogs(t *testing.T) {
 	// The decision log stores the metric's api label as the transport.
 	assert.Equal(t, []string{decisionlog.TransportExtAuthz, decisionlog.TransportForwardAuth, decisionlog.TransportGRPC, decisionlog.TransportAuthZEN},
