@@ -132,7 +132,7 @@ type Recorder struct {
 	dropCounts map[string]int64 // since the last drop log line
 	lastErr    string           // the last write error since the last drop log line
 
-	pools map[string]*pgxpool.Pool // by analytics connection id; loop goroutine only
+	pools map[string]openPool // by analytics connection id; loop goroutine only
 }
 
 // tenantInfo is what the recorder knows of a tenant.
@@ -158,7 +158,7 @@ func New(cfg Config, admin *pgxpool.Pool, reg *registry.Store, log *slog.Logger,
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Recorder{cfg: cfg, admin: admin, reg: reg, log: log, queue: make(chan Entry, cfg.QueueSize),
-		refreshNow: make(chan struct{}, 1), dropCounts: map[string]int64{}, pools: map[string]*pgxpool.Pool{}}
+		refreshNow: make(chan struct{}, 1), dropCounts: map[string]int64{}, pools: map[string]openPool{}}
 	r.snap.Store(&snapshot{tenants: map[string]*tenantInfo{}, shared: newBucket(cfg.TenantRate), dbs: map[string]registry.Connection{}})
 	r.written = prometheus.NewCounter(prometheus.CounterOpts{Name: "decision_log_written_total",
 		Help: "Decisions written to the analytics databases."})
@@ -421,6 +421,7 @@ func (r *Recorder) refresh(ctx context.Context) error {
 		platform = regions[0]
 	}
 	r.snap.Store(&snapshot{tenants: tenants, shared: old.shared, dbs: dbs, platform: platform})
+	r.dropPools(dbs)
 	return nil
 }
 
@@ -476,7 +477,12 @@ func (r *Recorder) copy(ctx context.Context, c registry.Connection, rows [][]any
 // database that is down costs nothing until an entry is to be written to it).
 func (r *Recorder) pool(ctx context.Context, c registry.Connection) (*pgxpool.Pool, error) {
 	if p, ok := r.pools[c.ID]; ok {
-		return p, nil
+		if p.conn.Host == c.Host && p.conn.Port == c.Port && p.conn.Database == c.Database && p.conn.Username == c.Username {
+			return p.pool, nil
+		}
+		// The registry entry changed: connect to where it points now.
+		p.pool.Close()
+		delete(r.pools, c.ID)
 	}
 	dsn, err := r.reg.ConnString(c, "")
 	if err != nil {
@@ -494,13 +500,30 @@ func (r *Recorder) pool(ctx context.Context, c registry.Connection) (*pgxpool.Po
 	if err != nil {
 		return nil, registry.Redact(err)
 	}
-	r.pools[c.ID] = p
+	r.pools[c.ID] = openPool{conn: c, pool: p}
 	return p, nil
+}
+
+// openPool is a pool and the registry entry it was opened from.
+type openPool struct {
+	conn registry.Connection
+	pool *pgxpool.Pool
+}
+
+// dropPools closes the pools of databases no longer in use (deactivated, or no longer the
+// region's analytics database).
+func (r *Recorder) dropPools(inUse map[string]registry.Connection) {
+	for id, p := range r.pools {
+		if c, ok := inUse[p.conn.RegionCode]; !ok || c.ID != id {
+			p.pool.Close()
+			delete(r.pools, id)
+		}
+	}
 }
 
 func (r *Recorder) closePools() {
 	for id, p := range r.pools {
-		p.Close()
+		p.pool.Close()
 		delete(r.pools, id)
 	}
 }
