@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,12 +236,14 @@ func scrapePdp(t *testing.T) map[string]bool {
 	}
 	check(tok)
 	check("not-a-token")
-	// A change notification (a new user) reaches the listener.
-	_, err = db.Exec(ctx, `INSERT INTO `+schema+`.users (external_id) VALUES ('bob')`)
-	require.NoError(t, err)
 	base := "http://" + httpLis.Addr().String()
 	var names map[string]bool
+	n := 0
 	require.Eventually(t, func() bool {
+		// A change notification (a new user) reaches the listener, once it listens.
+		n++
+		_, err := db.Exec(ctx, `INSERT INTO `+schema+`.users (external_id) VALUES ($1)`, "user-"+strconv.Itoa(n))
+		require.NoError(t, err)
 		check(tok)
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -249,7 +252,7 @@ func scrapePdp(t *testing.T) map[string]bool {
 		defer resp.Body.Close()
 		names = scrapeNames(t, resp.Body)
 		return names["sync_notifications_received_total"] && names["decision_log_written_total"]
-	}, 30*time.Second, 100*time.Millisecond, "the pdp exports notification and decision-log series")
+	}, 60*time.Second, 200*time.Millisecond, "the pdp exports notification and decision-log series")
 	return names
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 
@@ -39,7 +40,7 @@ func (k *keepAll) take() []decisionlog.Entry {
 }
 
 func TestDecisionsAreRecordedWithWhatTheyWereMadeOn(t *testing.T) {
-	ts := startServer(t, newFake())
+	ts := startServer(t, newFake(), withConvention(ConventionTraefik))
 	log := &keepAll{}
 	ts.srv.SetDecisionLog(log)
 	ctx := context.Background()
@@ -97,9 +98,10 @@ func TestDecisionsAreRecordedWithWhatTheyWereMadeOn(t *testing.T) {
 	assert.Equal(t, "team-1", got[0].ResourceTeam)
 	assert.NotEmpty(t, got[0].Client, "the gRPC peer")
 
-	// Forward auth.
-	r, _ := ts.get(t, "/auth", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/reports",
-		"Authorization": "Bearer bob-token"})
+	// Forward auth (Traefik's headers).
+	method, target, h := conventionCases[1].build(origRequest{"GET", "/api/reports", "app.example.com"})
+	h.Set("Authorization", "Bearer bob-token")
+	r, _ := ts.send(t, method, target, h)
 	assert.Equal(t, http.StatusForbidden, r.StatusCode)
 	got = log.take()
 	require.Len(t, got, 1)
@@ -135,4 +137,18 @@ func TestPprofIsOffByDefault(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.StatusCode)
 	r, _ = on.get(t, "/debug/pprof/goroutine?debug=1", nil)
 	assert.Equal(t, http.StatusOK, r.StatusCode)
+
+	// With a metrics address, the profiles move there with /health and /metrics.
+	cfg := DefaultConfig()
+	cfg.Pprof, cfg.MetricsAddr = true, "127.0.0.1:0"
+	srv, err := New(cfg, newFake(), nil, nil, nil)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		h    http.Handler
+		want int
+	}{{srv.OpsHandler(), http.StatusOK}, {srv.HTTPHandler(), http.StatusNotFound}} {
+		rec := httptest.NewRecorder()
+		tc.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		assert.Equal(t, tc.want, rec.Code)
+	}
 }
