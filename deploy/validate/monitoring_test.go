@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,9 +19,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/neofast/neoauthz/internal/adminapi"
@@ -181,7 +177,7 @@ func scrapeNames(t *testing.T, body io.Reader) map[string]bool {
 }
 
 func scrapePdp(t *testing.T) map[string]bool {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	w := testenv.New(t, "validate")
 	primary := w.AddRegion(t, "us-east-1")
 	w.AddDatabase(t, "us-east-1", "us-analytics", registry.TypeAnalytics)
@@ -205,30 +201,9 @@ func scrapePdp(t *testing.T) map[string]bool {
 	cfg := daemon.DefaultConfig()
 	cfg.AdminURL, cfg.RedisURL, cfg.TrustedIssuers = w.AdminURL, redistest.URL(t), []string{idp.URL()}
 	cfg.DecisionLogConfig.FlushInterval = 50 * time.Millisecond
-	require.NoError(t, cfg.Validate())
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, cfg, slog.New(slog.DiscardHandler), grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("the pdp did not shut down")
-		}
-	})
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	require.Eventually(t, func() bool {
-		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	}, 30*time.Second, 20*time.Millisecond)
+	pdp := testenv.StartPDP(t, cfg)
 
-	client := authzv1.NewAuthorizationServiceClient(conn)
+	client := authzv1.NewAuthorizationServiceClient(pdp.Conn)
 	check := func(token string) {
 		_, err := client.Check(ctx, &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Token{Token: token}},
 			Permission: "users.read.tenant"})
@@ -236,7 +211,7 @@ func scrapePdp(t *testing.T) map[string]bool {
 	}
 	check(tok)
 	check("not-a-token")
-	base := "http://" + httpLis.Addr().String()
+	base := "http://" + pdp.HTTPAddr
 	var names map[string]bool
 	n := 0
 	require.Eventually(t, func() bool {

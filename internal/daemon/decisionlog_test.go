@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"bufio"
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -15,10 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/daemon"
@@ -69,30 +65,9 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 	cfg.DecisionLogConfig.FlushInterval = 20 * time.Millisecond
 	cfg.DecisionLogConfig.WriteTimeout = 500 * time.Millisecond
 	cfg.DecisionLogConfig.TenantRate = 1e6
-	require.NoError(t, cfg.Validate())
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, cfg, slog.New(slog.DiscardHandler), grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("the pdp did not shut down")
-		}
-	})
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	require.Eventually(t, func() bool {
-		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	}, 15*time.Second, 20*time.Millisecond)
+	pdp := testenv.StartPDP(t, cfg)
 
-	ext := authv3.NewAuthorizationClient(conn)
+	ext := authv3.NewAuthorizationClient(pdp.Conn)
 	check := func(tok string) codes.Code {
 		res, err := ext.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
@@ -115,7 +90,7 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 		return n
 	}
 	dropped := func() float64 {
-		res, err := http.Get("http://" + httpLis.Addr().String() + "/metrics")
+		res, err := http.Get("http://" + pdp.HTTPAddr + "/metrics")
 		require.NoError(t, err)
 		defer res.Body.Close()
 		total := 0.0
