@@ -26,6 +26,7 @@ import (
 	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/daemon"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/pdptest"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/redistest"
 	"github.com/neofast/neoauthz/internal/registry"
@@ -195,13 +196,14 @@ func scrapePdp(t *testing.T) map[string]bool {
 	t.Cleanup(idp.Close)
 	_, err = idp.AddRealm("acme-realm", "RS256")
 	require.NoError(t, err)
-	tok, err := idp.Mint("acme-realm", map[string]any{"sub": "alice", "typ": "Bearer"})
+	tok, err := idp.Mint("acme-realm", map[string]any{"sub": "alice", "typ": "Bearer", "aud": "neoauthz"})
 	require.NoError(t, err)
 
 	cfg := daemon.DefaultConfig()
 	cfg.AdminURL, cfg.RedisURL, cfg.TrustedIssuers = w.AdminURL, redistest.URL(t), []string{idp.URL()}
+	cfg.Audiences = []string{"neoauthz"}
 	cfg.DecisionLogConfig.FlushInterval = 50 * time.Millisecond
-	pdp := testenv.StartPDP(t, cfg)
+	pdp := pdptest.Start(t, cfg)
 
 	client := authzv1.NewAuthorizationServiceClient(pdp.Conn)
 	check := func(token string) {
@@ -234,9 +236,12 @@ func scrapePdp(t *testing.T) map[string]bool {
 func scrapeAdmin(t *testing.T) map[string]bool {
 	w := testenv.New(t, "validate")
 	w.AddRegion(t, "us-east-1")
+	// A recorded migration run, so that the run counts have a series.
+	_, err := w.Fleet.Apply(context.Background(), fleet.Plan{Scope: fleet.ScopeAdmin})
+	require.NoError(t, err)
 	store := pgstore.New(w.Admin, w.Registry, pgstore.Options{})
 	t.Cleanup(store.Close)
-	v, err := authn.New(authn.Config{TrustedIssuerBases: []string{"http://127.0.0.1:1"}, PlatformRealm: "platform"}, store, slog.New(slog.DiscardHandler))
+	v, err := authn.New(authn.Config{TrustedIssuerBases: []string{"http://127.0.0.1:1"}, PlatformRealm: "platform", Audiences: []string{"neoauthz"}}, store, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv, err := adminapi.New(adminapi.Deps{Admin: w.Admin, Registry: w.Registry, Fleet: w.Fleet, Tenants: w.Tenants, Store: store, Validator: v})
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 // address.
 func serveAddr(t *testing.T, w *testenv.World, vars map[string]string) string {
 	t.Helper()
-	vars["NEOAUTHZ_TRUSTED_ISSUERS"], vars["NEOAUTHZ_PLATFORM_REALM"] = "http://127.0.0.1:1", "platform"
+	vars["NEOAUTHZ_TRUSTED_ISSUERS"], vars["NEOAUTHZ_PLATFORM_REALM"], vars["NEOAUTHZ_AUDIENCES"] = "http://127.0.0.1:1", "platform", "neoauthz"
 	vars["NEOAUTHZ_ADMIN_ADDR"] = "127.0.0.1:0"
 	env, out := cliEnv(w, vars)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -19,6 +19,7 @@ import (
 	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/daemon"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/pdptest"
 	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -54,18 +55,18 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 	_, err = idp.AddRealm("acme-realm", "RS256")
 	require.NoError(t, err)
 	token := func(sub string) string {
-		tok, err := idp.Mint("acme-realm", map[string]any{"sub": sub, "typ": "Bearer"})
+		tok, err := idp.Mint("acme-realm", map[string]any{"sub": sub, "typ": "Bearer", "aud": "neoauthz"})
 		require.NoError(t, err)
 		return tok
 	}
 	alice, bob := token("alice"), token("bob")
 
 	cfg := daemon.DefaultConfig()
-	cfg.AdminURL, cfg.TrustedIssuers = w.AdminURL, []string{idp.URL()}
+	cfg.AdminURL, cfg.TrustedIssuers, cfg.Audiences = w.AdminURL, []string{idp.URL()}, []string{"neoauthz"}
 	cfg.DecisionLogConfig.FlushInterval = 20 * time.Millisecond
 	cfg.DecisionLogConfig.WriteTimeout = 500 * time.Millisecond
 	cfg.DecisionLogConfig.TenantRate = 1e6
-	pdp := testenv.StartPDP(t, cfg)
+	pdp := pdptest.Start(t, cfg)
 
 	ext := authv3.NewAuthorizationClient(pdp.Conn)
 	check := func(tok string) codes.Code {

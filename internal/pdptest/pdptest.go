@@ -1,4 +1,5 @@
-package testenv
+// Package pdptest runs a whole pdp in process for tests (daemon.Serve on loopback listeners).
+package pdptest
 
 import (
 	"context"
@@ -20,9 +21,9 @@ type PDP struct {
 	HTTPAddr string           // host:port of its HTTP listener
 }
 
-// StartPDP runs daemon.Serve with cfg (its addresses are replaced by loopback listeners) until
+// Start runs daemon.Serve with cfg (its addresses are replaced by loopback listeners) until
 // the test ends, and returns once gRPC health says SERVING.
-func StartPDP(tb testing.TB, cfg daemon.Config) *PDP {
+func Start(tb testing.TB, cfg daemon.Config) *PDP {
 	tb.Helper()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("pdp configuration: %v", err)
