@@ -18,8 +18,9 @@ build: ## Build bin/pdp and bin/admin
 run: build ## Run neoauthz end to end on local defaults (services, migrations, demo tenants, pdp)
 	@$(SERVICES) && scripts/run.sh
 
-test: ## Run every test with -race against real PostgreSQL, Redis, nginx and Caddy (installed/started when missing)
+test: ## Run every test with -race against real PostgreSQL, Redis, nginx and Caddy (installed/started when missing), then the deploy/ checks
 	@$(SERVICES) && scripts/proxies.sh && go test -race -count=1 -timeout 20m ./...
+	@scripts/tools.sh && $(SERVICES) && cd deploy/validate && go test -count=1 -timeout 10m ./...
 
 lint: $(BIN)/golangci-lint ## gofmt, go vet and golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: run gofmt -w on the files above'; exit 1; }

@@ -1,5 +1,6 @@
 // Command pdp is the neoauthz policy decision point: Envoy ext_authz, HTTP forward auth and the
 // neoauthz.v1 gRPC API (flags and environment: `pdp -h`, README "Configuration reference").
+// `pdp probe [URL]` checks a running pdp's /health (for images without a shell).
 package main
 
 import (
@@ -9,11 +10,24 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/neofast/neoauthz/internal/daemon"
+	"github.com/neofast/neoauthz/internal/probe"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		url := "http://127.0.0.1:8181/health"
+		if len(os.Args) > 2 {
+			url = os.Args[2]
+		}
+		if err := probe.Check(context.Background(), url, 3*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "pdp probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg := daemon.DefaultConfig()
 	fs := flag.NewFlagSet("pdp", flag.ExitOnError)
 	cfg.RegisterFlags(fs)

@@ -128,5 +128,6 @@ func (s *Server) allRoutes() []route {
 	rs := s.routes()
 	rs = append(rs, s.platformRBACRoutes()...)
 	rs = append(rs, s.tenantRBACRoutes()...)
+	rs = append(rs, s.decisionRoutes()...)
 	return rs
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/neofast/neoauthz/internal/pprof"
 )
 
 // Defaults of Config.
@@ -34,7 +36,18 @@ type Config struct {
 	OutboxInterval time.Duration
 	// ShutdownGrace is how long in-flight requests get after a stop signal.
 	ShutdownGrace time.Duration
+	// DecisionRetention is how long decisions are kept in the analytics databases (a tenant's
+	// settings.decision_log.retention_days may shorten it); 0 means decisionlog.DefaultRetention.
+	DecisionRetention time.Duration
+	// DecisionPruneInterval is the period of decision-log maintenance (partitions ahead,
+	// retention); 0 means DefaultDecisionPruneInterval, negative disables it.
+	DecisionPruneInterval time.Duration
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ (off by default).
+	Pprof bool
 }
+
+// DefaultDecisionPruneInterval is how often `admin serve` maintains the decision logs.
+const DefaultDecisionPruneInterval = time.Hour
 
 // Validate reports every problem with the configuration.
 func (c Config) Validate() error {
@@ -55,6 +68,9 @@ func (c Config) Validate() error {
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("shutdown-grace: must be positive"))
 	}
+	if c.DecisionRetention < 0 {
+		errs = append(errs, errors.New("decision-retention: must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -70,7 +86,14 @@ func (s *Server) Serve(ctx context.Context, cfg Config, ready func(addr string))
 		return err
 	}
 	s.baseCtx = ctx
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	handler := s.Handler()
+	if cfg.Pprof {
+		mux := http.NewServeMux()
+		pprof.Register(mux)
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -91,6 +114,16 @@ func (s *Server) Serve(ctx context.Context, cfg Config, ready func(addr string))
 		}
 		g.Go(func() error {
 			s.MonitorAuditOutbox(gctx, interval)
+			return nil
+		})
+	}
+	if cfg.DecisionPruneInterval >= 0 {
+		interval := cfg.DecisionPruneInterval
+		if interval == 0 {
+			interval = DefaultDecisionPruneInterval
+		}
+		g.Go(func() error {
+			s.MaintainDecisionLogs(gctx, interval, cfg.DecisionRetention)
 			return nil
 		})
 	}

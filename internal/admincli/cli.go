@@ -22,6 +22,7 @@ import (
 	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/probe"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -53,9 +54,15 @@ Usage:
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
                          [--health-interval 30s] [--health-timeout 5s]
+                         [--decision-retention 720h] [--decision-prune-interval 1h] [--pprof]
   admin bootstrap        --user SUB [--email EMAIL]   make SUB (a platform token's sub) a system_admin
   admin audit verify     [--expect-head CHECKPOINT]    walk the audit log's hash chain (up to its head)
   admin audit checkpoint                               print the chain's head, MAC'd with NEOAUTHZ_AUDIT_KEY
+  admin probe            [URL]   exit 0 when URL (default http://127.0.0.1:8001/health) answers 200
+  admin decisions query  --tenant SLUG [--user SUB] [--permission CODE] [--allowed true|false]
+                         [--from RFC3339] [--to RFC3339] [--page N] [--page-size N] [--output text|json]
+  admin decisions prune  [--retention 720h] [--output text|json]
+                         create the next days' partitions and drop decisions older than the retention
 
 Environment:
   ADMIN_DATABASE_URL     the admin database (required)
@@ -63,8 +70,11 @@ Environment:
   NEOAUTHZ_AUDIT_KEY     audit checkpoint/verify --expect-head: the operator's MAC key (>= 16 bytes)
   NEOAUTHZ_ADMIN_ADDR    admin serve: listen address (default :8001)
   NEOAUTHZ_TRUSTED_ISSUERS, NEOAUTHZ_PLATFORM_REALM, NEOAUTHZ_AUDIENCES, NEOAUTHZ_CLIENTS,
-  NEOAUTHZ_ALLOW_ANY_AUDIENCE, NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT
+  NEOAUTHZ_ALLOW_ANY_AUDIENCE, NEOAUTHZ_ADMIN_HEALTH_INTERVAL, NEOAUTHZ_ADMIN_HEALTH_TIMEOUT,
+  NEOAUTHZ_PPROF
                          admin serve: defaults for the flags of the same meaning
+  NEOAUTHZ_DECISION_RETENTION
+                         admin serve and admin decisions prune: how long decisions are kept (720h)
 `
 
 // Env is what a command runs with.
@@ -82,6 +92,13 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return nil
 	}
 	// One-word commands.
+	if len(args) >= 1 && args[0] == "probe" {
+		url := "http://127.0.0.1:8001/health"
+		if len(args) > 1 {
+			url = args[1]
+		}
+		return probe.Check(ctx, url, 3*time.Second)
+	}
 	if len(args) >= 1 && (args[0] == "serve" || args[0] == "bootstrap") {
 		a, err := open(ctx, env)
 		if err != nil {
@@ -137,6 +154,10 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return a.auditVerify(ctx, args[2:])
 	case "audit checkpoint":
 		return a.auditCheckpoint(ctx)
+	case "decisions query":
+		return a.decisionsQuery(ctx, args[2:])
+	case "decisions prune":
+		return a.decisionsPrune(ctx, args[2:])
 	}
 	fmt.Fprint(env.Stderr, usage)
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args[:2], " "), ErrUsage)

@@ -62,6 +62,14 @@ func (a *app) parseServe(args []string) (serveConfig, error) {
 	if err != nil {
 		return c, err
 	}
+	retention, err := envRetention(a.env.Getenv)
+	if err != nil {
+		return c, err
+	}
+	pprofOn, err := strconv.ParseBool(getenv("NEOAUTHZ_PPROF", "false"))
+	if err != nil {
+		return c, fmt.Errorf("NEOAUTHZ_PPROF: not a boolean: %w", ErrUsage)
+	}
 	fs := newFlags("serve")
 	var issuers, audiences, clients string
 	fs.StringVar(&c.API.Addr, "addr", getenv("NEOAUTHZ_ADMIN_ADDR", adminapi.DefaultAddr), "")
@@ -73,6 +81,9 @@ func (a *app) parseServe(args []string) (serveConfig, error) {
 	fs.BoolVar(&c.AnyAudience, "allow-any-audience", anyAudience, "")
 	fs.DurationVar(&c.API.HealthInterval, "health-interval", interval, "")
 	fs.DurationVar(&c.API.HealthTimeout, "health-timeout", timeout, "")
+	fs.DurationVar(&c.API.DecisionRetention, "decision-retention", retention, "")
+	fs.DurationVar(&c.API.DecisionPruneInterval, "decision-prune-interval", adminapi.DefaultDecisionPruneInterval, "")
+	fs.BoolVar(&c.API.Pprof, "pprof", pprofOn, "")
 	if err := parse(fs, args); err != nil {
 		return c, err
 	}

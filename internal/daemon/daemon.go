@@ -22,6 +22,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/decisionlog"
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
@@ -74,6 +75,15 @@ type Config struct {
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+
+	// envErrs collects environment values RegisterFlags could not parse, reported by Validate.
+	envErrs []error
+
+	// DecisionLog turns the decision log on (NEOAUTHZ_DECISION_LOG, default on): decisions
+	// are written to the analytics database of their tenant's region.
+	DecisionLog bool
+	// DecisionLogConfig tunes it (sampling, rate limit, queue, batches).
+	DecisionLogConfig decisionlog.Config
 }
 
 // DefaultConfig returns the defaults.
@@ -88,6 +98,14 @@ func DefaultConfig() Config {
 		PollInterval:   5 * time.Second,
 		Heartbeat:      2 * time.Second,
 		LogLevel:       "info",
+		DecisionLog:    true,
+		DecisionLogConfig: decisionlog.Config{
+			QueueSize:       decisionlog.DefaultQueueSize,
+			BatchSize:       decisionlog.DefaultBatchSize,
+			FlushInterval:   decisionlog.DefaultFlushInterval,
+			AllowSampleRate: decisionlog.DefaultAllowSampleRate,
+			TenantRate:      decisionlog.DefaultTenantRate,
+		},
 	}
 }
 
@@ -139,6 +157,75 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.Int64Var(&c.CacheMaxCost, "cache-max-entries", c.CacheMaxCost, "in-process cache capacity in permission sets (env NEOAUTHZ_CACHE_MAX_ENTRIES)")
 	str(&c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
+
+	parsed := func(v flag.Value, name, env, usage string) {
+		if s, ok := os.LookupEnv(env); ok {
+			if err := v.Set(s); err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", env, s, err))
+			}
+		}
+		fs.Var(v, name, usage+" (env "+env+")")
+	}
+	dl := &c.DecisionLogConfig
+	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
+	parsed(floatFlag{&dl.AllowSampleRate}, "decision-log-allow-sample-rate", "NEOAUTHZ_DECISION_LOG_ALLOW_SAMPLE_RATE", "fraction of allows recorded, 0..1 (denies: all); tenant settings decision_log.allow_sample_rate override it")
+	parsed(floatFlag{&dl.TenantRate}, "decision-log-tenant-rate", "NEOAUTHZ_DECISION_LOG_TENANT_RATE", "most decisions recorded per second per tenant; tenant settings decision_log.max_per_second override it")
+	parsed(intFlag{&dl.QueueSize}, "decision-log-queue", "NEOAUTHZ_DECISION_LOG_QUEUE", "decisions waiting to be written at most (more are dropped and counted)")
+	parsed(intFlag{&dl.BatchSize}, "decision-log-batch", "NEOAUTHZ_DECISION_LOG_BATCH", "decisions per COPY at most")
+	dur(&dl.FlushInterval, "decision-log-flush-interval", "NEOAUTHZ_DECISION_LOG_FLUSH_INTERVAL", "longest wait before a partial batch is written")
+	str(&dl.PlatformRegion, "decision-log-platform-region", "NEOAUTHZ_DECISION_LOG_PLATFORM_REGION", "region whose analytics database gets platform decisions (default: the first region with one)")
+}
+
+type boolFlag struct{ p *bool }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p)
+}
+func (b boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean")
+	}
+	*b.p = v
+	return nil
+}
+func (b boolFlag) IsBoolFlag() bool { return true }
+
+type floatFlag struct{ p *float64 }
+
+func (f floatFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*f.p, 'g', -1, 64)
+}
+func (f floatFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 {
+		return errors.New("not a non-negative number")
+	}
+	*f.p = v
+	return nil
+}
+
+type intFlag struct{ p *int }
+
+func (f intFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*f.p)
+}
+func (f intFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return errors.New("not a positive integer")
+	}
+	*f.p = v
+	return nil
 }
 
 type listFlag struct{ p *[]string }
@@ -164,7 +251,10 @@ func splitList(s string) []string {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := append([]error(nil), c.envErrs...)
+	if err := c.DecisionLogConfig.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Server.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -289,11 +379,25 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	if err != nil {
 		return err
 	}
+	var decisions *decisionlog.Recorder
+	if cfg.DecisionLog {
+		if decisions, err = decisionlog.New(cfg.DecisionLogConfig, admin, reg2, log, reg); err != nil {
+			return err
+		}
+		srv.SetDecisionLog(decisions)
+	}
 	log.Info("pdp starting", "redis", cfg.RedisURL != "", "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
 	g.Go(func() error { return validator.Run(gctx) })
 	g.Go(func() error { return srv.ServeListeners(gctx, l) })
+	if decisions != nil {
+		// Not under gctx: it writes what is queued after the transports have stopped.
+		dctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); _ = decisions.Run(dctx) }()
+		defer func() { stop(); <-done }()
+	}
 	return g.Wait()
 }

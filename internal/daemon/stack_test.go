@@ -29,6 +29,7 @@ type stack struct {
 	srv *server.Server
 	svc *pdp.Service
 	idp *authntest.Issuer
+	w   *testenv.World
 }
 
 func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
@@ -87,7 +88,7 @@ func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
 	}
 	srv, err := server.New(cfg, svc, table, log, prometheus.NewRegistry())
 	require.NoError(tb, err)
-	return &stack{srv: srv, svc: svc, idp: idp}
+	return &stack{srv: srv, svc: svc, idp: idp, w: w}
 }
 
 // token mints an access token of realm for sub, valid for an hour, for our audience.

@@ -24,17 +24,19 @@ import (
 	"github.com/neofast/neoauthz/migrations"
 )
 
-// The data set's fixed shape and names. Only these two databases are ever created or dropped.
+// The data set's fixed shape and names. Only these three databases are ever created or dropped.
 const (
-	AdminDB      = "neoauthz_bench_admin"
-	RegionalDB   = "neoauthz_bench_us"
-	regionCode   = "bench-us"
-	connName     = "bench-us-primary"
-	catalogCodes = 150 // concrete permission codes per tenant
-	customRoles  = 14  // beside the 6 system roles: 20 roles
+	AdminDB       = "neoauthz_bench_admin"
+	RegionalDB    = "neoauthz_bench_us"
+	AnalyticsDB   = "neoauthz_bench_analytics" // the region's decision log
+	regionCode    = "bench-us"
+	connName      = "bench-us-primary"
+	analyticsConn = "bench-us-analytics"
+	catalogCodes  = 150 // concrete permission codes per tenant
+	customRoles   = 14  // beside the 6 system roles: 20 roles
 	// datasetVersion changes whenever the generator below changes, so that an old data set is
 	// rebuilt instead of silently measured.
-	datasetVersion = 1
+	datasetVersion = 2 // 2: an analytics database for the decision log
 	// Set-up work at once: provisioning and seeding are mostly PostgreSQL time, and the machine
 	// this runs on has few cores.
 	setupConcurrency = 4
@@ -191,6 +193,14 @@ func build(ctx context.Context, c Config, adminURL string, log *slog.Logger) (st
 	if _, err := runner.Apply(ctx, fleet.Plan{Scope: fleet.ScopeRegional, RequestedBy: "loadgen"}); err != nil {
 		return "", fmt.Errorf("migrate the regional database: %w", err)
 	}
+	if _, err := reg.RegisterConnection(ctx, registry.Connection{Name: analyticsConn, Type: registry.TypeAnalytics,
+		RegionCode: regionCode, Host: host, Port: int(server.Port), Database: AnalyticsDB, Username: server.User,
+		Password: server.Password, TLSMode: "disable"}); err != nil {
+		return "", fmt.Errorf("register the analytics database: %w", err)
+	}
+	if _, err := runner.Apply(ctx, fleet.Plan{Scope: fleet.ScopeAnalytics, RequestedBy: "loadgen"}); err != nil {
+		return "", fmt.Errorf("migrate the analytics database: %w", err)
+	}
 	log.Info("databases migrated", "took", time.Since(step).Round(time.Millisecond))
 
 	step = time.Now()
@@ -247,7 +257,7 @@ func recreateDatabases(ctx context.Context, serverURL string) error {
 		return fmt.Errorf("connect to DATABASE_URL: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, db := range []string{AdminDB, RegionalDB} {
+	for _, db := range []string{AdminDB, RegionalDB, AnalyticsDB} {
 		id := pgx.Identifier{db}.Sanitize()
 		if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`); err != nil {
 			return fmt.Errorf("drop %s: %w", db, err)

@@ -232,3 +232,20 @@ func TestReportRatiosAndProblems(t *testing.T) {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
+
+func TestReportDecisionLogTarget(t *testing.T) {
+	r := &Report{Phases: []PhaseResult{
+		{Phase: phaseCeiling, Concurrency: 16, Throughput: 1000, Allowed: 10},
+		{Phase: phaseExtWarm, Concurrency: 16, Throughput: 800, Allowed: 5, Denied: 1},
+		{Phase: phaseExtWarmNoLog, Concurrency: 16, Throughput: 1000, Allowed: 5, Denied: 1},
+	}}
+	r.finish()
+	if r.TargetMet || len(r.LogTarget) != 1 || !strings.Contains(r.LogTarget[0], "80% (MISSED)") {
+		t.Errorf("decision log at 80%% of off must miss the 90%% target: met %v, %q", r.TargetMet, r.LogTarget)
+	}
+	r.Phases[1].Throughput, r.Phases[1].Ratio, r.LogTarget, r.Target = 950, nil, nil, nil
+	r.finish()
+	if !r.TargetMet || !strings.Contains(r.LogTarget[0], "95% (met)") {
+		t.Errorf("95%%: met %v, %q", r.TargetMet, r.LogTarget)
+	}
+}

@@ -11,11 +11,18 @@ import (
 
 // Phase names.
 const (
-	phaseCeiling   = "ceiling ext_authz"
-	phaseExtCold   = "pdp ext_authz cold"
-	phaseExtWarm   = "pdp ext_authz warm"
-	phaseCheckWarm = "pdp Check warm"
+	phaseCeiling = "ceiling ext_authz"
+	phaseExtCold = "pdp ext_authz cold"
+	phaseExtWarm = "pdp ext_authz warm"
+	// phaseExtWarmNoLog is warm ext_authz on a pdp with the decision log off; phaseExtWarm
+	// runs with it on (the defaults).
+	phaseExtWarmNoLog = "pdp ext_authz warm, decision log off"
+	phaseCheckWarm    = "pdp Check warm"
 )
+
+// DecisionLogTarget is the decision log's budget: warm ext_authz throughput with it on at least
+// this share of the throughput with it off.
+const DecisionLogTarget = 0.90
 
 // TargetRatio is the issue's target: warm ext_authz throughput at least this share of the
 // do-nothing server's.
@@ -64,14 +71,18 @@ type Report struct {
 	Problems       []string      `json:"problems,omitempty"` // errors and failed sanity checks
 	TargetMet      bool          `json:"target_met"`
 	Target         []string      `json:"target"`
+	LogTarget      []string      `json:"decision_log_target,omitempty"` // decision log on vs off
 }
 
 // finish computes ratios, the sanity checks and the target.
 func (r *Report) finish() {
-	ceiling := map[int]float64{}
+	ceiling, noLog := map[int]float64{}, map[int]float64{}
 	for _, p := range r.Phases {
-		if p.Phase == phaseCeiling {
+		switch p.Phase {
+		case phaseCeiling:
 			ceiling[p.Concurrency] = p.Throughput
+		case phaseExtWarmNoLog:
+			noLog[p.Concurrency] = p.Throughput
 		}
 	}
 	r.TargetMet = true
@@ -99,6 +110,16 @@ func (r *Report) finish() {
 				got = fmt.Sprintf("%.0f%%", 100**p.Ratio)
 			}
 			r.Target = append(r.Target, fmt.Sprintf("c=%d: %s (%s)", p.Concurrency, got, verdict))
+			if off := noLog[p.Concurrency]; off > 0 {
+				share := p.Throughput / off
+				ok := share >= DecisionLogTarget
+				r.TargetMet = r.TargetMet && ok
+				verdict := "MISSED"
+				if ok {
+					verdict = "met"
+				}
+				r.LogTarget = append(r.LogTarget, fmt.Sprintf("c=%d: %.0f%% (%s)", p.Concurrency, 100*share, verdict))
+			}
 		}
 	}
 }
@@ -143,6 +164,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(&b, "\ntarget: warm ext_authz throughput ≥ %.0f%% of the do-nothing server's — %s\n", 100*TargetRatio, strings.Join(r.Target, ", "))
+	if len(r.LogTarget) > 0 {
+		fmt.Fprintf(&b, "target: warm ext_authz with the decision log on ≥ %.0f%% of off — %s\n", 100*DecisionLogTarget, strings.Join(r.LogTarget, ", "))
+	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(&b, "!!! %s\n", p)
 	}

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		pdpLevel = slog.LevelInfo
 	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
-		log: slog.New(slog.NewJSONHandler(pdpLogs, &slog.HandlerOptions{Level: pdpLevel}))}
+		log: slog.New(slog.NewJSONHandler(pdpLogs, &slog.HandlerOptions{Level: pdpLevel})), decisionLog: true}
 
 	ceilingAddr, stopCeiling, err := startCeiling()
 	if err != nil {
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		rep.Phases = append(rep.Phases, res)
 	}
 	// fresh starts a new pdp on an emptied Redis database: nothing cached anywhere.
-	fresh := func() (*pdpInstance, func(), *extAuthzCaller, *checkCaller, error) {
+	fresh := func(env pdpEnv) (*pdpInstance, func(), *extAuthzCaller, *checkCaller, error) {
 		if err := flushRedis(ctx, redisURL); err != nil {
 			return nil, nil, nil, nil, fmt.Errorf("FLUSHDB the bench Redis database %d: %w", cfg.RedisDB, err)
 		}
@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 
 	// Cold: a fresh pdp per concurrency, measured from its first request, in one piece.
 	for _, conc := range cfg.Concurrency {
-		p, stop, ext, _, err := fresh()
+		p, stop, ext, _, err := fresh(env)
 		if err != nil {
 			return nil, err
 		}
@@ -186,27 +186,42 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	// the pdp's ext_authz and its Check take turns in short slices (rounds of duration/rounds),
 	// so that a neighbour's load on a shared machine, or a GC of a big heap, hits all three
 	// alike instead of deciding the ratio.
-	p, stop, ext, check, err := fresh()
+	// A second warm pdp with the decision log off is the reference the log's cost is measured
+	// against; it is warmed first (on an emptied Redis), then the one with the log on.
+	offEnv := env
+	offEnv.decisionLog = false
+	pOff, stopOff, extOff, _, err := fresh(offEnv)
+	if err != nil {
+		return nil, err
+	}
+	defer stopOff()
+	warmUp := func(ext caller, what string) {
+		log.Info("warming up: one ext_authz request per user, hottest first", "users", len(ds.Users), "pdp", what)
+		wt, took := l.warmUp(ctx, ext, cfg.Conns, max(64, slices.Max(cfg.Concurrency)), 3*time.Minute)
+		rep.WarmupSeconds += took.Seconds()
+		log.Info("warm-up done", "took", took.Round(time.Millisecond), "allowed", wt.allowed, "denied", wt.denied, "errors", wt.errors)
+		if wt.errors > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("warm-up (%s): %d ERRORS (first: %s)", what, wt.errors, wt.firstError))
+		}
+	}
+	warmUp(extOff, "decision log off")
+	p, stop, ext, check, err := fresh(env)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	log.Info("warming up: one ext_authz request per user, hottest first", "users", len(ds.Users))
-	wt, took := l.warmUp(ctx, ext, cfg.Conns, max(64, slices.Max(cfg.Concurrency)), 3*time.Minute)
-	rep.WarmupSeconds = took.Seconds()
-	log.Info("warm-up done", "took", took.Round(time.Millisecond), "allowed", wt.allowed, "denied", wt.denied, "errors", wt.errors)
-	if wt.errors > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("warm-up: %d ERRORS (first: %s)", wt.errors, wt.firstError))
-	}
+	warmUp(ext, "decision log on")
 	sliceLen := cfg.Duration / time.Duration(cfg.Rounds)
 	sliceMax := max(1, cfg.MaxRequests/int64(cfg.Rounds))
 	for _, conc := range cfg.Concurrency {
 		ceil := &phaseAcc{name: phaseCeiling, concurrency: conc}
 		warm := &phaseAcc{name: phaseExtWarm, concurrency: conc}
+		warmOff := &phaseAcc{name: phaseExtWarmNoLog, concurrency: conc}
 		chk := &phaseAcc{name: phaseCheckWarm, concurrency: conc}
 		for range cfg.Rounds {
 			slice(ceil, nil, ceiling, sliceLen, sliceMax)
 			slice(warm, p, ext, sliceLen, sliceMax)
+			slice(warmOff, pOff, extOff, sliceLen, sliceMax)
 			slice(chk, p, check, sliceLen, sliceMax)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -214,6 +229,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		}
 		done(ceil)
 		done(warm)
+		done(warmOff)
 		done(chk)
 		if cfg.CPUProfile != "" {
 			// An extra, unreported warm ext_authz phase under the profiler.
@@ -254,7 +270,7 @@ func profiled(prefix string, conc int, f func()) error {
 // concurrency in the order given.
 func ordered(rows []PhaseResult, concs []int) []PhaseResult {
 	var out []PhaseResult
-	for _, name := range []string{phaseCeiling, phaseExtCold, phaseExtWarm, phaseCheckWarm} {
+	for _, name := range []string{phaseCeiling, phaseExtCold, phaseExtWarm, phaseExtWarmNoLog, phaseCheckWarm} {
 		for _, c := range concs {
 			for _, r := range rows {
 				if r.Phase == name && r.Concurrency == c {

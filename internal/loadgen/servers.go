@@ -141,6 +141,7 @@ type pdpEnv struct {
 	adminURL, secretKey, redisURL, routes string
 	issuer                                *authntest.Issuer
 	log                                   *slog.Logger
+	decisionLog                           bool // record decisions (the pdp's default) or not
 }
 
 // pdpInstance is a pdp served in process by daemon.Serve.
@@ -161,6 +162,7 @@ func startPDP(ctx context.Context, env pdpEnv) (*pdpInstance, error) {
 	cfg.Audiences = []string{audience}
 	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Server.RouteTablePath = env.routes
+	cfg.DecisionLog = env.decisionLog
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

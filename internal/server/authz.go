@@ -35,7 +35,7 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 	s := a.s
 	start := time.Now()
 	defer s.metrics.observe(apiGRPC, start)
-	rec := record{api: apiGRPC, permission: permissionLabel(req.GetPermission())}
+	rec := record{api: apiGRPC, permission: permissionLabel(req.GetPermission()), logged: decisionFacts{start: start}}
 
 	// An invalid request is refused before the subject is looked at (DESIGN §2).
 	if err := checkPermission(req.GetPermission()); err != nil {
@@ -53,9 +53,10 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 		s.finish(ctx, &rec)
 		return &authzv1.CheckResponse{Reason: authzv1.Reason_REASON_UNAUTHENTICATED, DecisionId: rec.decisionID}, nil
 	}
+	resource := resourceFromProto(req.GetResource())
 	res, err := s.dec.Check(ctx, sub, pdp.Request{
 		Permission:  req.GetPermission(),
-		Resource:    resourceFromProto(req.GetResource()),
+		Resource:    resource,
 		Consistency: tok,
 	})
 	if err == nil {
@@ -65,6 +66,7 @@ func (a authzService) Check(ctx context.Context, req *authzv1.CheckRequest) (*au
 		rec.err, rec.undecided = err, cannotDecide(err)
 		return nil, s.fail(ctx, &rec, grpcError(err))
 	}
+	rec.logged.result(resource, res)
 	s.recordResult(ctx, &rec, res)
 	return responseFromResult(res), nil
 }
@@ -75,7 +77,7 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 	s := a.s
 	start := time.Now()
 	defer s.metrics.observe(apiGRPC, start)
-	rec := record{api: apiGRPC, permission: "bulk"}
+	rec := record{api: apiGRPC, permission: "bulk", logged: decisionFacts{start: start}}
 
 	items := req.GetItems()
 	if len(items) > MaxBulkItems {
@@ -129,6 +131,7 @@ func (a authzService) CheckBulk(ctx context.Context, req *authzv1.CheckBulkReque
 	for i, res := range results {
 		r := rec
 		r.permission = reqs[i].Permission
+		r.logged.result(reqs[i].Resource, res)
 		s.recordResult(ctx, &r, res)
 		out.Results[i] = responseFromResult(res)
 	}
@@ -213,6 +216,7 @@ func (s *Server) grpcSubject(ctx context.Context, subj *authzv1.Subject, rec *re
 		return pdp.Subject{}, false, grpcError(sErr)
 	}
 	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
+	rec.logged.subject(sub)
 	return sub, false, nil
 }
 

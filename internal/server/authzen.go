@@ -549,6 +549,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 	cfg := s.authzen.cfg
 	sub := asub.Subject
 	rec.tenant, rec.user = tenantLabel(sub), sub.UserID
+	rec.logged.subject(sub)
 
 	req := pdp.Request{Consistency: in.consistency, BoundTenant: asub.bound}
 	if cfg.RouteResourceType != "" && e.Resource.Type == cfg.RouteResourceType {
@@ -582,6 +583,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 		}
 		return azDecision{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
+	rec.logged.result(req.Resource, res)
 	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version,
 		ConsistencyToken: res.Token.String()}}, nil
 }

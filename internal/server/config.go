@@ -97,6 +97,9 @@ type Config struct {
 	// TLSClientCAFile, client certificates are verified when sent, so AuthZEN PEPs can be
 	// identified by mTLS. Forward-auth proxies then need https too.
 	HTTPTLS bool
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ on the HTTP address. Off by
+	// default: a profile shows what the process is doing, so only operators may reach it.
+	Pprof bool
 
 	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
 	// before connections are closed.
@@ -144,6 +147,7 @@ const (
 	EnvShutdownTimeout          = "NEOAUTHZ_SHUTDOWN_TIMEOUT"
 	EnvAuthZENConfig            = "NEOAUTHZ_AUTHZEN_CONFIG"
 	EnvHTTPTLS                  = "NEOAUTHZ_HTTP_TLS"
+	EnvPprof                    = "NEOAUTHZ_PPROF"
 )
 
 // RegisterFlags defines one flag per field on fs. A flag's default is the field's current
@@ -184,6 +188,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	httpTLS := (*boolValue)(&c.HTTPTLS)
 	c.fromEnv(EnvHTTPTLS, httpTLS)
 	fs.Var(httpTLS, "http-tls", "serve the HTTP port over TLS with the gRPC certificate (client certificates verified when sent) (env "+EnvHTTPTLS+")")
+	pprof := (*boolValue)(&c.Pprof)
+	c.fromEnv(EnvPprof, pprof)
+	fs.Var(pprof, "pprof", "serve /debug/pprof/ on the HTTP address (env "+EnvPprof+")")
 
 	shutdown := (*durationValue)(&c.ShutdownTimeout)
 	c.fromEnv(EnvShutdownTimeout, shutdown)

@@ -156,6 +156,7 @@ type record struct {
 	decisionID string
 	err        error
 	undecided  bool // the pdp could not decide (err is a dependency failure or a bug)
+	logged     decisionFacts
 }
 
 // finish counts and logs one check. Allows log at Debug (they are the bulk of the traffic),
@@ -168,6 +169,7 @@ func (s *Server) finish(ctx context.Context, rec *record) {
 	if rec.result == resultUnauthenticated && rec.authn != "" {
 		s.metrics.authnFailure.WithLabelValues(rec.authn).Inc()
 	}
+	s.logDecision(ctx, rec)
 	level := slog.LevelInfo
 	switch {
 	case rec.result == resultAllowed || rec.reason == "public":

@@ -44,6 +44,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		consistency:   requestHeader(hr, headerConsistency),
 		permission:    ext[extPermission],
 		tenant:        ext[extTenant],
+		client:        attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		start:         start,
 	}
 	g := s.decideGate(ctx, apiExtAuthz, &in)
 	s.finish(ctx, &g.rec)

@@ -197,6 +197,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		authorization: joinedHeader(r.Header, "Authorization"),
 		minVersion:    r.Header.Get(headerMinVersion),
 		consistency:   joinedHeader(r.Header, headerConsistency),
+		start:         start,
 	}
 	if bad == "" && s.host.set && in.host == "" {
 		// A host pattern that silently binds nothing would let any tenant's token through.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/consistency"
@@ -24,6 +25,8 @@ type gateRequest struct {
 	minVersion    string // x-neoauthz-min-version, replaced by the consistency token
 	permission    string // pinned permission; "" = ask the route table
 	tenant        string // tenant bound by the route configuration
+	client        string // the client's address, when the proxy tells it
+	start         time.Time
 }
 
 // gateKind is what the transport does with a gate decision.
@@ -89,7 +92,8 @@ var (
 //  3. the subject, from the bearer token;
 //  4. the pdp's decision.
 func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) gateResult {
-	g := gateResult{rec: record{api: api, permission: in.permission}}
+	g := gateResult{rec: record{api: api, permission: in.permission,
+		logged: decisionFacts{start: in.start, method: in.method, client: in.client}}}
 
 	var req pdp.Request
 	var routeTenant string
@@ -182,6 +186,7 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 	}
 	g.sub = sub
 	g.rec.tenant, g.rec.user = tenantLabel(sub), sub.UserID
+	g.rec.logged.subject(sub)
 
 	if m.Route != nil && m.Route.ResourceCheck() {
 		req.Resource = &pdp.Resource{OwnerID: m.Owner, TeamID: m.Team}
@@ -203,6 +208,7 @@ func (s *Server) decideGate(ctx context.Context, api string, in *gateRequest) ga
 		return g.unavailable(err)
 	}
 	g.res = res
+	g.rec.logged.result(req.Resource, res)
 	g.rec.decisionID = res.DecisionID
 	g.rec.reason = res.Reason.String()
 	g.rec.result = resultLabel(res)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/pdp"
+	"github.com/neofast/neoauthz/internal/pprof"
 	"github.com/neofast/neoauthz/internal/routes"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -62,6 +63,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	authzen *authzenState // nil: the AuthZEN API is not served
+	// decisions records decisions when set (SetDecisionLog); nil records nothing.
+	decisions DecisionLog
 
 	grpc    *grpc.Server
 	health  *health.Server
@@ -136,6 +139,17 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(false) // until the decision service first reports ready
+	// A second server on the same registry (tests) keeps the first one's gauge.
+	if _, err := register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pdp_serving",
+		Help: "1 while the pdp is ready and serving (what gRPC health and /health report), else 0."},
+		func() float64 {
+			if s.serving.Load() && !s.shuttingDown.Load() {
+				return 1
+			}
+			return 0
+		})); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 
 	gatherer := prometheus.DefaultGatherer
 	if g, ok := reg.(prometheus.Gatherer); ok {
@@ -144,11 +158,17 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	ops := http.NewServeMux()
 	ops.HandleFunc("GET /health", s.healthHTTP)
 	ops.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		pprof.Register(ops)
+	}
 	s.ops = ops
 	mux := http.NewServeMux()
 	if cfg.MetricsAddr == "" {
 		mux.Handle("/health", ops)
 		mux.Handle("/metrics", ops)
+		if cfg.Pprof {
+			mux.Handle(pprof.Prefix, ops)
+		}
 	}
 	if !fwd.enabled() {
 		mux.HandleFunc("/auth", forwardAuthOff)
