@@ -14,8 +14,8 @@ import (
 	"github.com/neofast/neoauthz/internal/pgtest"
 )
 
-// URL returns REDIS_URL (or the local default); when nothing answers the test fails under CI
-// and is skipped elsewhere.
+// URL returns REDIS_URL (or the local default); when nothing answers the test fails (see
+// pgtest.Unavailable).
 func URL(tb testing.TB) string {
 	tb.Helper()
 	url := os.Getenv("REDIS_URL")

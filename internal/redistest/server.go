@@ -3,13 +3,14 @@ package redistest
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/neofast/neoauthz/internal/pgtest"
 )
 
 // Server is a redis-server owned by one test, which it can kill and restart on the same
@@ -21,14 +22,12 @@ type Server struct {
 }
 
 // StartServer starts a redis-server on a free loopback port; it is killed when the test
-// ends. Without the binary the test fails under CI and is skipped elsewhere.
+// ends. Without the binary the test fails (see pgtest.Unavailable); scripts/services.sh
+// installs it.
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("redis-server is not on PATH")
-		}
-		tb.Skip("redis-server is not on PATH; install it (apt-get install redis-server) to run this test")
+		pgtest.Unavailable(tb, "the redis-server binary", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
