@@ -76,7 +76,7 @@ type instance struct {
 	lookups *atomic.Int64      // tenant directory reads
 	mgr     *authzsync.Manager // nil when notifications are held back
 	store   *pgstore.Store
-	reg     *prometheus.Registry // the manager's metrics
+	reg     *prometheus.Registry // the service's and the manager's metrics (which cache tier answered)
 	loads   *atomic.Int64        // tenant permission-set loads from PostgreSQL
 }
 
@@ -146,14 +146,15 @@ func (f *fixture) newInstance(t testing.TB, cfg pdp.Config, afterLoad func()) *i
 	floors := &authzsync.Floors{}
 	cfg.Cache.Prefix = f.prefix
 	down, lookups, loads := &atomic.Bool{}, &atomic.Int64{}, &atomic.Int64{}
+	reg := prometheus.NewRegistry()
 	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down, lookups: lookups, loads: loads}, f.w.Admin, floors, f.rdb,
-		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		svc.Close()
 		store.Close()
 	})
-	return &instance{svc: svc, floors: floors, store: store, down: down, lookups: lookups, loads: loads, reg: prometheus.NewRegistry()}
+	return &instance{svc: svc, floors: floors, store: store, down: down, lookups: lookups, loads: loads, reg: reg}
 }
 
 // reconnects reads sync_listener_reconnects_total for db from the instance's manager.
@@ -372,9 +373,13 @@ func TestTwoInstancesSharingRedis(t *testing.T) {
 	f := newFixture(t)
 	a := f.start(t, pdp.Config{}, nil)
 	b := f.start(t, pdp.Config{}, nil)
-	require.True(t, a.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	res, got := a.checkTier(t, "acme", "alice", "users.delete.tenant")
+	require.True(t, res.Allowed)
+	require.Equal(t, tierLoad, got)
 	a.svc.WaitIdle()
-	require.True(t, b.check(t, "acme", "alice", "users.delete.tenant").Allowed, "b is served from a's Redis entry")
+	res, got = b.checkTier(t, "acme", "alice", "users.delete.tenant")
+	require.True(t, res.Allowed)
+	require.Equal(t, tierL2, got, "b is served from a's Redis entry")
 
 	key, err := cache.TenantUserKey(f.tenant.ID, "alice")
 	require.NoError(t, err)
@@ -385,13 +390,21 @@ func TestTwoInstancesSharingRedis(t *testing.T) {
 	v := f.version(t)
 	a.waitFloor(t, f.tenant.ID, v)
 	b.waitFloor(t, f.tenant.ID, v)
-	assert.False(t, a.check(t, "acme", "alice", "users.delete.tenant").Allowed)
-	assert.False(t, b.check(t, "acme", "alice", "users.delete.tenant").Allowed)
+	for name, in := range map[string]*instance{"a": a, "b": b} {
+		res, got := in.checkTier(t, "acme", "alice", "users.delete.tenant")
+		assert.False(t, res.Allowed, name)
+		assert.NotEqual(t, tierL1, got, "%s: the old L1 entry is not used after the notification", name)
+	}
 
 	// An instance that missed the change writes its old entry back into Redis: nobody uses it.
+	a.svc.WaitIdle()
+	b.svc.WaitIdle()
 	require.NoError(t, f.rdb.Set(context.Background(), f.prefix+key, old, time.Minute).Err())
 	c := f.start(t, pdp.Config{}, nil)
 	c.waitFloor(t, f.tenant.ID, v)
+	res, got = c.checkTier(t, "acme", "alice", "users.delete.tenant")
+	assert.False(t, res.Allowed)
+	assert.Equal(t, tierLoad, got, "the old Redis entry is a miss: c loads")
 	for _, in := range []*instance{a, b, c} {
 		assert.False(t, in.check(t, "acme", "alice", "users.delete.tenant").Allowed)
 	}
@@ -690,28 +703,31 @@ func TestSameDecisionFromEveryTier(t *testing.T) {
 	f := newFixture(t)
 	a := f.start(t, pdp.Config{}, nil)
 	perms := []string{"users.delete.tenant", "billing.read.tenant", "projects.read.team", "documents.update.own"}
-	var fromLoad, fromL1, fromL2 []pdp.Result
-	for _, p := range perms {
-		fromLoad = append(fromLoad, a.check(t, "acme", "alice", p))
-	}
-	for _, p := range perms {
-		fromL1 = append(fromL1, a.check(t, "acme", "alice", p))
-	}
-	a.svc.WaitIdle()
-	b := f.start(t, pdp.Config{}, nil) // empty L1, same Redis
-	for _, p := range perms {
-		fromL2 = append(fromL2, b.check(t, "acme", "alice", p))
-	}
-	strip := func(rs []pdp.Result) []pdp.Result {
-		out := make([]pdp.Result, len(rs))
-		for i, r := range rs {
-			r.DecisionID = ""
-			out[i] = r
+	// collect checks every permission and asserts the tier that answered each: the first
+	// from `first`, the rest from L1, which then holds what the first one found (for b, the set
+	// decoded from Redis).
+	collect := func(in *instance, first tier) []pdp.Result {
+		t.Helper()
+		var out []pdp.Result
+		for i, p := range perms {
+			res, got := in.checkTier(t, "acme", "alice", p)
+			want := first
+			if i > 0 {
+				want = tierL1
+			}
+			require.Equal(t, want, got, "%s: got tier %s, want %s", p, got, want)
+			in.svc.WaitIdle() // L1's buffered set applied, the Redis write done
+			res.DecisionID = ""
+			out = append(out, res)
 		}
 		return out
 	}
-	assert.Equal(t, strip(fromLoad), strip(fromL1))
-	assert.Equal(t, strip(fromLoad), strip(fromL2))
+	fromLoad := collect(a, tierLoad)
+	fromL1 := collect(a, tierL1)
+	b := f.start(t, pdp.Config{}, nil) // empty L1, same Redis
+	fromL2 := collect(b, tierL2)
+	assert.Equal(t, fromLoad, fromL1)
+	assert.Equal(t, fromLoad, fromL2)
 	assert.True(t, fromLoad[0].Allowed)
 	assert.False(t, fromLoad[1].Allowed)
 }
