@@ -230,6 +230,10 @@ func (s *Set) Expiry() time.Time {
 	return time.UnixMicro(s.f.expiry).UTC()
 }
 
+// Status returns ReasonGranted for a set that decides by its grants, or the reason it denies
+// everything with (unknown user, user inactive, ...).
+func (s *Set) Status() Reason { return s.f.status }
+
 // Problem returns why the set denies everything with ReasonInvalidData, or "" when it does not;
 // it is meant for logs, since a decision carries only the reason.
 func (s *Set) Problem() string { return s.f.problem }

@@ -78,6 +78,9 @@ type instance struct {
 	store   *pgstore.Store
 	reg     *prometheus.Registry // the service's and the manager's metrics (which cache tier answered)
 	loads   *atomic.Int64        // tenant permission-set loads from PostgreSQL
+	// noResync makes the listeners' version reads of regional databases fail, so a killed
+	// listener stays down until it is cleared.
+	noResync *atomic.Bool
 }
 
 // storeHook wraps the real store to hold a load after its read, or to make loads fail as
@@ -107,13 +110,26 @@ func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user st
 	return in, err
 }
 
+// versionsHook wraps the store the sync manager reads versions from.
+type versionsHook struct {
+	*pgstore.Store
+	blocked *atomic.Bool
+}
+
+func (h versionsHook) DatabaseVersions(ctx context.Context, connectionID, database string) (map[string]uint64, error) {
+	if h.blocked.Load() {
+		return nil, errors.New("versions cannot be read")
+	}
+	return h.Store.DatabaseVersions(ctx, connectionID, database)
+}
+
 func (f *fixture) start(t testing.TB, cfg pdp.Config, afterLoad func()) *instance {
 	t.Helper()
 	in := f.newInstance(t, cfg, afterLoad)
 	ctx, cancel := context.WithCancel(context.Background())
 	in.mgr = authzsync.New(authzsync.Config{AdminURL: f.w.AdminURL, Heartbeat: 500 * time.Millisecond,
 		PollInterval: time.Second, RegistryInterval: 200 * time.Millisecond},
-		in.floors, f.w.Admin, f.w.Registry, in.store, in.svc.TenantChanged, slog.New(slog.DiscardHandler), in.reg)
+		in.floors, f.w.Admin, f.w.Registry, versionsHook{Store: in.store, blocked: in.noResync}, in.svc.TenantChanged, slog.New(slog.DiscardHandler), in.reg)
 	mgr := in.mgr
 	done := make(chan struct{})
 	go func() {
@@ -154,7 +170,8 @@ func (f *fixture) newInstance(t testing.TB, cfg pdp.Config, afterLoad func()) *i
 		svc.Close()
 		store.Close()
 	})
-	return &instance{svc: svc, floors: floors, store: store, down: down, lookups: lookups, loads: loads, reg: reg}
+	return &instance{svc: svc, floors: floors, store: store, down: down, lookups: lookups, loads: loads, reg: reg,
+		noResync: &atomic.Bool{}}
 }
 
 // reconnects reads sync_listener_reconnects_total for db from the instance's manager.

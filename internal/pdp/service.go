@@ -45,6 +45,9 @@ type Config struct {
 	// UnknownTenants bounds how many unknown tenant names are remembered (each for at most
 	// DirectoryTTL, all forgotten on any tenant change). Default 10,000.
 	UnknownTenants int
+	// Clock is the time decisions are made at (expiries, MaxStaleness, the unknown-user and
+	// directory lifetimes). Nil means time.Now; tests move it forward.
+	Clock func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -59,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.Cache.Name == "" {
 		c.Cache.Name = "permset"
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 }
 
@@ -123,7 +129,7 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 		return nil, err
 	}
 	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
-		now: time.Now, log: log, dir: map[string]dirEntry{}}
+		now: cfg.Clock, log: log, dir: map[string]dirEntry{}}
 	s.unknown = cache.NewTTL[string, unknownName](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
 	return s, nil
 }
@@ -408,13 +414,18 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 
 // current reports whether e was computed at or after the newest version known for the scope
 // and the user (and at least atLeast), from a directory entry no older than the tenant's
-// directory floor and the one in use, and is not past the earliest expiry inside it.
+// directory floor and the one in use, and is not past the earliest expiry inside it (nor, for
+// an unknown user, past UnknownUserTTL).
 func (s *Service) current(e *Entry, scope, user string, adminVersion, atLeast uint64, now time.Time) bool {
 	if e == nil || e.Set == nil {
 		return false
 	}
 	floor := max(s.floors.Floor(scope, user), atLeast)
 	if e.Set.Version() < floor || e.AdminVersion < s.floors.DirFloor(scope) || e.AdminVersion < adminVersion {
+		return false
+	}
+	if e.Set.Status() == decision.ReasonUnknownUser && now.Sub(e.LoadedAt) >= s.cfg.UnknownUserTTL {
+		// The cache tiers drop it after UnknownUserTTL too; this holds on the decision clock.
 		return false
 	}
 	exp := e.Set.Expiry()
