@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,13 +34,19 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func cliEnv(w *testenv.World, vars map[string]string) (Env, *syncBuffer) {
-	out := &syncBuffer{}
-	return Env{Stdout: out, Stderr: &syncBuffer{}, Getenv: func(k string) string {
+	env, out, _ := cliEnvWithStderr(w, vars)
+	return env, out
+}
+
+// cliEnvWithStderr is cliEnv that also returns what goes to stderr (the logs).
+func cliEnvWithStderr(w *testenv.World, vars map[string]string) (Env, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return Env{Stdout: out, Stderr: errOut, Getenv: func(k string) string {
 		if k == "ADMIN_DATABASE_URL" {
 			return w.AdminURL
 		}
 		return vars[k]
-	}}, out
+	}}, out, errOut
 }
 
 func TestBootstrapAndAuditVerify(t *testing.T) {
@@ -124,7 +131,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	defer iss.Close()
 	_, err := iss.AddRealm("platform", "RS256")
 	require.NoError(t, err)
-	env, out := cliEnv(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": iss.URL(), "NEOAUTHZ_PLATFORM_REALM": "platform",
+	env, out, logs := cliEnvWithStderr(w, map[string]string{"NEOAUTHZ_TRUSTED_ISSUERS": iss.URL(), "NEOAUTHZ_PLATFORM_REALM": "platform",
 		"NEOAUTHZ_AUDIENCES": "neoauthz", "NEOAUTHZ_ADMIN_ADDR": "127.0.0.1:0", "NEOAUTHZ_ADMIN_HEALTH_INTERVAL": "1s"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -158,6 +165,10 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 	assert.NotContains(t, out.String(), tok, "tokens are never printed")
+	assert.NotEmpty(t, logs.String(), "serve logs to stderr")
+	assert.NotContains(t, logs.String(), tok, "nor logged")
+	// Nor any part that identifies it: its signature.
+	assert.NotContains(t, logs.String(), tok[strings.LastIndexByte(tok, '.')+1:], "nor its signature logged")
 }
 
 func TestTenantWritesPrintAConsistencyToken(t *testing.T) {
