@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -316,80 +317,87 @@ func TestLoadErrorIsReturnedAndNotCached(t *testing.T) {
 	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_loads_total", map[string]string{"result": "error"}), 0)
 }
 
+// TestCoalescedLoads runs in a synctest bubble: synctest.Wait returns once every caller is
+// blocked inside Get (the leader in its load, the others waiting for it), so no caller can
+// arrive after the load finished, however slow the machine.
 func TestCoalescedLoads(t *testing.T) {
-	ctx := context.Background()
-	rdb, prefix := redistest.Client(t, "cache")
-	c, reg := newTestCache(t, rdb, prefix, Options{})
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c, reg := newTestCache(t, nil, "", Options{})
 
-	release := make(chan struct{})
-	var calls atomic.Int32
-	load := func(context.Context) (Loaded[val], error) {
-		calls.Add(1)
-		<-release
-		return Loaded[val]{Value: val{Version: 7}}, nil
-	}
-	const n = 100
-	var wg sync.WaitGroup
-	results := make(chan val, n)
-	for range n {
-		wg.Go(func() {
-			v, src, err := c.Get(ctx, "k", atLeast(7), load)
-			assert.NoError(t, err)
-			assert.Equal(t, SourceLoad, src)
-			results <- v
-		})
-	}
-	// Every caller is past Redis (the last step before joining the load; under -race some
-	// may time out there rather than miss); give the last ones a moment to reach it.
-	require.Eventually(t, func() bool {
-		return metricValue(t, reg, "cache_operations_total", map[string]string{"tier": "l2", "operation": "get"}) == n
-	}, 10*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	close(results)
-	for v := range results {
-		assert.Equal(t, int64(7), v.Version)
-	}
-	assert.Equal(t, int32(1), calls.Load(), "loader calls")
+		release := make(chan struct{})
+		var calls atomic.Int32
+		load := func(context.Context) (Loaded[val], error) {
+			calls.Add(1)
+			<-release
+			return Loaded[val]{Value: val{Version: 7}}, nil
+		}
+		const n = 100
+		var wg sync.WaitGroup
+		type got struct {
+			v   val
+			src Source
+			err error
+		}
+		results := make(chan got, n)
+		for range n {
+			wg.Go(func() {
+				v, src, err := c.Get(ctx, "k", atLeast(7), load)
+				results <- got{v, src, err}
+			})
+		}
+		synctest.Wait()
+		require.InDelta(t, n, metricValue(t, reg, "cache_operations_total", ops("l1", "get", "miss")), 0, "every caller missed L1")
+		require.Equal(t, int32(1), calls.Load(), "one load under way")
+		close(release)
+		wg.Wait()
+		close(results)
+		for r := range results {
+			require.NoError(t, r.err)
+			assert.Equal(t, SourceLoad, r.src)
+			assert.Equal(t, int64(7), r.v.Version)
+		}
+		assert.Equal(t, int32(1), calls.Load(), "loader calls")
+	})
 }
 
 // TestCoalescedCallerWithNewerFloor checks that a caller who knows a newer version than the
 // one a shared load produced loads again rather than receive it.
 func TestCoalescedCallerWithNewerFloor(t *testing.T) {
-	ctx := context.Background()
-	c, reg := newTestCache(t, nil, "", Options{})
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c, _ := newTestCache(t, nil, "", Options{})
 
-	release := make(chan struct{})
-	var calls atomic.Int32
-	load := func(context.Context) (Loaded[val], error) {
-		if calls.Add(1) == 1 {
-			<-release
-			return Loaded[val]{Value: val{Version: 5}}, nil
+		release := make(chan struct{})
+		var calls atomic.Int32
+		load := func(context.Context) (Loaded[val], error) {
+			if calls.Add(1) == 1 {
+				<-release
+				return Loaded[val]{Value: val{Version: 5}}, nil
+			}
+			return Loaded[val]{Value: val{Version: 6}}, nil
 		}
-		return Loaded[val]{Value: val{Version: 6}}, nil
-	}
-	leader := make(chan val, 1)
-	go func() {
-		v, _, err := c.Get(ctx, "k", atLeast(5), load)
-		assert.NoError(t, err)
-		leader <- v
-	}()
-	require.Eventually(t, func() bool { return calls.Load() == 1 }, 10*time.Second, time.Millisecond)
-	follower := make(chan val, 1)
-	go func() {
-		v, _, err := c.Get(ctx, "k", atLeast(6), load) // e.g. at_least_version=6
-		assert.NoError(t, err)
-		follower <- v
-	}()
-	require.Eventually(t, func() bool {
-		return metricValue(t, reg, "cache_operations_total", ops("l1", "get", "miss")) == 2
-	}, 10*time.Second, time.Millisecond)
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	assert.Equal(t, int64(5), (<-leader).Version, "leader")
-	assert.Equal(t, int64(6), (<-follower).Version, "follower")
-	assert.Equal(t, int32(2), calls.Load(), "loader calls")
+		leader := make(chan val, 1)
+		go func() {
+			v, _, err := c.Get(ctx, "k", atLeast(5), load)
+			assert.NoError(t, err)
+			leader <- v
+		}()
+		synctest.Wait() // the leader is in its load
+		require.Equal(t, int32(1), calls.Load())
+		follower := make(chan val, 1)
+		go func() {
+			v, _, err := c.Get(ctx, "k", atLeast(6), load) // e.g. a newer floor than the leader's
+			assert.NoError(t, err)
+			follower <- v
+		}()
+		synctest.Wait() // the follower waits for the leader's load
+		require.Equal(t, int32(1), calls.Load(), "the follower joined the load under way")
+		close(release)
+		assert.Equal(t, int64(5), (<-leader).Version, "leader")
+		assert.Equal(t, int64(6), (<-follower).Version, "follower")
+		assert.Equal(t, int32(2), calls.Load(), "loader calls")
+	})
 }
 
 func TestWaiterLeavesOnCancel(t *testing.T) {
@@ -406,64 +414,130 @@ func TestWaiterLeavesOnCancel(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
+// TestTTLCapping checks the lifetimes each tier gives an entry without racing the clock: the
+// caps are read back from Redis and L1, expiry in L1 runs on synctest's clock, and expiry
+// across tiers is waited for as a condition.
 func TestTTLCapping(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t, "cache")
+
+	// l1Expiry returns when k's L1 entry expires, after buffered sets are applied.
+	l1Expiry := func(t *testing.T, c *Cache[val], k string) time.Time {
+		t.Helper()
+		c.WaitIdle()
+		e, ok := c.getL1(k)
+		require.True(t, ok, "%s is in L1", k)
+		return e.exp
+	}
+	// redisExpiry returns the Redis TTL of k and the expiry its envelope carries.
+	redisExpiry := func(t *testing.T, k string) (time.Duration, time.Time) {
+		t.Helper()
+		pttl, err := rdb.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		b, err := rdb.Get(ctx, k).Bytes()
+		require.NoError(t, err)
+		_, exp, _, err := decodeEnvelope(b)
+		require.NoError(t, err)
+		return pttl, exp
+	}
 
 	t.Run("loaded TTL shorter than the tiers", func(t *testing.T) {
 		c, _ := newTestCache(t, rdb, prefix+"short:", Options{})
 		var calls atomic.Int32
 		load := func(context.Context) (Loaded[val], error) {
 			calls.Add(1)
-			return Loaded[val]{Value: val{Version: 1}, TTL: 300 * time.Millisecond}, nil
+			return Loaded[val]{Value: val{Version: 1}, TTL: 30 * time.Second}, nil
 		}
+		before := time.Now()
 		_, _, err := c.Get(ctx, "k", atLeast(1), load)
 		require.NoError(t, err)
+		after := time.Now()
 		c.WaitIdle()
-		pttl, err := rdb.PTTL(ctx, prefix+"short:k").Result()
-		require.NoError(t, err)
+		pttl, exp := redisExpiry(t, prefix+"short:k")
 		assert.Positive(t, pttl)
-		assert.LessOrEqual(t, pttl, 300*time.Millisecond, "Redis TTL")
+		assert.LessOrEqual(t, pttl, 30*time.Second, "Redis TTL")
+		assert.False(t, exp.After(after.Add(30*time.Second)), "Redis envelope expiry: got %s", exp)
+		l1 := l1Expiry(t, c, "k")
+		assert.False(t, l1.Before(before.Add(30*time.Second)) || l1.After(after.Add(30*time.Second)),
+			"L1 expiry: got %s, want the load time + 30s", l1)
 		_, src, err := c.Get(ctx, "k", atLeast(1), load)
 		require.NoError(t, err)
 		assert.Equal(t, SourceL1, src)
-
-		time.Sleep(400 * time.Millisecond)
-		n, err := rdb.Exists(ctx, prefix+"short:k").Result()
-		require.NoError(t, err)
-		assert.Zero(t, n, "still in Redis after its TTL")
-		_, src, err = c.Get(ctx, "k", atLeast(1), load)
-		require.NoError(t, err)
-		assert.Equal(t, SourceLoad, src, "after the TTL")
-		assert.Equal(t, int32(2), calls.Load())
+		assert.Equal(t, int32(1), calls.Load())
 	})
 
 	t.Run("loaded TTL longer than the tiers", func(t *testing.T) {
-		c, _ := newTestCache(t, rdb, prefix+"long:", Options{L1TTL: 200 * time.Millisecond, L2TTL: 600 * time.Millisecond})
-		var calls atomic.Int32
+		c, _ := newTestCache(t, rdb, prefix+"long:", Options{L1TTL: time.Minute, L2TTL: 2 * time.Minute})
 		load := func(context.Context) (Loaded[val], error) {
-			calls.Add(1)
 			return Loaded[val]{Value: val{Version: 1}, TTL: time.Hour}, nil
 		}
 		_, _, err := c.Get(ctx, "k", atLeast(1), load)
 		require.NoError(t, err)
+		after := time.Now()
 		c.WaitIdle()
-		pttl, err := rdb.PTTL(ctx, prefix+"long:k").Result()
-		require.NoError(t, err)
-		assert.Positive(t, pttl)
-		assert.LessOrEqual(t, pttl, 600*time.Millisecond, "Redis TTL")
+		pttl, exp := redisExpiry(t, prefix+"long:k")
+		assert.Greater(t, pttl, time.Minute, "Redis TTL is L2TTL, not L1TTL")
+		assert.LessOrEqual(t, pttl, 2*time.Minute, "Redis TTL")
+		assert.False(t, exp.After(after.Add(2*time.Minute)), "Redis envelope expiry: got %s", exp)
+		assert.False(t, l1Expiry(t, c, "k").After(after.Add(time.Minute)), "L1 expiry is capped by L1TTL")
+	})
 
-		time.Sleep(300 * time.Millisecond) // past L1TTL, before L2TTL
+	t.Run("a promoted entry keeps the Redis entry's expiry", func(t *testing.T) {
+		c, _ := newTestCache(t, rdb, prefix+"promo:", Options{L1TTL: time.Hour})
+		writeRaw(t, rdb, prefix+"promo:", "k", val{Version: 1}, 20*time.Second)
+		_, exp := redisExpiry(t, prefix+"promo:k")
+		var calls atomic.Int32
+		_, src, err := c.Get(ctx, "k", atLeast(1), loader(val{Version: 1}, &calls))
+		require.NoError(t, err)
+		require.Equal(t, SourceL2, src)
+		assert.True(t, exp.Equal(l1Expiry(t, c, "k")), "L1 expiry of the promoted entry: got %s, want %s", l1Expiry(t, c, "k"), exp)
+		assert.Zero(t, calls.Load())
+	})
+
+	t.Run("L1 drops the entry at its loaded TTL", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, _ := newTestCache(t, nil, "", Options{})
+			var calls atomic.Int32
+			load := func(context.Context) (Loaded[val], error) {
+				calls.Add(1)
+				return Loaded[val]{Value: val{Version: 1}, TTL: 300 * time.Millisecond}, nil
+			}
+			get := func() Source {
+				t.Helper()
+				_, src, err := c.Get(ctx, "k", atLeast(1), load)
+				require.NoError(t, err)
+				c.WaitIdle()
+				return src
+			}
+			assert.Equal(t, SourceLoad, get())
+			time.Sleep(299 * time.Millisecond)
+			assert.Equal(t, SourceL1, get(), "just before the TTL")
+			time.Sleep(2 * time.Millisecond)
+			assert.Equal(t, SourceLoad, get(), "past the TTL")
+			assert.Equal(t, int32(2), calls.Load())
+		})
+	})
+
+	t.Run("past L1TTL from Redis, past L2TTL loaded", func(t *testing.T) {
+		c, _ := newTestCache(t, rdb, prefix+"tiers:", Options{L1TTL: 50 * time.Millisecond, L2TTL: 2 * time.Second})
+		var calls atomic.Int32
+		load := loader(val{Version: 1}, &calls)
 		_, src, err := c.Get(ctx, "k", atLeast(1), load)
 		require.NoError(t, err)
-		assert.Equal(t, SourceL2, src, "after L1TTL")
+		require.Equal(t, SourceLoad, src)
 		c.WaitIdle()
-
-		// The promoted entry keeps the Redis entry's expiry.
-		time.Sleep(400 * time.Millisecond)
-		_, src, err = c.Get(ctx, "k", atLeast(1), load)
-		require.NoError(t, err)
-		assert.Equal(t, SourceLoad, src, "after L2TTL")
+		// Each wait ends on a condition; until it holds, any tier above the awaited one answers.
+		waitFor := func(want Source) {
+			t.Helper()
+			require.Eventually(t, func() bool {
+				_, src, err := c.Get(ctx, "k", atLeast(1), load)
+				require.NoError(t, err)
+				return src == want
+			}, 30*time.Second, 5*time.Millisecond, "never served from %s", want)
+		}
+		waitFor(SourceL2)
+		assert.Equal(t, int32(1), calls.Load(), "no load while Redis holds it")
+		waitFor(SourceLoad)
 		assert.Equal(t, int32(2), calls.Load())
 	})
 
