@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -80,23 +81,56 @@ func TestAuditChainDetectsRemovedRow(t *testing.T) {
 func TestAuditConcurrentAppends(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
+	ctx := context.Background()
+	// Tenant renames to "rollback-me" fail at commit, after their audit row was appended.
+	// (The database is the test's own.)
+	_, err := e.w.Admin.Exec(ctx, `
+		CREATE FUNCTION public.refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+		CREATE CONSTRAINT TRIGGER refuse_rollback_me AFTER INSERT ON admin.audit_log
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		WHEN (NEW.after->>'name' = 'rollback-me') EXECUTE FUNCTION public.refuse_audit()`)
+	require.NoError(t, err)
+	before := e.verify().Rows
+
+	const workers = 10
+	type outcome struct {
+		what   string
+		status int
+	}
+	results := make(chan outcome, 3*workers)
 	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i := range workers {
+		wg.Go(func() {
 			p := "suspend"
 			if i%2 == 1 {
 				p = "activate"
 			}
-			e.do("POST", "/api/v1/admin/tenants/acme/"+p, e.admin, nil)
-			e.do("PATCH", "/api/v1/admin/tenants/acme", e.admin, map[string]any{"name": "n"})
-		}()
+			results <- outcome{p, e.do("POST", "/api/v1/admin/tenants/acme/"+p, e.admin, nil).Status}
+			results <- outcome{"rename", e.do("PATCH", "/api/v1/admin/tenants/acme", e.admin, map[string]any{"name": fmt.Sprint("n", i)}).Status}
+			results <- outcome{"rename rolled back", e.do("PATCH", "/api/v1/admin/tenants/acme", e.admin, map[string]any{"name": "rollback-me"}).Status}
+		})
 	}
 	wg.Wait()
-	// A failed write (deleted tenant cannot be patched after the audit lock was taken) rolls
-	// back its audit row too.
+	close(results)
+	for r := range results {
+		want := 200
+		if r.what == "rename rolled back" {
+			want = 500
+		}
+		assert.Equal(t, want, r.status, "%s: got status %d, want %d", r.what, r.status, want)
+	}
+
+	var renamed int
+	require.NoError(t, e.w.Admin.QueryRow(ctx, `SELECT count(*) FROM admin.audit_log WHERE after->>'name' = 'rollback-me'`).Scan(&renamed))
+	assert.Zero(t, renamed, "a rolled-back write leaves no audit row")
+	var name string
+	require.NoError(t, e.w.Admin.QueryRow(ctx, `SELECT name FROM admin.tenants WHERE slug = 'acme'`).Scan(&name))
+	assert.NotEqual(t, "rollback-me", name, "nor its change")
 	v := e.verify()
-	assert.True(t, v.OK, "%+v", v)
-	assert.GreaterOrEqual(t, v.Rows, int64(12))
+	assert.True(t, v.OK, "no gap where the rolled-back rows were: %+v", v)
+	assert.Equal(t, before+2*workers, v.Rows, "one row per successful write")
+	var maxID int64
+	require.NoError(t, e.w.Admin.QueryRow(ctx, `SELECT max(id) FROM admin.audit_log`).Scan(&maxID))
+	assert.Equal(t, v.Rows, maxID, "ids run 1..n without gaps")
 }
