@@ -142,18 +142,22 @@ func TestCompileMatchesReference(t *testing.T) {
 // TestAddingDenyNeverAllows: a new deny can only take allows away.
 func TestAddingDenyNeverAllows(t *testing.T) {
 	g := gen{rnd: rand.New(rand.NewPCG(3, 4))}
+	var c comparisons
 	for i := range 3000 {
 		in := g.input()
 		more := in
 		more.Direct = append(slices.Clone(in.Direct), DirectPermission{Code: g.code(in.Level), Group: pick(g.rnd, genGroups), ExpiresAt: g.exp()})
-		assertNoNewAllow(t, g, i, in, more)
+		c.mutated++
+		c.add(assertNoNewAllow(t, g, i, in, more))
 	}
+	c.require(t)
 }
 
 // TestRemovingGrantNeverAllows: taking away a direct grant, a role permission or an assignment
 // can only take allows away.
 func TestRemovingGrantNeverAllows(t *testing.T) {
 	g := gen{rnd: rand.New(rand.NewPCG(5, 6))}
+	var c comparisons
 	for i := range 3000 {
 		in := g.input()
 		less := in
@@ -161,23 +165,48 @@ func TestRemovingGrantNeverAllows(t *testing.T) {
 		case 0:
 			if j := slices.IndexFunc(in.Direct, func(d DirectPermission) bool { return d.Granted }); j >= 0 {
 				less.Direct = slices.Delete(slices.Clone(in.Direct), j, j+1)
+				c.mutated++
 			}
 		case 1:
 			less.Roles = slices.Clone(in.Roles)
 			j := g.rnd.IntN(len(less.Roles))
 			if n := len(less.Roles[j].Permissions); n > 0 {
 				less.Roles[j].Permissions = slices.Delete(slices.Clone(less.Roles[j].Permissions), n-1, n)
+				c.mutated++
 			}
 		case 2:
 			if n := len(in.Assignments); n > 0 {
 				less.Assignments = slices.Delete(slices.Clone(in.Assignments), 0, 1)
+				c.mutated++
 			}
 		}
-		assertNoNewAllow(t, g, i, in, less)
+		c.add(assertNoNewAllow(t, g, i, in, less))
 	}
+	c.require(t)
 }
 
-func assertNoNewAllow(t *testing.T, g gen, i int, before, after Input) {
+// comparisons counts what a monotonicity property really checked, so that a generator drifting
+// into errors, no-op changes or worlds without denies cannot leave the property proved by
+// nothing.
+type comparisons struct {
+	mutated int // worlds whose input the change really altered
+	checked int // decisions that were denies before the change (the ones the property is about)
+	taken   int // allows the change took away (the change mattered)
+}
+
+func (c *comparisons) add(checked, taken int) { c.checked += checked; c.taken += taken }
+
+func (c *comparisons) require(t *testing.T) {
+	t.Helper()
+	t.Logf("%d worlds changed, %d denies compared, %d allows taken away", c.mutated, c.checked, c.taken)
+	assert.Greater(t, c.mutated, 1500, "worlds changed: got %d, want most of them", c.mutated)
+	assert.Greater(t, c.checked, 20000, "denies compared: got %d, want many", c.checked)
+	assert.Greater(t, c.taken, 200, "allows taken away: got %d, want some (else the changes did nothing)", c.taken)
+}
+
+// assertNoNewAllow checks that no request denied before the change is allowed after it; it
+// returns how many denies it compared and how many allows the change took away.
+func assertNoNewAllow(t *testing.T, g gen, i int, before, after Input) (checked, taken int) {
 	t.Helper()
 	s1, err := Compile(before, t0)
 	require.NoError(t, err)
@@ -188,12 +217,17 @@ func assertNoNewAllow(t *testing.T, g gen, i int, before, after Input) {
 		d1, err1 := s1.Check(at, req)
 		d2, err2 := s2.Check(at, req)
 		if err1 != nil || err2 != nil {
+			require.Equal(t, err1 != nil, err2 != nil, "world %d, %+v: the change made the request invalid: %v / %v", i, req, err1, err2)
 			continue
 		}
 		if !d1.Allowed {
 			require.False(t, d2.Allowed, "world %d, %+v: got allow %+v after the change, want deny as before (%v)", i, req, d2.Grant, d1.Reason)
+			checked++
+		} else if !d2.Allowed {
+			taken++
 		}
 	}
+	return checked, taken
 }
 
 // TestRoundTripSameDecisions: a set read back from the cache encoding decides identically.
@@ -227,6 +261,7 @@ func TestRoundTripSameDecisions(t *testing.T) {
 // TestExpiryIsEarliestItem: after Expiry() a decision may change, and before it none does.
 func TestExpiryIsEarliestItem(t *testing.T) {
 	g := gen{rnd: rand.New(rand.NewPCG(9, 10))}
+	compared, expiring := 0, 0
 	for i := range 2000 {
 		in := g.input()
 		set, err := Compile(in, t0)
@@ -234,6 +269,8 @@ func TestExpiryIsEarliestItem(t *testing.T) {
 		exp := set.Expiry()
 		if exp.IsZero() {
 			exp = t0.Add(100 * time.Hour)
+		} else {
+			expiring++
 		}
 		for range 10 {
 			req := g.request(in.Level)
@@ -243,6 +280,9 @@ func TestExpiryIsEarliestItem(t *testing.T) {
 			}
 			d2, _ := set.Check(exp.Add(-time.Microsecond), req)
 			require.Equal(t, d1, d2, "world %d: decision changed before Expiry %v", i, exp)
+			compared++
 		}
 	}
+	assert.Greater(t, expiring, 500, "sets with an expiry: got %d, want many", expiring)
+	assert.Greater(t, compared, 15000, "decisions compared: got %d, want most", compared)
 }
