@@ -92,7 +92,7 @@ func TestForwardAuthConventions(t *testing.T) {
 		wantStatus int
 		wantCode   string // envelope error code
 		wantReason string
-		wantPerm   string // permission the pdp was asked, when it was asked
+		wantPerm   string // permission the pdp was asked; "" = it must not be asked
 	}{
 		{"allow", origRequest{"GET", "/api/reports?page=2", acmeHost}, "Bearer alice-token", http.StatusOK, "", "", "reports.read.tenant"},
 		{"allow PUT with a team", origRequest{"PUT", "/api/teams/t1/projects/p1", acmeHost}, "Bearer alice-token", http.StatusOK, "", "", "projects.update"},
@@ -104,7 +104,7 @@ func TestForwardAuthConventions(t *testing.T) {
 		{"no token", origRequest{"GET", "/api/reports", acmeHost}, "", http.StatusUnauthorized, "unauthenticated", "unauthenticated", ""},
 		{"bad token", origRequest{"GET", "/api/reports", acmeHost}, "Bearer expired", http.StatusUnauthorized, "unauthenticated", "unauthenticated", ""},
 		{"bad path", origRequest{"GET", "/a/%2e%2e/%2e%2e/x", acmeHost}, "Bearer alice-token", http.StatusBadRequest, "bad_request", "bad_path", ""},
-		{"could not decide", origRequest{"GET", "/api/broken", acmeHost}, "Bearer alice-token", http.StatusServiceUnavailable, "unavailable", "unavailable", ""},
+		{"could not decide", origRequest{"GET", "/api/broken", acmeHost}, "Bearer alice-token", http.StatusServiceUnavailable, "unavailable", "unavailable", "fail.unavailable.tenant"},
 	}
 	for _, conv := range conventionCases {
 		t.Run(conv.name, func(t *testing.T) {
@@ -134,10 +134,12 @@ func TestForwardAuthConventions(t *testing.T) {
 						assert.True(t, strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="neoauthz"`),
 							"got WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
 					}
+					last, _, after := ts.fake.lastRequest()
 					if tc.wantPerm != "" {
-						last, _, after := ts.fake.lastRequest()
-						require.Greater(t, after, before, "the pdp was not asked")
+						require.Equal(t, before+1, after, "the pdp is asked once")
 						assert.Equal(t, tc.wantPerm, last.Permission)
+					} else {
+						assert.Equal(t, before, after, "the pdp must not be asked")
 					}
 				})
 			}
