@@ -3,11 +3,7 @@ package daemon_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,15 +11,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
-	"github.com/neofast/neoauthz/internal/daemon"
-	"github.com/neofast/neoauthz/internal/redistest"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
@@ -57,44 +48,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	alice, bob := token("alice"), token("bob")
 
-	routesFile := filepath.Join(t.TempDir(), "routes.json")
-	require.NoError(t, os.WriteFile(routesFile, []byte(`{"routes": [
+	p := startPDP(t, w, idp, `{"routes": [
 		{"method": "GET", "path": "/api/users", "permission": "users.read.tenant"},
-		{"method": "GET", "path": "/healthz", "public": true}]}`), 0o600))
-
-	cfg := daemon.DefaultConfig()
-	cfg.AdminURL = w.AdminURL
-	cfg.RedisURL = redistest.URL(t)
-	cfg.TrustedIssuers = []string{idp.URL()}
-	cfg.Audiences = []string{"neoauthz"}
-	cfg.Server.RouteTablePath = routesFile
-	cfg.Server.ForwardAuthHeaders = "traefik"
-	require.NoError(t, cfg.Validate())
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, cfg, slog.New(slog.DiscardHandler), grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("the pdp did not shut down")
-		}
-	})
-
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	require.Eventually(t, func() bool {
-		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	}, 15*time.Second, 20*time.Millisecond, "gRPC health never reached SERVING")
-
-	base := "http://" + httpLis.Addr().String()
+		{"method": "GET", "path": "/healthz", "public": true}]}`, nil)
+	conn := p.conn
+	base := p.base
 	forward := func(tok, uri string) (int, http.Header) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/auth", nil)
 		require.NoError(t, err)
