@@ -30,6 +30,7 @@ type stack struct {
 	svc *pdp.Service
 	idp *authntest.Issuer
 	w   *testenv.World
+	reg *prometheus.Registry // the decision service's and its PostgreSQL reads' metrics
 }
 
 func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
@@ -58,13 +59,14 @@ func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
 		require.NoError(tb, err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	store := pgstore.New(w.Admin, w.Registry, pgstore.Options{})
+	reg := prometheus.NewRegistry()
+	store := pgstore.New(w.Admin, w.Registry, pgstore.Options{Registerer: reg})
 	tb.Cleanup(store.Close)
 	v, err := authn.New(authn.Config{TrustedIssuerBases: []string{idp.URL()}, PlatformRealm: "platform", Audiences: []string{"neoauthz"}}, store, log)
 	require.NoError(tb, err)
 	rdb, prefix := redistest.Client(tb, "daemonstack")
 	floors := &authzsync.Floors{}
-	svc, err := pdp.New(pdp.Config{Cache: cacheOpts(prefix)}, v, store, w.Admin, floors, rdb, log, prometheus.NewRegistry())
+	svc, err := pdp.New(pdp.Config{Cache: cacheOpts(prefix)}, v, store, w.Admin, floors, rdb, log, reg)
 	require.NoError(tb, err)
 	tb.Cleanup(svc.Close)
 	mgr := authzsync.New(authzsync.Config{AdminURL: w.AdminURL}, floors, w.Admin, w.Registry, store, svc.TenantChanged, log, prometheus.NewRegistry())
@@ -77,10 +79,14 @@ func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
 		cancel()
 		<-done
 	})
-	require.Eventually(tb, func() bool {
-		_, down := floors.DownSince(authzsync.DatabaseKey(primary.ID, ""))
-		return !down
-	}, 10*time.Second, 5*time.Millisecond)
+	// Both listeners up: until the admin database's is, the tenant directory is not trusted and
+	// every check would read PostgreSQL again.
+	for _, db := range []string{authzsync.AdminDatabase, authzsync.DatabaseKey(primary.ID, "")} {
+		require.Eventually(tb, func() bool {
+			_, down := floors.DownSince(db)
+			return !down
+		}, 10*time.Second, 5*time.Millisecond, "the listener of %s never came up", db)
+	}
 	var table *routes.Table
 	if routeTable != "" {
 		table, err = routes.Load(strings.NewReader(routeTable))
@@ -88,7 +94,7 @@ func newStack(tb testing.TB, cfg server.Config, routeTable string) *stack {
 	}
 	srv, err := server.New(cfg, svc, table, log, prometheus.NewRegistry())
 	require.NoError(tb, err)
-	return &stack{srv: srv, svc: svc, idp: idp, w: w}
+	return &stack{srv: srv, svc: svc, idp: idp, w: w, reg: reg}
 }
 
 // token mints an access token of realm for sub, valid for an hour, for our audience.
