@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/redistest"
 )
 
@@ -51,29 +52,6 @@ func newTestCache(tb testing.TB, rdb redis.UniversalClient, prefix string, opts 
 	require.NoError(tb, err)
 	tb.Cleanup(c.Close)
 	return c, reg
-}
-
-// metricValue sums the counter or gauge samples of name whose labels include want.
-func metricValue(tb testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	tb.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if w, ok := want[lp.GetName()]; ok && w != lp.GetValue() {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }
 
 func ops(tier, op, result string) map[string]string {
@@ -134,7 +112,7 @@ func TestGetL1Only(t *testing.T) {
 	assert.Equal(t, SourceL1, src)
 	assert.Equal(t, Health{}, c.Healthy(), "health without Redis")
 	require.NoError(t, c.Ping(ctx))
-	assert.Zero(t, metricValue(t, reg, "cache_redis_up", nil), "no redis_up series without Redis")
+	assert.Zero(t, metrictest.Sum(t, reg, "cache_redis_up", nil), "no redis_up series without Redis")
 }
 
 func TestGetRejectsEmptyKey(t *testing.T) {
@@ -161,8 +139,8 @@ func TestStaleEntriesAreMisses(t *testing.T) {
 	assert.Equal(t, SourceLoad, src)
 	assert.Equal(t, int64(6), got.Version)
 	assert.Equal(t, int32(2), calls.Load(), "loader calls")
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_operations_total", ops("l1", "get", "stale")), 0, "l1 stale")
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_operations_total", ops("l2", "get", "stale")), 0, "l2 stale")
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_operations_total", ops("l1", "get", "stale")), 0, "l1 stale")
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_operations_total", ops("l2", "get", "stale")), 0, "l2 stale")
 
 	// The fresh value replaced the stale one in both tiers.
 	c.WaitIdle()
@@ -293,7 +271,7 @@ func TestStaleLoadTwiceFails(t *testing.T) {
 	_, src, err := c.Get(ctx, "k", fresh, load)
 	require.ErrorIs(t, err, ErrStaleLoad)
 	assert.Equal(t, SourceLoad, src)
-	assert.InDelta(t, 2.0, metricValue(t, reg, "cache_loads_total", map[string]string{"result": "stale"}), 0)
+	assert.InDelta(t, 2.0, metrictest.Sum(t, reg, "cache_loads_total", map[string]string{"result": "stale"}), 0)
 
 	c.WaitIdle()
 	_, ok := c.getL1("k")
@@ -314,7 +292,7 @@ func TestLoadErrorIsReturnedAndNotCached(t *testing.T) {
 	_, src, err = c.Get(ctx, "k", atLeast(1), loader(val{Version: 1}, &calls))
 	require.NoError(t, err)
 	assert.Equal(t, SourceLoad, src)
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_loads_total", map[string]string{"result": "error"}), 0)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_loads_total", map[string]string{"result": "error"}), 0)
 }
 
 // TestCoalescedLoads runs in a synctest bubble: synctest.Wait returns once every caller is
@@ -347,7 +325,7 @@ func TestCoalescedLoads(t *testing.T) {
 			})
 		}
 		synctest.Wait()
-		require.InDelta(t, n, metricValue(t, reg, "cache_operations_total", ops("l1", "get", "miss")), 0, "every caller missed L1")
+		require.InDelta(t, n, metrictest.Sum(t, reg, "cache_operations_total", ops("l1", "get", "miss")), 0, "every caller missed L1")
 		require.Equal(t, int32(1), calls.Load(), "one load under way")
 		close(release)
 		wg.Wait()
@@ -583,8 +561,8 @@ func TestGarbageInRedis(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, SourceLoad, src)
 			assert.Equal(t, val{Version: 1, Data: "ok"}, got)
-			assert.InDelta(t, float64(i+1), metricValue(t, reg, "cache_operations_total", ops("l2", "get", "error")), 0, "l2 get errors")
-			assert.InDelta(t, float64(i+1), metricValue(t, reg, "cache_l2_decode_errors_total", nil), 0, "decode errors")
+			assert.InDelta(t, float64(i+1), metrictest.Sum(t, reg, "cache_operations_total", ops("l2", "get", "error")), 0, "l2 get errors")
+			assert.InDelta(t, float64(i+1), metrictest.Sum(t, reg, "cache_l2_decode_errors_total", nil), 0, "decode errors")
 
 			// The load overwrote the garbage.
 			c.WaitIdle()
@@ -677,9 +655,9 @@ func TestMetricsSharedRegistry(t *testing.T) {
 	require.NoError(t, err)
 	a.WaitIdle()
 
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_redis_up", map[string]string{"cache": "permset"}), 0)
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_operations_total", map[string]string{"cache": "permset", "tier": "l2", "operation": "set", "result": "ok"}), 0)
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_operations_total", map[string]string{"cache": "realm", "tier": "l1", "operation": "get", "result": "miss"}), 0)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_redis_up", map[string]string{"cache": "permset"}), 0)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_operations_total", map[string]string{"cache": "permset", "tier": "l2", "operation": "set", "result": "ok"}), 0)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_operations_total", map[string]string{"cache": "realm", "tier": "l1", "operation": "get", "result": "miss"}), 0)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	for _, mf := range mfs {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/redistest"
 )
 
@@ -39,9 +40,9 @@ func TestRedisUnreachable(t *testing.T) {
 	}
 	assert.Equal(t, int32(5), calls.Load(), "loads: once per key, then L1")
 	// The breaker opened: later operations did not even try Redis.
-	skipped := metricValue(t, reg, "cache_operations_total", map[string]string{"tier": "l2", "result": "skipped"})
+	skipped := metrictest.Sum(t, reg, "cache_operations_total", map[string]string{"tier": "l2", "result": "skipped"})
 	assert.Positive(t, skipped, "operations skipped by the breaker")
-	assert.InDelta(t, 0.0, metricValue(t, reg, "cache_redis_up", nil), 0)
+	assert.InDelta(t, 0.0, metrictest.Sum(t, reg, "cache_redis_up", nil), 0)
 }
 
 func TestRedisDiesAndReturns(t *testing.T) {
@@ -79,7 +80,7 @@ func TestRedisDiesAndReturns(t *testing.T) {
 	h := c.Healthy()
 	assert.False(t, h.OK, "health while Redis is down")
 	assert.NotEmpty(t, h.Err)
-	assert.InDelta(t, 0.0, metricValue(t, reg, "cache_redis_up", nil), 0)
+	assert.InDelta(t, 0.0, metrictest.Sum(t, reg, "cache_redis_up", nil), 0)
 
 	srv.Start() // same port, empty
 	// Without a Ping: a probe after the breaker's backoff finds Redis back.
@@ -88,7 +89,7 @@ func TestRedisDiesAndReturns(t *testing.T) {
 		c.WaitIdle()
 		return c.Healthy().OK
 	}, 10*time.Second, 50*time.Millisecond, "L2 never came back: %+v", c.Healthy())
-	assert.InDelta(t, 1.0, metricValue(t, reg, "cache_redis_up", nil), 0)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_redis_up", nil), 0)
 
 	_, src = get("after", 1)
 	assert.Equal(t, SourceLoad, src)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/server"
 )
 
@@ -29,19 +30,7 @@ func BenchmarkExtAuthzHandlerWarm(b *testing.B) {
 	require.NotNil(b, res.GetOkResponse(), "warm-up must allow")
 	st.svc.WaitIdle()
 	// The pdp's PostgreSQL reads (directory and permission sets): a warm check makes none.
-	reads := func() uint64 {
-		mfs, err := st.reg.Gather()
-		require.NoError(b, err)
-		var n uint64
-		for _, mf := range mfs {
-			if mf.GetName() == "db_query_duration_seconds" {
-				for _, m := range mf.GetMetric() {
-					n += m.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-		return n
-	}
+	reads := func() float64 { return metrictest.Sum(b, st.reg, "db_query_duration_seconds", nil) }
 	before := reads()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -52,7 +41,7 @@ func BenchmarkExtAuthzHandlerWarm(b *testing.B) {
 	}
 	b.StopTimer()
 	if n := reads() - before; n != 0 {
-		b.Fatalf("the warm path read PostgreSQL %d times in %d checks", n, b.N)
+		b.Fatalf("the warm path read PostgreSQL %.0f times in %d checks", n, b.N)
 	}
 }
 

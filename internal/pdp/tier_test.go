@@ -4,9 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stretchr/testify/require"
-
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/pdp"
 )
 
@@ -20,38 +18,15 @@ const (
 	tierNone tier = "none" // no permission set was consulted (e.g. the tenant directory decided)
 )
 
-// counter sums the samples of a counter whose labels include want.
-func counter(tb testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	tb.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if w, ok := want[lp.GetName()]; ok && w != lp.GetValue() {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
-}
-
 // tierCounts reads the counters that move when each tier answers.
 func (in *instance) tierCounts(tb testing.TB) (l1, l2, loads float64) {
 	tb.Helper()
 	get := func(tier string) map[string]string {
 		return map[string]string{"tier": tier, "operation": "get", "result": "hit"}
 	}
-	return counter(tb, in.reg, "cache_operations_total", get("l1")),
-		counter(tb, in.reg, "cache_operations_total", get("l2")),
-		counter(tb, in.reg, "cache_loads_total", map[string]string{"result": "ok"})
+	return metrictest.Sum(tb, in.reg, "cache_operations_total", get("l1")),
+		metrictest.Sum(tb, in.reg, "cache_operations_total", get("l2")),
+		metrictest.Sum(tb, in.reg, "cache_loads_total", map[string]string{"result": "ok"})
 }
 
 // served runs one check alone on the instance and reports the tier that answered it, from the
