@@ -46,6 +46,7 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 	assert.True(t, orig.LoadedAt.Equal(got.LoadedAt), "load time: got %s, want %s", got.LoadedAt, orig.LoadedAt)
 	assert.Equal(t, set.Version(), got.Set.Version(), "set version")
 	assert.True(t, set.Expiry().Equal(got.Set.Expiry()), "expiry: got %s, want %s", got.Set.Expiry(), set.Expiry())
+	assert.Equal(t, set.Status(), got.Set.Status())
 
 	reqs := []decision.Request{
 		{Permission: "users.read.tenant"},
