@@ -52,7 +52,7 @@ func TestAuditListFilters(t *testing.T) {
 				want++
 			}
 		}
-		require.Equal(t, 3, want, "create, suspend, activate")
+		require.GreaterOrEqual(t, want, 3, "at least create, suspend, activate")
 		require.Len(t, got, want)
 		for _, a := range got {
 			assert.Equal(t, beta.ID, deref(a.TenantID))

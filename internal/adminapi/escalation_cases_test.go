@@ -44,15 +44,16 @@ func TestNoEscalationRoleCreate(t *testing.T) {
 	r = e.do("POST", roles, rc, map[string]any{"code": "r_wild", "permissions": []string{"regions.*.platform"}})
 	refusedEscalation(t, r, "a wildcard covering codes rc lacks")
 	listed, n = missingOf(t, r)
-	assert.Equal(t, []string{"regions.create.platform", "regions.delete.platform", "regions.update.platform", "regions.write.platform"}, listed)
-	assert.Equal(t, 4, n)
+	assert.Equal(t, []string{"regions.*.platform", "regions.create.platform", "regions.delete.platform", "regions.update.platform", "regions.write.platform"}, listed,
+		"the wildcard itself and the concrete codes it covers")
+	assert.Equal(t, 5, n)
 
 	r = e.do("POST", roles, rc, map[string]any{"code": "r_inh", "inherits": []string{"support"}})
 	refusedEscalation(t, r, "inheriting support (*.read.platform)")
 	listed, n = missingOf(t, r)
-	assert.Equal(t, []string{"audit.read.platform", "databases.read.platform", "migrations.read.platform", "organizations.read.platform",
+	assert.Equal(t, []string{"*.read.platform", "audit.read.platform", "databases.read.platform", "migrations.read.platform", "organizations.read.platform",
 		"platform_users.read.platform", "rbac.read.platform", "tenants.read.platform"}, listed)
-	assert.Equal(t, 7, n)
+	assert.Equal(t, 8, n)
 
 	for _, code := range []string{"r_bad", "r_wild", "r_inh"} {
 		assert.Equal(t, 404, e.do("GET", roles+"/"+code, e.admin, nil).Status, "%s was not created", code)
@@ -124,7 +125,8 @@ func TestNoEscalationMissingCount(t *testing.T) {
 	var catalog []string
 	require.NoError(t, e.w.Admin.QueryRow(ctx, `SELECT array_agg(code) FROM admin.platform_permissions WHERE NOT is_wildcard`).Scan(&catalog))
 	held := []string{"platform_users.write.platform", "platform_users.write.tenant", "platform_users.write.user"}
-	want := slices.DeleteFunc(catalog, func(c string) bool { return slices.Contains(held, c) })
+	// The conferred wildcard itself is missing too, with every concrete code it covers.
+	want := append(slices.DeleteFunc(catalog, func(c string) bool { return slices.Contains(held, c) }), "*.*.*")
 	slices.Sort(want)
 	require.Greater(t, len(want), maxMissingListed)
 	assert.Equal(t, len(want), n, "missing_count counts every missing code")
