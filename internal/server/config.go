@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +102,13 @@ type Config struct {
 	// default: a profile shows what the process is doing, so only operators may reach it.
 	Pprof bool
 
+	// GRPCStreamWorkers is how many goroutines serve gRPC streams, reused from one request to
+	// the next (grpc.NumStreamWorkers): a reused goroutine keeps the stack the deep decision
+	// path grew, where a new one per request grows (copies) it again. 0 means GOMAXPROCS;
+	// -1 means a new goroutine per stream (gRPC's own default). Streams beyond the busy
+	// workers still get a goroutine of their own, so no request ever waits for a worker.
+	GRPCStreamWorkers int
+
 	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
 	// before connections are closed.
 	ShutdownTimeout time.Duration
@@ -148,6 +156,7 @@ const (
 	EnvAuthZENConfig            = "NEOAUTHZ_AUTHZEN_CONFIG"
 	EnvHTTPTLS                  = "NEOAUTHZ_HTTP_TLS"
 	EnvPprof                    = "NEOAUTHZ_PPROF"
+	EnvGRPCStreamWorkers        = "NEOAUTHZ_GRPC_STREAM_WORKERS"
 )
 
 // RegisterFlags defines one flag per field on fs. A flag's default is the field's current
@@ -191,6 +200,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	pprof := (*boolValue)(&c.Pprof)
 	c.fromEnv(EnvPprof, pprof)
 	fs.Var(pprof, "pprof", "serve /debug/pprof/ on the HTTP address (env "+EnvPprof+")")
+
+	workers := (*intValue)(&c.GRPCStreamWorkers)
+	c.fromEnv(EnvGRPCStreamWorkers, workers)
+	fs.Var(workers, "grpc-stream-workers", "goroutines reused across gRPC requests (0: GOMAXPROCS; -1: a new goroutine per request) (env "+EnvGRPCStreamWorkers+")")
 
 	shutdown := (*durationValue)(&c.ShutdownTimeout)
 	c.fromEnv(EnvShutdownTimeout, shutdown)
@@ -283,6 +296,9 @@ func (c *Config) Validate() error {
 		strings.EqualFold(c.TenantHeader, c.DecisionIDHeader) || strings.EqualFold(c.UserHeader, c.DecisionIDHeader)) {
 		bad("identity header names must differ")
 	}
+	if c.GRPCStreamWorkers < -1 || c.GRPCStreamWorkers > maxGRPCStreamWorkers {
+		bad("grpc stream workers must be in [-1, %d], got %d", maxGRPCStreamWorkers, c.GRPCStreamWorkers)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown timeout must be positive, got %v", c.ShutdownTimeout)
 	}
@@ -366,6 +382,34 @@ func (b *boolValue) Set(s string) error {
 
 // IsBoolFlag lets "-trust-forwarded-permission" stand alone on the command line.
 func (b *boolValue) IsBoolFlag() bool { return true }
+
+type intValue int
+
+func (i *intValue) String() string { return strconv.Itoa(int(*i)) }
+
+func (i *intValue) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*i = intValue(v)
+	return nil
+}
+
+// maxGRPCStreamWorkers bounds GRPCStreamWorkers: workers are goroutines started up front.
+const maxGRPCStreamWorkers = 4096
+
+// streamWorkers is the grpc.NumStreamWorkers value of c.GRPCStreamWorkers: 0 for none.
+func (c *Config) streamWorkers() uint32 {
+	switch {
+	case c.GRPCStreamWorkers < 0:
+		return 0
+	case c.GRPCStreamWorkers == 0:
+		return uint32(runtime.GOMAXPROCS(0))
+	default:
+		return uint32(c.GRPCStreamWorkers)
+	}
+}
 
 type durationValue time.Duration
 

@@ -133,6 +133,9 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(unixOrTLS{credentials.NewTLS(tlsCfg)}))
 	}
+	if n := cfg.streamWorkers(); n > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(n))
+	}
 	s.grpc = grpc.NewServer(opts...)
 	authzv1.RegisterAuthorizationServiceServer(s.grpc, authzService{s: s})
 	authv3.RegisterAuthorizationServer(s.grpc, s)
