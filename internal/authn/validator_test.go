@@ -547,6 +547,42 @@ func TestRealmCacheExpires(t *testing.T) {
 	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
 }
 
+// TestRealmCacheExpiryReachesCachedTokens: a cached token's tenant check lasts no longer than
+// the realm answer it used, so without any invalidation a suspension is seen once that answer
+// expires (a lost notification is bounded by RealmCacheTTL, for cached tokens too).
+func TestRealmCacheExpiryReachesCachedTokens(t *testing.T) {
+	e := newEnv(t, func(c *authn.Config) { c.RealmCacheTTL = time.Minute })
+	tok := e.mint(t, "acme", map[string]any{"exp": t0.Add(time.Hour).Unix()})
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	_, err = e.v.Validate(context.Background(), tok)
+	require.NoError(t, err, "the realm answer is cached until it expires")
+	e.clock.Advance(61 * time.Second)
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestInvalidateReachesRecheckedTokens: a hit that re-checked its tenant (after an
+// invalidation) and passed still sees the next invalidation.
+func TestInvalidateReachesRecheckedTokens(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, "acme", nil)
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+	for range 3 {
+		e.v.InvalidateAll()
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+	}
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	e.v.Invalidate("acme")
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
 type failingResolver struct{}
 
 func (failingResolver) ResolveRealm(context.Context, string) (authn.TenantRealm, error) {
