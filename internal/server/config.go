@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +102,14 @@ type Config struct {
 	// default: a profile shows what the process is doing, so only operators may reach it.
 	Pprof bool
 
+	// ExtAuthzMetadata says what an ext_authz answer carries in its dynamic metadata (the
+	// envoy.filters.http.ext_authz namespace, for access logs and later filters):
+	// MetadataMinimal (decision_id, reason, and on an allow the version and the consistency
+	// token) or MetadataFull
+	// (also tenant and user on an allow, which the identity headers already carry). Empty
+	// means MetadataMinimal.
+	ExtAuthzMetadata string
+
 	// GRPCStreamWorkers is how many goroutines serve gRPC streams, reused from one request to
 	// the next (grpc.NumStreamWorkers): a reused goroutine keeps the stack the deep decision
 	// path grew, where a new one per request grows (copies) it again. 0 means GOMAXPROCS;
@@ -129,6 +137,7 @@ func DefaultConfig() Config {
 		TenantHeader:          DefaultTenantHeader,
 		UserHeader:            DefaultUserHeader,
 		DecisionIDHeader:      DefaultDecisionIDHeader,
+		ExtAuthzMetadata:      MetadataMinimal,
 		ShutdownTimeout:       DefaultShutdownTimeout,
 		ReadinessPollInterval: DefaultReadinessPollInterval,
 	}
@@ -157,6 +166,13 @@ const (
 	EnvHTTPTLS                  = "NEOAUTHZ_HTTP_TLS"
 	EnvPprof                    = "NEOAUTHZ_PPROF"
 	EnvGRPCStreamWorkers        = "NEOAUTHZ_GRPC_STREAM_WORKERS"
+	EnvExtAuthzMetadata         = "NEOAUTHZ_EXT_AUTHZ_METADATA"
+)
+
+// ExtAuthzMetadata values.
+const (
+	MetadataMinimal = "minimal"
+	MetadataFull    = "full"
 )
 
 // RegisterFlags defines one flag per field on fs. A flag's default is the field's current
@@ -184,6 +200,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.UserHeader, "user-header", EnvUserHeader, "identity header carrying the user id")
 	str(&c.DecisionIDHeader, "decision-id-header", EnvDecisionIDHeader, "identity header carrying the decision id")
 
+	str(&c.ExtAuthzMetadata, "ext-authz-metadata", EnvExtAuthzMetadata, "ext_authz dynamic metadata: minimal (decision_id, reason, version, consistency_token) or full (also tenant and user)")
 	str(&c.AuthZENConfigPath, "authzen-config", EnvAuthZENConfig, "AuthZEN file (PEPs and mapping); empty: AuthZEN not served")
 
 	trusted := (*listValue)(&c.TrustedClientIdentities)
@@ -295,6 +312,9 @@ func (c *Config) Validate() error {
 	if c.TenantHeader != "" && (strings.EqualFold(c.TenantHeader, c.UserHeader) ||
 		strings.EqualFold(c.TenantHeader, c.DecisionIDHeader) || strings.EqualFold(c.UserHeader, c.DecisionIDHeader)) {
 		bad("identity header names must differ")
+	}
+	if c.ExtAuthzMetadata != "" && c.ExtAuthzMetadata != MetadataMinimal && c.ExtAuthzMetadata != MetadataFull {
+		bad("ext_authz metadata must be %q or %q, got %q", MetadataMinimal, MetadataFull, c.ExtAuthzMetadata)
 	}
 	if c.GRPCStreamWorkers < -1 || c.GRPCStreamWorkers > maxGRPCStreamWorkers {
 		bad("grpc stream workers must be in [-1, %d], got %d", maxGRPCStreamWorkers, c.GRPCStreamWorkers)
