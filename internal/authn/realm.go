@@ -74,17 +74,8 @@ func newRealmCache(r RealmResolver, cfg Config) *realmCache {
 	}
 }
 
-// resolve returns the tenant owning realm, ErrUnknownRealm or ErrUnavailable.
-func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, error) {
-	r, err := c.lookup(ctx, realm)
-	if err != nil {
-		return TenantRealm{}, err
-	}
-	return r.result()
-}
-
-// lookup is resolve with the answer's expiry; only an error that is no answer (ErrUnavailable)
-// is returned as an error.
+// lookup returns the answer for realm (its result is the tenant owning realm or
+// ErrUnknownRealm) with its expiry, or ErrUnavailable when there is no answer.
 func (c *realmCache) lookup(ctx context.Context, realm string) (realmResult, error) {
 	if r, ok := c.cache.Get(realm); ok {
 		return r, nil

@@ -226,10 +226,12 @@ func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
 func (c *childProc) stop() {
 	_ = c.stdin.Close()
 	select {
-	case <-c.done:
+	case err := <-c.done:
+		_ = err // the child's own log has said what went wrong, if anything
 	case <-time.After(20 * time.Second):
 		_ = c.cmd.Process.Kill()
-		<-c.done
+		err := <-c.done
+		_ = err
 	}
 }
 
