@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -581,6 +583,52 @@ func TestInvalidateReachesRecheckedTokens(t *testing.T) {
 	e.v.Invalidate("acme")
 	_, err = e.v.Validate(context.Background(), tok)
 	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestInvalidateReachesConcurrentHits: while other goroutines keep hitting a cached token
+// (each hit may record or reuse a tenant check), a suspension followed by InvalidateAll is seen
+// by every validation that starts after InvalidateAll has returned.
+func TestInvalidateReachesConcurrentHits(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, "acme", nil)
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+
+	var invalidated atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var late atomic.Int64 // validations that started after the invalidation and still passed
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				after := invalidated.Load()
+				_, err := e.v.Validate(context.Background(), tok)
+				if after && err == nil {
+					late.Add(1)
+				}
+			}
+		})
+	}
+	for range 50 { // let hits record and reuse checks around a few invalidations first
+		e.v.InvalidateAll()
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+	}
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	e.v.InvalidateAll()
+	invalidated.Store(true)
+	for range 100 {
+		_, err = e.v.Validate(context.Background(), tok)
+		require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+	}
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, late.Load(), "got %d validations passing after the invalidation, want 0", late.Load())
 }
 
 type failingResolver struct{}
