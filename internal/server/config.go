@@ -112,9 +112,11 @@ type Config struct {
 
 	// GRPCStreamWorkers is how many goroutines serve gRPC streams, reused from one request to
 	// the next (grpc.NumStreamWorkers): a reused goroutine keeps the stack the deep decision
-	// path grew, where a new one per request grows (copies) it again. 0 means GOMAXPROCS;
-	// -1 means a new goroutine per stream (gRPC's own default). Streams beyond the busy
-	// workers still get a goroutine of their own, so no request ever waits for a worker.
+	// path grew, where a new one per request grows (copies) it again. 0 means
+	// DefaultStreamWorkersPerCPU × GOMAXPROCS; -1 means a new goroutine per stream (gRPC's own
+	// default). A stream arriving while every worker is busy gets a goroutine of its own, so no
+	// request ever waits for a worker; with only GOMAXPROCS workers that is most streams under
+	// concurrent load, hence several workers per CPU.
 	GRPCStreamWorkers int
 
 	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
@@ -220,7 +222,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 	workers := (*intValue)(&c.GRPCStreamWorkers)
 	c.fromEnv(EnvGRPCStreamWorkers, workers)
-	fs.Var(workers, "grpc-stream-workers", "goroutines reused across gRPC requests (0: GOMAXPROCS; -1: a new goroutine per request) (env "+EnvGRPCStreamWorkers+")")
+	fs.Var(workers, "grpc-stream-workers", "goroutines reused across gRPC requests (0: 32 per CPU; -1: a new goroutine per request) (env "+EnvGRPCStreamWorkers+")")
 
 	shutdown := (*durationValue)(&c.ShutdownTimeout)
 	c.fromEnv(EnvShutdownTimeout, shutdown)
@@ -416,6 +418,10 @@ func (i *intValue) Set(s string) error {
 	return nil
 }
 
+// DefaultStreamWorkersPerCPU is the number of gRPC stream workers per CPU when
+// GRPCStreamWorkers is 0. An idle worker is a parked goroutine and its stack.
+const DefaultStreamWorkersPerCPU = 32
+
 // maxGRPCStreamWorkers bounds GRPCStreamWorkers: workers are goroutines started up front.
 const maxGRPCStreamWorkers = 4096
 
@@ -425,7 +431,7 @@ func (c *Config) streamWorkers() uint32 {
 	case c.GRPCStreamWorkers < 0:
 		return 0
 	case c.GRPCStreamWorkers == 0:
-		return uint32(runtime.GOMAXPROCS(0))
+		return uint32(min(DefaultStreamWorkersPerCPU*runtime.GOMAXPROCS(0), maxGRPCStreamWorkers))
 	default:
 		return uint32(c.GRPCStreamWorkers)
 	}
