@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,8 +42,9 @@ type RealmResolver interface {
 const resolverTimeout = 5 * time.Second
 
 type realmResult struct {
-	tr    TenantRealm
-	found bool
+	tr      TenantRealm
+	found   bool
+	expires time.Time // when the cache drops this answer
 }
 
 // realmCache caches resolver answers, found and not found, and coalesces
@@ -53,9 +55,14 @@ type realmCache struct {
 	ttl      time.Duration
 	now      func() time.Time
 	sf       singleflight.Group
-	// gen is bumped by every invalidation; a lookup that started before an
-	// invalidation does not store its (possibly stale) answer.
+	// gen is bumped by every invalidation, after the cache has dropped what
+	// it invalidates: an answer obtained while gen still read g was in the
+	// cache, or fetched, before any invalidation that came after g. A lookup
+	// that started before an invalidation does not store its (possibly
+	// stale) answer; mu makes that check and the store one step with respect
+	// to invalidations.
 	gen atomic.Uint64
+	mu  sync.Mutex
 }
 
 func newRealmCache(r RealmResolver, cfg Config) *realmCache {
@@ -67,10 +74,11 @@ func newRealmCache(r RealmResolver, cfg Config) *realmCache {
 	}
 }
 
-// resolve returns the tenant owning realm, ErrUnknownRealm or ErrUnavailable.
-func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, error) {
+// lookup returns the answer for realm (its result is the tenant owning realm or
+// ErrUnknownRealm) with its expiry, or ErrUnavailable when there is no answer.
+func (c *realmCache) lookup(ctx context.Context, realm string) (realmResult, error) {
 	if r, ok := c.cache.Get(realm); ok {
-		return r.result()
+		return r, nil
 	}
 	// The generation is part of the key: a caller arriving after an invalidation never joins
 	// a lookup that began before it.
@@ -79,27 +87,29 @@ func (c *realmCache) resolve(ctx context.Context, realm string) (TenantRealm, er
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolverTimeout)
 		defer cancel()
 		tr, err := c.resolver.ResolveRealm(qctx, realm)
-		var r realmResult
+		r := realmResult{expires: c.now().Add(c.ttl)}
 		switch {
 		case errors.Is(err, ErrRealmNotFound):
 		case err != nil:
 			return nil, err
 		default:
-			r = realmResult{tr: tr, found: true}
+			r.tr, r.found = tr, true
 		}
+		c.mu.Lock()
 		if c.gen.Load() == gen {
-			c.cache.Add(realm, r, c.now().Add(c.ttl))
+			c.cache.Add(realm, r, r.expires)
 		}
+		c.mu.Unlock()
 		return r, nil
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return TenantRealm{}, wrapError(KindUnavailable, "resolving realm", res.Err)
+			return realmResult{}, wrapError(KindUnavailable, "resolving realm", res.Err)
 		}
-		return res.Val.(realmResult).result()
+		return res.Val.(realmResult), nil
 	case <-ctx.Done():
-		return TenantRealm{}, wrapError(KindUnavailable, "resolving realm", ctx.Err())
+		return realmResult{}, wrapError(KindUnavailable, "resolving realm", ctx.Err())
 	}
 }
 
@@ -111,11 +121,15 @@ func (r realmResult) result() (TenantRealm, error) {
 }
 
 func (c *realmCache) invalidate(realm string) {
-	c.gen.Add(1)
+	c.mu.Lock()
 	c.cache.Remove(realm)
+	c.gen.Add(1)
+	c.mu.Unlock()
 }
 
 func (c *realmCache) invalidateAll() {
-	c.gen.Add(1)
+	c.mu.Lock()
 	c.cache.Purge()
+	c.gen.Add(1)
+	c.mu.Unlock()
 }

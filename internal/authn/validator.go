@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -37,6 +38,22 @@ type trustedBase struct {
 type cachedToken struct {
 	id  *Identity
 	aud []string // checked again on a hit against the tenant's current audiences
+	// checked is the last tenant check this token passed (nil: none): while no invalidation
+	// has happened since and the realm answer it used has not expired, a hit needs no new one.
+	checked atomic.Pointer[tenantCheck]
+}
+
+// tenantCheck records a passed tenant check: the realm cache's generation read before the
+// realm was resolved, and when the answer used expires.
+type tenantCheck struct {
+	gen   uint64
+	until time.Time
+}
+
+// stillChecked reports whether ct's last tenant check still holds at now.
+func (ct *cachedToken) stillChecked(gen uint64, now time.Time) bool {
+	c := ct.checked.Load()
+	return c != nil && c.gen == gen && now.Before(c.until)
 }
 
 // New returns a Validator. resolver maps non-platform realms to tenants; it
@@ -125,7 +142,10 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	gen := v.realms.gen.Load()
 	sum := tokenKey(token)
 	if ct, ok := v.tokens.Get(sum); ok {
-		fresh, err := v.checkTenant(ctx, ct)
+		if ct.id.Level != LevelTenant || ct.stillChecked(gen, now) {
+			return ct.id, nil
+		}
+		fresh, err := v.checkTenant(ctx, ct, now)
 		if err != nil {
 			v.tokens.Remove(sum)
 			return nil, err
@@ -148,14 +168,21 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	}
 	id := &Identity{Realm: realm}
 	var tenant TenantRealm
+	var check tenantCheck
 	if realm == v.cfg.PlatformRealm {
 		id.Level = LevelPlatform
 	} else {
 		// Resolve before fetching keys: an attacker-chosen realm name must
 		// not make us fetch anything from Keycloak.
-		if tenant, err = v.realms.resolve(ctx, realm); err != nil {
+		check.gen = gen
+		r, err := v.realms.lookup(ctx, realm)
+		if err != nil {
 			return nil, err
 		}
+		if tenant, err = r.result(); err != nil {
+			return nil, err
+		}
+		check.until = r.expires
 		id.Level, id.TenantID, id.TenantSlug = LevelTenant, tenant.TenantID, tenant.Slug
 	}
 
@@ -203,7 +230,11 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		expires = limit
 	}
 	if v.realms.gen.Load() == gen {
-		v.tokens.Add(sum, &cachedToken{id: id, aud: c.aud}, expires)
+		ct := &cachedToken{id: id, aud: c.aud}
+		if id.Level == LevelTenant {
+			ct.checked.Store(&check) // the checks above are the tenant check
+		}
+		v.tokens.Add(sum, ct, expires)
 	}
 	return id, nil
 }
@@ -305,13 +336,16 @@ func containsAny(have, want []string) bool {
 
 // checkTenant re-checks, on a cache hit, that the identity's tenant still owns its realm, is
 // active and accepts the token's audience and client, so Invalidate also reaches cached tokens.
-// It returns false when the realm now maps to another tenant.
-func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken) (bool, error) {
+// It returns false when the realm now maps to another tenant. A passed check is recorded in ct,
+// so that later hits skip it until the next invalidation or the realm answer's expiry.
+func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken, now time.Time) (bool, error) {
 	id := ct.id
-	if id.Level != LevelTenant {
-		return true, nil
+	gen := v.realms.gen.Load() // before the lookup: an invalidation during it makes the record stale
+	r, err := v.realms.lookup(ctx, id.Realm)
+	if err != nil {
+		return false, err
 	}
-	tr, err := v.realms.resolve(ctx, id.Realm)
+	tr, err := r.result()
 	if err != nil {
 		return false, err
 	}
@@ -323,6 +357,9 @@ func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken) (bool, err
 	}
 	if err := v.checkParties(ct.aud, id.AuthorizedParty, &tr); err != nil {
 		return false, err
+	}
+	if now.Before(r.expires) {
+		ct.checked.Store(&tenantCheck{gen: gen, until: r.expires})
 	}
 	return true, nil
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -545,6 +547,88 @@ func TestRealmCacheExpires(t *testing.T) {
 	e.clock.Advance(61 * time.Second)
 	_, err = e.v.Validate(context.Background(), e.mint(t, "acme", map[string]any{"exp": t0.Add(time.Hour).Unix()}))
 	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestRealmCacheExpiryReachesCachedTokens: a cached token's tenant check lasts no longer than
+// the realm answer it used, so without any invalidation a suspension is seen once that answer
+// expires (a lost notification is bounded by RealmCacheTTL, for cached tokens too).
+func TestRealmCacheExpiryReachesCachedTokens(t *testing.T) {
+	e := newEnv(t, func(c *authn.Config) { c.RealmCacheTTL = time.Minute })
+	tok := e.mint(t, "acme", map[string]any{"exp": t0.Add(time.Hour).Unix()})
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	_, err = e.v.Validate(context.Background(), tok)
+	require.NoError(t, err, "the realm answer is cached until it expires")
+	e.clock.Advance(61 * time.Second)
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestInvalidateReachesRecheckedTokens: a hit that re-checked its tenant (after an
+// invalidation) and passed still sees the next invalidation.
+func TestInvalidateReachesRecheckedTokens(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, "acme", nil)
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+	for range 3 {
+		e.v.InvalidateAll()
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+	}
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	e.v.Invalidate("acme")
+	_, err = e.v.Validate(context.Background(), tok)
+	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestInvalidateReachesConcurrentHits: while other goroutines keep hitting a cached token
+// (each hit may record or reuse a tenant check), a suspension followed by InvalidateAll is seen
+// by every validation that starts after InvalidateAll has returned.
+func TestInvalidateReachesConcurrentHits(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, "acme", nil)
+	_, err := e.v.Validate(context.Background(), tok)
+	require.NoError(t, err)
+
+	var invalidated atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var late atomic.Int64 // validations that started after the invalidation and still passed
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				after := invalidated.Load()
+				_, err := e.v.Validate(context.Background(), tok)
+				if after && err == nil {
+					late.Add(1)
+				}
+			}
+		})
+	}
+	for range 50 { // let hits record and reuse checks around a few invalidations first
+		e.v.InvalidateAll()
+		_, err = e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+	}
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	e.v.InvalidateAll()
+	invalidated.Store(true)
+	for range 100 {
+		_, err = e.v.Validate(context.Background(), tok)
+		require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+	}
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, late.Load(), "got %d validations passing after the invalidation, want 0", late.Load())
 }
 
 type failingResolver struct{}

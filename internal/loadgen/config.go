@@ -26,6 +26,8 @@ type Config struct {
 	CPUProfile  string // file prefix: one CPU profile per warm ext_authz phase
 	Seed        uint64
 	Verbose     bool
+	// StreamWorkers is the pdp's -grpc-stream-workers (0: its default; -1: none).
+	StreamWorkers int
 
 	DatabaseURL string // DATABASE_URL
 	RedisURL    string // REDIS_URL
@@ -58,6 +60,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.RedisDB, "redis-db", 15, "Redis logical database of the pdp under test; FLUSHDB'd before each fresh pdp")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each warm ext_authz phase to PREFIX.ext_authz_warm_c<N>.pprof")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the user and permission choices")
+	fs.IntVar(&c.StreamWorkers, "pdp-grpc-stream-workers", 0, "the pdp's -grpc-stream-workers (0: its default, 32 per CPU; -1: a new goroutine per request, as the ceiling)")
 	fs.BoolVar(&c.Verbose, "v", false, "log the pdp's warnings and progress details")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: loadgen [flags]\n\nLoad test of a local pdp against a do-nothing ext_authz server (see `make bench-load`).\nNeeds DATABASE_URL and REDIS_URL (eval \"$(scripts/services.sh)\").\n\n")

@@ -1,6 +1,6 @@
 // Package loadgen is neoauthz's load tool (cmd/loadgen, `make bench-load`). It builds (once) a
 // generated data set — 50 tenants × 1,000 users, 20 roles, 150 permission codes — in databases
-// of its own, starts a pdp in process on loopback listeners with daemon.Serve, and drives Envoy
+// of its own, starts a pdp in a child process on loopback listeners with daemon.Serve, and drives Envoy
 // ext_authz and neoauthz.v1 Check at several concurrencies, cold and warm. A do-nothing
 // ext_authz server, driven by the same client code in the same run, is the ceiling: our
 // ext_authz throughput is reported as a ratio of it.
@@ -28,7 +28,9 @@
 // log-linear histogram per worker (< 1% relative error), merged at the end of the phase.
 // Warm phases and the ceiling take turns in short slices (-rounds), so that load from
 // neighbours on a shared machine falls on all of them alike rather than deciding the ratio.
-// Client, servers and the pdp share the process and its CPUs, as a sidecar shares a node with
-// Envoy; the ceiling pays exactly the same client costs, which is why the ratio, not the
-// absolute number, is the figure of merit.
+// The client runs in this process; the pdp and the ceiling each run in a child process (this
+// binary again, see child.go), so that the CPU each server spends per request can be read from
+// /proc and printed beside the ceiling's. They all share the machine's CPUs, as a sidecar shares
+// a node with Envoy; the ceiling pays exactly the same client costs, which is why the ratios,
+// not the absolute numbers, are the figures of merit.
 package loadgen

@@ -233,11 +233,18 @@ type phaseAcc struct {
 	t           tally
 	elapsed     time.Duration
 	cache       *CacheStats
+	cpu         time.Duration // of the server process; negative once any slice's is unknown
 }
 
-func (a *phaseAcc) add(t *tally, elapsed time.Duration, cache *CacheStats) {
+// add adds one slice; cpu is the server's CPU time over it, negative when unknown.
+func (a *phaseAcc) add(t *tally, elapsed time.Duration, cache *CacheStats, cpu time.Duration) {
 	a.t.merge(t)
 	a.elapsed += elapsed
+	if cpu < 0 || a.cpu < 0 {
+		a.cpu = -1
+	} else {
+		a.cpu += cpu
+	}
 	if cache != nil {
 		if a.cache == nil {
 			a.cache = &CacheStats{}
@@ -249,12 +256,18 @@ func (a *phaseAcc) add(t *tally, elapsed time.Duration, cache *CacheStats) {
 func (a *phaseAcc) result() PhaseResult {
 	h := &a.t.hist
 	n := h.Count()
+	var cpu *float64
+	if a.cpu >= 0 && n > 0 {
+		us := float64(a.cpu.Microseconds()) / float64(n)
+		cpu = &us
+	}
 	return PhaseResult{
 		Phase: a.name, Concurrency: a.concurrency, Requests: n, Errors: a.t.errors,
 		Allowed: a.t.allowed, Denied: a.t.denied, Seconds: a.elapsed.Seconds(),
 		Throughput: float64(n) / a.elapsed.Seconds(),
 		P50ms:      ms(h.Quantile(0.50)), P99ms: ms(h.Quantile(0.99)),
 		MaxMs: ms(h.Max()), MeanMs: ms(h.Mean()), Cache: a.cache, FirstError: a.t.firstError,
+		ServerCPUus: cpu,
 	}
 }
 

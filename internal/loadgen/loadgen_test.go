@@ -249,3 +249,18 @@ func TestReportDecisionLogTarget(t *testing.T) {
 		t.Errorf("95%%: met %v, %q", r.TargetMet, r.LogTarget)
 	}
 }
+
+func TestParseProcStatCPU(t *testing.T) {
+	// A command name may hold spaces and parentheses; utime 1234 and stime 56 ticks follow.
+	line := []byte("4242 (load gen) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 56 0 0 20 0 9 0 100 1000000 500 18446744073709551615\n")
+	got, err := parseProcStatCPU(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1290 * clockTick; got != want {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if _, err := parseProcStatCPU([]byte("4242 (x) S 1 2")); err == nil {
+		t.Error("got no error for a truncated line, want one")
+	}
+}

@@ -30,21 +30,25 @@ const TargetRatio = 0.70
 
 // PhaseResult is one row of the report.
 type PhaseResult struct {
-	Phase       string      `json:"phase"`
-	Concurrency int         `json:"concurrency"`
-	Requests    uint64      `json:"requests"`
-	Errors      uint64      `json:"errors"`
-	Allowed     uint64      `json:"allowed"`
-	Denied      uint64      `json:"denied"`
-	Seconds     float64     `json:"seconds"`
-	Throughput  float64     `json:"throughput_rps"`
-	P50ms       float64     `json:"p50_ms"`
-	P99ms       float64     `json:"p99_ms"`
-	MeanMs      float64     `json:"mean_ms"`
-	MaxMs       float64     `json:"max_ms"`
-	Ratio       *float64    `json:"ratio_to_ceiling,omitempty"`
-	Cache       *CacheStats `json:"pdp_cache,omitempty"`
-	FirstError  string      `json:"first_error,omitempty"`
+	Phase       string   `json:"phase"`
+	Concurrency int      `json:"concurrency"`
+	Requests    uint64   `json:"requests"`
+	Errors      uint64   `json:"errors"`
+	Allowed     uint64   `json:"allowed"`
+	Denied      uint64   `json:"denied"`
+	Seconds     float64  `json:"seconds"`
+	Throughput  float64  `json:"throughput_rps"`
+	P50ms       float64  `json:"p50_ms"`
+	P99ms       float64  `json:"p99_ms"`
+	MeanMs      float64  `json:"mean_ms"`
+	MaxMs       float64  `json:"max_ms"`
+	Ratio       *float64 `json:"ratio_to_ceiling,omitempty"`
+	// ServerCPUus is the CPU time (user + system) the server process spent per request.
+	ServerCPUus *float64 `json:"server_cpu_us_per_request,omitempty"`
+	// CPURatio is ServerCPUus over the ceiling's at the same concurrency.
+	CPURatio   *float64    `json:"server_cpu_ratio_to_ceiling,omitempty"`
+	Cache      *CacheStats `json:"pdp_cache,omitempty"`
+	FirstError string      `json:"first_error,omitempty"`
 }
 
 // Report is everything a run found.
@@ -76,11 +80,14 @@ type Report struct {
 
 // finish computes ratios, the sanity checks and the target.
 func (r *Report) finish() {
-	ceiling, noLog := map[int]float64{}, map[int]float64{}
+	ceiling, noLog, ceilingCPU := map[int]float64{}, map[int]float64{}, map[int]float64{}
 	for _, p := range r.Phases {
 		switch p.Phase {
 		case phaseCeiling:
 			ceiling[p.Concurrency] = p.Throughput
+			if p.ServerCPUus != nil {
+				ceilingCPU[p.Concurrency] = *p.ServerCPUus
+			}
 		case phaseExtWarmNoLog:
 			noLog[p.Concurrency] = p.Throughput
 		}
@@ -91,6 +98,10 @@ func (r *Report) finish() {
 		if c := ceiling[p.Concurrency]; c > 0 && strings.Contains(p.Phase, "ext_authz") && p.Phase != phaseCeiling {
 			ratio := p.Throughput / c
 			p.Ratio = &ratio
+			if c := ceilingCPU[p.Concurrency]; c > 0 && p.ServerCPUus != nil {
+				cr := *p.ServerCPUus / c
+				p.CPURatio = &cr
+			}
 		}
 		if p.Errors > 0 {
 			r.Problems = append(r.Problems, fmt.Sprintf("%s c=%d: %d ERRORS (first: %s)", p.Phase, p.Concurrency, p.Errors, p.FirstError))
@@ -145,11 +156,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Users, secs(r.MintSeconds), secs(r.WarmupSeconds), secs(r.SetupSeconds), secs(r.TotalSeconds))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "phase\tconc\trequests\terrors\tallowed\tdenied\treq/s\tp50\tp99\tvs ceiling\tL1 hit\tRedis hits\tdb loads\t")
+	fmt.Fprintln(tw, "phase\tconc\trequests\terrors\tallowed\tdenied\treq/s\tp50\tp99\tvs ceiling\tserver CPU µs/req\tCPU vs ceiling\tL1 hit\tRedis hits\tdb loads\t")
 	for _, p := range r.Phases {
-		ratio, hit, l2, loads := "", "", "", ""
+		ratio, cpu, cpuRatio, hit, l2, loads := "", "", "", "", "", ""
 		if p.Ratio != nil {
 			ratio = fmt.Sprintf("%.2f", *p.Ratio)
+		}
+		if p.ServerCPUus != nil {
+			cpu = fmt.Sprintf("%.1f", *p.ServerCPUus)
+		}
+		if p.CPURatio != nil {
+			cpuRatio = fmt.Sprintf("%.2f×", *p.CPURatio)
 		}
 		if c := p.Cache; c != nil {
 			if n := c.L1Hits + c.L1Misses; n > 0 {
@@ -157,8 +174,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			l2, loads = fmt.Sprintf("%.0f", c.L2Hits), fmt.Sprintf("%.0f", c.Loads)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Phase, p.Concurrency, p.Requests, p.Errors,
-			p.Allowed, p.Denied, p.Throughput, latency(p.P50ms), latency(p.P99ms), ratio, hit, l2, loads)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Phase, p.Concurrency, p.Requests, p.Errors,
+			p.Allowed, p.Denied, p.Throughput, latency(p.P50ms), latency(p.P99ms), ratio, cpu, cpuRatio, hit, l2, loads)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

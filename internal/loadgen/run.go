@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"time"
 )
@@ -18,6 +18,9 @@ import (
 // not the throughput target was met: it is printed), 1 a failure or any request error or
 // failed sanity check, 2 a usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if raw := os.Getenv(childEnv); raw != "" {
+		return serveChild(ctx, raw, os.Stdin, stdout, stderr)
+	}
 	cfg, err := ParseFlags(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -100,19 +103,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	pdpLevel := slog.LevelWarn
-	if cfg.Verbose {
-		pdpLevel = slog.LevelInfo
-	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
-		log: slog.New(slog.NewJSONHandler(pdpLogs, &slog.HandlerOptions{Level: pdpLevel})), decisionLog: true}
+		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs}
 
-	ceilingAddr, stopCeiling, err := startCeiling()
+	ceilingProc, err := startCeiling(ctx, pdpLogs)
 	if err != nil {
 		return nil, err
 	}
-	defer stopCeiling()
-	ceilingConns, closeCeiling, err := dial(ceilingAddr, cfg.Conns)
+	defer ceilingProc.stop()
+	ceilingConns, closeCeiling, err := dial(ceilingProc.grpcAddr, cfg.Conns)
 	if err != nil {
 		return nil, err
 	}
@@ -121,27 +120,35 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 
 	l := &load{users: ds.Users, catalog: len(ds.Catalog), perm: Permutation(len(ds.Users), cfg.Seed), seed: cfg.Seed}
 	var stream uint64
-	// slice measures one slice of a phase into acc; the pdp's cache counters are read around it.
-	slice := func(acc *phaseAcc, p *pdpInstance, c caller, d time.Duration, maxRequests int64) {
+	// slice measures one slice of a phase into acc: requests, and the CPU the server process
+	// used (read from /proc around it). For the pdp (cache true) its cache counters are read
+	// around that.
+	slice := func(acc *phaseAcc, p *childProc, cache bool, c caller, d time.Duration, maxRequests int64) {
 		if rep.SetupSeconds == 0 {
 			rep.SetupSeconds = time.Since(begin).Seconds()
 		}
 		stream++
 		runtime.GC() // every slice starts from the same collector state
 		var before CacheStats
-		if p != nil {
+		if cache {
 			before, _ = scrapeCache(ctx, p.httpAddr)
 		}
+		cpu0, cpuErr0 := p.cpu()
 		t, elapsed := l.run(ctx, phaseSpec{name: acc.name, concurrency: acc.concurrency, duration: d,
 			maxRequests: maxRequests, stream: stream}, c, cfg.Conns)
-		var cache *CacheStats
-		if p != nil {
+		cpu1, cpuErr1 := p.cpu()
+		var stats *CacheStats
+		if cache {
 			if after, err := scrapeCache(ctx, p.httpAddr); err == nil {
 				d := after.sub(before)
-				cache = &d
+				stats = &d
 			}
 		}
-		acc.add(&t, elapsed, cache)
+		cpu := time.Duration(-1) // unknown: no /proc
+		if cpuErr0 == nil && cpuErr1 == nil {
+			cpu = cpu1 - cpu0
+		}
+		acc.add(&t, elapsed, stats, cpu)
 	}
 	done := func(acc *phaseAcc) {
 		res := acc.result()
@@ -150,7 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		rep.Phases = append(rep.Phases, res)
 	}
 	// fresh starts a new pdp on an emptied Redis database: nothing cached anywhere.
-	fresh := func(env pdpEnv) (*pdpInstance, func(), *extAuthzCaller, *checkCaller, error) {
+	fresh := func(env pdpEnv) (*childProc, func(), *extAuthzCaller, *checkCaller, error) {
 		if err := flushRedis(ctx, redisURL); err != nil {
 			return nil, nil, nil, nil, fmt.Errorf("FLUSHDB the bench Redis database %d: %w", cfg.RedisDB, err)
 		}
@@ -174,7 +181,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 			return nil, err
 		}
 		acc := &phaseAcc{name: phaseExtCold, concurrency: conc}
-		slice(acc, p, ext, cfg.Duration, cfg.MaxRequests)
+		slice(acc, p, true, ext, cfg.Duration, cfg.MaxRequests)
 		stop()
 		done(acc)
 		if ctx.Err() != nil {
@@ -219,10 +226,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		warmOff := &phaseAcc{name: phaseExtWarmNoLog, concurrency: conc}
 		chk := &phaseAcc{name: phaseCheckWarm, concurrency: conc}
 		for range cfg.Rounds {
-			slice(ceil, nil, ceiling, sliceLen, sliceMax)
-			slice(warm, p, ext, sliceLen, sliceMax)
-			slice(warmOff, pOff, extOff, sliceLen, sliceMax)
-			slice(chk, p, check, sliceLen, sliceMax)
+			slice(ceil, ceilingProc, false, ceiling, sliceLen, sliceMax)
+			slice(warm, p, true, ext, sliceLen, sliceMax)
+			slice(warmOff, pOff, true, extOff, sliceLen, sliceMax)
+			slice(chk, p, true, check, sliceLen, sliceMax)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -233,8 +240,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		done(chk)
 		if cfg.CPUProfile != "" {
 			// An extra, unreported warm ext_authz phase under the profiler.
-			if err := profiled(cfg.CPUProfile, conc, func() {
-				slice(&phaseAcc{name: phaseExtWarm, concurrency: conc}, nil, ext, cfg.Duration, cfg.MaxRequests)
+			if err := profiled(p, cfg.CPUProfile, conc, func() {
+				slice(&phaseAcc{name: phaseExtWarm, concurrency: conc}, p, false, ext, cfg.Duration, cfg.MaxRequests)
 			}); err != nil {
 				return nil, err
 			}
@@ -246,23 +253,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	return rep, nil
 }
 
-// profiled runs f under the CPU profiler when prefix is set.
-func profiled(prefix string, conc int, f func()) error {
-	if prefix == "" {
-		f()
-		return nil
-	}
-	path := fmt.Sprintf("%s.ext_authz_warm_c%d.pprof", prefix, conc)
-	out, err := os.Create(path)
+// profiled runs f with the server process p under the CPU profiler.
+func profiled(p *childProc, prefix string, conc int, f func()) error {
+	path, err := filepath.Abs(fmt.Sprintf("%s.ext_authz_warm_c%d.pprof", prefix, conc))
 	if err != nil {
 		return err
 	}
-	defer out.Close()
-	if err := pprof.StartCPUProfile(out); err != nil {
-		return err
+	if err := p.send("cpuprofile " + path); err != nil {
+		return fmt.Errorf("CPU profile of the pdp: %w", err)
 	}
 	f()
-	pprof.StopCPUProfile()
+	if err := p.send("stop"); err != nil {
+		return fmt.Errorf("CPU profile of the pdp: %w", err)
+	}
 	return nil
 }
 

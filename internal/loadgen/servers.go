@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,11 +18,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
-	"github.com/neofast/neoauthz/internal/daemon"
 )
 
 // audience is the aud of every minted token and the pdp's accepted audience.
@@ -140,45 +140,36 @@ func flushRedis(ctx context.Context, redisURL string) error {
 type pdpEnv struct {
 	adminURL, secretKey, redisURL, routes string
 	issuer                                *authntest.Issuer
-	log                                   *slog.Logger
-	decisionLog                           bool // record decisions (the pdp's default) or not
+	verbose                               bool
+	streamWorkers                         int
+	decisionLog                           bool      // record decisions (the pdp's default) or not
+	logs                                  io.Writer // the pdp's log lines
 }
 
-// pdpInstance is a pdp served in process by daemon.Serve.
-type pdpInstance struct {
-	grpcAddr, httpAddr string
-	cancel             context.CancelFunc
-	done               chan error
-}
-
-// startPDP starts a fresh pdp — empty in-process caches, new connection pools — and waits
-// until its gRPC health says SERVING.
-func startPDP(ctx context.Context, env pdpEnv) (*pdpInstance, error) {
-	cfg := daemon.DefaultConfig()
-	cfg.AdminURL = env.adminURL
-	cfg.SecretKey = env.secretKey
-	cfg.RedisURL = env.redisURL
-	cfg.TrustedIssuers = []string{env.issuer.URL()}
-	cfg.Audiences = []string{audience}
-	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Server.RouteTablePath = env.routes
-	cfg.DecisionLog = env.decisionLog
-	if err := cfg.Validate(); err != nil {
+// startPDP starts a fresh pdp in a child process — empty in-process caches, new connection
+// pools — and waits until its gRPC health says SERVING.
+func startPDP(ctx context.Context, env pdpEnv) (*childProc, error) {
+	spec := childSpec{Mode: modePDP, AdminURL: env.adminURL, SecretKey: env.secretKey, RedisURL: env.redisURL,
+		Routes: env.routes, Issuers: []string{env.issuer.URL()}, Verbose: env.verbose, StreamWorkers: env.streamWorkers,
+		NoDecisionLog: !env.decisionLog}
+	if _, err := spec.pdpConfig(); err != nil {
 		return nil, err
 	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	return startServing(ctx, spec, env.logs)
+}
+
+// startCeiling starts the ceiling, nopAuthz, in a child process.
+func startCeiling(ctx context.Context, logs io.Writer) (*childProc, error) {
+	return startServing(ctx, childSpec{Mode: modeCeiling}, logs)
+}
+
+// startServing starts a child and waits until its gRPC health says SERVING (the ceiling
+// serves no health service: for it, any answer will do).
+func startServing(ctx context.Context, spec childSpec, logs io.Writer) (*childProc, error) {
+	p, err := startChild(spec, logs)
 	if err != nil {
 		return nil, err
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = gl.Close()
-		return nil, err
-	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &pdpInstance{grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- daemon.Serve(sctx, cfg, env.log, gl, hl) }()
-
 	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		p.stop()
@@ -191,13 +182,14 @@ func startPDP(ctx context.Context, env pdpEnv) (*pdpInstance, error) {
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
 		res, err := hc.Check(rctx, &healthpb.HealthCheckRequest{})
 		rcancel()
-		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+		if (err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING) ||
+			(spec.Mode == modeCeiling && status.Code(err) == codes.Unimplemented) {
 			return p, nil
 		}
+		if exitErr, ok := p.exited(); ok {
+			return nil, fmt.Errorf("the %s stopped while starting: %w", spec.Mode, exitErr)
+		}
 		select {
-		case err := <-p.done:
-			cancel()
-			return nil, fmt.Errorf("the pdp stopped while starting: %w", err)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
@@ -205,24 +197,14 @@ func startPDP(ctx context.Context, env pdpEnv) (*pdpInstance, error) {
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("the pdp did not become ready in 30s (last health check: %w)", err)
+			return nil, fmt.Errorf("the %s did not become ready in 30s (last health check: %w)", spec.Mode, err)
 		}
-	}
-}
-
-// stop shuts the instance down and waits for it (bounded by the daemon's shutdown timeout).
-func (p *pdpInstance) stop() {
-	p.cancel()
-	select {
-	case err := <-p.done:
-		_ = err // the daemon's own log has said what went wrong, if anything
-	case <-time.After(20 * time.Second):
 	}
 }
 
 // nopAuthz is the ceiling: an ext_authz server that allows everything at once, without even
 // looking at the request. Whatever throughput it reaches is what the client, gRPC and the
-// loopback network allow on this machine.
+// loopback network allow on this machine. It is served by a default gRPC server.
 type nopAuthz struct {
 	authv3.UnimplementedAuthorizationServer
 }
@@ -231,19 +213,6 @@ var nopOK = &authv3.CheckResponse{Status: &rpcstatus.Status{}}
 
 func (nopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return nopOK, nil
-}
-
-// startCeiling serves nopAuthz on a loopback port with a default gRPC server, which is what the
-// pdp's server is too (server.New adds no options without TLS).
-func startCeiling() (addr string, stop func(), err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	s := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s, nopAuthz{})
-	go func() { _ = s.Serve(l) }()
-	return l.Addr().String(), s.Stop, nil
 }
 
 // dial opens n client connections to addr. Workers share them round-robin.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,23 @@ type Config struct {
 	// default: a profile shows what the process is doing, so only operators may reach it.
 	Pprof bool
 
+	// ExtAuthzMetadata says what an ext_authz answer carries in its dynamic metadata (the
+	// envoy.filters.http.ext_authz namespace, for access logs and later filters):
+	// MetadataMinimal (decision_id, reason, and on an allow the version and the consistency
+	// token) or MetadataFull
+	// (also tenant and user on an allow, which the identity headers already carry). Empty
+	// means MetadataMinimal.
+	ExtAuthzMetadata string
+
+	// GRPCStreamWorkers is how many goroutines serve gRPC streams, reused from one request to
+	// the next (grpc.NumStreamWorkers): a reused goroutine keeps the stack the deep decision
+	// path grew, where a new one per request grows (copies) it again. 0 means
+	// DefaultStreamWorkersPerCPU × GOMAXPROCS; -1 means a new goroutine per stream (gRPC's own
+	// default). A stream arriving while every worker is busy gets a goroutine of its own, so no
+	// request ever waits for a worker; with only GOMAXPROCS workers that is most streams under
+	// concurrent load, hence several workers per CPU.
+	GRPCStreamWorkers int
+
 	// ShutdownTimeout bounds graceful shutdown: in-flight RPCs and HTTP requests get this long
 	// before connections are closed.
 	ShutdownTimeout time.Duration
@@ -121,6 +139,7 @@ func DefaultConfig() Config {
 		TenantHeader:          DefaultTenantHeader,
 		UserHeader:            DefaultUserHeader,
 		DecisionIDHeader:      DefaultDecisionIDHeader,
+		ExtAuthzMetadata:      MetadataMinimal,
 		ShutdownTimeout:       DefaultShutdownTimeout,
 		ReadinessPollInterval: DefaultReadinessPollInterval,
 	}
@@ -148,6 +167,14 @@ const (
 	EnvAuthZENConfig            = "NEOAUTHZ_AUTHZEN_CONFIG"
 	EnvHTTPTLS                  = "NEOAUTHZ_HTTP_TLS"
 	EnvPprof                    = "NEOAUTHZ_PPROF"
+	EnvGRPCStreamWorkers        = "NEOAUTHZ_GRPC_STREAM_WORKERS"
+	EnvExtAuthzMetadata         = "NEOAUTHZ_EXT_AUTHZ_METADATA"
+)
+
+// ExtAuthzMetadata values.
+const (
+	MetadataMinimal = "minimal"
+	MetadataFull    = "full"
 )
 
 // RegisterFlags defines one flag per field on fs. A flag's default is the field's current
@@ -175,6 +202,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.UserHeader, "user-header", EnvUserHeader, "identity header carrying the user id")
 	str(&c.DecisionIDHeader, "decision-id-header", EnvDecisionIDHeader, "identity header carrying the decision id")
 
+	str(&c.ExtAuthzMetadata, "ext-authz-metadata", EnvExtAuthzMetadata, "ext_authz dynamic metadata: minimal (decision_id, reason, version, consistency_token) or full (also tenant and user)")
 	str(&c.AuthZENConfigPath, "authzen-config", EnvAuthZENConfig, "AuthZEN file (PEPs and mapping); empty: AuthZEN not served")
 
 	trusted := (*listValue)(&c.TrustedClientIdentities)
@@ -191,6 +219,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	pprof := (*boolValue)(&c.Pprof)
 	c.fromEnv(EnvPprof, pprof)
 	fs.Var(pprof, "pprof", "serve /debug/pprof/ on the HTTP address (env "+EnvPprof+")")
+
+	workers := (*intValue)(&c.GRPCStreamWorkers)
+	c.fromEnv(EnvGRPCStreamWorkers, workers)
+	fs.Var(workers, "grpc-stream-workers", "goroutines reused across gRPC requests (0: 32 per CPU; -1: a new goroutine per request) (env "+EnvGRPCStreamWorkers+")")
 
 	shutdown := (*durationValue)(&c.ShutdownTimeout)
 	c.fromEnv(EnvShutdownTimeout, shutdown)
@@ -283,6 +315,12 @@ func (c *Config) Validate() error {
 		strings.EqualFold(c.TenantHeader, c.DecisionIDHeader) || strings.EqualFold(c.UserHeader, c.DecisionIDHeader)) {
 		bad("identity header names must differ")
 	}
+	if c.ExtAuthzMetadata != "" && c.ExtAuthzMetadata != MetadataMinimal && c.ExtAuthzMetadata != MetadataFull {
+		bad("ext_authz metadata must be %q or %q, got %q", MetadataMinimal, MetadataFull, c.ExtAuthzMetadata)
+	}
+	if c.GRPCStreamWorkers < -1 || c.GRPCStreamWorkers > maxGRPCStreamWorkers {
+		bad("grpc stream workers must be in [-1, %d], got %d", maxGRPCStreamWorkers, c.GRPCStreamWorkers)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown timeout must be positive, got %v", c.ShutdownTimeout)
 	}
@@ -366,6 +404,38 @@ func (b *boolValue) Set(s string) error {
 
 // IsBoolFlag lets "-trust-forwarded-permission" stand alone on the command line.
 func (b *boolValue) IsBoolFlag() bool { return true }
+
+type intValue int
+
+func (i *intValue) String() string { return strconv.Itoa(int(*i)) }
+
+func (i *intValue) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*i = intValue(v)
+	return nil
+}
+
+// DefaultStreamWorkersPerCPU is the number of gRPC stream workers per CPU when
+// GRPCStreamWorkers is 0. An idle worker is a parked goroutine and its stack.
+const DefaultStreamWorkersPerCPU = 32
+
+// maxGRPCStreamWorkers bounds GRPCStreamWorkers: workers are goroutines started up front.
+const maxGRPCStreamWorkers = 4096
+
+// streamWorkers is the grpc.NumStreamWorkers value of c.GRPCStreamWorkers: 0 for none.
+func (c *Config) streamWorkers() uint32 {
+	switch {
+	case c.GRPCStreamWorkers < 0:
+		return 0
+	case c.GRPCStreamWorkers == 0:
+		return uint32(min(DefaultStreamWorkersPerCPU*runtime.GOMAXPROCS(0), maxGRPCStreamWorkers))
+	default:
+		return uint32(c.GRPCStreamWorkers)
+	}
+}
 
 type durationValue time.Duration
 

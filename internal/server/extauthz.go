@@ -59,7 +59,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 				// Nothing is asserted about a caller on a public route; make sure no identity
 				// header reaches the upstream even where Envoy does not strip client copies.
-				HeadersToRemove: []string{s.cfg.TenantHeader, s.cfg.UserHeader, s.cfg.DecisionIDHeader},
+				HeadersToRemove: s.ext.publicRemove,
 			}},
 		}, nil
 	case gateUnavailable:
@@ -68,6 +68,25 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.extDeny(&g), nil
 	}
 }
+
+// extResponses is what ext_authz answers share from one request to the next, built once by
+// New. Responses only point at these; nothing writes to them after New.
+type extResponses struct {
+	publicRemove []string // identity headers removed on a public route
+	tenantRemove []string // the tenant header, removed for a platform subject
+	fullMetadata bool     // Config.ExtAuthzMetadata == MetadataFull
+}
+
+func newExtResponses(cfg *Config) extResponses {
+	return extResponses{
+		publicRemove: []string{cfg.TenantHeader, cfg.UserHeader, cfg.DecisionIDHeader},
+		tenantRemove: []string{cfg.TenantHeader},
+		fullMetadata: cfg.ExtAuthzMetadata == MetadataFull,
+	}
+}
+
+// contentTypeJSON is the content-type of every denied answer's body.
+var contentTypeJSON = setHeader("content-type", "application/json")
 
 // extAllow is an OK carrying the identity headers. They are SET (overwrite or add), never
 // appended: a client-sent copy that got past Envoy's header_mutation must not survive next to
@@ -81,12 +100,13 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 		ok     authv3.OkHttpResponse
 		oneof  authv3.CheckResponse_OkResponse
 		status rpcstatus.Status
-		md     structpb.Struct
 		opts   [3]corev3.HeaderValueOption
 		vals   [3]corev3.HeaderValue
 		ptrs   [3]*corev3.HeaderValueOption
-		mdv    [6]structpb.Value
-		mds    [6]structpb.Value_StringValue
+		md     metadataArena
+		tokOpt corev3.HeaderValueOption
+		tokVal corev3.HeaderValue
+		tokPtr [1]*corev3.HeaderValueOption
 	}
 	n := 0
 	set := func(name, value string) {
@@ -100,63 +120,89 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 	} else {
 		// A platform subject has no tenant; an empty value cannot be set (Envoy drops it), so
 		// remove the header instead.
-		a.ok.HeadersToRemove = []string{s.cfg.TenantHeader}
+		a.ok.HeadersToRemove = s.ext.tenantRemove
 	}
 	set(s.cfg.UserHeader, g.sub.UserID)
 	set(s.cfg.DecisionIDHeader, g.res.DecisionID)
 	a.ok.Headers = a.ptrs[:n]
 
 	// CheckResponse.dynamic_metadata rather than OkHttpResponse's, which is deprecated. It lands
-	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters.
+	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters. Every
+	// member costs a map entry to encode, so tenant and user, which the headers carry, are
+	// there only when asked for (ExtAuthzMetadata).
 	tok := g.res.Token.String()
 	if tok != "" {
 		// To the client, which may send it back to read at least this data again.
-		a.ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{setHeader(headerConsistency, tok)}
+		a.tokVal.Key, a.tokVal.Value = headerConsistency, tok
+		a.tokOpt.Header, a.tokOpt.AppendAction = &a.tokVal, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		a.tokPtr[0] = &a.tokOpt
+		a.ok.ResponseHeadersToAdd = a.tokPtr[:]
 	}
-	fields := [6][2]string{
-		{"decision_id", g.res.DecisionID},
-		{"reason", g.rec.reason},
-		{"tenant", g.sub.TenantSlug},
-		{"user", g.sub.UserID},
-		// A string, because a JSON number (float64) loses integers above 2^53.
-		{"version", strconv.FormatUint(g.res.Version, 10)},
-		{"consistency_token", tok},
+	a.md.set("decision_id", g.res.DecisionID)
+	a.md.set("reason", g.rec.reason)
+	// A string, because a JSON number (float64) loses integers above 2^53.
+	a.md.set("version", strconv.FormatUint(g.res.Version, 10))
+	if tok != "" {
+		a.md.set("consistency_token", tok)
 	}
-	a.md.Fields = make(map[string]*structpb.Value, len(fields))
-	for i, f := range fields {
-		a.mds[i].StringValue = f[1]
-		a.mdv[i].Kind = &a.mds[i]
-		a.md.Fields[f[0]] = &a.mdv[i]
+	if s.ext.fullMetadata {
+		a.md.set("tenant", g.sub.TenantSlug)
+		a.md.set("user", g.sub.UserID)
 	}
 
 	a.status.Code = int32(codes.OK)
 	a.oneof.OkResponse = &a.ok
-	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md
+	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md.s
 	return &a.resp
+}
+
+// metadataArena is a dynamic-metadata Struct of up to six string members, carved out of one
+// allocation with the response that holds it.
+type metadataArena struct {
+	s    structpb.Struct
+	vals [6]structpb.Value
+	strs [6]structpb.Value_StringValue
+	n    int
+}
+
+func (m *metadataArena) set(name, value string) {
+	if m.s.Fields == nil {
+		m.s.Fields = make(map[string]*structpb.Value, len(m.vals))
+	}
+	m.strs[m.n].StringValue = value
+	m.vals[m.n].Kind = &m.strs[m.n]
+	m.s.Fields[name] = &m.vals[m.n]
+	m.n++
 }
 
 // extDeny is a denied answer with the JSON error envelope; the HTTP status and the gRPC code
 // come from the outcome table.
 func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
-	headers := []*corev3.HeaderValueOption{setHeader("content-type", "application/json")}
+	var a struct {
+		resp    authv3.CheckResponse
+		status  rpcstatus.Status
+		oneof   authv3.CheckResponse_DeniedResponse
+		denied  authv3.DeniedHttpResponse
+		http    typev3.HttpStatus
+		headers [3]*corev3.HeaderValueOption
+		md      metadataArena
+	}
+	a.headers[0] = contentTypeJSON
+	headers := a.headers[:1]
 	if g.out.http == 401 {
 		headers = append(headers, setHeader("www-authenticate", wwwAuthenticate(g.rec.authn)))
 	}
 	if tok := g.res.Token.String(); tok != "" {
 		headers = append(headers, setHeader(headerConsistency, tok))
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(g.out.grpc), Message: g.message},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(g.out.http)},
-			Headers: headers,
-			Body:    string(errorBody(g)),
-		}},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"decision_id": structpb.NewStringValue(g.rec.decisionID),
-			"reason":      structpb.NewStringValue(g.rec.reason),
-		}},
-	}
+	a.md.set("decision_id", g.rec.decisionID)
+	a.md.set("reason", g.rec.reason)
+	a.status.Code, a.status.Message = int32(g.out.grpc), g.message
+	a.http.Code = typev3.StatusCode(g.out.http)
+	a.denied.Status, a.denied.Headers, a.denied.Body = &a.http, headers, string(errorBody(g))
+	a.oneof.DeniedResponse = &a.denied
+	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md.s
+	return &a.resp
 }
 
 func setHeader(name, value string) *corev3.HeaderValueOption {

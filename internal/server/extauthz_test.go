@@ -92,9 +92,9 @@ func TestExtAuthz(t *testing.T) {
 		md := resp.GetDynamicMetadata().GetFields()
 		assert.Equal(t, h["x-neoauthz-decision-id"].GetHeader().GetValue(), md["decision_id"].GetStringValue())
 		assert.Equal(t, "granted", md["reason"].GetStringValue())
-		assert.Equal(t, "acme", md["tenant"].GetStringValue())
-		assert.Equal(t, "alice", md["user"].GetStringValue())
 		assert.Equal(t, "7", md["version"].GetStringValue())
+		assert.NotContains(t, md, "tenant", "minimal metadata: the tenant is in the headers")
+		assert.NotContains(t, md, "user", "minimal metadata: the user is in the headers")
 		last, _, _ := ts.fake.lastRequest()
 		assert.Equal(t, "users.read.tenant", last.Permission)
 		assert.Nil(t, last.Resource)
@@ -353,4 +353,29 @@ func TestExtAuthz(t *testing.T) {
 		assert.Equal(t, "cross_tenant", env.Error.Details.Reason)
 		assert.Equal(t, msgTenantConflict, env.Error.Message)
 	})
+}
+
+// TestExtAuthzFullMetadata: with -ext-authz-metadata full, an allow's dynamic metadata also
+// names the tenant and the user; a deny's stays decision_id and reason.
+func TestExtAuthzFullMetadata(t *testing.T) {
+	ts := startServer(t, newFake(), func(c *Config) { c.ExtAuthzMetadata = MetadataFull })
+	client := authv3.NewAuthorizationClient(ts.conn)
+	resp, err := client.Check(context.Background(),
+		envoyRequest("GET", "/api/users", "app", bearer("alice-token"), map[string]string{"permission": "users.read.tenant"}))
+	require.NoError(t, err)
+	require.Equal(t, int32(codes.OK), resp.GetStatus().GetCode())
+	md := resp.GetDynamicMetadata().GetFields()
+	assert.Equal(t, "granted", md["reason"].GetStringValue())
+	assert.Equal(t, "acme", md["tenant"].GetStringValue())
+	assert.Equal(t, "alice", md["user"].GetStringValue())
+	assert.Equal(t, "7", md["version"].GetStringValue())
+	assert.Equal(t, okHeaders(t, resp)["x-neoauthz-decision-id"].GetHeader().GetValue(), md["decision_id"].GetStringValue())
+
+	resp, err = client.Check(context.Background(), envoyRequest("GET", "/api/reports", "app", bearer("bob-token"), nil))
+	require.NoError(t, err)
+	require.Equal(t, int32(codes.PermissionDenied), resp.GetStatus().GetCode())
+	md = resp.GetDynamicMetadata().GetFields()
+	assert.NotEmpty(t, md["decision_id"].GetStringValue())
+	assert.NotEmpty(t, md["reason"].GetStringValue())
+	assert.Len(t, md, 2, "got %v, want decision_id and reason", md)
 }

@@ -65,6 +65,7 @@ type Server struct {
 	authzen *authzenState // nil: the AuthZEN API is not served
 	// decisions records decisions when set (SetDecisionLog); nil records nothing.
 	decisions DecisionLog
+	ext       extResponses
 
 	grpc    *grpc.Server
 	health  *health.Server
@@ -120,6 +121,7 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 		log:     logger,
 		metrics: m,
 		health:  health.NewServer(),
+		ext:     newExtResponses(&cfg),
 	}
 	for _, id := range cfg.TrustedClientIdentities {
 		s.trusted[id] = struct{}{}
@@ -132,6 +134,9 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(unixOrTLS{credentials.NewTLS(tlsCfg)}))
+	}
+	if n := cfg.streamWorkers(); n > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(n))
 	}
 	s.grpc = grpc.NewServer(opts...)
 	authzv1.RegisterAuthorizationServiceServer(s.grpc, authzService{s: s})

@@ -1,0 +1,300 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+
+	"github.com/neofast/neoauthz/internal/daemon"
+)
+
+// Servers under test run in child processes — the loadgen binary started again with childEnv
+// set — so that the CPU each one spends is its own and can be read from /proc. A child serves
+// on listeners the parent opened (file descriptors 3 and 4), answers control lines on stdin
+// (CPU profile start and stop) and exits when its stdin closes, so a parent that dies takes its
+// children with it.
+
+// childEnv holds the childSpec (JSON) of a child process.
+const childEnv = "NEOAUTHZ_LOADGEN_CHILD"
+
+// Child modes.
+const (
+	modeCeiling = "ceiling"
+	modePDP     = "pdp"
+)
+
+// childSpec is what a child serves.
+type childSpec struct {
+	Mode      string   `json:"mode"`
+	AdminURL  string   `json:"admin_url,omitempty"`
+	SecretKey string   `json:"secret_key,omitempty"`
+	RedisURL  string   `json:"redis_url,omitempty"`
+	Routes    string   `json:"routes,omitempty"`
+	Issuers   []string `json:"issuers,omitempty"`
+	Verbose   bool     `json:"verbose,omitempty"`
+	// StreamWorkers is the pdp's server.Config.GRPCStreamWorkers.
+	StreamWorkers int `json:"stream_workers,omitempty"`
+	// NoDecisionLog turns the pdp's decision log off (it is on by default).
+	NoDecisionLog bool `json:"no_decision_log,omitempty"`
+}
+
+// serveChild is Main in a child process: serve spec until stdin closes or ctx ends.
+func serveChild(ctx context.Context, raw string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		fmt.Fprintln(stderr, "loadgen child:", err)
+		return 2
+	}
+	var lis []net.Listener
+	for fd := uintptr(3); fd <= 4; fd++ {
+		f := os.NewFile(fd, "listener"+strconv.Itoa(int(fd)))
+		l, err := net.FileListener(f)
+		_ = f.Close() // FileListener duplicated it
+		if err != nil {
+			fmt.Fprintln(stderr, "loadgen child: listener:", err)
+			return 1
+		}
+		lis = append(lis, l)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	switch spec.Mode {
+	case modeCeiling:
+		_ = lis[1].Close()
+		s := grpc.NewServer()
+		authv3.RegisterAuthorizationServer(s, nopAuthz{})
+		go func() {
+			<-ctx.Done()
+			s.Stop()
+		}()
+		go func() { done <- s.Serve(lis[0]) }()
+	case modePDP:
+		cfg, err := spec.pdpConfig()
+		if err != nil {
+			fmt.Fprintln(stderr, "loadgen child:", err)
+			return 2
+		}
+		level := slog.LevelWarn
+		if spec.Verbose {
+			level = slog.LevelInfo
+		}
+		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+		go func() { done <- daemon.Serve(ctx, cfg, log, lis[0], lis[1]) }()
+	default:
+		fmt.Fprintf(stderr, "loadgen child: unknown mode %q\n", spec.Mode)
+		return 2
+	}
+	go func() {
+		control(stdin, stdout)
+		cancel() // stdin closed: the parent is done or gone
+	}()
+	if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		fmt.Fprintln(stderr, "loadgen child:", err)
+		return 1
+	}
+	return 0
+}
+
+// control answers the parent's control lines, one "ok" or "error: ..." line each:
+// "cpuprofile PATH" starts a CPU profile of this process, "stop" ends it.
+func control(stdin io.Reader, stdout io.Writer) {
+	sc := bufio.NewScanner(stdin)
+	var prof *os.File
+	for sc.Scan() {
+		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+		var err error
+		switch {
+		case cmd == "cpuprofile" && prof == nil:
+			if prof, err = os.Create(arg); err == nil {
+				if err = pprof.StartCPUProfile(prof); err != nil {
+					_ = prof.Close()
+					prof = nil
+				}
+			}
+		case cmd == "stop" && prof != nil:
+			pprof.StopCPUProfile()
+			err = prof.Close()
+			prof = nil
+		default:
+			err = fmt.Errorf("unexpected control line %q", cmd)
+		}
+		if err != nil {
+			fmt.Fprintln(stdout, "error:", err)
+		} else {
+			fmt.Fprintln(stdout, "ok")
+		}
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		_ = prof.Close()
+	}
+}
+
+func (spec childSpec) pdpConfig() (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
+	cfg.AdminURL = spec.AdminURL
+	cfg.SecretKey = spec.SecretKey
+	cfg.RedisURL = spec.RedisURL
+	cfg.TrustedIssuers = spec.Issuers
+	cfg.Audiences = []string{audience}
+	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Server.RouteTablePath = spec.Routes
+	cfg.Server.GRPCStreamWorkers = spec.StreamWorkers
+	cfg.DecisionLog = !spec.NoDecisionLog
+	return cfg, cfg.Validate()
+}
+
+// childProc is a server under test in a child process.
+type childProc struct {
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	replies  *bufio.Reader
+	grpcAddr string
+	httpAddr string
+	done     chan error
+}
+
+// startChild starts the loadgen binary again as a child serving spec on two fresh loopback
+// listeners; its log lines go to logs.
+func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the loadgen binary: %w", err)
+	}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	var addrs []string
+	defer func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}()
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		f, err := l.(*net.TCPListener).File()
+		addrs = append(addrs, l.Addr().String())
+		_ = l.Close() // the child holds its own copy
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	cmd.ExtraFiles = files
+	cmd.Stderr = logs
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start a %s child: %w", spec.Mode, err)
+	}
+	c := &childProc{cmd: cmd, stdin: stdin, replies: bufio.NewReader(stdout), grpcAddr: addrs[0], httpAddr: addrs[1],
+		done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait() }()
+	return c, nil
+}
+
+// stop closes the child's stdin (it shuts down gracefully) and waits, killing it after 20s.
+func (c *childProc) stop() {
+	_ = c.stdin.Close()
+	select {
+	case err := <-c.done:
+		_ = err // the child's own log has said what went wrong, if anything
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		err := <-c.done
+		_ = err
+	}
+}
+
+// exited reports the child's exit when it has ended, without waiting.
+func (c *childProc) exited() (error, bool) {
+	select {
+	case err := <-c.done:
+		c.done <- err
+		if err == nil {
+			err = errors.New("exited")
+		}
+		return err, true
+	default:
+		return nil, false
+	}
+}
+
+// send writes one control line and reads the reply.
+func (c *childProc) send(line string) error {
+	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
+		return err
+	}
+	reply, err := c.replies.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if reply = strings.TrimSpace(reply); reply != "ok" {
+		return errors.New(reply)
+	}
+	return nil
+}
+
+// cpu is the CPU time (user + system) the child has used so far, from /proc/<pid>/stat.
+func (c *childProc) cpu() (time.Duration, error) { return procCPU(c.cmd.Process.Pid) }
+
+// clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on every Linux ABI).
+const clockTick = 10 * time.Millisecond
+
+// procCPU reads utime + stime of process pid (Linux only).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU takes utime and stime (fields 14 and 15) from a /proc/<pid>/stat line. The
+// command name (field 2) is in parentheses and may hold spaces, so fields count from the last ')'.
+func parseProcStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): utime is field 14, f[11]; stime f[12].
+	if len(f) < 13 {
+		return 0, errors.New("/proc stat: too few fields")
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("/proc stat: utime or stime is not a number")
+	}
+	return time.Duration(u+s) * clockTick, nil
+}
