@@ -16,7 +16,8 @@ import (
 // grants, restrictions, denies and expiries — in practice, users of a tenant who hold the same
 // roles and no direct permissions. A part is found by the SHA-256 of its canonical encoding,
 // which includes the tenant id, so tenants never share. Parts are held weakly: one leaves memory
-// with the last Set that uses it. An Interner is safe for concurrent use.
+// with the last Set that uses it. An Interner is safe for concurrent use; a nil *Interner
+// shares nothing (every set gets its own part).
 //
 // Sharing never changes a decision: a part is a pure function of the facts it is hashed from,
 // and everything per user (version, status, external id, membership) stays in each Set, so a
@@ -44,6 +45,9 @@ func (it *Interner) Compile(in Input, now time.Time) (s *Set, built bool, err er
 
 // intern returns the live part with hash h, or builds one from f and records it.
 func (it *Interner) intern(f *sharedFacts, h [sha256.Size]byte) (*compiled, bool) {
+	if it == nil {
+		return buildCompiled(f, h), true
+	}
 	if c := it.lookup(h); c != nil {
 		return c, false
 	}
@@ -63,6 +67,9 @@ func (it *Interner) intern(f *sharedFacts, h [sha256.Size]byte) (*compiled, bool
 }
 
 func (it *Interner) lookup(h [sha256.Size]byte) *compiled {
+	if it == nil {
+		return nil
+	}
 	it.mu.Lock()
 	wp, ok := it.parts[h]
 	it.mu.Unlock()
@@ -83,6 +90,9 @@ func (it *Interner) forget(h [sha256.Size]byte) {
 
 // Len returns how many compiled parts are recorded (some may be collected but not yet forgotten).
 func (it *Interner) Len() int {
+	if it == nil {
+		return 0
+	}
 	it.mu.Lock()
 	defer it.mu.Unlock()
 	return len(it.parts)
