@@ -191,10 +191,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		return nil, err
 	}
 	defer stop()
+	before, err := sampleMemory(ctx, redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("memory before the warm-up: %w", err)
+	}
 	log.Info("warming up: one ext_authz request per user, hottest first", "users", len(ds.Users))
 	wt, took := l.warmUp(ctx, ext, cfg.Conns, max(64, slices.Max(cfg.Concurrency)), 3*time.Minute)
 	rep.WarmupSeconds = took.Seconds()
 	log.Info("warm-up done", "took", took.Round(time.Millisecond), "allowed", wt.allowed, "denied", wt.denied, "errors", wt.errors)
+	settleRedis(ctx, redisURL)
+	warm, err := sampleMemory(ctx, redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("memory after the warm-up: %w", err)
+	}
+	rep.Memory = &Memory{RSSBefore: before.rss, RSSWarm: warm.rss, HeapBefore: before.heap, HeapWarm: warm.heap,
+		RedisBefore: before.redis, RedisWarm: warm.redis, RedisKeys: warm.keys, Users: len(ds.Users)}
+	log.Info(rep.Memory.line())
 	if wt.errors > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("warm-up: %d ERRORS (first: %s)", wt.errors, wt.firstError))
 	}
