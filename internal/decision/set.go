@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"slices"
 	"time"
+	"unique"
 )
 
 // Reason says why a decision came out the way it did.
@@ -135,9 +136,41 @@ type compiled struct {
 func newSet(u userFacts, c *compiled) *Set {
 	s := &Set{c: c, version: u.version, status: u.status, problem: u.problem, userID: u.userID}
 	if len(u.members) > 0 {
-		s.members = toSet(u.members)
+		s.members = make(map[string]struct{}, len(u.members))
+		for _, g := range u.members {
+			s.members[unique.Make(g).Value()] = struct{}{}
+		}
 	}
 	return s
+}
+
+// canonical makes f's strings the process-wide canonical copies (package unique) and its
+// slices exactly as long as they need be, so that the codes, role codes and group ids every
+// part of a tenant repeats are stored once, not once per part or per database read.
+func canonical(f *sharedFacts) {
+	c := func(s string) string { return unique.Make(s).Value() }
+	f.grants = slices.Clone(f.grants)
+	for i := range f.grants {
+		g := &f.grants[i]
+		g.code, g.group, g.role = c(g.code), c(g.group), c(g.role)
+	}
+	f.denies = slices.Clone(f.denies)
+	for i := range f.denies {
+		d := &f.denies[i]
+		d.code, d.group = c(d.code), c(d.group)
+	}
+	if len(f.closures) > 0 {
+		closures := make(map[string][]string, len(f.closures))
+		for g, cl := range f.closures {
+			out := make([]string, len(cl))
+			for i, x := range cl {
+				out[i] = c(x)
+			}
+			closures[c(g)] = out
+		}
+		f.closures = closures
+	}
+	f.scope = c(f.scope)
 }
 
 // newCompiled indexes resolved shared facts. The facts have been validated (every code parses
@@ -147,6 +180,7 @@ func newCompiled(f *sharedFacts) *compiled {
 }
 
 func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
+	canonical(f)
 	s := &compiled{
 		f:     f,
 		hash:  hash,
@@ -214,6 +248,7 @@ func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 		}
 		slices.Sort(m.grants)
 		slices.Sort(m.denies)
+		m.grants, m.denies = slices.Clip(m.grants), slices.Clip(m.denies)
 		s.pairs[k] = m
 	}
 	s.size = s.estimateSize(closures)

@@ -24,6 +24,7 @@ type Config struct {
 	Alg         string
 	RedisDB     int
 	CPUProfile  string // file prefix: one CPU profile per warm ext_authz phase
+	MemProfile  string // file: a heap profile with every user warm
 	Seed        uint64
 	Verbose     bool
 
@@ -57,6 +58,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.Alg, "alg", "RS256", "signing algorithm of the test realms (RS256 is Keycloak's default; ES256 mints 20× faster)")
 	fs.IntVar(&c.RedisDB, "redis-db", 15, "Redis logical database of the pdp under test; FLUSHDB'd before each fresh pdp")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each warm ext_authz phase to PREFIX.ext_authz_warm_c<N>.pprof")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile to FILE once every user is warm")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the user and permission choices")
 	fs.BoolVar(&c.Verbose, "v", false, "log the pdp's warnings and progress details")
 	fs.Usage = func() {

@@ -207,6 +207,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	rep.Memory = &Memory{RSSBefore: before.rss, RSSWarm: warm.rss, HeapBefore: before.heap, HeapWarm: warm.heap,
 		RedisBefore: before.redis, RedisWarm: warm.redis, RedisKeys: warm.keys, Users: len(ds.Users)}
 	log.Info(rep.Memory.line())
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
+			return nil, fmt.Errorf("heap profile: %w", err)
+		}
+	}
 	if wt.errors > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("warm-up: %d ERRORS (first: %s)", wt.errors, wt.firstError))
 	}
@@ -260,6 +265,15 @@ func profiled(prefix string, conc int, f func()) error {
 	f()
 	pprof.StopCPUProfile()
 	return nil
+}
+
+func writeHeapProfile(path string) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	return pprof.WriteHeapProfile(out)
 }
 
 // ordered sorts the rows for the table: by phase kind (ceiling, cold, warm, Check), then by
