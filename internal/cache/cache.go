@@ -49,9 +49,9 @@ type SharedCodec[V any] interface {
 	// Shared returns the id (lowercase hex) and encoding of v's shared part.
 	Shared(v V) (id string, data []byte)
 	// UnmarshalShared decodes an entry written by Marshal and returns it with its L1 cost
-	// (which counts the shared part only when this call brought it into memory). fetch reads
-	// a shared part's bytes from Redis; it is called only when the part is not already in
-	// memory, and returns an error wrapping ErrSharedMissing when Redis does not have it.
+	// (its own part: shared parts are counted once, with Reserve). fetch reads a shared
+	// part's bytes from Redis; it is called only when the part is not already in memory, and
+	// returns an error wrapping ErrSharedMissing when Redis does not have it.
 	UnmarshalShared(b []byte, fetch func(id string) ([]byte, error)) (V, int64, error)
 }
 
@@ -388,6 +388,18 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithDeadline(d, dl)
 	}
 	return context.WithCancel(d)
+}
+
+// Reserve sets aside n bytes of the L1 budget for memory the entries share but do not count
+// themselves (the shared parts of a SharedCodec's values): entries then have L1MaxCost - n,
+// and no less than an eighth of it. Shrinking takes effect as the next entries are stored.
+func (c *Cache[V]) Reserve(n int64) {
+	room := max(c.opts.L1MaxCost-max(n, 0), c.opts.L1MaxCost/8)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.closed && c.l1.MaxCost() != room {
+		c.l1.UpdateMaxCost(room)
+	}
 }
 
 // Delete removes keys from L1 and (best effort, within Options.Timeout) from Redis. It only

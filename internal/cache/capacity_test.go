@@ -55,6 +55,17 @@ func TestL1EvictsBeyondByteBudget(t *testing.T) {
 	assert.Positive(t, hits, "got nothing kept in L1, want up to %d entries", most)
 }
 
+// TestReserveShrinksRoomForEntries: memory set aside for shared parts comes off the budget.
+func TestReserveShrinksRoomForEntries(t *testing.T) {
+	const budget, cost, n = 256 << 10, 4 << 10, 200
+	c, _ := newTestCache(t, nil, "", Options{L1MaxCost: budget})
+	c.Reserve(192 << 10)
+	hits := l1Hits(t, c, n, cost)
+	most := int((budget - 192<<10) / l1Cost("k0", cost))
+	assert.LessOrEqual(t, hits, most, "got %d entries in L1 with 192 KiB of 256 KiB reserved, want at most %d", hits, most)
+	assert.Positive(t, hits)
+}
+
 // TestNumCountersFromBudget: ristretto's admission counters follow the byte budget, not a
 // fixed million entries (whose counters alone took about 48 MB).
 func TestNumCountersFromBudget(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 	"weak"
@@ -25,6 +26,13 @@ import (
 type Interner struct {
 	mu    sync.Mutex
 	parts map[[sha256.Size]byte]weak.Pointer[compiled]
+	bytes atomic.Int64 // estimated size of the recorded parts
+}
+
+// partRecord is what a part's cleanup needs to forget it.
+type partRecord struct {
+	hash [sha256.Size]byte
+	size int64
 }
 
 // NewInterner returns an empty Interner.
@@ -62,7 +70,8 @@ func (it *Interner) intern(f *sharedFacts, h [sha256.Size]byte) (*compiled, bool
 		}
 	}
 	it.parts[h] = weak.Make(c)
-	runtime.AddCleanup(c, it.forget, h)
+	it.bytes.Add(c.size)
+	runtime.AddCleanup(c, it.forget, partRecord{h, c.size})
 	return c, true
 }
 
@@ -80,12 +89,23 @@ func (it *Interner) lookup(h [sha256.Size]byte) *compiled {
 }
 
 // forget drops the record of a collected part, unless a new part took its place.
-func (it *Interner) forget(h [sha256.Size]byte) {
+func (it *Interner) forget(r partRecord) {
+	it.bytes.Add(-r.size)
 	it.mu.Lock()
-	if wp, ok := it.parts[h]; ok && wp.Value() == nil {
-		delete(it.parts, h)
+	if wp, ok := it.parts[r.hash]; ok && wp.Value() == nil {
+		delete(it.parts, r.hash)
 	}
 	it.mu.Unlock()
+}
+
+// Bytes returns the estimated size of the parts alive (Set.Size's shared figure, summed): a
+// cache counts them once with it, against the same budget as its entries. A collected part
+// stops counting when its cleanup has run, shortly after the collection.
+func (it *Interner) Bytes() int64 {
+	if it == nil {
+		return 0
+	}
+	return it.bytes.Load()
 }
 
 // Len returns how many compiled parts are recorded (some may be collected but not yet forgotten).

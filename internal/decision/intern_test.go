@@ -105,6 +105,8 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 	b, _, err := it.Compile(editors("bob").in, t0)
 	require.NoError(t, err)
 	require.Equal(t, 1, it.Len())
+	_, part := b.Size()
+	assert.Equal(t, part, it.Bytes(), "got %d bytes of parts, want the one part's %d", it.Bytes(), part)
 	a = nil
 	runtime.GC()
 	_, built, err := it.Compile(editors("carol").in, t0)
@@ -118,6 +120,7 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	assert.Zero(t, it.Len(), "got %d parts recorded after their last user went, want 0", it.Len())
+	assert.Zero(t, it.Bytes(), "got %d bytes of parts after their last user went, want 0", it.Bytes())
 	_ = a
 }
 

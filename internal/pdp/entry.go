@@ -21,15 +21,11 @@ type Entry struct {
 }
 
 // entryCost is an entry's retained size for the cache's byte budget: the entry and its set's
-// per-user part, plus the compiled part when this entry brought it into memory (a part many
-// users share is counted once, by the entry that built or fetched it).
-func entryCost(set *decision.Set, broughtShared bool) int64 {
-	user, shared := set.Size()
-	n := int64(unsafe.Sizeof(Entry{})) + user
-	if broughtShared {
-		n += shared
-	}
-	return n
+// per-user part. Compiled parts, which many users share, are counted once, all together: the
+// service reserves the interner's total from the same budget (cache.Reserve).
+func entryCost(set *decision.Set) int64 {
+	user, _ := set.Size()
+	return int64(unsafe.Sizeof(Entry{})) + user
 }
 
 // entryCodec stores an Entry in Redis as its per-user part — a format byte, the admin version,
@@ -69,15 +65,11 @@ func (c entryCodec) UnmarshalShared(b []byte, fetch func(id string) ([]byte, err
 	if len(b) < entryHeader || b[0] != entryFormat {
 		return nil, 0, errors.New("not a cached permission set")
 	}
-	fetched := false
-	set, err := c.parts.UnmarshalUser(b[entryHeader:], func(id string) ([]byte, error) {
-		fetched = true
-		return fetch(id)
-	})
+	set, err := c.parts.UnmarshalUser(b[entryHeader:], fetch)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cached permission set: %w", err)
 	}
 	e := &Entry{Set: set, AdminVersion: binary.BigEndian.Uint64(b[1:]),
 		LoadedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))}
-	return e, entryCost(set, fetched), nil
+	return e, entryCost(set), nil
 }

@@ -85,9 +85,12 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 					return cache.Loaded[*Entry]{}, err
 				}
 				e := &Entry{Set: set, AdminVersion: 1, LoadedAt: now}
-				n := entryCost(set, built)
+				n := entryCost(set)
 				if twin == "" {
 					cost += n + 224 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
+					if _, part := set.Size(); built {
+						cost += part
+					}
 					if _, part := set.Size(); shared {
 						distinct[set.SharedID()] = part
 					} else {

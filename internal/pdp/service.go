@@ -421,7 +421,7 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 			return cache.Loaded[*Entry]{}, err
 		}
 		loadedAt := s.now()
-		set, built, err := s.parts.Compile(in, loadedAt)
+		set, _, err := s.parts.Compile(in, loadedAt)
 		if err != nil {
 			return cache.Loaded[*Entry]{}, err
 		}
@@ -440,8 +440,10 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 				ttl = until
 			}
 		}
-		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: entryCost(set, built)}, nil
+		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: entryCost(set)}, nil
 	})
+	// Compiled parts, built or read from Redis, count against the same budget, once.
+	s.sets.Reserve(s.parts.Bytes())
 	if err != nil {
 		if errors.Is(err, ErrInvalidRequest) {
 			return nil, err
