@@ -105,7 +105,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		pdpLevel = slog.LevelInfo
 	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
-		log: slog.New(slog.NewJSONHandler(pdpLogs, &slog.HandlerOptions{Level: pdpLevel}))}
+		cacheBytes: cfg.CacheBytes,
+		log:        slog.New(slog.NewJSONHandler(pdpLogs, &slog.HandlerOptions{Level: pdpLevel}))}
 
 	ceilingAddr, stopCeiling, err := startCeiling()
 	if err != nil {

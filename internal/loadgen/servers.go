@@ -139,6 +139,7 @@ func flushRedis(ctx context.Context, redisURL string) error {
 // pdpEnv is what every pdp instance of a run shares.
 type pdpEnv struct {
 	adminURL, secretKey, redisURL, routes string
+	cacheBytes                            int64
 	issuer                                *authntest.Issuer
 	log                                   *slog.Logger
 }
@@ -157,6 +158,7 @@ func startPDP(ctx context.Context, env pdpEnv) (*pdpInstance, error) {
 	cfg.AdminURL = env.adminURL
 	cfg.SecretKey = env.secretKey
 	cfg.RedisURL = env.redisURL
+	cfg.CacheMaxBytes = env.cacheBytes
 	cfg.TrustedIssuers = []string{env.issuer.URL()}
 	cfg.Audiences = []string{audience}
 	cfg.Server.GRPCAddr, cfg.Server.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
