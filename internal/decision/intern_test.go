@@ -2,7 +2,6 @@ package decision
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -105,15 +104,14 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 	b, _, err := it.Compile(editors("bob").in, t0)
 	require.NoError(t, err)
 	require.Equal(t, 1, it.Len())
+	require.True(t, a.Shares(b)) // alice's last use: only bob holds the part from here
 	_, part := b.Size()
 	assert.Equal(t, part, it.Bytes(), "got %d bytes of parts, want the one part's %d", it.Bytes(), part)
-	a = nil
 	runtime.GC()
 	_, built, err := it.Compile(editors("carol").in, t0)
 	require.NoError(t, err)
 	assert.False(t, built, "got the part rebuilt while bob still used it, want it shared")
-	runtime.KeepAlive(b)
-	b = nil
+	runtime.KeepAlive(b) // bob's last use
 	deadline := time.Now().Add(30 * time.Second)
 	for it.Len() > 0 && time.Now().Before(deadline) {
 		runtime.GC()
@@ -121,7 +119,6 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 	}
 	assert.Zero(t, it.Len(), "got %d parts recorded after their last user went, want 0", it.Len())
 	assert.Zero(t, it.Bytes(), "got %d bytes of parts after their last user went, want 0", it.Bytes())
-	_ = a
 }
 
 func TestUnmarshalUser(t *testing.T) {
@@ -157,7 +154,7 @@ func TestUnmarshalUser(t *testing.T) {
 
 	for i := range len(user) {
 		_, err := NewInterner().UnmarshalUser(user[:i], func(string) ([]byte, error) { return shared, nil })
-		require.ErrorIs(t, err, ErrInvalidEncoding, fmt.Sprintf("truncated at %d", i))
+		require.ErrorIs(t, err, ErrInvalidEncoding, "truncated at %d", i)
 	}
 	full, _ := set.MarshalBinary()
 	_, err = NewInterner().UnmarshalUser(full, func(string) ([]byte, error) { return shared, nil })
