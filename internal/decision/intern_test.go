@@ -84,13 +84,7 @@ func TestInternerSameDecisionsAsCompile(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, shared.Shares(again), "world %d: same input compiled twice, got two parts", i)
 		sets = append(sets, shared)
-		for range 20 {
-			req, at := g.request(in.Level), g.at()
-			d1, err1 := own.Check(at, req)
-			d2, err2 := shared.Check(at, req)
-			require.Equal(t, err1, err2)
-			require.Equal(t, d1, d2, "world %d, %+v: got %+v from the interned set, want %+v", i, req, d2, d1)
-		}
+		requireSameDecisions(t, g, i, in.Level, own, shared, "from the interned set")
 		require.Equal(t, own.Expiry(), shared.Expiry())
 		require.Equal(t, own.ListPermissions(t0, nil), shared.ListPermissions(t0, nil))
 	}
