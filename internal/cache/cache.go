@@ -40,10 +40,30 @@ type Codec[V any] interface {
 	Unmarshal([]byte) (V, error)
 }
 
+// SharedCodec is a Codec for values that hold a large part many values share (a compiled
+// permission set shared by the users who hold the same roles). Redis then stores that part
+// once, under a key in the entry's hash slot (SharedKey), and each entry only names it.
+type SharedCodec[V any] interface {
+	// Marshal encodes v's own part, which names its shared part. (Unmarshal is not used.)
+	Codec[V]
+	// Shared returns the id (lowercase hex) and encoding of v's shared part.
+	Shared(v V) (id string, data []byte)
+	// UnmarshalShared decodes an entry written by Marshal and returns it with its L1 cost
+	// (its own part: shared parts are counted once, with Reserve). fetch reads a shared
+	// part's bytes from Redis; it is called only when the part is not already in memory, and
+	// returns an error wrapping ErrSharedMissing when Redis does not have it.
+	UnmarshalShared(b []byte, fetch func(id string) ([]byte, error)) (V, int64, error)
+}
+
+// ErrSharedMissing is what SharedCodec's fetch returns (wrapped) for a shared part Redis does
+// not hold: the entry is an L2 miss.
+var ErrSharedMissing = errors.New("cache: shared part not in Redis")
+
 // Options configures a Cache. Zero fields take the Default* values.
 type Options struct {
-	// L1MaxCost bounds the in-process tier, in the units of Loaded.Cost (bytes-ish; an entry
-	// without a cost counts 1 plus ristretto's own per-entry overhead).
+	// L1MaxCost bounds the in-process tier, in bytes: each entry counts its Loaded.Cost (the
+	// value's retained size) plus the cache's own per-entry overhead (l1EntryOverhead and the
+	// key). Ristretto's admission counters are sized from it too (numCounters).
 	L1MaxCost int64
 	// L1TTL is the longest an entry lives in process.
 	L1TTL time.Duration
@@ -99,7 +119,9 @@ type Loaded[V any] struct {
 	// short TTL for an unknown user); 0 means the tier defaults, and it is capped by them. A
 	// negative TTL returns the value without caching it anywhere.
 	TTL time.Duration
-	// Cost is the entry's weight against Options.L1MaxCost; 0 counts as 1.
+	// Cost is the bytes the value retains, counted against Options.L1MaxCost besides the
+	// cache's own per-entry overhead. Memory several values share should be counted by one
+	// of them (see SharedCodec).
 	Cost int64
 }
 
@@ -169,8 +191,7 @@ func New[V any](opts Options, rdb redis.UniversalClient, codec Codec[V], reg pro
 		NumCounters: numCounters(opts.L1MaxCost),
 		MaxCost:     opts.L1MaxCost,
 		BufferItems: 64, // ristretto's recommended value
-		// Costs are the caller's own unit (the pdp counts entries); ristretto's internal
-		// per-entry overhead would otherwise add ~56 to each and hold 1/57th of MaxCost.
+		// setL1 counts ristretto's per-entry memory in l1EntryOverhead, with the rest of ours.
 		IgnoreInternalCost: true,
 	})
 	if err != nil {
@@ -184,12 +205,27 @@ func New[V any](opts Options, rdb redis.UniversalClient, codec Codec[V], reg pro
 	return c, nil
 }
 
-// numCounters sizes ristretto's admission sketch at ten counters per expected entry, as its
-// documentation advises, expecting entries of about 1 KiB.
-// numCounters sizes ristretto's admission counters at ten per entry it may hold (its
-// recommendation), assuming entries of cost 1, within bounds.
+// Sizing of L1's fixed and per-entry memory.
+const (
+	// counterEntryBytes is the entry size numCounters assumes. Ristretto advises ten counters
+	// per entry the cache holds when full; its sketch and doorkeeper take about 5 bytes per
+	// counter, so a budget B costs about B/20 of fixed memory. Smaller entries than assumed
+	// mean fewer counters per entry, which makes admission a little less precise, not wrong.
+	counterEntryBytes = 1024
+	// l1EntryOverhead is what one L1 entry costs besides its value and its key: our entry
+	// struct and ristretto's item, its store map slot, its cost and expiry bookkeeping.
+	l1EntryOverhead = 224
+)
+
+// numCounters sizes ristretto's admission counters from the byte budget: ten per entry of
+// counterEntryBytes that fits, within bounds.
 func numCounters(maxCost int64) int64 {
-	return min(max(maxCost*10, 10_000), 10_000_000)
+	return min(max(maxCost/counterEntryBytes*10, 1_000), 10_000_000)
+}
+
+// l1Cost is what an entry counts against L1MaxCost.
+func l1Cost(key string, cost int64) int64 {
+	return max(cost, 0) + l1EntryOverhead + int64(len(key))
 }
 
 // Get returns a value for key that fresh accepts: from L1, else from Redis (promoting it to
@@ -263,7 +299,7 @@ func (c *Cache[V]) setL1(e *entry[V]) {
 	}
 	// ristretto applies Sets later from a buffer (and may drop them), which is fine: the
 	// value is checked with fresh whenever it is read.
-	if c.l1.SetWithTTL(e.key, e, max(e.cost, 1), ttl) {
+	if c.l1.SetWithTTL(e.key, e, l1Cost(e.key, e.cost), ttl) {
 		c.m.l1SetOK.Inc()
 	} else {
 		c.m.l1SetDropped.Inc()
@@ -352,6 +388,18 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithDeadline(d, dl)
 	}
 	return context.WithCancel(d)
+}
+
+// Reserve sets aside n bytes of the L1 budget for memory the entries share but do not count
+// themselves (the shared parts of a SharedCodec's values): entries then have L1MaxCost - n,
+// and no less than an eighth of it. Shrinking takes effect as the next entries are stored.
+func (c *Cache[V]) Reserve(n int64) {
+	room := max(c.opts.L1MaxCost-max(n, 0), c.opts.L1MaxCost/8)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.closed && c.l1.MaxCost() != room {
+		c.l1.UpdateMaxCost(room)
+	}
 }
 
 // Delete removes keys from L1 and (best effort, within Options.Timeout) from Redis. It only

@@ -11,31 +11,69 @@ import (
 	"github.com/neofast/neoauthz/internal/metrictest"
 )
 
-// TestL1HoldsMaxCostEntries: with entries of cost 1, L1MaxCost is a number of entries. (It
-// once held about 1/57th of that, because ristretto added its own per-entry overhead.)
-func TestL1HoldsMaxCostEntries(t *testing.T) {
-	const n = 2000
-	c, _ := newTestCache(t, nil, "", Options{L1MaxCost: n})
-	ctx := context.Background()
-	load := func(i int) func(context.Context) (Loaded[val], error) {
-		return func(context.Context) (Loaded[val], error) {
-			return Loaded[val]{Value: val{Version: 1, Data: fmt.Sprint(i)}, Cost: 1}, nil
-		}
+// costLoad returns a loader of a value of cost bytes.
+func costLoad(i int, cost int64) func(context.Context) (Loaded[val], error) {
+	return func(context.Context) (Loaded[val], error) {
+		return Loaded[val]{Value: val{Version: 1, Data: fmt.Sprint(i)}, Cost: cost}, nil
 	}
-	for i := range n * 9 / 10 {
-		_, _, err := c.Get(ctx, fmt.Sprint("k", i), atLeast(1), load(i))
+}
+
+// l1Hits loads keys k0..k(n-1) into c, then counts how many L1 holds.
+func l1Hits(t *testing.T, c *Cache[val], n int, cost int64) int {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		_, _, err := c.Get(ctx, fmt.Sprint("k", i), atLeast(1), costLoad(i, cost))
 		require.NoError(t, err)
 	}
 	c.WaitIdle()
 	hits := 0
-	for i := range n * 9 / 10 {
-		_, src, err := c.Get(ctx, fmt.Sprint("k", i), atLeast(1), load(i))
-		require.NoError(t, err)
-		if src == SourceL1 {
+	for i := range n {
+		if _, ok := c.PeekL1(fmt.Sprint("k", i)); ok {
 			hits++
 		}
 	}
-	assert.GreaterOrEqual(t, hits, n*8/10, "got %d L1 hits of %d entries, want nearly all", hits, n*9/10)
+	return hits
+}
+
+// TestL1HoldsMaxCostBytes: L1MaxCost is bytes, each entry counting its cost and the cache's own
+// overhead, so entries that fit the budget stay. (It once held about 1/57th of its capacity,
+// because ristretto added its own per-entry overhead to costs counted in entries.)
+func TestL1HoldsMaxCostBytes(t *testing.T) {
+	const budget, cost = 4 << 20, 1000
+	c, _ := newTestCache(t, nil, "", Options{L1MaxCost: budget})
+	fit := int(budget / l1Cost("k0000", cost))
+	hits := l1Hits(t, c, fit*9/10, cost)
+	assert.GreaterOrEqual(t, hits, fit*8/10, "got %d L1 hits of %d entries that fit %d bytes, want nearly all", hits, fit*9/10, budget)
+}
+
+// TestL1EvictsBeyondByteBudget: a small byte budget holds no more than its bytes' worth.
+func TestL1EvictsBeyondByteBudget(t *testing.T) {
+	const budget, cost, n = 64 << 10, 4 << 10, 200
+	c, _ := newTestCache(t, nil, "", Options{L1MaxCost: budget})
+	hits := l1Hits(t, c, n, cost)
+	most := int(budget / l1Cost("k0", cost))
+	assert.LessOrEqual(t, hits, most, "got %d entries of %d bytes in L1, want at most %d in %d bytes", hits, cost, most, budget)
+	assert.Positive(t, hits, "got nothing kept in L1, want up to %d entries", most)
+}
+
+// TestReserveShrinksRoomForEntries: memory set aside for shared parts comes off the budget.
+func TestReserveShrinksRoomForEntries(t *testing.T) {
+	const budget, cost, n = 256 << 10, 4 << 10, 200
+	c, _ := newTestCache(t, nil, "", Options{L1MaxCost: budget})
+	c.Reserve(192 << 10)
+	hits := l1Hits(t, c, n, cost)
+	most := int((budget - 192<<10) / l1Cost("k0", cost))
+	assert.LessOrEqual(t, hits, most, "got %d entries in L1 with 192 KiB of 256 KiB reserved, want at most %d", hits, most)
+	assert.Positive(t, hits)
+}
+
+// TestNumCountersFromBudget: ristretto's admission counters follow the byte budget, not a
+// fixed million entries (whose counters alone took about 48 MB).
+func TestNumCountersFromBudget(t *testing.T) {
+	assert.Equal(t, int64(64<<20/counterEntryBytes*10), numCounters(64<<20))
+	assert.Equal(t, int64(1_000), numCounters(1<<10), "got %d for a tiny budget, want the floor", numCounters(1<<10))
+	assert.Equal(t, int64(10_000_000), numCounters(1<<40), "got %d for a huge budget, want the cap", numCounters(1<<40))
 }
 
 func TestPeekL1(t *testing.T) {

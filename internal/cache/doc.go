@@ -24,6 +24,14 @@
 // go through a small bounded queue and are dropped when it is full, so a slow Redis does not
 // slow the miss path; WaitIdle waits for them (tests).
 //
+// # Memory
+//
+// L1 is bounded in bytes (Options.L1MaxCost): an entry counts its Loaded.Cost plus the cache's
+// own per-entry overhead, and ristretto's admission counters are sized from the budget. Values
+// that share a large part (SharedCodec) count it once, and Redis stores it once, under a key in
+// the entry's hash slot that each entry names (SharedKey); a read whose shared part is already in
+// memory does not fetch it.
+//
 // # Values
 //
 // Values are shared between callers and with L1, and encoded for Redis in the background; they

@@ -17,7 +17,9 @@ import (
 //     (alphabet [A-Za-z0-9_-]): no user id can forge a ':', a brace or another tenant's
 //     segment, and different ids give different keys;
 //   - the braces are a Redis Cluster hash tag, keeping a tenant's keys in one slot so prefix
-//     deletions and multi-key operations stay on one node.
+//     deletions and multi-key operations stay on one node;
+//   - a part several users share (SharedCodec) is "tenant:{<tenantID>}:s:<hex id>" or
+//     "platform:s:<hex id>": "s:" and "u:" never collide, and the id is hex.
 
 // ErrInvalidTenantID is returned by the key helpers for a tenant id that is not 1 to 64
 // characters of [0-9a-f-].
@@ -72,4 +74,29 @@ func userKey(a, b, c, userID string) string {
 		userID = userID[n:]
 	}
 	return sb.String()
+}
+
+// SharedKey returns the key of the shared part id that entry key names: in the key's tenant
+// (and so its hash slot), "tenant:{<tenantID>}:s:<id>", or "platform:s:<id>". ok is false for
+// an id that is not 1 to 128 lowercase hex digits, or a key of neither form.
+func SharedKey(key, id string) (string, bool) {
+	if len(id) == 0 || len(id) > 128 {
+		return "", false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", false
+		}
+	}
+	switch {
+	case strings.HasPrefix(key, "tenant:{"):
+		end := strings.Index(key, "}:")
+		if end < 0 || !validTenantID(key[len("tenant:{"):end]) {
+			return "", false
+		}
+		return key[:end+2] + "s:" + id, true
+	case strings.HasPrefix(key, "platform:"):
+		return "platform:s:" + id, true
+	}
+	return "", false
 }

@@ -10,14 +10,16 @@ import (
 //
 // cache_operations_total{cache, tier, operation, result}:
 //   - tier "l1": get hit|miss|stale, set ok|dropped (ristretto refused it), delete ok;
-//   - tier "l2": get hit|miss|stale|error|skipped (breaker open), set ok|error|dropped (queue
-//     full)|skipped, delete ok|error|skipped.
+//   - tier "l2": get hit|miss|stale|error|skipped (breaker open), get_shared hit|miss (a shared
+//     part read from Redis because it was not in memory; see SharedCodec), set ok|error|dropped
+//     (queue full)|skipped, delete ok|error|skipped.
 //
 // cache_l2_decode_errors_total{cache} counts Redis values that did not decode (also counted as
 // get errors); cache_loads_total{cache, result} counts loader calls: ok|error|stale.
 type metrics struct {
 	l1Hit, l1Miss, l1Stale, l1SetOK, l1SetDropped, l1Delete                        prometheus.Counter
 	l2Hit, l2Miss, l2Stale, l2GetErr, l2GetSkipped, l2Decode                       prometheus.Counter
+	l2SharedHit, l2SharedMiss                                                      prometheus.Counter
 	l2SetOK, l2SetErr, l2SetDropped, l2SetSkipped, l2DelOK, l2DelErr, l2DelSkipped prometheus.Counter
 	loadOK, loadErr, loadStale                                                     prometheus.Counter
 	loadDuration                                                                   prometheus.Observer
@@ -27,7 +29,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (*metrics, error) {
 	ops := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cache_operations_total",
-		Help: "Cache operations by tier (l1, l2), operation (get, set, delete) and result.",
+		Help: "Cache operations by tier (l1, l2), operation (get, get_shared, set, delete) and result.",
 	}, []string{"cache", "tier", "operation", "result"})
 	loads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cache_loads_total",
@@ -89,6 +91,8 @@ func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (*metric
 		m.l2GetErr = op("l2", "get", "error")
 		m.l2GetSkipped = op("l2", "get", "skipped")
 		m.l2Decode = decode.WithLabelValues(name)
+		m.l2SharedHit = op("l2", "get_shared", "hit")
+		m.l2SharedMiss = op("l2", "get_shared", "miss")
 		m.l2SetOK = op("l2", "set", "ok")
 		m.l2SetErr = op("l2", "set", "error")
 		m.l2SetDropped = op("l2", "set", "dropped")

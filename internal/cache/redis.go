@@ -25,6 +25,7 @@ type redisTier[V any] struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	l2TTL   time.Duration // the life of shared parts, which outlive every entry naming them
 	codec   Codec[V]
 	m       *metrics
 	br      *breaker
@@ -47,6 +48,7 @@ func newRedisTier[V any](rdb redis.UniversalClient, opts Options, codec Codec[V]
 		rdb:        rdb,
 		prefix:     opts.Prefix,
 		timeout:    opts.Timeout,
+		l2TTL:      opts.L2TTL,
 		codec:      codec,
 		m:          m,
 		br:         newBreaker(m),
@@ -144,9 +146,20 @@ func (t *redisTier[V]) get(ctx context.Context, key string, fresh func(V) bool) 
 	payload, exp, cost, err := decodeEnvelope(b)
 	var v V
 	if err == nil {
-		v, err = t.codec.Unmarshal(payload)
+		if sc, ok := t.codec.(SharedCodec[V]); ok {
+			v, cost, err = sc.UnmarshalShared(payload, func(id string) ([]byte, error) { return t.getShared(ctx, key, id) })
+		} else {
+			v, err = t.codec.Unmarshal(payload)
+		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrSharedMissing):
+		t.m.l2Miss.Inc()
+		return nil, false
+	case errors.Is(err, errRedisFailed):
+		t.m.l2GetErr.Inc()
+		return nil, false
+	case err != nil:
 		// Redis answered, so this is not a Redis outage and does not trip the breaker or
 		// health (bytes from an older release would otherwise flap both); the load that
 		// follows overwrites the entry.
@@ -160,6 +173,34 @@ func (t *redisTier[V]) get(ctx context.Context, key string, fresh func(V) bool) 
 	}
 	t.m.l2Hit.Inc()
 	return &entry[V]{key: key, val: v, exp: exp, cost: cost}, true
+}
+
+// errRedisFailed wraps a failed Redis operation inside a codec call (a shared part's fetch).
+var errRedisFailed = errors.New("cache: redis operation failed")
+
+// getShared reads the shared part id that entry key names.
+func (t *redisTier[V]) getShared(ctx context.Context, key, id string) ([]byte, error) {
+	sk, ok := SharedKey(key, id)
+	if !ok {
+		return nil, fmt.Errorf("%w: id %q does not name a key", ErrSharedMissing, id)
+	}
+	probe, ok := t.br.allow()
+	if !ok {
+		return nil, fmt.Errorf("%w: circuit open", errRedisFailed)
+	}
+	start := time.Now()
+	b, err := bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) ([]byte, error) {
+		return t.rdb.Get(ctx, t.prefix+sk).Bytes()
+	})
+	if !t.finish(ctx, probe, start, "get", err) {
+		return nil, fmt.Errorf("%w: %w", errRedisFailed, err)
+	}
+	if err != nil { // redis.Nil
+		t.m.l2SharedMiss.Inc()
+		return nil, ErrSharedMissing
+	}
+	t.m.l2SharedHit.Inc()
+	return b, nil
 }
 
 // enqueueSet queues a write to Redis, or drops it when the queue is full. The caller holds the
@@ -186,6 +227,15 @@ func (t *redisTier[V]) write(e *entry[V]) {
 		return
 	}
 	payload, err := t.codec.Marshal(e.val)
+	var sharedKey string
+	var shared []byte
+	if sc, ok := t.codec.(SharedCodec[V]); ok && err == nil {
+		var id string
+		id, shared = sc.Shared(e.val)
+		if sharedKey, ok = SharedKey(e.key, id); !ok {
+			err = fmt.Errorf("cache: no shared key for entry %q and id %q", e.key, id)
+		}
+	}
 	if err != nil {
 		t.br.release(probe)
 		t.m.l2SetErr.Inc()
@@ -195,7 +245,16 @@ func (t *redisTier[V]) write(e *entry[V]) {
 	start := time.Now()
 	ctx := context.Background()
 	_, err = bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, t.rdb.Set(ctx, t.prefix+e.key, b, ttl).Err()
+		if shared == nil {
+			return struct{}{}, t.rdb.Set(ctx, t.prefix+e.key, b, ttl).Err()
+		}
+		// The shared part first, living the longest an entry may: every entry naming it
+		// expires before it does. Both keys are in one slot (SharedKey), so one pipeline.
+		pipe := t.rdb.Pipeline()
+		pipe.Set(ctx, t.prefix+sharedKey, shared, max(t.l2TTL, ttl))
+		pipe.Set(ctx, t.prefix+e.key, b, ttl)
+		_, err := pipe.Exec(ctx)
+		return struct{}{}, err
 	})
 	if t.finish(ctx, probe, start, "set", err) {
 		t.m.l2SetOK.Inc()

@@ -62,8 +62,11 @@ type Config struct {
 	// MaxStaleness allows cached decisions for a database whose listener is down for this
 	// long; 0 fails closed.
 	MaxStaleness time.Duration
-	// CacheMaxCost bounds the in-process cache (entries).
-	CacheMaxCost int64
+	// CacheMaxBytes bounds the in-process permission-set cache, in bytes of retained memory
+	// (see docs/scale.md for sizing).
+	CacheMaxBytes int64
+	// removedEntries is set when the environment still names NEOAUTHZ_CACHE_MAX_ENTRIES.
+	removedEntries bool
 	// CacheTTL bounds an entry's life in process; Redis keeps entries twice as long.
 	CacheTTL time.Duration
 	// UnknownUserTTL is how long "unknown user" is cached.
@@ -92,7 +95,7 @@ func DefaultConfig() Config {
 		Server:         server.DefaultConfig(),
 		PlatformRealm:  "platform",
 		ClockSkew:      authn.DefaultClockSkew,
-		CacheMaxCost:   1_000_000,
+		CacheMaxBytes:  DefaultCacheMaxBytes,
 		CacheTTL:       5 * time.Minute,
 		UnknownUserTTL: 5 * time.Second,
 		PollInterval:   5 * time.Second,
@@ -150,12 +153,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	dur(&c.UnknownUserTTL, "unknown-user-ttl", "NEOAUTHZ_UNKNOWN_USER_TTL", "how long an unknown user is cached")
 	dur(&c.PollInterval, "poll-interval", "NEOAUTHZ_POLL_INTERVAL", "version poll period")
 	dur(&c.Heartbeat, "heartbeat", "NEOAUTHZ_HEARTBEAT", "listener liveness probe period")
-	if v, ok := os.LookupEnv("NEOAUTHZ_CACHE_MAX_ENTRIES"); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			c.CacheMaxCost = n
+	if v, ok := os.LookupEnv("NEOAUTHZ_CACHE_MAX_BYTES"); ok {
+		if n, err := ParseBytes(v); err == nil {
+			c.CacheMaxBytes = n
+		} else {
+			c.CacheMaxBytes = -1 // Validate says what is wrong
 		}
 	}
-	fs.Int64Var(&c.CacheMaxCost, "cache-max-entries", c.CacheMaxCost, "in-process cache capacity in permission sets (env NEOAUTHZ_CACHE_MAX_ENTRIES)")
+	fs.Var(bytesFlag{&c.CacheMaxBytes}, "cache-max-bytes", "in-process cache capacity in bytes, e.g. 64MiB, 1GiB (env NEOAUTHZ_CACHE_MAX_BYTES)")
+	_, c.removedEntries = os.LookupEnv("NEOAUTHZ_CACHE_MAX_ENTRIES")
+	fs.Func("cache-max-entries", "removed: use -cache-max-bytes", func(string) error { return errRemovedEntries })
 	str(&c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
 
 	parsed := func(v flag.Value, name, env, usage string) {
@@ -228,6 +235,61 @@ func (f intFlag) Set(s string) error {
 	return nil
 }
 
+// Bounds of the in-process cache's byte budget.
+const (
+	DefaultCacheMaxBytes = 64 << 20
+	MinCacheMaxBytes     = 1 << 20
+)
+
+// errRemovedEntries explains the flag that counted entries: an entry's size varies by two
+// orders of magnitude, so a count bounded nothing a memory limit could be set against.
+var errRemovedEntries = errors.New("the entry count was removed: the in-process cache is bounded in bytes; set -cache-max-bytes / NEOAUTHZ_CACHE_MAX_BYTES instead (docs/scale.md)")
+
+// ParseBytes reads a size: a whole number of bytes, optionally followed by KiB, MiB, GiB (or
+// K, M, G, which mean the same binary units; KB, MB, GB too).
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	unit := int64(1)
+	switch strings.ToUpper(strings.TrimSpace(s[i:])) {
+	case "", "B":
+	case "K", "KB", "KIB":
+		unit = 1 << 10
+	case "M", "MB", "MIB":
+		unit = 1 << 20
+	case "G", "GB", "GIB":
+		unit = 1 << 30
+	default:
+		return 0, fmt.Errorf("size %q: use a number of bytes with an optional KiB, MiB or GiB", s)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s[:i]), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/unit {
+		return 0, fmt.Errorf("size %q: use a number of bytes with an optional KiB, MiB or GiB", s)
+	}
+	return n * unit, nil
+}
+
+type bytesFlag struct{ p *int64 }
+
+func (b bytesFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(*b.p, 10)
+}
+
+func (b bytesFlag) Set(s string) error {
+	n, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b.p = n
+	return nil
+}
+
 type listFlag struct{ p *[]string }
 
 func (l listFlag) String() string {
@@ -270,8 +332,11 @@ func (c *Config) Validate() error {
 	if c.MaxStaleness < 0 || c.CacheTTL <= 0 || c.UnknownUserTTL <= 0 || c.PollInterval <= 0 || c.Heartbeat <= 0 {
 		errs = append(errs, errors.New("durations must be positive (max-staleness may be 0)"))
 	}
-	if c.CacheMaxCost < 1 {
-		errs = append(errs, errors.New("cache-max-entries must be at least 1"))
+	if c.CacheMaxBytes < MinCacheMaxBytes {
+		errs = append(errs, fmt.Errorf("cache-max-bytes must be at least %d (1MiB)", MinCacheMaxBytes))
+	}
+	if c.removedEntries {
+		errs = append(errs, fmt.Errorf("NEOAUTHZ_CACHE_MAX_ENTRIES: %w", errRemovedEntries))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -357,7 +422,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	svc, err := pdp.New(pdp.Config{
 		MaxStaleness:   cfg.MaxStaleness,
 		UnknownUserTTL: cfg.UnknownUserTTL,
-		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxCost, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
+		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxBytes, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
 	}, validator, store, admin, floors, rdb, log, reg)
 	if err != nil {
 		return err

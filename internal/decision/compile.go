@@ -36,14 +36,29 @@ type factDeny struct {
 	exp   int64
 }
 
+// facts is one user's resolved set: the per-user part and the part many users may share.
 type facts struct {
+	user   userFacts
+	shared *sharedFacts
+}
+
+// userFacts is what is truly per user: it is what a cached entry holds besides a reference to
+// the shared part.
+type userFacts struct {
+	level   Level
+	version uint64
+	status  Reason   // ReasonGranted means "evaluate the grants"; anything else is the answer
+	problem string   // why status is ReasonInvalidData
+	userID  string   // compared with a resource's owner
+	members []string // sorted: teams of the user and their descendants (tenant level)
+}
+
+// sharedFacts is everything a compiled index is built from. Users whose inputs resolve to the
+// same sharedFacts (same grants, restrictions, denies and expiries) share one compiled part.
+type sharedFacts struct {
 	level    Level
-	version  uint64
-	status   Reason // ReasonGranted means "evaluate the grants"; anything else is the answer
-	problem  string // why status is ReasonInvalidData
-	userID   string
+	scope    string              // the tenant id ("" at platform level): parts are shared within a tenant only
 	expiry   int64               // earliest item expiry, never = none
-	members  []string            // sorted: teams of the user and their descendants (tenant level)
 	closures map[string][]string // restriction group -> sorted group and its descendants
 	grants   []factGrant
 	denies   []factDeny
@@ -56,31 +71,38 @@ type facts struct {
 // ReasonInvalidData (see Set.Problem): a compile error would reach Envoy as an internal failure,
 // which failure_mode_allow may turn into an allow. Compile returns an error only for Input that no
 // loader should produce at all (an unknown level).
+//
+// The set owns its compiled part; Interner.Compile shares that part between users.
 func Compile(in Input, now time.Time) (*Set, error) {
 	f, err := resolve(in, now)
 	if err != nil {
 		return nil, err
 	}
-	return build(f), nil
+	return newSet(f.user, newCompiled(f.shared)), nil
 }
 
 func resolve(in Input, now time.Time) (*facts, error) {
 	if !in.Level.valid() {
 		return nil, fmt.Errorf("%w: level %d", ErrInvalidInput, in.Level)
 	}
-	f := &facts{level: in.Level, version: in.Version, userID: in.UserID, expiry: never, status: ReasonGranted}
+	scope := ""
+	if in.Level == LevelTenant {
+		scope = in.TenantID
+	}
+	u := &userFacts{level: in.Level, version: in.Version, userID: in.UserID, status: ReasonGranted}
+	f := &sharedFacts{level: in.Level, scope: scope, expiry: never}
 	switch {
 	case in.Level == LevelTenant && !in.TenantKnown:
-		f.status = ReasonUnknownTenant
+		u.status = ReasonUnknownTenant
 	case in.Level == LevelTenant && in.TenantStatus != statusActive:
-		f.status = ReasonTenantSuspended
+		u.status = ReasonTenantSuspended
 	case !in.UserKnown:
-		f.status = ReasonUnknownUser
+		u.status = ReasonUnknownUser
 	case in.UserStatus != statusActive:
-		f.status = ReasonUserInactive
+		u.status = ReasonUserInactive
 	}
-	if f.status != ReasonGranted {
-		return f, nil
+	if u.status != ReasonGranted {
+		return &facts{user: *u, shared: f}, nil
 	}
 	nowUS := now.UnixMicro()
 
@@ -155,9 +177,9 @@ func resolve(in Input, now time.Time) (*facts, error) {
 		}
 	}
 	if problem != "" {
-		f.status, f.problem = ReasonInvalidData, problem
+		u.status, u.problem = ReasonInvalidData, problem
 		f.grants, f.denies = nil, nil
-		return f, nil
+		return &facts{user: *u, shared: f}, nil
 	}
 
 	f.grants, f.denies = dedupGrants(f.grants), dedupDenies(f.denies)
@@ -197,11 +219,11 @@ func resolve(in Input, now time.Time) (*facts, error) {
 			}
 		}
 		for g := range seen {
-			f.members = append(f.members, g)
+			u.members = append(u.members, g)
 		}
-		slices.Sort(f.members)
+		slices.Sort(u.members)
 	}
-	return f, nil
+	return &facts{user: *u, shared: f}, nil
 }
 
 func sameRole(a, b *Role) bool {

@@ -1,31 +1,66 @@
 package decision
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
 )
 
-// formatV1 is the first byte of every encoding; a reader rejects formats it does not know, so a
-// cache written by a newer binary is a miss, not a misread.
-const formatV1 byte = 1
+// Every encoding starts with a format byte; a reader rejects formats it does not know, so a
+// cache written by an older or newer binary is a miss, not a misread. The three kinds have
+// different bytes so that one is never read as another.
+const (
+	formatSet    byte = 2 // a whole set: the per-user part followed by the shared part
+	formatUser   byte = 3 // the per-user part and the id of its shared part
+	formatShared byte = 4 // the shared part, whose SHA-256 is its id
+)
 
-// MarshalBinary encodes the set compactly for a shared (Redis) cache. It encodes the resolved
-// facts, and UnmarshalSet rebuilds the index with the same code Compile uses.
+// MarshalBinary encodes the whole set, self-contained. It encodes the resolved facts, and
+// UnmarshalSet rebuilds the index with the same code Compile uses.
 func (s *Set) MarshalBinary() ([]byte, error) {
-	f := s.f
-	b := make([]byte, 0, 64+32*(len(f.grants)+len(f.denies)))
-	b = append(b, formatV1, byte(f.level), byte(f.status))
-	b = binary.AppendUvarint(b, f.version)
-	b = appendString(b, f.userID)
+	b := make([]byte, 0, 64+32*(len(s.c.f.grants)+len(s.c.f.denies)))
+	b = append(b, formatSet)
+	b = s.appendUser(b)
+	return appendShared(b, s.c.f), nil
+}
+
+// MarshalUser encodes what is per user and the id of the shared part (see SharedID). A cache
+// stores the shared part once (MarshalShared) and this for every user; UnmarshalUser joins them.
+func (s *Set) MarshalUser() []byte {
+	b := make([]byte, 0, 48+len(s.userID)+len(s.problem)+16*len(s.members)+sha256.Size)
+	b = append(b, formatUser)
+	b = s.appendUser(b)
+	return append(b, s.c.hash[:]...)
+}
+
+// MarshalShared encodes the set's shared part; its SHA-256 is SharedID.
+func (s *Set) MarshalShared() []byte { return appendShared(nil, s.c.f) }
+
+func (s *Set) appendUser(b []byte) []byte {
+	b = append(b, byte(s.c.f.level), byte(s.status))
+	b = binary.AppendUvarint(b, s.version)
+	b = appendString(b, s.userID)
+	b = appendString(b, s.problem)
+	members := make([]string, 0, len(s.members))
+	for g := range s.members {
+		members = append(members, g)
+	}
+	slices.Sort(members)
+	return appendStrings(b, members)
+}
+
+// appendShared appends the canonical encoding of f: identical facts give identical bytes,
+// which is what lets users share a compiled part by the hash of these bytes.
+func appendShared(b []byte, f *sharedFacts) []byte {
+	b = append(b, formatShared, byte(f.level))
+	b = appendString(b, f.scope)
 	b = binary.AppendVarint(b, f.expiry)
-	b = appendString(b, f.problem)
-	b = appendStrings(b, f.members)
 	groups := make([]string, 0, len(f.closures))
 	for g := range f.closures {
 		groups = append(groups, g)
 	}
-	slices.Sort(groups) // deterministic bytes for identical sets
+	slices.Sort(groups)
 	b = binary.AppendUvarint(b, uint64(len(groups)))
 	for _, g := range groups {
 		b = appendString(b, g)
@@ -49,7 +84,7 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 		b = appendString(b, d.group)
 		b = binary.AppendVarint(b, d.exp)
 	}
-	return b, nil
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -70,11 +105,60 @@ func appendStrings(b []byte, xs []string) []byte {
 // error wrapping ErrInvalidEncoding for anything else; it never panics.
 func UnmarshalSet(data []byte) (*Set, error) {
 	d := decoder{b: data}
-	f, err := d.facts()
+	if v := d.byte(); d.err == nil && v != formatSet {
+		return nil, fmt.Errorf("%w: unknown format %d", ErrInvalidEncoding, v)
+	}
+	u := d.user()
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, d.err)
+	}
+	f, err := decodeShared(d.b)
+	if err == nil {
+		err = validatePair(&u, f)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 	}
-	return build(f), nil
+	return newSet(u, newCompiled(f)), nil
+}
+
+// decodeShared decodes and validates an appendShared encoding.
+func decodeShared(data []byte) (*sharedFacts, error) {
+	d := decoder{b: data}
+	if v := d.byte(); d.err == nil && v != formatShared {
+		return nil, fmt.Errorf("unknown shared format %d", v)
+	}
+	f := &sharedFacts{level: Level(d.byte())}
+	f.scope = d.string()
+	f.expiry = d.varint()
+	if n := d.count(2); d.err == nil {
+		f.closures = make(map[string][]string, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			g := d.string()
+			f.closures[g] = d.strings()
+		}
+		if len(f.closures) != n && d.err == nil {
+			d.fail("duplicate closure")
+		}
+	}
+	for n, i := d.count(5), 0; i < n && d.err == nil; i++ {
+		flags := d.byte()
+		g := factGrant{direct: flags == 1, code: d.string(), group: d.string(), role: d.string(), exp: d.varint()}
+		if flags > 1 {
+			d.fail("bad grant flags")
+		}
+		f.grants = append(f.grants, g)
+	}
+	for n, i := d.count(4), 0; i < n && d.err == nil; i++ {
+		f.denies = append(f.denies, factDeny{code: d.string(), group: d.string(), exp: d.varint()})
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	return f, validateShared(f)
 }
 
 type decoder struct {
@@ -149,59 +233,24 @@ func (d *decoder) strings() []string {
 	return xs
 }
 
-func (d *decoder) facts() (*facts, error) {
-	if v := d.byte(); d.err == nil && v != formatV1 {
-		return nil, fmt.Errorf("unknown format %d", v)
-	}
-	f := &facts{level: Level(d.byte()), status: Reason(d.byte())}
-	f.version = d.uvarint()
-	f.userID = d.string()
-	f.expiry = d.varint()
-	f.problem = d.string()
-	f.members = d.strings()
-	if n := d.count(2); d.err == nil {
-		f.closures = make(map[string][]string, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			g := d.string()
-			f.closures[g] = d.strings()
-		}
-		if len(f.closures) != n && d.err == nil {
-			d.fail("duplicate closure")
-		}
-	}
-	for n, i := d.count(5), 0; i < n && d.err == nil; i++ {
-		flags := d.byte()
-		g := factGrant{direct: flags == 1, code: d.string(), group: d.string(), role: d.string(), exp: d.varint()}
-		if flags > 1 {
-			d.fail("bad grant flags")
-		}
-		f.grants = append(f.grants, g)
-	}
-	for n, i := d.count(4), 0; i < n && d.err == nil; i++ {
-		f.denies = append(f.denies, factDeny{code: d.string(), group: d.string(), exp: d.varint()})
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%d trailing bytes", len(d.b))
-	}
-	return f, validate(f)
+// user decodes the per-user fields appendUser wrote.
+func (d *decoder) user() userFacts {
+	u := userFacts{level: Level(d.byte()), status: Reason(d.byte())}
+	u.version = d.uvarint()
+	u.userID = d.string()
+	u.problem = d.string()
+	u.members = d.strings()
+	return u
 }
 
-// validate checks the invariants build relies on, so decoded garbage is rejected, never built.
-func validate(f *facts) error {
+// validateShared checks the invariants building an index relies on, so decoded garbage is
+// rejected, never built.
+func validateShared(f *sharedFacts) error {
 	if !f.level.valid() {
 		return fmt.Errorf("bad level %d", f.level)
 	}
-	if f.status >= reasonCount || f.status == ReasonNoPermission || f.status == ReasonExplicitDeny {
-		return fmt.Errorf("bad status %d", f.status)
-	}
-	if (f.status == ReasonInvalidData) != (f.problem != "") {
-		return fmt.Errorf("problem text does not match status")
-	}
-	if f.status != ReasonGranted && (len(f.grants) > 0 || len(f.denies) > 0) {
-		return fmt.Errorf("items in a set that denies everything")
+	if f.level == LevelPlatform && f.scope != "" {
+		return fmt.Errorf("platform set with a tenant scope")
 	}
 	exp := int64(never)
 	for _, g := range f.grants {
@@ -219,8 +268,28 @@ func validate(f *facts) error {
 		}
 		exp = min(exp, d.exp)
 	}
-	if f.status == ReasonGranted && exp != f.expiry {
+	if (len(f.grants) > 0 || len(f.denies) > 0) && exp != f.expiry {
 		return fmt.Errorf("expiry does not match items")
+	}
+	return nil
+}
+
+// validatePair checks a per-user part against the shared part it is joined with.
+func validatePair(u *userFacts, f *sharedFacts) error {
+	if u.level != f.level {
+		return fmt.Errorf("user part of level %d, shared part of level %d", u.level, f.level)
+	}
+	if u.status >= reasonCount || u.status == ReasonNoPermission || u.status == ReasonExplicitDeny {
+		return fmt.Errorf("bad status %d", u.status)
+	}
+	if (u.status == ReasonInvalidData) != (u.problem != "") {
+		return fmt.Errorf("problem text does not match status")
+	}
+	if u.status != ReasonGranted && (len(f.grants) > 0 || len(f.denies) > 0) {
+		return fmt.Errorf("items in a set that denies everything")
+	}
+	if u.status == ReasonGranted && len(f.grants) == 0 && len(f.denies) == 0 && f.expiry != never {
+		return fmt.Errorf("expiry without items")
 	}
 	return nil
 }

@@ -11,22 +11,22 @@ import (
 // Catalog entries that are not concrete codes of the set's level are skipped. A set whose status
 // denies everything lists nothing.
 func (s *Set) ListPermissions(now time.Time, catalog []string) []string {
-	if s == nil || s.f.status != ReasonGranted {
+	if s == nil || s.status != ReasonGranted {
 		return nil
 	}
-	cands := make([]string, 0, len(catalog)+3*len(s.grants))
+	cands := make([]string, 0, len(catalog)+3*len(s.c.grants))
 	for _, c := range catalog {
-		if _, _, _, hasScope, err := ParseRequest(s.f.level, c); err == nil && hasScope {
+		if _, _, _, hasScope, err := ParseRequest(s.c.f.level, c); err == nil && hasScope {
 			cands = append(cands, c)
 		}
 	}
-	for _, g := range s.f.grants {
-		c, _ := ParseCode(s.f.level, g.code)
+	for _, g := range s.c.f.grants {
+		c, _ := ParseCode(s.c.f.level, g.code)
 		if c.AnyResource || c.AnyAction {
 			continue
 		}
 		for sc := ScopeLow; sc <= ScopeTop; sc++ {
-			cands = append(cands, c.Resource+"."+c.Action+"."+sc.Name(s.f.level))
+			cands = append(cands, c.Resource+"."+c.Action+"."+sc.Name(s.c.f.level))
 		}
 	}
 	slices.Sort(cands)
@@ -34,7 +34,7 @@ func (s *Set) ListPermissions(now time.Time, catalog []string) []string {
 	nowUS := now.UnixMicro()
 	out := cands[:0]
 	for _, c := range cands {
-		r, a, sc, _, _ := ParseRequest(s.f.level, c)
+		r, a, sc, _, _ := ParseRequest(s.c.f.level, c)
 		if s.eval(nowUS, r, a, uint8(sc), true, Resource{}).Allowed {
 			out = append(out, c)
 		}

@@ -247,14 +247,20 @@ func TestRoundTripSameDecisions(t *testing.T) {
 		require.Equal(t, set.Version(), back.Version())
 		require.Equal(t, set.Expiry(), back.Expiry())
 		require.Equal(t, set.Problem(), back.Problem())
-		for range 20 {
-			req, at := g.request(in.Level), g.at()
-			d1, err1 := set.Check(at, req)
-			d2, err2 := back.Check(at, req)
-			require.Equal(t, err1, err2)
-			require.Equal(t, d1, d2, "world %d, %+v: got %+v after round trip, want %+v", i, req, d2, d1)
-		}
+		requireSameDecisions(t, g, i, in.Level, set, back, "after round trip")
 		require.Equal(t, set.ListPermissions(t0, nil), back.ListPermissions(t0, nil))
+	}
+}
+
+// requireSameDecisions checks that got decides 20 random requests of world i as want does.
+func requireSameDecisions(t *testing.T, g gen, i int, level Level, want, got *Set, how string) {
+	t.Helper()
+	for range 20 {
+		req, at := g.request(level), g.at()
+		d1, err1 := want.Check(at, req)
+		d2, err2 := got.Check(at, req)
+		require.Equal(t, err1, err2)
+		require.Equal(t, d1, d2, "world %d, %+v: got %+v %s, want %+v", i, req, d2, how, d1)
 	}
 }
 

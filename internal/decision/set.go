@@ -1,8 +1,10 @@
 package decision
 
 import (
+	"crypto/sha256"
 	"slices"
 	"time"
+	"unique"
 )
 
 // Reason says why a decision came out the way it did.
@@ -101,28 +103,90 @@ type raKey struct{ r, a string }
 
 // Set is a user's compiled, immutable permission set. It is safe for concurrent use.
 //
+// A Set is small: what is truly per user (version, status, external id, team membership) and a
+// reference to a compiled part that every user of the tenant whose inputs resolve to the same
+// grants, restrictions, denies and expiries may share (see Interner).
+type Set struct {
+	c       *compiled
+	version uint64
+	status  Reason
+	problem string
+	userID  string
+	members map[string]struct{} // nil when the user is in no team
+}
+
+// compiled is the immutable index of a set's grants and denies, shared between Sets.
+//
 // Index: every concrete (resource, action) pair written in some code has one merged bucket holding
 // the exact entries plus those of "r.*", "*.a" and "*.*", so the common check is one map lookup.
 // A pair no code names falls back to the disjoint buckets "r.*", "*.a" and "*.*" (two lookups).
-type Set struct {
-	f       *facts
-	members map[string]struct{}
-	grants  []grantEntry
-	denies  []denyEntry
-	pairs   map[raKey]*bucket
-	rOnly   map[string]*bucket
-	aOnly   map[string]*bucket
-	star    bucket
+type compiled struct {
+	f      *sharedFacts
+	hash   [sha256.Size]byte // of the shared encoding, which includes the tenant
+	size   int64             // estimated retained bytes, facts included
+	grants []grantEntry
+	denies []denyEntry
+	pairs  map[raKey]*bucket
+	rOnly  map[string]*bucket
+	aOnly  map[string]*bucket
+	star   bucket
 }
 
-// build indexes resolved facts. The facts have been validated (every code parses at f.level).
-func build(f *facts) *Set {
-	s := &Set{
-		f:       f,
-		members: toSet(f.members),
-		pairs:   make(map[raKey]*bucket),
-		rOnly:   make(map[string]*bucket),
-		aOnly:   make(map[string]*bucket),
+// newSet joins a user's facts and a compiled part.
+func newSet(u userFacts, c *compiled) *Set {
+	s := &Set{c: c, version: u.version, status: u.status, problem: u.problem, userID: u.userID}
+	if len(u.members) > 0 {
+		s.members = make(map[string]struct{}, len(u.members))
+		for _, g := range u.members {
+			s.members[unique.Make(g).Value()] = struct{}{}
+		}
+	}
+	return s
+}
+
+// canonical makes f's strings the process-wide canonical copies (package unique) and its
+// slices exactly as long as they need be, so that the codes, role codes and group ids every
+// part of a tenant repeats are stored once, not once per part or per database read.
+func canonical(f *sharedFacts) {
+	c := func(s string) string { return unique.Make(s).Value() }
+	f.grants = slices.Clone(f.grants)
+	for i := range f.grants {
+		g := &f.grants[i]
+		g.code, g.group, g.role = c(g.code), c(g.group), c(g.role)
+	}
+	f.denies = slices.Clone(f.denies)
+	for i := range f.denies {
+		d := &f.denies[i]
+		d.code, d.group = c(d.code), c(d.group)
+	}
+	if len(f.closures) > 0 {
+		closures := make(map[string][]string, len(f.closures))
+		for g, cl := range f.closures {
+			out := make([]string, len(cl))
+			for i, x := range cl {
+				out[i] = c(x)
+			}
+			closures[c(g)] = out
+		}
+		f.closures = closures
+	}
+	f.scope = c(f.scope)
+}
+
+// newCompiled indexes resolved shared facts. The facts have been validated (every code parses
+// at f.level).
+func newCompiled(f *sharedFacts) *compiled {
+	return buildCompiled(f, sha256.Sum256(appendShared(nil, f)))
+}
+
+func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
+	canonical(f)
+	s := &compiled{
+		f:     f,
+		hash:  hash,
+		pairs: make(map[raKey]*bucket),
+		rOnly: make(map[string]*bucket),
+		aOnly: make(map[string]*bucket),
 	}
 	closures := make(map[string]map[string]struct{}, len(f.closures))
 	groupsOf := func(g string) map[string]struct{} {
@@ -184,8 +248,10 @@ func build(f *facts) *Set {
 		}
 		slices.Sort(m.grants)
 		slices.Sort(m.denies)
+		m.grants, m.denies = slices.Clip(m.grants), slices.Clip(m.denies)
 		s.pairs[k] = m
 	}
+	s.size = s.estimateSize(closures)
 	return s
 }
 
@@ -216,27 +282,27 @@ func inSet(m map[string]struct{}, g string) bool {
 }
 
 // Version returns the authz_state version the set was computed from.
-func (s *Set) Version() uint64 { return s.f.version }
+func (s *Set) Version() uint64 { return s.version }
 
 // Level returns the level the set was compiled for.
-func (s *Set) Level() Level { return s.f.level }
+func (s *Set) Level() Level { return s.c.f.level }
 
 // Expiry returns the earliest expiry among the items the set contains (zero = none). Decisions
 // change at that instant without a notification, so caches must not keep the set past it.
 func (s *Set) Expiry() time.Time {
-	if s.f.expiry == never {
+	if s.c.f.expiry == never {
 		return time.Time{}
 	}
-	return time.UnixMicro(s.f.expiry).UTC()
+	return time.UnixMicro(s.c.f.expiry).UTC()
 }
 
 // Status returns ReasonGranted for a set that decides by its grants, or the reason it denies
 // everything with (unknown user, user inactive, ...).
-func (s *Set) Status() Reason { return s.f.status }
+func (s *Set) Status() Reason { return s.status }
 
 // Problem returns why the set denies everything with ReasonInvalidData, or "" when it does not;
 // it is meant for logs, since a decision carries only the reason.
-func (s *Set) Problem() string { return s.f.problem }
+func (s *Set) Problem() string { return s.problem }
 
 // Check decides req at now. A malformed request is an error (ErrInvalidRequest), not a decision.
 // Check never allocates.
@@ -244,12 +310,12 @@ func (s *Set) Check(now time.Time, req Request) (Decision, error) {
 	if s == nil {
 		return Decision{}, ErrNilSet
 	}
-	r, a, want, codeCheck, err := parseChecked(s.f.level, req)
+	r, a, want, codeCheck, err := parseChecked(s.c.f.level, req)
 	if err != nil {
 		return Decision{}, err
 	}
-	if s.f.status != ReasonGranted {
-		return Decision{Reason: s.f.status, Version: s.f.version}, nil
+	if s.status != ReasonGranted {
+		return Decision{Reason: s.status, Version: s.version}, nil
 	}
 	return s.eval(now.UnixMicro(), r, a, uint8(want), codeCheck, req.Resource), nil
 }
@@ -286,27 +352,28 @@ type query struct {
 }
 
 func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Resource) Decision {
+	c := s.c
 	var bs [3]*bucket
 	n := 0
-	if b, ok := s.pairs[raKey{r, a}]; ok {
+	if b, ok := c.pairs[raKey{r, a}]; ok {
 		bs[0], n = b, 1
 	} else {
-		if b := s.rOnly[r]; b != nil {
+		if b := c.rOnly[r]; b != nil {
 			bs[n], n = b, n+1
 		}
-		if b := s.aOnly[a]; b != nil {
+		if b := c.aOnly[a]; b != nil {
 			bs[n], n = b, n+1
 		}
-		bs[n], n = &s.star, n+1
+		bs[n], n = &c.star, n+1
 	}
-	q := query{codeCheck: codeCheck, want: want, group: res.Group, owned: res.OwnerID != "" && res.OwnerID == s.f.userID}
+	q := query{codeCheck: codeCheck, want: want, group: res.Group, owned: res.OwnerID != "" && res.OwnerID == s.userID}
 
 	// capAll is the lowest scope removed from every instance; denies restricted to a group the
 	// resource lies outside of are handled per restricted instance (outside).
 	capAll, outside := uint8(ScopeAny), false
 	for _, b := range bs[:n] {
 		for _, di := range b.denies {
-			d := &s.denies[di]
+			d := &c.denies[di]
 			if nowUS >= d.exp {
 				continue
 			}
@@ -323,18 +390,18 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 	wouldAllow := false
 	for _, b := range bs[:n] {
 		for _, gi := range b.grants {
-			e := &s.grants[gi]
+			e := &c.grants[gi]
 			if nowUS >= e.exp {
 				continue
 			}
 			if !wouldAllow && s.allows(e, effective(e, e.hi), &q) {
 				wouldAllow = true
 			}
-			c := capAll
+			limit := capAll
 			if outside && e.restricted {
-				c = min(c, s.outsideCap(bs[:n], nowUS, q.group, e.group))
+				limit = min(limit, c.outsideCap(bs[:n], nowUS, q.group, e.group))
 			}
-			top := min(e.hi, c-1)
+			top := min(e.hi, limit-1)
 			if top < e.lo {
 				continue // every instance removed
 			}
@@ -347,7 +414,7 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 			}
 		}
 	}
-	d := Decision{Version: s.f.version}
+	d := Decision{Version: s.version}
 	switch {
 	case best != nil:
 		d.Allowed, d.Reason = true, ReasonGranted
@@ -362,7 +429,7 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 
 // outsideCap applies the denies restricted to a group the resource lies outside of: they remove
 // only instances restricted to their group or one of its descendants.
-func (s *Set) outsideCap(bs []*bucket, nowUS int64, resGroup, instGroup string) uint8 {
+func (s *compiled) outsideCap(bs []*bucket, nowUS int64, resGroup, instGroup string) uint8 {
 	c := uint8(ScopeAny)
 	for _, b := range bs {
 		for _, di := range b.denies {

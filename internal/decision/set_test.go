@@ -103,10 +103,10 @@ func TestUnmarshalSetRejectsGarbage(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":          nil,
 		"unknown format": append([]byte{99}, good[1:]...),
-		"bad level":      append([]byte{formatV1, 0}, good[2:]...),
-		"bad status":     append([]byte{formatV1, good[1], 200}, good[3:]...),
+		"bad level":      append([]byte{formatSet, 0}, good[2:]...),
+		"bad status":     append([]byte{formatSet, good[1], 200}, good[3:]...),
 		"trailing byte":  append(append([]byte{}, good...), 0),
-		"huge count":     {formatV1, 1, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"huge count":     {formatSet, 1, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
 	}
 	for i := 1; i < len(good); i++ {
 		cases[fmt.Sprintf("truncated at %d", i)] = good[:i]

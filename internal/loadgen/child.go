@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type childSpec struct {
 	StreamWorkers int `json:"stream_workers,omitempty"`
 	// NoDecisionLog turns the pdp's decision log off (it is on by default).
 	NoDecisionLog bool `json:"no_decision_log,omitempty"`
+	// CacheBytes is the pdp's -cache-max-bytes (0: its default).
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
 }
 
 // serveChild is Main in a child process: serve spec until stdin closes or ctx ends.
@@ -119,7 +122,16 @@ func control(stdin io.Reader, stdout io.Writer) {
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(sc.Text(), " ")
 		var err error
+		value := ""
 		switch {
+		case cmd == "heap":
+			// The heap in use after a collection: what the pdp really keeps.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			value = " " + strconv.FormatUint(ms.HeapInuse, 10)
+		case cmd == "heapprofile":
+			err = writeHeapProfile(arg)
 		case cmd == "cpuprofile" && prof == nil:
 			if prof, err = os.Create(arg); err == nil {
 				if err = pprof.StartCPUProfile(prof); err != nil {
@@ -137,7 +149,7 @@ func control(stdin io.Reader, stdout io.Writer) {
 		if err != nil {
 			fmt.Fprintln(stdout, "error:", err)
 		} else {
-			fmt.Fprintln(stdout, "ok")
+			fmt.Fprintln(stdout, "ok"+value)
 		}
 	}
 	if prof != nil {
@@ -157,6 +169,9 @@ func (spec childSpec) pdpConfig() (daemon.Config, error) {
 	cfg.Server.RouteTablePath = spec.Routes
 	cfg.Server.GRPCStreamWorkers = spec.StreamWorkers
 	cfg.DecisionLog = !spec.NoDecisionLog
+	if spec.CacheBytes > 0 {
+		cfg.CacheMaxBytes = spec.CacheBytes
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -251,17 +266,24 @@ func (c *childProc) exited() (error, bool) {
 
 // send writes one control line and reads the reply.
 func (c *childProc) send(line string) error {
+	_, err := c.ask(line)
+	return err
+}
+
+// ask writes one control line and returns what follows "ok" in the reply.
+func (c *childProc) ask(line string) (string, error) {
 	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
-		return err
+		return "", err
 	}
 	reply, err := c.replies.ReadString('\n')
 	if err != nil {
-		return err
+		return "", err
 	}
-	if reply = strings.TrimSpace(reply); reply != "ok" {
-		return errors.New(reply)
+	reply = strings.TrimSpace(reply)
+	if value, ok := strings.CutPrefix(reply, "ok"); ok && (value == "" || value[0] == ' ') {
+		return strings.TrimSpace(value), nil
 	}
-	return nil
+	return "", errors.New(reply)
 }
 
 // cpu is the CPU time (user + system) the child has used so far, from /proc/<pid>/stat.
@@ -297,4 +319,15 @@ func parseProcStatCPU(b []byte) (time.Duration, error) {
 		return 0, errors.New("/proc stat: utime or stime is not a number")
 	}
 	return time.Duration(u+s) * clockTick, nil
+}
+
+// writeHeapProfile writes this process's heap profile, after a collection, to path.
+func writeHeapProfile(path string) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	runtime.GC()
+	return pprof.WriteHeapProfile(out)
 }

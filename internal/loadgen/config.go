@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/neofast/neoauthz/internal/daemon"
 )
 
 // Config is what a run does. ParseFlags fills it from the command line and the environment.
@@ -24,6 +26,8 @@ type Config struct {
 	Alg         string
 	RedisDB     int
 	CPUProfile  string // file prefix: one CPU profile per warm ext_authz phase
+	MemProfile  string // file: a heap profile with every user warm
+	CacheBytes  int64  // the pdp's -cache-max-bytes
 	Seed        uint64
 	Verbose     bool
 	// StreamWorkers is the pdp's -grpc-stream-workers (0: its default; -1: none).
@@ -59,6 +63,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.Alg, "alg", "RS256", "signing algorithm of the test realms (RS256 is Keycloak's default; ES256 mints 20× faster)")
 	fs.IntVar(&c.RedisDB, "redis-db", 15, "Redis logical database of the pdp under test; FLUSHDB'd before each fresh pdp")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each warm ext_authz phase to PREFIX.ext_authz_warm_c<N>.pprof")
+	cacheBytes := fs.String("cache-max-bytes", "64MiB", "the pdp's in-process cache budget (its -cache-max-bytes)")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile to FILE once every user is warm")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the user and permission choices")
 	fs.IntVar(&c.StreamWorkers, "pdp-grpc-stream-workers", 0, "the pdp's -grpc-stream-workers (0: its default, 32 per CPU; -1: a new goroutine per request, as the ceiling)")
 	fs.BoolVar(&c.Verbose, "v", false, "log the pdp's warnings and progress details")
@@ -75,6 +81,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var err error
 	if c.Concurrency, err = parseConcurrency(*conc); err != nil {
 		return Config{}, err
+	}
+	if c.CacheBytes, err = daemon.ParseBytes(*cacheBytes); err != nil {
+		return Config{}, fmt.Errorf("-cache-max-bytes: %w", err)
 	}
 	return c, c.validate()
 }

@@ -71,6 +71,7 @@ type Report struct {
 	WarmupSeconds  float64       `json:"warmup_seconds"`
 	SetupSeconds   float64       `json:"setup_seconds"` // everything before the first measured phase
 	TotalSeconds   float64       `json:"total_seconds"`
+	Memory         *Memory       `json:"memory,omitempty"`
 	Phases         []PhaseResult `json:"phases"`
 	Problems       []string      `json:"problems,omitempty"` // errors and failed sanity checks
 	TargetMet      bool          `json:"target_met"`
@@ -179,6 +180,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.Memory != nil {
+		fmt.Fprintf(&b, "\n%s\n", r.Memory.line())
 	}
 	fmt.Fprintf(&b, "\ntarget: warm ext_authz throughput ≥ %.0f%% of the do-nothing server's — %s\n", 100*TargetRatio, strings.Join(r.Target, ", "))
 	if len(r.LogTarget) > 0 {

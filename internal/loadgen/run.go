@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		return nil, err
 	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
-		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs}
+		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs, cacheBytes: cfg.CacheBytes}
 
 	ceilingProc, err := startCeiling(ctx, pdpLogs)
 	if err != nil {
@@ -217,7 +217,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		return nil, err
 	}
 	defer stop()
+	before, err := sampleMemory(ctx, p, redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("memory before the warm-up: %w", err)
+	}
 	warmUp(ext, "decision log on")
+	settleRedis(ctx, redisURL)
+	warm, err := sampleMemory(ctx, p, redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("memory after the warm-up: %w", err)
+	}
+	rep.Memory = &Memory{RSSBefore: before.rss, RSSWarm: warm.rss, HeapBefore: before.heap, HeapWarm: warm.heap,
+		RedisBefore: before.redis, RedisWarm: warm.redis, RedisKeys: warm.keys, Users: len(ds.Users)}
+	log.Info(rep.Memory.line())
+	if cfg.MemProfile != "" {
+		if err := p.send("heapprofile " + cfg.MemProfile); err != nil {
+			return nil, fmt.Errorf("heap profile of the pdp: %w", err)
+		}
+	}
 	sliceLen := cfg.Duration / time.Duration(cfg.Rounds)
 	sliceMax := max(1, cfg.MaxRequests/int64(cfg.Rounds))
 	for _, conc := range cfg.Concurrency {

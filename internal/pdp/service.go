@@ -88,6 +88,7 @@ type Service struct {
 	admin     *pgxpool.Pool
 	floors    *authzsync.Floors
 	sets      *cache.Cache[*Entry]
+	parts     *decision.Interner // compiled parts shared by users with the same grants
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -124,12 +125,13 @@ type dirEntry struct {
 func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Pool, floors *authzsync.Floors,
 	rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	cfg.defaults()
-	sets, err := cache.New[*Entry](cfg.Cache, rdb, entryCodec{}, reg)
+	parts := decision.NewInterner()
+	sets, err := cache.New[*Entry](cfg.Cache, rdb, entryCodec{parts: parts}, reg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
-		now: cfg.Clock, log: log, dir: map[string]dirEntry{}}
+		parts: parts, now: cfg.Clock, log: log, dir: map[string]dirEntry{}}
 	s.unknown = cache.NewTTL[string, unknownName](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
 	return s, nil
 }
@@ -459,7 +461,7 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 			return cache.Loaded[*Entry]{}, err
 		}
 		loadedAt := s.now()
-		set, err := decision.Compile(in, loadedAt)
+		set, _, err := s.parts.Compile(in, loadedAt)
 		if err != nil {
 			return cache.Loaded[*Entry]{}, err
 		}
@@ -478,8 +480,10 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 				ttl = until
 			}
 		}
-		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: 1}, nil
+		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: entryCost(set)}, nil
 	})
+	// Compiled parts, built or read from Redis, count against the same budget, once.
+	s.sets.Reserve(s.parts.Bytes())
 	if err != nil {
 		if errors.Is(err, ErrInvalidRequest) {
 			return nil, err
@@ -532,45 +536,6 @@ func (s *Service) Health(ctx context.Context) map[string]DependencyHealth {
 		out["listeners"] = DependencyHealth{Status: "ok"}
 	}
 	return out
-}
-
-// Entry is a cached compiled permission set.
-type Entry struct {
-	Set *decision.Set
-	// AdminVersion is the admin database's version of the tenant directory entry the set was
-	// compiled with (tenant status).
-	AdminVersion uint64
-	LoadedAt     time.Time
-}
-
-// entryCodec stores an Entry in Redis: a format byte, the admin version, the load time and
-// the set's own encoding.
-type entryCodec struct{}
-
-const entryFormat = 1
-
-func (entryCodec) Marshal(e *Entry) ([]byte, error) {
-	set, err := e.Set.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, 17, 17+len(set))
-	b[0] = entryFormat
-	binary.BigEndian.PutUint64(b[1:], e.AdminVersion)
-	binary.BigEndian.PutUint64(b[9:], uint64(e.LoadedAt.UnixNano()))
-	return append(b, set...), nil
-}
-
-func (entryCodec) Unmarshal(b []byte) (*Entry, error) {
-	if len(b) < 17 || b[0] != entryFormat {
-		return nil, errors.New("not a cached permission set")
-	}
-	set, err := decision.UnmarshalSet(b[17:])
-	if err != nil {
-		return nil, err
-	}
-	return &Entry{Set: set, AdminVersion: binary.BigEndian.Uint64(b[1:]),
-		LoadedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))}, nil
 }
 
 // Decision ids are a random per-process prefix and a counter: unique across instances with

@@ -1,0 +1,169 @@
+package decision
+
+import (
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func editors(user string) *fx {
+	f := tenantFx().role("ed", "docs.*.team", "files.read.own").role("viewer", "wiki.read.tenant").
+		assign("ed", "").assign("viewer", "")
+	f.in.UserID = user
+	return f
+}
+
+func TestInternerSharesSameRolesOnly(t *testing.T) {
+	it := NewInterner()
+	a, built, err := it.Compile(editors("alice").member("t1").in, t0)
+	require.NoError(t, err)
+	assert.True(t, built, "got built false for the first user, want true")
+	b, built, err := it.Compile(editors("bob").in, t0)
+	require.NoError(t, err)
+	assert.False(t, built, "got built true for a second user with the same roles, want the part shared")
+	assert.True(t, a.Shares(b), "got two compiled parts for users with the same roles, want one")
+	assert.Equal(t, a.SharedID(), b.SharedID())
+
+	// Per-user facts stay per user.
+	own := Request{Permission: "files.read", HasResource: true, Resource: Resource{OwnerID: "alice"}}
+	da, err := a.Check(t0, own)
+	require.NoError(t, err)
+	db, err := b.Check(t0, own)
+	require.NoError(t, err)
+	assert.True(t, da.Allowed, "got deny for alice's own file, want allow")
+	assert.False(t, db.Allowed, "got allow for bob on alice's file, want deny")
+	team := Request{Permission: "docs.read", HasResource: true, Resource: Resource{Group: "t1"}}
+	da, _ = a.Check(t0, team)
+	db, _ = b.Check(t0, team)
+	assert.True(t, da.Allowed, "got deny for a member of t1, want allow")
+	assert.False(t, db.Allowed, "got allow for a non-member of t1, want deny")
+
+	// A direct grant makes a different set: bob stops sharing, alice keeps hers unchanged.
+	b2, built, err := it.Compile(editors("bob").grant("files.write.own", "").in, t0)
+	require.NoError(t, err)
+	assert.True(t, built)
+	assert.False(t, a.Shares(b2), "got a shared part after a direct grant, want bob's own")
+	d, _ := a.Check(t0, Request{Permission: "files.write.own"})
+	assert.False(t, d.Allowed, "got alice allowed bob's direct grant, want deny")
+	d, _ = b2.Check(t0, Request{Permission: "files.write.own"})
+	assert.True(t, d.Allowed, "got bob denied his direct grant, want allow")
+
+	// Another tenant with the same roles has its own part.
+	other := editors("carol")
+	other.in.TenantID = "globex"
+	c, _, err := it.Compile(other.in, t0)
+	require.NoError(t, err)
+	assert.False(t, a.Shares(c), "got a part shared across tenants, want one per tenant")
+	assert.NotEqual(t, a.SharedID(), c.SharedID())
+
+	// A different expiry of the same role is a different set.
+	e, _, err := it.Compile(tenantFx().role("ed", "docs.*.team", "files.read.own").role("viewer", "wiki.read.tenant").
+		assignUntil("ed", "", t0.Add(time.Hour)).assign("viewer", "").in, t0)
+	require.NoError(t, err)
+	assert.False(t, a.Shares(e), "got a part shared by sets with different expiries")
+}
+
+// TestInternerSameDecisionsAsCompile: sharing changes no decision, for random worlds where
+// many users hold the same facts.
+func TestInternerSameDecisionsAsCompile(t *testing.T) {
+	g := gen{rnd: rand.New(rand.NewPCG(11, 12)), badCodes: true}
+	it := NewInterner()
+	var sets []*Set
+	for i := range 1000 {
+		in := g.input()
+		own, err := Compile(in, t0)
+		require.NoError(t, err)
+		shared, _, err := it.Compile(in, t0)
+		require.NoError(t, err)
+		again, _, err := it.Compile(in, t0)
+		require.NoError(t, err)
+		require.True(t, shared.Shares(again), "world %d: same input compiled twice, got two parts", i)
+		sets = append(sets, shared)
+		requireSameDecisions(t, g, i, in.Level, own, shared, "from the interned set")
+		require.Equal(t, own.Expiry(), shared.Expiry())
+		require.Equal(t, own.ListPermissions(t0, nil), shared.ListPermissions(t0, nil))
+	}
+	runtime.KeepAlive(sets)
+}
+
+func TestInternerReleasesPartWithLastUser(t *testing.T) {
+	it := NewInterner()
+	a, _, err := it.Compile(editors("alice").in, t0)
+	require.NoError(t, err)
+	b, _, err := it.Compile(editors("bob").in, t0)
+	require.NoError(t, err)
+	require.Equal(t, 1, it.Len())
+	require.True(t, a.Shares(b)) // alice's last use: only bob holds the part from here
+	_, part := b.Size()
+	assert.Equal(t, part, it.Bytes(), "got %d bytes of parts, want the one part's %d", it.Bytes(), part)
+	runtime.GC()
+	_, built, err := it.Compile(editors("carol").in, t0)
+	require.NoError(t, err)
+	assert.False(t, built, "got the part rebuilt while bob still used it, want it shared")
+	runtime.KeepAlive(b) // bob's last use
+	deadline := time.Now().Add(30 * time.Second)
+	for it.Len() > 0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Zero(t, it.Len(), "got %d parts recorded after their last user went, want 0", it.Len())
+	assert.Zero(t, it.Bytes(), "got %d bytes of parts after their last user went, want 0", it.Bytes())
+}
+
+func TestUnmarshalUser(t *testing.T) {
+	src := NewInterner()
+	set, _, err := src.Compile(editors("alice").member("t1").deny("docs.write.team", "t1").in, t0)
+	require.NoError(t, err)
+	user, shared := set.MarshalUser(), set.MarshalShared()
+
+	noFetch := func(string) ([]byte, error) { return nil, errors.New("fetched a live part") }
+	back, err := src.UnmarshalUser(user, noFetch)
+	require.NoError(t, err, "got an error joining with a live part, want no fetch")
+	assert.True(t, back.Shares(set))
+
+	dst := NewInterner() // another process: nothing alive
+	var asked string
+	back, err = dst.UnmarshalUser(user, func(id string) ([]byte, error) { asked = id; return shared, nil })
+	require.NoError(t, err)
+	assert.Equal(t, set.SharedID(), asked)
+	wantBytes, _ := set.MarshalBinary()
+	gotBytes, _ := back.MarshalBinary()
+	assert.Equal(t, wantBytes, gotBytes, "got a different set after the split round trip")
+	again, err := dst.UnmarshalUser(user, noFetch)
+	require.NoError(t, err, "got a fetch for a part decoded before, want it shared")
+	assert.True(t, again.Shares(back))
+
+	_, err = NewInterner().UnmarshalUser(user, func(string) ([]byte, error) { return nil, ErrSharedMissing })
+	require.ErrorIs(t, err, ErrSharedMissing)
+
+	tampered := append([]byte{}, shared...)
+	tampered[len(tampered)-1] ^= 1
+	_, err = NewInterner().UnmarshalUser(user, func(string) ([]byte, error) { return tampered, nil })
+	require.ErrorIs(t, err, ErrInvalidEncoding, "got a part that does not match its id accepted")
+
+	for i := range len(user) {
+		_, err := NewInterner().UnmarshalUser(user[:i], func(string) ([]byte, error) { return shared, nil })
+		require.ErrorIs(t, err, ErrInvalidEncoding, "truncated at %d", i)
+	}
+	full, _ := set.MarshalBinary()
+	_, err = NewInterner().UnmarshalUser(full, func(string) ([]byte, error) { return shared, nil })
+	require.ErrorIs(t, err, ErrInvalidEncoding, "got a whole-set encoding read as a user part")
+}
+
+func TestSetSize(t *testing.T) {
+	it := NewInterner()
+	a, _, err := it.Compile(editors("alice").member("t1", "t2").in, t0)
+	require.NoError(t, err)
+	ua, sa := a.Size()
+	b, _, err := it.Compile(editors("bob").in, t0)
+	require.NoError(t, err)
+	ub, sb := b.Size()
+	assert.Equal(t, sa, sb, "got different shared sizes for one part")
+	assert.Greater(t, ua, ub, "got a member's set no larger than a non-member's")
+	assert.Greater(t, sa, ua, "got a shared part smaller than a user's part")
+}

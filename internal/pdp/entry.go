@@ -1,0 +1,75 @@
+package pdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/neofast/neoauthz/internal/cache"
+	"github.com/neofast/neoauthz/internal/decision"
+)
+
+// Entry is a cached compiled permission set.
+type Entry struct {
+	Set *decision.Set
+	// AdminVersion is the admin database's version of the tenant directory entry the set was
+	// compiled with (tenant status).
+	AdminVersion uint64
+	LoadedAt     time.Time
+}
+
+// entryCost is an entry's retained size for the cache's byte budget: the entry and its set's
+// per-user part. Compiled parts, which many users share, are counted once, all together: the
+// service reserves the interner's total from the same budget (cache.Reserve).
+func entryCost(set *decision.Set) int64 {
+	user, _ := set.Size()
+	return int64(unsafe.Sizeof(Entry{})) + user
+}
+
+// entryCodec stores an Entry in Redis as its per-user part — a format byte, the admin version,
+// the load time and the set's per-user encoding, which names its compiled part by content
+// hash — and the compiled part once per tenant under that hash (cache.SharedCodec).
+type entryCodec struct {
+	parts *decision.Interner
+}
+
+var _ cache.SharedCodec[*Entry] = entryCodec{}
+
+// entryFormat 2 splits the compiled part out; entries of format 1 are misses.
+const (
+	entryFormat = 2
+	entryHeader = 17
+)
+
+func (entryCodec) Marshal(e *Entry) ([]byte, error) {
+	set := e.Set.MarshalUser()
+	b := make([]byte, entryHeader, entryHeader+len(set))
+	b[0] = entryFormat
+	binary.BigEndian.PutUint64(b[1:], e.AdminVersion)
+	binary.BigEndian.PutUint64(b[9:], uint64(e.LoadedAt.UnixNano()))
+	return append(b, set...), nil
+}
+
+func (entryCodec) Shared(e *Entry) (string, []byte) {
+	return e.Set.SharedID(), e.Set.MarshalShared()
+}
+
+func (c entryCodec) Unmarshal(b []byte) (*Entry, error) {
+	e, _, err := c.UnmarshalShared(b, func(string) ([]byte, error) { return nil, cache.ErrSharedMissing })
+	return e, err
+}
+
+func (c entryCodec) UnmarshalShared(b []byte, fetch func(id string) ([]byte, error)) (*Entry, int64, error) {
+	if len(b) < entryHeader || b[0] != entryFormat {
+		return nil, 0, errors.New("not a cached permission set")
+	}
+	set, err := c.parts.UnmarshalUser(b[entryHeader:], fetch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cached permission set: %w", err)
+	}
+	e := &Entry{Set: set, AdminVersion: binary.BigEndian.Uint64(b[1:]),
+		LoadedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:])))}
+	return e, entryCost(set), nil
+}
