@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/cache"
 	"github.com/neofast/neoauthz/internal/decision"
 )
 
@@ -39,8 +40,19 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 
 	b, err := entryCodec{}.Marshal(orig)
 	require.NoError(t, err)
-	got, err := entryCodec{}.Unmarshal(b)
+	id, shared := entryCodec{}.Shared(orig)
+	// Another instance: its own interner, so the compiled part must come from "Redis".
+	other := entryCodec{parts: decision.NewInterner()}
+	_, err = other.Unmarshal(b)
+	require.ErrorIs(t, err, cache.ErrSharedMissing, "an entry whose shared part is not at hand is a miss")
+	fetched := 0
+	got, _, err := other.UnmarshalShared(b, func(want string) ([]byte, error) {
+		fetched++
+		require.Equal(t, id, want, "the entry names its shared part")
+		return shared, nil
+	})
 	require.NoError(t, err)
+	assert.Equal(t, 1, fetched, "the shared part is fetched once")
 
 	assert.Equal(t, orig.AdminVersion, got.AdminVersion, "admin version")
 	assert.True(t, orig.LoadedAt.Equal(got.LoadedAt), "load time: got %s, want %s", got.LoadedAt, orig.LoadedAt)
@@ -82,7 +94,12 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 		"other format": append([]byte{entryFormat + 1}, b[1:]...),
 		"cut set":      b[:len(b)-1],
 	} {
-		_, err := entryCodec{}.Unmarshal(bad)
+		_, _, err := other.UnmarshalShared(bad, func(string) ([]byte, error) { return shared, nil })
 		assert.Error(t, err, name)
 	}
+	// A shared part that does not match the hash the entry names is refused too.
+	tampered := append([]byte(nil), shared...)
+	tampered[len(tampered)-1] ^= 0xff
+	_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(string) ([]byte, error) { return tampered, nil })
+	assert.Error(t, err, "tampered shared part")
 }
