@@ -2,15 +2,12 @@ package redistest
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/neofast/neoauthz/internal/pgtest"
 )
 
 // Server is a redis-server owned by one test, which it can kill and restart on the same
@@ -26,15 +23,8 @@ type Server struct {
 // installs it.
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		pgtest.Unavailable(tb, "the redis-server binary", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	need(tb, "redis-server")
+	port := freePort(tb)
 	s := &Server{tb: tb, port: port}
 	s.Start()
 	tb.Cleanup(s.Kill)
