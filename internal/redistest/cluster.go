@@ -31,13 +31,12 @@ func StartCluster(tb testing.TB) *Cluster {
 	c := &Cluster{tb: tb}
 	for range 6 {
 		port := freePort(tb)
-		c.nodes = append(c.nodes, startNode(tb, dir, "redis-server", port,
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		c.nodes = append(c.nodes, startNode(tb, dir, "redis-server", port, serverArgs(port,
 			// The bus port defaults to port+10000, which may be above 65535 or taken.
 			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(freePort(tb)), "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())),
 			// A replica may always take over, however long it was out of touch.
-			"--cluster-replica-validity-factor", "0", "--loglevel", "warning"))
+			"--cluster-replica-validity-factor", "0")...))
 	}
 	args := []string{"--cluster", "create"}
 	for _, n := range c.nodes {

@@ -40,6 +40,12 @@ func freePort(tb testing.TB) int {
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
+// serverArgs are a redis-server's arguments for a test: loopback only, no persistence.
+func serverArgs(port int, extra ...string) []string {
+	return append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, extra...)
+}
+
 // node is one redis-server or redis-sentinel process of a test, logging into its own folder.
 type node struct {
 	tb   testing.TB

@@ -30,14 +30,9 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	need(tb, "redis-server", "redis-sentinel")
 	dir := tb.TempDir()
 	s := &Sentinel{tb: tb}
-	server := func(port int, extra ...string) *node {
-		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "no", "--loglevel", "warning"}, extra...)
-		return startNode(tb, dir, "redis-server", port, args...)
-	}
-	mport := freePort(tb)
-	s.servers = append(s.servers, server(mport))
-	s.servers = append(s.servers, server(freePort(tb), "--replicaof", "127.0.0.1", strconv.Itoa(mport)))
+	mport, rport := freePort(tb), freePort(tb)
+	s.servers = append(s.servers, startNode(tb, dir, "redis-server", mport, serverArgs(mport)...),
+		startNode(tb, dir, "redis-server", rport, serverArgs(rport, "--replicaof", "127.0.0.1", strconv.Itoa(mport))...))
 	for range 3 {
 		port := freePort(tb)
 		// The sentinel rewrites its configuration file, so each has its own.
