@@ -81,6 +81,7 @@ func (n *node) start() {
 	n.cmd = exec.Command(n.bin, n.args...)
 	n.cmd.Dir = n.dir
 	n.cmd.Stdout, n.cmd.Stderr = log, log
+	dieWithTest(n.cmd)
 	if err := n.cmd.Start(); err != nil {
 		n.tb.Fatal(err)
 	}
