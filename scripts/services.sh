@@ -7,8 +7,9 @@
 #   2. a server already answering at the default address (127.0.0.1:5432, 127.0.0.1:6379);
 #   3. a server of our own under .data/ (PostgreSQL on port 55432, Redis on 56379),
 #      installing the Debian packages first when they are missing and we are root.
-# The tests that kill and restart Redis run a redis-server binary of their own, so that binary
-# is installed (as root) even when a Redis server is found elsewhere.
+# The tests that kill and restart Redis, and the Redis Cluster and Sentinel failover tests, run
+# redis-server, redis-cli and redis-sentinel of their own, so those binaries are installed (as
+# root) even when a Redis server is found elsewhere.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
