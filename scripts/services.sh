@@ -7,8 +7,9 @@
 #   2. a server already answering at the default address (127.0.0.1:5432, 127.0.0.1:6379);
 #   3. a server of our own under .data/ (PostgreSQL on port 55432, Redis on 56379),
 #      installing the Debian packages first when they are missing and we are root.
-# The tests that kill and restart Redis run a redis-server binary of their own, so that binary
-# is installed (as root) even when a Redis server is found elsewhere.
+# The tests that kill and restart Redis, and the Redis Cluster and Sentinel failover tests, run
+# redis-server, redis-cli and redis-sentinel of their own, so those binaries are installed (as
+# root) even when a Redis server is found elsewhere.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,13 +29,13 @@ need_pkg() { # need_pkg COMMAND PACKAGE...
   apt-get update -qq >&2 && apt-get install -y -qq "${@:2}" >&2
 }
 
-want_redis_server_binary() {
-  command -v redis-server >/dev/null 2>&1 && return 0
+want_pkg() { # want_pkg COMMAND PACKAGE: a binary the tests start themselves; root installs it
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" != 0 ]; then
-    say "redis-server is missing: the Redis failure tests will fail; install the redis-server package"
+    say "$1 is missing: the tests that start it will fail; install the $2 package"
     return 0
   fi
-  need_pkg redis-server redis-server
+  need_pkg "$@"
 }
 
 pg_bin() { # the directory of the newest installed PostgreSQL server binaries
@@ -97,7 +98,10 @@ redis_url() {
   echo "redis://127.0.0.1:$redis_port/0"
 }
 
-want_redis_server_binary
+# The Redis failure, Cluster and Sentinel tests start servers and sentinels of their own.
+want_pkg redis-server redis-server
+want_pkg redis-cli redis-tools
+want_pkg redis-sentinel redis-sentinel
 db=$(postgres_url)
 rd=$(redis_url)
 printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$db" "$rd"

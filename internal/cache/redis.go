@@ -121,6 +121,13 @@ func (t *redisTier[V]) finish(ctx context.Context, probe bool, start time.Time, 
 		t.br.release(probe)
 	default:
 		t.br.failure(probe, fmt.Errorf("redis %s: %w", op, err))
+		if cc, ok := t.rdb.(*redis.ClusterClient); ok {
+			// go-redis re-reads the slot map on MOVED, which a dead master never sends, and
+			// our short timeouts end its retries before another node could send it: without
+			// this a promoted replica went unused for about a minute. Reloads are
+			// asynchronous and coalesced.
+			cc.ReloadState(t.bg)
+		}
 	}
 	return false
 }
