@@ -172,7 +172,8 @@ grpcurl -plaintext -d "{\"subject\":{\"token\":\"\$BOB\"},\"permission\":\"users
 grpcurl -plaintext -d "{\"attributes\":{\"request\":{\"http\":{\"method\":\"GET\",\"path\":\"/api/reports\",\"headers\":{\"authorization\":\"Bearer \$ALICE\"}}}}}" $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # OK
 grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"/api/reports"}}}}' $GRPC_ADDR envoy.service.auth.v3.Authorization/Check  # 401
 
-# the admin API with a platform token (root is a system_admin); writes return X-Neoauthz-Version
+# the admin API with a platform token (root is a system_admin); every write returns a consistency token
+# (X-Neoauthz-Consistency): send it as x-neoauthz-consistency on a check to read that write or newer
 ROOT=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=platform&sub=root' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 curl -s -H "Authorization: Bearer \$ROOT" http://$ADMIN_ADDR/api/v1/admin/tenants
 curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/acme/suspend    # acme is suspended: alice's requests are refused from now on, and the error's details say why
