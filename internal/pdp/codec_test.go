@@ -46,9 +46,9 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 	_, err = other.Unmarshal(b)
 	require.ErrorIs(t, err, cache.ErrSharedMissing, "an entry whose shared part is not at hand is a miss")
 	fetched := 0
-	got, _, err := other.UnmarshalShared(b, func(want string) ([]byte, error) {
+	got, _, err := other.UnmarshalShared(b, func(asked string) ([]byte, error) {
 		fetched++
-		require.Equal(t, id, want, "the entry names its shared part")
+		assert.Equal(t, id, asked, "the entry names its shared part")
 		return shared, nil
 	})
 	require.NoError(t, err)
