@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/daemon"
 	"github.com/neofast/neoauthz/internal/demoapp"
+	"github.com/neofast/neoauthz/internal/pdptest"
 	"github.com/neofast/neoauthz/internal/redistest"
 	"github.com/neofast/neoauthz/internal/server"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -53,7 +53,7 @@ type stack struct {
 // startPDP starts the pdp with the given forward-auth convention and returns its HTTP address.
 func startPDP(t *testing.T, s *stack, convention string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	w := testenv.New(t, "deploy")
 	primary := w.AddRegion(t, "us-east-1")
 	for _, slug := range []string{"acme", "globex", "initech"} {
@@ -93,34 +93,7 @@ func startPDP(t *testing.T, s *stack, convention string) string {
 	cfg.Server.RouteTablePath = routesFile
 	cfg.Server.TenantHostPattern = hostPattern
 	cfg.Server.ForwardAuthHeaders = convention
-	require.NoError(t, cfg.Validate())
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.ServeListeners(ctx, cfg, slog.New(slog.DiscardHandler), server.Listeners{GRPC: grpcLis, HTTP: httpLis})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("the pdp did not shut down")
-		}
-	})
-	addr := httpLis.Addr().String()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "the pdp never became healthy")
-	return addr
+	return pdptest.Start(t, cfg).HTTPAddr
 }
 
 // startApp starts the echoing application and returns its address.

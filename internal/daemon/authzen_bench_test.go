@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
 )
@@ -52,10 +50,7 @@ func BenchmarkAuthZENEvaluationVsCheck(b *testing.B) {
 	}
 	require.NoError(b, evaluate()) // warm: token, tenant, permission set
 
-	conn, err := grpc.NewClient(pdp.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = conn.Close() })
-	api := authzv1.NewAuthorizationServiceClient(conn)
+	api := authzv1.NewAuthorizationServiceClient(pdp.grpc)
 	tok, err := tw.idp.Mint("todo-realm", map[string]any{"sub": morty, "aud": "neoauthz"})
 	require.NoError(b, err)
 	creq := &authzv1.CheckRequest{Subject: &authzv1.Subject{Kind: &authzv1.Subject_Token{Token: tok}}, Permission: "todos.read.tenant"}

@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"google.golang.org/grpc"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/daemon"
+	"github.com/neofast/neoauthz/internal/pdptest"
 	"github.com/neofast/neoauthz/internal/redistest"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
@@ -30,8 +30,8 @@ const interopDir = "../../testdata/authzen"
 // authzenPDP is a running pdp with the AuthZEN API and a PEP credential for it.
 type authzenPDP struct {
 	base string
-	grpc string // gRPC address
-	pep  string // bearer token of the todo-backend PEP
+	grpc *grpc.ClientConn // on its gRPC port
+	pep  string           // bearer token of the todo-backend PEP
 }
 
 // post sends body to the pdp's path as the PEP and decodes the JSON answer into out.
@@ -99,7 +99,6 @@ func newTodoWorld(t testing.TB) *todoWorld {
 
 // start runs a pdp over the world with the given AuthZEN file and the gateway's route table.
 func (tw *todoWorld) start(t testing.TB, authzenFile string) *authzenPDP {
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := daemon.DefaultConfig()
 	cfg.AdminURL = tw.w.AdminURL
 	cfg.RedisURL = redistest.URL(t)
@@ -107,32 +106,8 @@ func (tw *todoWorld) start(t testing.TB, authzenFile string) *authzenPDP {
 	cfg.Audiences = []string{"neoauthz"}
 	cfg.Server.RouteTablePath = filepath.Join(interopDir, "gateway", "routes.json")
 	cfg.Server.AuthZENConfigPath = filepath.Join(interopDir, "todo", authzenFile)
-	require.NoError(t, cfg.Validate())
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, cfg, slog.New(slog.DiscardHandler), grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("the pdp did not shut down")
-		}
-	})
-	base := "http://" + httpLis.Addr().String()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/health")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 15*time.Second, 20*time.Millisecond, "the pdp never became healthy")
-	return &authzenPDP{base: base, grpc: grpcLis.Addr().String(), pep: tw.pep}
+	p := pdptest.Start(t, cfg)
+	return &authzenPDP{base: "http://" + p.HTTPAddr, grpc: p.Conn, pep: tw.pep}
 }
 
 // interopFile is the shape of the interop decision files.
