@@ -9,7 +9,8 @@
 #      installing the Debian packages first when they are missing and we are root.
 # The tests that kill and restart Redis, and the Redis Cluster and Sentinel failover tests, run
 # redis-server, redis-cli and redis-sentinel of their own, so those binaries are installed (as
-# root) even when a Redis server is found elsewhere.
+# root) even when a Redis server is found elsewhere. The tests of the pdp's load path through
+# PgBouncer (transaction pooling mode) start a pgbouncer of their own, so it is installed too.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,6 +103,8 @@ redis_url() {
 want_pkg redis-server redis-server
 want_pkg redis-cli redis-tools
 want_pkg redis-sentinel redis-sentinel
+# Debian installs it in /usr/sbin, which is not on every user's PATH.
+[ -x /usr/sbin/pgbouncer ] || want_pkg pgbouncer pgbouncer
 db=$(postgres_url)
 rd=$(redis_url)
 printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$db" "$rd"

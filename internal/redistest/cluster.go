@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/neofast/neoauthz/internal/pgtest"
 )
 
 // NodeTimeout is the cluster-node-timeout of Cluster and the down-after-milliseconds of
@@ -30,10 +32,10 @@ func StartCluster(tb testing.TB) *Cluster {
 	dir := tb.TempDir()
 	c := &Cluster{tb: tb}
 	for range 6 {
-		port := freePort(tb)
+		port := pgtest.FreePort(tb)
 		c.nodes = append(c.nodes, startNode(tb, dir, "redis-server", port, serverArgs(port,
 			// The bus port defaults to port+10000, which may be above 65535 or taken.
-			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(freePort(tb)), "--cluster-config-file", "nodes.conf",
+			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(pgtest.FreePort(tb)), "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())),
 			// A replica may always take over, however long it was out of touch.
 			"--cluster-replica-validity-factor", "0")...))

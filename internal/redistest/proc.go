@@ -2,7 +2,6 @@ package redistest
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,18 +23,6 @@ func need(tb testing.TB, bins ...string) {
 			pgtest.Unavailable(tb, "the "+bin+" binary (Debian: redis-server, redis-tools, redis-sentinel)", err)
 		}
 	}
-}
-
-// freePort returns a loopback port nothing listens on now.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	return port
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
@@ -81,7 +68,7 @@ func (n *node) start() {
 	n.cmd = exec.Command(n.bin, n.args...)
 	n.cmd.Dir = n.dir
 	n.cmd.Stdout, n.cmd.Stderr = log, log
-	dieWithTest(n.cmd)
+	pgtest.DieWithTest(n.cmd)
 	if err := n.cmd.Start(); err != nil {
 		n.tb.Fatal(err)
 	}

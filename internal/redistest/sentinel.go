@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/neofast/neoauthz/internal/pgtest"
 )
 
 // SentinelMaster is the name the sentinels of StartSentinel monitor.
@@ -30,11 +32,11 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	need(tb, "redis-server", "redis-sentinel")
 	dir := tb.TempDir()
 	s := &Sentinel{tb: tb}
-	mport, rport := freePort(tb), freePort(tb)
+	mport, rport := pgtest.FreePort(tb), pgtest.FreePort(tb)
 	s.servers = append(s.servers, startNode(tb, dir, "redis-server", mport, serverArgs(mport)...),
 		startNode(tb, dir, "redis-server", rport, serverArgs(rport, "--replicaof", "127.0.0.1", strconv.Itoa(mport))...))
 	for range 3 {
-		port := freePort(tb)
+		port := pgtest.FreePort(tb)
 		// The sentinel rewrites its configuration file, so each has its own.
 		conf := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".conf")
 		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndaemonize no\nloglevel warning\n"+

@@ -1,6 +1,10 @@
 package redistest
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/neofast/neoauthz/internal/pgtest"
+)
 
 // Server is a redis-server owned by one test, which it can kill and restart on the same
 // port (to test what happens when Redis dies mid-traffic and comes back).
@@ -12,7 +16,7 @@ type Server struct{ n *node }
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
 	need(tb, "redis-server")
-	port := freePort(tb)
+	port := pgtest.FreePort(tb)
 	return &Server{n: startNode(tb, tb.TempDir(), "redis-server", port, serverArgs(port)...)}
 }
 
