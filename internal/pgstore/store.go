@@ -30,7 +30,7 @@ var ErrClosed = errors.New("pgstore: store closed")
 
 // Defaults of Options.
 const (
-	DefaultMaxConnsPerDatabase int32 = 8
+	DefaultMaxConnsPerDatabase int32 = 4
 	DefaultQueryTimeout              = 2 * time.Second
 	DefaultRecheckInterval           = 30 * time.Second
 )
@@ -39,7 +39,12 @@ const (
 type Options struct {
 	// MaxConnsPerDatabase caps each pool the Store opens on a tenant database. The
 	// connection's registered pool_max caps it too, so the registry stays the operator's limit.
+	// Loads are single statements of a few milliseconds, and L1, Redis and coalescing keep
+	// most of them off PostgreSQL, so a few connections serve a pdp (docs/scale.md).
 	MaxConnsPerDatabase int32
+	// Poolers sends the loads from a registered connection's databases through a PgBouncer
+	// in transaction pooling mode (see UsePooler) instead of to the registered address.
+	Poolers Poolers
 	// QueryTimeout bounds each query, including the wait for a pooled connection.
 	QueryTimeout time.Duration
 	// RecheckInterval is how often a cached pool's registry row is re-read, in the background,
@@ -213,6 +218,11 @@ func (s *Store) lookup(ctx context.Context, key poolKey) (registry.Connection, s
 	if err != nil {
 		return registry.Connection{}, "", fmt.Errorf("pgstore: %w", err)
 	}
+	if addr := s.opts.Poolers[c.Name]; addr != "" {
+		if dsn, err = throughPooler(dsn, addr); err != nil {
+			return registry.Connection{}, "", fmt.Errorf("pgstore: database connection %s: %w", c.Name, err)
+		}
+	}
 	return c, dsn, nil
 }
 
@@ -228,7 +238,10 @@ func (s *Store) newPool(c registry.Connection, dsn string) (*pgxpool.Pool, error
 	}
 	cfg.MinConns = 0
 	// The pdp never writes RBAC data; the server enforces that for every session we open.
-	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	cfg.ConnConfig.RuntimeParams[readOnlyParam] = "on"
+	if s.opts.Poolers[c.Name] != "" {
+		UsePooler(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: database connection %s: open pool: %w", c.Name, err)

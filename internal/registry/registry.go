@@ -424,3 +424,6 @@ func mapErr(err error, what string) error {
 	}
 	return err
 }
+
+// ValidHost reports whether s can be a registered host: a host name or an IP address.
+func ValidHost(s string) bool { return hostRe.MatchString(s) }
