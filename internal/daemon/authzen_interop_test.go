@@ -83,12 +83,7 @@ func newTodoWorld(t testing.TB) *todoWorld {
 	_, err = db.Exec(ctx, "BEGIN; SET LOCAL search_path TO t_todo;\n"+string(sql)+"\nCOMMIT;")
 	require.NoError(t, err)
 
-	idp := authntest.NewIssuer()
-	t.Cleanup(idp.Close)
-	for _, realm := range []string{"todo-realm", "platform"} {
-		_, err := idp.AddRealm(realm, "RS256")
-		require.NoError(t, err)
-	}
+	idp := newIssuer(t, "todo-realm", "platform")
 	pep, err := idp.Mint("platform", map[string]any{"sub": "service-account-todo-backend", "azp": "todo-backend", "aud": "neoauthz"})
 	require.NoError(t, err)
 	return &todoWorld{w: w, db: db, idp: idp, pep: pep, exec: func(sql string) {

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"flag"
 	"io"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -18,16 +19,7 @@ func TestConfigNeedsAudiences(t *testing.T) {
 		t.Setenv("NEOAUTHZ_AUDIENCES", "")
 		t.Setenv("NEOAUTHZ_CLIENTS", "")
 		t.Setenv("NEOAUTHZ_ALLOW_ANY_AUDIENCE", "")
-		cfg := daemon.DefaultConfig()
-		cfg.AdminURL = "postgres://127.0.0.1/admin"
-		cfg.TrustedIssuers = []string{"http://127.0.0.1:8180"}
-		fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		cfg.RegisterFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return cfg, err
-		}
-		return cfg, cfg.Validate()
+		return parseConfig(nil, args...)
 	}
 	_, err := parse()
 	require.Error(t, err)
@@ -46,4 +38,67 @@ func TestConfigNeedsAudiences(t *testing.T) {
 	_, err = parse("-allow-any-audience", "-audiences", "neoauthz")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not both")
+}
+
+// TestConfigDatabaseLoadPath: the pool cap and the PgBouncer settings are read from flags and
+// the environment, and wrong values are refused before anything connects.
+func TestConfigDatabaseLoadPath(t *testing.T) {
+	parse := func(env map[string]string, args ...string) (daemon.Config, error) {
+		for _, k := range []string{"NEOAUTHZ_DB_MAX_CONNS", "NEOAUTHZ_DB_POOLERS", "ADMIN_DATABASE_POOLER_URL"} {
+			t.Setenv(k, env[k]) // restored when the test ends
+			if _, ok := env[k]; !ok {
+				require.NoError(t, os.Unsetenv(k))
+			}
+		}
+		return parseConfig(func(c *daemon.Config) { c.AllowAnyAudience = true }, args...)
+	}
+	cfg, err := parse(map[string]string{"NEOAUTHZ_DB_MAX_CONNS": "4"})
+	require.NoError(t, err)
+	assert.Equal(t, 4, cfg.DBMaxConns, "default and env")
+	assert.Empty(t, cfg.DBPoolers)
+
+	cfg, err = parse(map[string]string{
+		"NEOAUTHZ_DB_MAX_CONNS":     "2",
+		"NEOAUTHZ_DB_POOLERS":       "eu-primary=pgb-eu:6432",
+		"ADMIN_DATABASE_POOLER_URL": "postgres://pdp@pgb-admin:6432/neoauthz_admin",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 2, cfg.DBMaxConns)
+	assert.Equal(t, "pgb-eu:6432", cfg.DBPoolers["eu-primary"])
+	assert.Equal(t, "postgres://pdp@pgb-admin:6432/neoauthz_admin", cfg.AdminPoolerURL)
+
+	cfg, err = parse(nil, "-db-max-conns", "3", "-db-poolers", "a=h1:1,b=h2:2")
+	require.NoError(t, err)
+	assert.Equal(t, 3, cfg.DBMaxConns)
+	assert.Len(t, cfg.DBPoolers, 2)
+
+	_, err = parse(map[string]string{"NEOAUTHZ_DB_POOLERS": "eu-primary"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "NEOAUTHZ_DB_POOLERS")
+	_, err = parse(map[string]string{"NEOAUTHZ_DB_MAX_CONNS": "0"})
+	require.Error(t, err)
+	_, err = parse(nil, "-db-max-conns", "1000")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "db-max-conns must be between 1 and")
+	_, err = parse(map[string]string{"ADMIN_DATABASE_POOLER_URL": "postgres://pdp:s3cret@pgb:notaport/x"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret", "the error must not quote the password")
+}
+
+// parseConfig reads args (and the environment) over the defaults with an admin database and
+// an issuer set, as cmd/pdp does, after mod; it returns the configuration and Validate's answer.
+func parseConfig(mod func(*daemon.Config), args ...string) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
+	cfg.AdminURL = "postgres://127.0.0.1/admin"
+	cfg.TrustedIssuers = []string{"http://127.0.0.1:8180"}
+	if mod != nil {
+		mod(&cfg)
+	}
+	fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
 }

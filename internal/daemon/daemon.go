@@ -39,6 +39,16 @@ type Config struct {
 	// AdminURL is the admin database (ADMIN_DATABASE_URL); every other database comes from
 	// its registry.
 	AdminURL string
+	// AdminPoolerURL, when set, is the admin database through a PgBouncer in transaction
+	// pooling mode (ADMIN_DATABASE_POOLER_URL): the pdp's reads go there, while LISTEN, which
+	// needs a session, stays on AdminURL.
+	AdminPoolerURL string
+	// DBPoolers sends the loads from registered connections' databases through PgBouncers in
+	// transaction pooling mode (NEOAUTHZ_DB_POOLERS, "<connection name>=<host>:<port>,...").
+	DBPoolers pgstore.Poolers
+	// DBMaxConns caps every pool the pdp opens on a database (admin included) for its reads
+	// (NEOAUTHZ_DB_MAX_CONNS); a registered connection's pool_max caps it too.
+	DBMaxConns int
 	// RedisURL enables the shared L2 cache (REDIS_URL); empty runs on L1 + PostgreSQL.
 	RedisURL string
 	// SecretKey opens registered database passwords (NEOAUTHZ_SECRET_KEY).
@@ -96,6 +106,7 @@ func DefaultConfig() Config {
 		PlatformRealm:  "platform",
 		ClockSkew:      authn.DefaultClockSkew,
 		CacheMaxBytes:  DefaultCacheMaxBytes,
+		DBMaxConns:     int(pgstore.DefaultMaxConnsPerDatabase),
 		CacheTTL:       5 * time.Minute,
 		UnknownUserTTL: 5 * time.Second,
 		PollInterval:   5 * time.Second,
@@ -136,6 +147,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
 	}
 	str(&c.AdminURL, "admin-database-url", "ADMIN_DATABASE_URL", "admin database URL (required)")
+	str(&c.AdminPoolerURL, "admin-database-pooler-url", "ADMIN_DATABASE_POOLER_URL", "the admin database through PgBouncer in transaction pooling mode, for reads (LISTEN stays on -admin-database-url); empty: read directly")
 	str(&c.RedisURL, "redis-url", "REDIS_URL", "Redis URL for the shared cache (redis://, rediss://, redis-sentinel://, redis-cluster://); empty: no Redis")
 	str(&c.SecretKey, "secret-key", secretbox.EnvKey, "base64 key that opens registered database passwords")
 	list(&c.TrustedIssuers, "trusted-issuers", "NEOAUTHZ_TRUSTED_ISSUERS", "comma-separated Keycloak base URLs (issuer = <base>/realms/<realm>)")
@@ -173,6 +185,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		fs.Var(v, name, usage+" (env "+env+")")
 	}
+	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
+	parsed(poolersFlag{&c.DBPoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
 	dl := &c.DecisionLogConfig
 	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
 	parsed(floatFlag{&dl.AllowSampleRate}, "decision-log-allow-sample-rate", "NEOAUTHZ_DECISION_LOG_ALLOW_SAMPLE_RATE", "fraction of allows recorded, 0..1 (denies: all); tenant settings decision_log.allow_sample_rate override it")
@@ -290,6 +304,27 @@ func (b bytesFlag) Set(s string) error {
 	return nil
 }
 
+type poolersFlag struct{ p *pgstore.Poolers }
+
+func (f poolersFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return f.p.String()
+}
+
+func (f poolersFlag) Set(s string) error {
+	p, err := pgstore.ParsePoolers(s)
+	if err != nil {
+		return err
+	}
+	*f.p = p
+	return nil
+}
+
+// MaxDBMaxConns bounds -db-max-conns: the point of the cap is that a pdp holds few.
+const MaxDBMaxConns = 100
+
 type listFlag struct{ p *[]string }
 
 func (l listFlag) String() string {
@@ -322,6 +357,15 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminURL == "" {
 		errs = append(errs, errors.New("ADMIN_DATABASE_URL (--admin-database-url) is required"))
+	}
+	if c.AdminPoolerURL != "" {
+		if _, err := pgxpool.ParseConfig(c.AdminPoolerURL); err != nil {
+			// The parse error may quote the URL, password included.
+			errs = append(errs, errors.New("ADMIN_DATABASE_POOLER_URL (--admin-database-pooler-url) does not parse as a PostgreSQL URL"))
+		}
+	}
+	if c.DBMaxConns < 1 || c.DBMaxConns > MaxDBMaxConns {
+		errs = append(errs, fmt.Errorf("db-max-conns must be between 1 and %d", MaxDBMaxConns))
 	}
 	if len(c.TrustedIssuers) == 0 {
 		errs = append(errs, errors.New("NEOAUTHZ_TRUSTED_ISSUERS (--trusted-issuers) is required: the Keycloak base URL(s) whose realms issue tokens"))
@@ -393,14 +437,24 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	if err != nil {
 		return err
 	}
-	admin, err := pgxpool.New(ctx, cfg.AdminURL)
+	adminURL := cfg.AdminURL
+	if cfg.AdminPoolerURL != "" {
+		adminURL = cfg.AdminPoolerURL
+	}
+	admin, err := pgstore.NewAdminPool(ctx, adminURL, int32(cfg.DBMaxConns), cfg.AdminPoolerURL != "")
 	if err != nil {
 		return fmt.Errorf("admin database: %w", err)
 	}
 	defer admin.Close()
 	reg2 := registry.New(admin, box)
-	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg})
+	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers})
 	defer store.Close()
+	for name := range cfg.DBPoolers {
+		// Not fatal: the connection may be registered later; until then the entry is unused.
+		if _, err := reg2.GetConnection(ctx, name); errors.Is(err, registry.ErrNotFound) {
+			log.Warn("NEOAUTHZ_DB_POOLERS names a connection that is not registered", "connection", name)
+		}
+	}
 
 	// Realms resolve from an in-memory index so made-up realm names in unverified tokens
 	// cost no database query.
@@ -451,7 +505,8 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		}
 		srv.SetDecisionLog(decisions)
 	}
-	log.Info("pdp starting", "redis", cfg.RedisURL != "", "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
+	log.Info("pdp starting", "redis", cfg.RedisURL != "", "db_max_conns", cfg.DBMaxConns,
+		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/neofast/neoauthz/internal/authn/authntest"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
 	authzv1 "github.com/neofast/neoauthz/proto/neoauthz/v1"
@@ -35,12 +34,7 @@ func TestEndToEnd(t *testing.T) {
 		WHERE u.external_id = 'alice' AND r.code = 'admin'`)
 	require.NoError(t, err)
 
-	idp := authntest.NewIssuer()
-	t.Cleanup(idp.Close)
-	for _, realm := range []string{"acme-realm", "platform"} {
-		_, err := idp.AddRealm(realm, "RS256")
-		require.NoError(t, err)
-	}
+	idp := newIssuer(t, "acme-realm", "platform")
 	token := func(sub string) string {
 		tok, err := idp.Mint("acme-realm", map[string]any{"sub": sub, "typ": "Bearer", "aud": "neoauthz"})
 		require.NoError(t, err)

@@ -41,3 +41,16 @@ func startPDP(t *testing.T, w *testenv.World, idp *authntest.Issuer, routes stri
 	p := pdptest.Start(t, cfg)
 	return &pdpProc{conn: p.Conn, base: "http://" + p.HTTPAddr}
 }
+
+// newIssuer starts a Keycloak-shaped issuer with the given realms (RS256), closed when the test
+// ends.
+func newIssuer(t testing.TB, realms ...string) *authntest.Issuer {
+	t.Helper()
+	idp := authntest.NewIssuer()
+	t.Cleanup(idp.Close)
+	for _, realm := range realms {
+		_, err := idp.AddRealm(realm, "RS256")
+		require.NoError(t, err)
+	}
+	return idp
+}

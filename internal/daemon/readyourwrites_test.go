@@ -196,12 +196,7 @@ func TestReadYourWritesMatrix(t *testing.T) {
 	_, err = w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = jsonb_set(settings, '{audiences}', '["app"]') WHERE slug = 'acme'`)
 	require.NoError(t, err)
 
-	idp := authntest.NewIssuer()
-	t.Cleanup(idp.Close)
-	for _, realm := range []string{"acme-realm", "beta-realm", "platform"} {
-		_, err := idp.AddRealm(realm, "RS256")
-		require.NoError(t, err)
-	}
+	idp := newIssuer(t, "acme-realm", "beta-realm", "platform")
 	mint := func(realm, sub string) string {
 		tok, err := idp.Mint(realm, map[string]any{"sub": sub, "aud": "app"})
 		require.NoError(t, err)
