@@ -249,7 +249,7 @@ func (a *phaseAcc) add(t *tally, elapsed time.Duration, cache *CacheStats, cpu t
 		if a.cache == nil {
 			a.cache = &CacheStats{}
 		}
-		*a.cache = a.cache.add(*cache)
+		*a.cache = a.cache.Add(*cache)
 	}
 }
 
@@ -321,7 +321,8 @@ type CacheStats struct {
 	Loads    float64 `json:"database_loads"`
 }
 
-func (a CacheStats) add(b CacheStats) CacheStats {
+// Add returns the sums of a's and b's counters (e.g. of several pdps).
+func (a CacheStats) Add(b CacheStats) CacheStats {
 	return CacheStats{a.L1Hits + b.L1Hits, a.L1Misses + b.L1Misses, a.L2Hits + b.L2Hits, a.Loads + b.Loads}
 }
 
@@ -329,8 +330,8 @@ func (a CacheStats) sub(b CacheStats) CacheStats {
 	return CacheStats{a.L1Hits - b.L1Hits, a.L1Misses - b.L1Misses, a.L2Hits - b.L2Hits, a.Loads - b.Loads}
 }
 
-// scrapeCache reads the cache counters from the pdp's Prometheus text exposition.
-func scrapeCache(ctx context.Context, httpAddr string) (CacheStats, error) {
+// ScrapeCache reads the permission-set cache counters from the /metrics of the pdp at httpAddr.
+func ScrapeCache(ctx context.Context, httpAddr string) (CacheStats, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
 	if err != nil {
 		return CacheStats{}, err

@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		runtime.GC() // every slice starts from the same collector state
 		var before CacheStats
 		if cache {
-			before, _ = scrapeCache(ctx, p.httpAddr)
+			before, _ = ScrapeCache(ctx, p.httpAddr)
 		}
 		cpu0, cpuErr0 := p.cpu()
 		t, elapsed := l.run(ctx, phaseSpec{name: acc.name, concurrency: acc.concurrency, duration: d,
@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		cpu1, cpuErr1 := p.cpu()
 		var stats *CacheStats
 		if cache {
-			if after, err := scrapeCache(ctx, p.httpAddr); err == nil {
+			if after, err := ScrapeCache(ctx, p.httpAddr); err == nil {
 				d := after.sub(before)
 				stats = &d
 			}
