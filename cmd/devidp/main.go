@@ -17,9 +17,22 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8180", "loopback address to listen on")
 	realms := flag.String("realms", "platform", "comma-separated realms created at start (any other realm is created when first asked about)")
 	aud := flag.String("audience", "neoauthz", "aud and azp of minted tokens")
-	keys := flag.String("keys", "", "directory keeping each realm's signing key across restarts (empty: in memory)")
+	keys := flag.String("keys", "", "directory keeping each realm's signing key (and realms made through the admin API) across restarts (empty: in memory)")
+	adminRealm := flag.String("admin-realm", "master", "realm of the admin API's service account")
+	adminClient := flag.String("admin-client", "", "client id of the admin API's service account (empty: the admin API refuses every call)")
+	adminSecretFile := flag.String("admin-secret-file", "", "file holding the service account's secret")
 	flag.Parse()
-	iss, err := devidp.Start(devidp.Config{Addr: *addr, Realms: strings.Split(*realms, ","), Audience: *aud, KeyDir: *keys})
+	cfg := devidp.Config{Addr: *addr, Realms: strings.Split(*realms, ","), Audience: *aud, KeyDir: *keys,
+		AdminRealm: *adminRealm, AdminClientID: *adminClient}
+	if *adminClient != "" {
+		b, err := os.ReadFile(*adminSecretFile)
+		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+			fmt.Fprintln(os.Stderr, "devidp: --admin-client needs --admin-secret-file naming a file with the secret")
+			os.Exit(2)
+		}
+		cfg.AdminSecret = strings.TrimSpace(string(b))
+	}
+	iss, err := devidp.Start(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devidp:", err)
 		os.Exit(1)

@@ -34,6 +34,18 @@ type Config struct {
 	// restarted issuer signs with the same keys and a running pdp keeps trusting them.
 	// Empty: keys live in memory only.
 	KeyDir string
+	// AdminRealm, AdminClientID and AdminSecret enable the Keycloak-shaped admin API (see
+	// admin.go): the service account's realm (default master), client id and secret. Without
+	// AdminClientID every admin call is refused (401).
+	AdminRealm    string
+	AdminClientID string
+	AdminSecret   string
+}
+
+// Server is the running issuer with its admin API.
+type Server struct {
+	*authntest.Issuer
+	admin *admin
 }
 
 // realmName is the grammar of realm names the admin API accepts.
@@ -41,8 +53,9 @@ var realmName = regexp.MustCompile(`^[a-z0-9_-]{1,100}$`)
 
 const alg = "RS256"
 
-// Start serves the issuer until Close. Tokens come from GET /dev/token?realm=R&sub=S.
-func Start(cfg Config) (*authntest.Issuer, error) {
+// Start serves the issuer until Close. Tokens come from GET /dev/token?realm=R&sub=S (see
+// serveDevToken); realms are also created and managed through the admin API (admin.go).
+func Start(cfg Config) (*Server, error) {
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -55,44 +68,76 @@ func Start(cfg Config) (*authntest.Issuer, error) {
 			return nil, err
 		}
 	}
+	s := &Server{}
+	if s.admin, err = newAdmin(cfg); err != nil {
+		return nil, err
+	}
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	var iss *authntest.Issuer
-	iss = authntest.NewIssuer(authntest.WithListener(l), authntest.WithRealmKeys(cfg.realmKey),
+	keys := func(realm string) (*authntest.Key, bool, error) {
+		if s.admin.deleted(realm) {
+			return nil, false, nil
+		}
+		return cfg.realmKey(realm)
+	}
+	s.Issuer = authntest.NewIssuer(authntest.WithListener(l), authntest.WithRealmKeys(keys),
 		authntest.WithMux(func(mux *http.ServeMux) {
-			mux.HandleFunc("GET /dev/token", func(w http.ResponseWriter, r *http.Request) {
-				realm, sub := r.URL.Query().Get("realm"), r.URL.Query().Get("sub")
-				if realm == "" || sub == "" || strings.ContainsAny(sub, "\x00\n") {
-					http.Error(w, "realm and sub are required", http.StatusBadRequest)
-					return
-				}
-				if iss.ActiveKey(realm) == nil {
-					http.Error(w, "unknown realm (names are [a-z0-9_-], at most 100)", http.StatusNotFound)
-					return
-				}
-				claims := map[string]any{"sub": sub, "typ": "Bearer", "azp": cfg.Audience,
-					"preferred_username": sub, "exp": time.Now().Add(time.Hour).Unix()}
-				if cfg.Audience != "" {
-					claims["aud"] = cfg.Audience
-				}
-				tok, err := iss.Mint(realm, claims)
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
-			})
+			mux.HandleFunc("GET /dev/token", func(w http.ResponseWriter, r *http.Request) { s.serveDevToken(w, r, cfg.Audience) })
+			s.adminRoutes(mux)
 		}))
 	for _, realm := range cfg.Realms {
-		if iss.ActiveKey(realm) == nil {
-			iss.Close()
+		if s.ActiveKey(realm) == nil {
+			s.Close()
 			return nil, fmt.Errorf("realm %q: not a valid realm name, or its key could not be made", realm)
 		}
+		s.admin.register(realm)
 	}
-	return iss, nil
+	return s, nil
+}
+
+// serveDevToken mints a token for any subject: GET /dev/token?realm=R&sub=S, or &username=U
+// for a user created through the admin API, and &client=C to pick one of the realm's clients.
+// A realm created through the admin API gets tokens shaped by its client (azp = the client,
+// aud = its audience mappers); any other realm gets azp and aud = audience.
+func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request, audience string) {
+	q := r.URL.Query()
+	realm, sub, username := q.Get("realm"), q.Get("sub"), q.Get("username")
+	if realm == "" || sub == "" && username == "" || strings.ContainsAny(sub, "\x00\n") {
+		http.Error(w, "realm and sub (or username) are required", http.StatusBadRequest)
+		return
+	}
+	if s.ActiveKey(realm) == nil {
+		http.Error(w, "unknown realm (names are [a-z0-9_-], at most 100)", http.StatusNotFound)
+		return
+	}
+	claims, managed, status, msg := s.admin.tokenClaims(realm, q.Get("client"), username, sub)
+	switch {
+	case status != 0:
+		http.Error(w, msg, status)
+		return
+	case !managed && username != "":
+		http.Error(w, "username names a user created through the admin API; this realm has none", http.StatusNotFound)
+		return
+	case !managed:
+		claims = map[string]any{"sub": sub, "azp": audience, "preferred_username": sub}
+		if audience != "" {
+			claims["aud"] = audience
+		}
+	}
+	claims["typ"] = "Bearer"
+	if _, ok := claims["exp"]; !ok {
+		claims["exp"] = time.Now().Add(time.Hour).Unix()
+	}
+	tok, err := s.Mint(realm, claims)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer",
+		"expires_in": int64(time.Until(time.Unix(claims["exp"].(int64), 0)).Seconds())})
 }
 
 // realmKey returns realm's signing key: from KeyDir when it holds one, else a new key (saved

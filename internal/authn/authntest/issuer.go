@@ -177,6 +177,14 @@ func (i *Issuer) realm(name string) *realm {
 	return r
 }
 
+// RemoveRealm forgets realm: its endpoints answer 404 until it is added again (with
+// WithRealmKeys, until the key function serves it again).
+func (i *Issuer) RemoveRealm(realmName string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	delete(i.realms, realmName)
+}
+
 // Rotate adds a new key for alg to realm and makes it the active one; the
 // old keys stay published until RemoveKey.
 func (i *Issuer) Rotate(realmName, alg string) (string, error) {
