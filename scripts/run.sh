@@ -40,6 +40,9 @@ done
 # A key for registered database passwords, kept with the local data.
 [ -s "$data/secret.key" ] || head -c 32 /dev/urandom | base64 > "$data/secret.key"
 export NEOAUTHZ_SECRET_KEY=$(cat "$data/secret.key")
+# The development issuer's Keycloak-style service account, through which the admin API creates
+# tenants' realms (create_keycloak_realm).
+[ -s "$data/keycloak.secret" ] || head -c 24 /dev/urandom | base64 > "$data/keycloak.secret"
 
 host=$(psql "$DATABASE_URL" -Atc 'SELECT host(inet_server_addr())')
 port=$(psql "$DATABASE_URL" -Atc 'SELECT inet_server_port()')
@@ -90,7 +93,8 @@ trap cleanup EXIT INT TERM
 
 say "development token issuer (DEVELOPMENT ONLY) at http://$IDP_ADDR"
 # Any realm a tenant names is served (tenants created later included); keys stay in .data.
-bin/devidp --addr "$IDP_ADDR" --realms platform,acme,globex --audience neoauthz --keys "$data/devidp" 2>"$data/devidp.log" &
+bin/devidp --addr "$IDP_ADDR" --realms platform,acme,globex --audience neoauthz --keys "$data/devidp" \
+  --admin-client neoauthz-admin --admin-secret-file "$data/keycloak.secret" 2>"$data/devidp.log" &
 pids+=($!)
 for _ in $(seq 50); do curl -fs "http://$IDP_ADDR/realms/acme/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
 
@@ -107,7 +111,11 @@ for _ in $(seq 100); do curl -fs "http://$HTTP_ADDR/health" >/dev/null && break;
 curl -fs "http://$HTTP_ADDR/health" >/dev/null || { echo "the pdp did not become healthy; see $data/pdp.log" >&2; tail -20 "$data/pdp.log" >&2; exit 1; }
 
 ADMIN_ADDR=${NEOAUTHZ_ADMIN_ADDR:-127.0.0.1:8001}
-NEOAUTHZ_ADMIN_ADDR=$ADMIN_ADDR NEOAUTHZ_PLATFORM_REALM=platform bin/admin serve 2>"$data/admin.log" &
+NEOAUTHZ_ADMIN_ADDR=$ADMIN_ADDR NEOAUTHZ_PLATFORM_REALM=platform \
+  NEOAUTHZ_KEYCLOAK_URL=${NEOAUTHZ_KEYCLOAK_URL:-http://$IDP_ADDR} NEOAUTHZ_KEYCLOAK_CLIENT_ID=${NEOAUTHZ_KEYCLOAK_CLIENT_ID:-neoauthz-admin} \
+  NEOAUTHZ_KEYCLOAK_CLIENT_SECRET_FILE=${NEOAUTHZ_KEYCLOAK_CLIENT_SECRET_FILE:-$data/keycloak.secret} \
+  NEOAUTHZ_KEYCLOAK_DISABLE_ON_SUSPEND=${NEOAUTHZ_KEYCLOAK_DISABLE_ON_SUSPEND:-true} \
+  bin/admin serve 2>"$data/admin.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://$ADMIN_ADDR/health" >/dev/null && break; sleep 0.1; done
 
@@ -185,6 +193,14 @@ curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/tena
 curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/tenants/initech/users/erin/roles -d '{"role":"admin"}'
 ERIN=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=initech-sso&sub=erin' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 $erin_text
+
+# a tenant whose realm the admin creates in the (development) Keycloak, with an owner: the realm's tokens
+# (azp app, aud neoauthz: the tenant's settings.clients/audiences) are accepted at once, and uma is its owner
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants -d '{"slug":"umbrella","region":"us-east-1","create_keycloak_realm":true,"keycloak_owner":{"username":"uma","email":"uma@umbrella.test"}}'
+UMA=\$(curl -s 'http://$IDP_ADDR/dev/token?realm=tenant-umbrella&username=uma' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -i -H "Authorization: Bearer \$UMA" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/reports' http://$HTTP_ADDR/auth   # 200
+curl -s -H "Authorization: Bearer \$ROOT" -X POST http://$ADMIN_ADDR/api/v1/admin/tenants/umbrella/suspend   # also disables the realm: /dev/token for it answers 403
+curl -s -H "Authorization: Bearer \$ROOT" -X DELETE 'http://$ADMIN_ADDR/api/v1/admin/tenants/umbrella?purge=true&delete_realm=true'   # data and realm gone
 
 # a revocation takes effect at once (the next check after the NOTIFY denies):
 psql '$(db_url neoauthz_us)' -c "DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = 'alice')"

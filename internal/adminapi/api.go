@@ -20,6 +20,7 @@ import (
 	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/keycloak"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
@@ -126,6 +127,14 @@ func toAPIError(err error) (*apiError, bool) {
 		return errNotFound(err.Error()), true
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, tenancy.ErrWrongStatus):
 		return errConflict(err.Error()), true
+	case errors.Is(err, tenancy.ErrNotOwned), errors.Is(err, keycloak.ErrNotOwned):
+		return errConflict(err.Error()), true
+	case errors.Is(err, tenancy.ErrRealmNotConfigured):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}, true
+	case errors.Is(err, tenancy.ErrRealm):
+		// Keycloak failed or refused: the message names the step and what to do (messages built
+		// by internal/keycloak carry no credential or token).
+		return &apiError{Status: http.StatusBadGateway, Code: CodeUnavailable, Message: err.Error()}, true
 	case errors.Is(err, registry.ErrConfiguration):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}, true
 	case errors.Is(err, secretbox.ErrNoKey):

@@ -71,16 +71,21 @@ func schemas() map[string]schema {
 			"status": enum("provisioning", "active", "suspended", "deleted"), "deployment_type": enum("schema", "database"),
 			"region": str(), "database_connection_id": strf("uuid"), "database_name": str(), "schema_name": str(),
 			"external_auth_realm": str(), "settings": anyObject(), "provisioning_error": str(),
-			"created_at": ts, "updated_at": ts, "deleted_at": ts,
+			"keycloak_realm_managed": boolean(), "created_at": ts, "updated_at": ts, "deleted_at": ts,
 		}, "id", "slug", "name", "status"),
 		"CreateTenant": obj(schema{
 			"slug": schema{"type": "string", "pattern": slugPattern, "example": "acme-corp",
 				"description": "not shaped like a uuid (paths take a tenant's id or slug)"},
 			"name": str(), "region": pat(slugPattern, "us-east-1"), "deployment_type": enum("schema", "database"),
 			"external_auth_realm": schema{"type": "string", "pattern": realmPattern, "example": "acme",
-				"description": "the tenant's Keycloak realm; not the platform realm, unique whatever the case"},
+				"description": "the tenant's Keycloak realm; not the platform realm, unique whatever the case; " +
+					"with create_keycloak_realm it may be omitted (the configured pattern names it, default tenant-{slug})"},
 			"organization_id": schema{"type": "string", "description": "the organization's id or slug"},
-		}, "slug", "region", "external_auth_realm"),
+			"create_keycloak_realm": schema{"type": "boolean", "description": "create the realm in Keycloak with an application " +
+				"client whose tokens the tenant accepts (settings.audiences, settings.clients); a Keycloak failure leaves the tenant " +
+				"provisioning with the error recorded, and repeating the request finishes it"},
+			"keycloak_owner": obj(schema{"username": str(), "email": str()}, "username"),
+		}, "slug", "region"),
 		"PatchTenant": obj(schema{"name": str(), "settings": anyObject()}),
 		"AuditEntry":  obj(schema{"id": integer(), "occurred_at": ts, "actor": str(), "action": str(), "target_type": str(), "target_id": str(), "tenant_id": strf("uuid"), "before": schema{}, "after": schema{}, "request_id": str(), "outbox_id": strf("uuid"), "prev_hash": strf("byte"), "hash": strf("byte")}, "id", "actor", "action", "hash"),
 		"Decision": obj(schema{

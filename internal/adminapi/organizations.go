@@ -272,13 +272,7 @@ func (s *Server) listOrganizationTenants(c *call) error {
 	rows, err := s.Admin.Query(c.ctx(), `SELECT `+tenantColumns+`, count(*) OVER () FROM admin.tenants
 		WHERE organization_id = $1::uuid AND ($2 = '' AND status <> 'deleted' OR status = $2)
 		ORDER BY slug COLLATE "C" LIMIT $3 OFFSET $4`, o.ID, status, size, (page-1)*size)
-	list, err := collect(rows, err, func(row pgx.Row) (tenancy.Tenant, error) {
-		var t tenancy.Tenant
-		err := row.Scan(&t.ID, &t.OrganizationID, &t.Slug, &t.Name, &t.Status, &t.Deployment, &t.Region,
-			&t.ConnectionID, &t.DatabaseName, &t.SchemaName, &t.Realm, &t.Settings, &t.ProvisioningError,
-			&t.CreatedAt, &t.UpdatedAt, &t.DeletedAt, &total)
-		return t, err
-	})
+	list, err := collect(rows, err, func(row pgx.Row) (tenancy.Tenant, error) { return tenancy.Scan(row, &total) })
 	if err != nil {
 		return err
 	}

@@ -14,19 +14,11 @@ import (
 	"github.com/neofast/neoauthz/internal/tenancy"
 )
 
-// tenantColumns matches tenancy's scan order, for the writes done here in the API's own
-// transactions (so the audit row commits with the change).
-const tenantColumns = `id::text, organization_id::text, slug, name, status, deployment_type, region_code,
-	database_connection_id::text, database_name, schema_name, external_auth_realm, settings,
-	provisioning_error, created_at, updated_at, deleted_at`
+// tenantColumns and scanTenant read tenants as tenancy does, for the writes done here in the
+// API's own transactions (so the audit row commits with the change).
+const tenantColumns = tenancy.Columns
 
-func scanTenant(row pgx.Row) (tenancy.Tenant, error) {
-	var t tenancy.Tenant
-	err := row.Scan(&t.ID, &t.OrganizationID, &t.Slug, &t.Name, &t.Status, &t.Deployment, &t.Region,
-		&t.ConnectionID, &t.DatabaseName, &t.SchemaName, &t.Realm, &t.Settings, &t.ProvisioningError,
-		&t.CreatedAt, &t.UpdatedAt, &t.DeletedAt)
-	return t, err
-}
+func scanTenant(row pgx.Row) (tenancy.Tenant, error) { return tenancy.Scan(row) }
 
 type querier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
@@ -211,6 +203,10 @@ func (s *Server) transitionTenant(c *call, action, from, to string) error {
 	if err != nil {
 		return err
 	}
+	// The realm follows the committed status (when so configured); repeating retries it.
+	if err := s.Tenants.SyncRealmStatus(audit.WithActor(context.WithoutCancel(c.ctx()), c.actor(), c.requestID), after); err != nil {
+		return err
+	}
 	return c.ok(200, after, map[string]any{"version": v})
 }
 
@@ -225,10 +221,21 @@ func (s *Server) deleteTenant(c *call) error {
 		}
 		purge = b
 	}
+	opts := tenancy.DeleteOptions{Purge: purge}
+	if v := c.r.URL.Query().Get("delete_realm"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errValidation("delete_realm", "must be true or false")
+		}
+		opts.DeleteRealm = b
+	}
 	var after tenancy.Tenant
 	v, err := s.adminWrite(c, func(tx pgx.Tx) (auditRecord, error) {
 		before, err := lockTenant(c.ctx(), tx, c.tenant.ID)
 		if err != nil {
+			return auditRecord{}, err
+		}
+		if err := s.Tenants.CheckDelete(before, opts); err != nil {
 			return auditRecord{}, err
 		}
 		after, err = scanTenant(tx.QueryRow(c.ctx(), `UPDATE admin.tenants SET status = 'deleted',
@@ -243,7 +250,7 @@ func (s *Server) deleteTenant(c *call) error {
 		return c.ok(200, after, map[string]any{"version": v, "purged": false})
 	}
 	// Purge drops the data, then removes the row with its audit row in one transaction.
-	t, err := s.Tenants.Delete(audit.WithActor(context.WithoutCancel(c.ctx()), c.actor(), c.requestID), after.ID, true)
+	t, err := s.Tenants.Delete(audit.WithActor(context.WithoutCancel(c.ctx()), c.actor(), c.requestID), after.ID, opts)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/keycloak"
 	"github.com/neofast/neoauthz/internal/probe"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/secretbox"
@@ -47,10 +48,13 @@ Usage:
   admin db list
   admin db check         [NAME]
   admin tenant create    --slug SLUG --realm REALM --region CODE [--name NAME] [--deployment schema|database]
-                         [--output text|json]
+                         [--create-realm [--owner-username U [--owner-email E]]] [--output text|json]
+                         --create-realm creates the Keycloak realm (--realm may then be omitted:
+                         NEOAUTHZ_KEYCLOAK_REALM_PATTERN names it); rerun the same command to finish
+                         a provisioning that failed
   admin tenant list      [--status S] [--region CODE]
   admin tenant suspend|activate SLUG [--output text|json]
-  admin tenant delete    SLUG [--purge]
+  admin tenant delete    SLUG [--purge [--delete-realm]]   --delete-realm: also the realm neoauthz created
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
                          [--health-interval 30s] [--health-timeout 5s]
@@ -75,6 +79,14 @@ Environment:
                          admin serve: defaults for the flags of the same meaning
   NEOAUTHZ_DECISION_RETENTION
                          admin serve and admin decisions prune: how long decisions are kept (720h)
+  NEOAUTHZ_KEYCLOAK_URL  Keycloak's base URL: enables realm provisioning (tenant create --create-realm,
+                         create_keycloak_realm in the API), with the service account's
+  NEOAUTHZ_KEYCLOAK_ADMIN_REALM (master), NEOAUTHZ_KEYCLOAK_CLIENT_ID and
+  NEOAUTHZ_KEYCLOAK_CLIENT_SECRET or NEOAUTHZ_KEYCLOAK_CLIENT_SECRET_FILE
+  NEOAUTHZ_KEYCLOAK_REALM_PATTERN (tenant-{slug}), NEOAUTHZ_KEYCLOAK_APP_CLIENT_ID (app),
+  NEOAUTHZ_KEYCLOAK_AUDIENCE (neoauthz), NEOAUTHZ_KEYCLOAK_REDIRECT_URIS,
+  NEOAUTHZ_KEYCLOAK_ACCESS_TOKEN_LIFESPAN (5m), NEOAUTHZ_KEYCLOAK_DISABLE_ON_SUSPEND (false)
+                         what created realms look like; see the README
 `
 
 // Env is what a command runs with.
@@ -189,11 +201,34 @@ func open(ctx context.Context, env Env) (*app, error) {
 		pool.Close()
 		return nil, err
 	}
+	realms, err := realmProvisioner(env.Getenv)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	reg := registry.New(pool, box)
 	runner := &fleet.Runner{Admin: pool, AdminURL: url, Registry: reg, Sets: sets,
 		Log: slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return &app{env: env, pool: pool, reg: reg, fleet: runner,
-		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner, PlatformRealm: env.Getenv("NEOAUTHZ_PLATFORM_REALM")}}, nil
+		tenants: &tenancy.Service{Admin: pool, Registry: reg, Fleet: runner, PlatformRealm: env.Getenv("NEOAUTHZ_PLATFORM_REALM"), Realms: realms}}, nil
+}
+
+// realmProvisioner is the Keycloak realm provisioning the environment configures; nil when
+// NEOAUTHZ_KEYCLOAK_URL is unset.
+func realmProvisioner(getenv func(string) string) (*keycloak.Provisioner, error) {
+	cfg, ok, err := keycloak.ConfigFromEnv(getenv)
+	if !ok {
+		return nil, nil
+	}
+	settings, perr := keycloak.ProvisioningFromEnv(getenv)
+	if err = errors.Join(err, perr); err != nil {
+		return nil, fmt.Errorf("keycloak settings: %w", err)
+	}
+	client, err := keycloak.New(cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("keycloak settings: %w", err)
+	}
+	return &keycloak.Provisioner{Client: client, Settings: settings}, nil
 }
 
 func (a *app) close() { a.pool.Close() }
@@ -536,9 +571,16 @@ func (a *app) tenantCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&req.Deployment, "deployment", tenancy.DeploySchema, "")
 	fs.StringVar(&req.Realm, "realm", "", "")
 	fs.StringVar(&req.OrganizationID, "org", "", "")
+	fs.BoolVar(&req.CreateRealm, "create-realm", false, "")
+	var owner keycloak.Owner
+	fs.StringVar(&owner.Username, "owner-username", "", "")
+	fs.StringVar(&owner.Email, "owner-email", "", "")
 	output := outputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if owner.Username != "" || owner.Email != "" {
+		req.Owner = &owner
 	}
 	t, err := a.tenants.Create(ctx, req)
 	if err != nil {
@@ -551,7 +593,11 @@ func (a *app) tenantCreate(ctx context.Context, args []string) error {
 	if t.DatabaseName != nil {
 		where = "database " + *t.DatabaseName
 	}
-	fmt.Fprintf(a.env.Stdout, "tenant %s (%s) is %s in %s, %s, realm %s\n", t.Slug, t.ID, t.Status, t.Region, where, t.Realm)
+	created := ""
+	if t.RealmManaged {
+		created = " (created in Keycloak)"
+	}
+	fmt.Fprintf(a.env.Stdout, "tenant %s (%s) is %s in %s, %s, realm %s%s\n", t.Slug, t.ID, t.Status, t.Region, where, t.Realm, created)
 	return nil
 }
 
@@ -627,7 +673,9 @@ func (a *app) printWrite(ctx context.Context, data any) error {
 
 func (a *app) tenantDelete(ctx context.Context, args []string) error {
 	fs := newFlags("tenant delete")
-	purge := fs.Bool("purge", false, "")
+	var opts tenancy.DeleteOptions
+	fs.BoolVar(&opts.Purge, "purge", false, "")
+	fs.BoolVar(&opts.DeleteRealm, "delete-realm", false, "")
 	// Accept the slug before or after the flags.
 	var slug string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -642,13 +690,19 @@ func (a *app) tenantDelete(ctx context.Context, args []string) error {
 	if slug == "" {
 		return fmt.Errorf("tenant delete takes one tenant slug: %w", ErrUsage)
 	}
-	t, err := a.tenants.Delete(ctx, slug, *purge)
+	if opts.DeleteRealm && !opts.Purge {
+		return fmt.Errorf("tenant delete: --delete-realm needs --purge: %w", ErrUsage)
+	}
+	t, err := a.tenants.Delete(ctx, slug, opts)
 	if err != nil {
 		return err
 	}
-	if *purge {
+	switch {
+	case opts.DeleteRealm:
+		fmt.Fprintf(a.env.Stdout, "tenant %s purged: its data is dropped and its realm %s deleted\n", t.Slug, t.Realm)
+	case opts.Purge:
 		fmt.Fprintf(a.env.Stdout, "tenant %s purged: its data is dropped\n", t.Slug)
-	} else {
+	default:
 		fmt.Fprintf(a.env.Stdout, "tenant %s is deleted (data kept; --purge drops it)\n", t.Slug)
 	}
 	return nil

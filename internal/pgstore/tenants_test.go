@@ -59,7 +59,7 @@ func TestTenant(t *testing.T) {
 	assert.Equal(t, "acme", got.Slug, "got the tenant whose slug is the id, want the one whose id it is")
 
 	before := got.AdminVersion
-	_, err = e.w.Tenants.Delete(ctx, "acme", false)
+	_, err = e.w.Tenants.Delete(ctx, "acme", tenancy.DeleteOptions{})
 	require.NoError(t, err)
 	got, err = e.store.Tenant(ctx, "acme")
 	require.NoError(t, err, "a deleted tenant is returned, for the caller to deny")
@@ -79,7 +79,7 @@ func TestResolveRealm(t *testing.T) {
 	gone, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "gamma", Realm: "gamma-realm"})
 	_, err := e.w.Tenants.Suspend(ctx, paused.ID)
 	require.NoError(t, err)
-	_, err = e.w.Tenants.Delete(ctx, gone.ID, false)
+	_, err = e.w.Tenants.Delete(ctx, gone.ID, tenancy.DeleteOptions{})
 	require.NoError(t, err)
 	_, err = e.w.Admin.Exec(ctx, `UPDATE admin.tenants SET settings = '{"audiences": ["app-a", "app-b", 7, null], "clients": ["web", {"x": 1}, "mobile"]}' WHERE id = $1`, active.ID)
 	require.NoError(t, err)
@@ -164,7 +164,7 @@ func TestDatabaseVersions(t *testing.T) {
 		}
 	}
 	deleted, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "dv-deleted", Realm: "dv-deleted"})
-	_, err := e.w.Tenants.Delete(ctx, deleted.ID, false)
+	_, err := e.w.Tenants.Delete(ctx, deleted.ID, tenancy.DeleteOptions{})
 	require.NoError(t, err)
 	// A tenant still provisioning whose schema does not exist yet is skipped, not an error.
 	_, err = e.w.Admin.Exec(ctx, `INSERT INTO admin.tenants (slug, name, status, deployment_type, region_code,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/audit"
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/keycloak"
 	"github.com/neofast/neoauthz/internal/registry"
 )
 
@@ -60,9 +61,11 @@ type Tenant struct {
 	Realm             string         `json:"external_auth_realm"`
 	Settings          map[string]any `json:"settings"`
 	ProvisioningError *string        `json:"provisioning_error,omitempty"`
-	CreatedAt         time.Time      `json:"created_at"`
-	UpdatedAt         time.Time      `json:"updated_at"`
-	DeletedAt         *time.Time     `json:"deleted_at,omitempty"`
+	// RealmManaged is set when neoauthz created the tenant's realm (create_keycloak_realm).
+	RealmManaged bool       `json:"keycloak_realm_managed"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
 }
 
 // Service provisions and manages tenants.
@@ -73,6 +76,9 @@ type Service struct {
 	// PlatformRealm is the Keycloak realm of platform users; no tenant may use it (compared
 	// case-insensitively). Empty when unknown.
 	PlatformRealm string
+	// Realms creates, disables and deletes tenants' Keycloak realms; nil when Keycloak is not
+	// configured (creating a tenant with a realm is then refused).
+	Realms *keycloak.Provisioner
 }
 
 // CreateRequest asks for a new tenant.
@@ -83,6 +89,12 @@ type CreateRequest struct {
 	Deployment     string `json:"deployment_type"`
 	Realm          string `json:"external_auth_realm"`
 	OrganizationID string `json:"organization_id,omitempty"`
+	// CreateRealm creates the tenant's Keycloak realm (named external_auth_realm, or by the
+	// configured pattern when that is empty) with an application client whose tokens the
+	// tenant accepts.
+	CreateRealm bool `json:"create_keycloak_realm,omitempty"`
+	// Owner, with CreateRealm, is created in the realm and made the tenant's owner.
+	Owner *keycloak.Owner `json:"keycloak_owner,omitempty"`
 }
 
 // Validate checks the request's fields, naming the first one refused.
@@ -103,6 +115,12 @@ func (r *CreateRequest) Validate() error {
 		return &registry.ValidationError{Field: "region", Message: "not a valid region code"}
 	case r.Deployment != DeploySchema && r.Deployment != DeployDatabase:
 		return &registry.ValidationError{Field: "deployment_type", Message: "must be schema or database"}
+	case r.Owner != nil && !r.CreateRealm:
+		return &registry.ValidationError{Field: "keycloak_owner", Message: "only with create_keycloak_realm"}
+	case r.Owner != nil && r.Owner.Validate() != nil:
+		return &registry.ValidationError{Field: "keycloak_owner", Message: r.Owner.Validate().Error()}
+	case r.Realm == "" && r.CreateRealm:
+		// Named by the configured pattern when the service provisions it.
 	case !ValidRealm(r.Realm):
 		return &registry.ValidationError{Field: "external_auth_realm", Message: "use lowercase letters, digits, _ and - (at most 100); no dots, quotes or slashes"}
 	case len(r.Name) > 200:
@@ -134,17 +152,23 @@ func storageName(prefix, slug string) string {
 	return prefix + "h_" + strings.TrimRight(body[:keep], "_") + "_" + hash
 }
 
-const columns = `id::text, organization_id::text, slug, name, status, deployment_type, region_code,
+// Columns are the columns of admin.tenants Scan reads, in its order.
+const Columns = `id::text, organization_id::text, slug, name, status, deployment_type, region_code,
 	database_connection_id::text, database_name, schema_name, external_auth_realm, settings,
-	provisioning_error, created_at, updated_at, deleted_at`
+	provisioning_error, keycloak_realm_managed, created_at, updated_at, deleted_at`
 
-func scan(row pgx.Row) (Tenant, error) {
+const columns = Columns
+
+// Scan reads a tenant selected with Columns, then any columns after them into extra.
+func Scan(row pgx.Row, extra ...any) (Tenant, error) {
 	var t Tenant
-	err := row.Scan(&t.ID, &t.OrganizationID, &t.Slug, &t.Name, &t.Status, &t.Deployment, &t.Region,
+	err := row.Scan(append([]any{&t.ID, &t.OrganizationID, &t.Slug, &t.Name, &t.Status, &t.Deployment, &t.Region,
 		&t.ConnectionID, &t.DatabaseName, &t.SchemaName, &t.Realm, &t.Settings, &t.ProvisioningError,
-		&t.CreatedAt, &t.UpdatedAt, &t.DeletedAt)
+		&t.RealmManaged, &t.CreatedAt, &t.UpdatedAt, &t.DeletedAt}, extra...)...)
 	return t, err
 }
+
+func scan(row pgx.Row) (Tenant, error) { return Scan(row) }
 
 // Create provisions a tenant: it picks the region's healthy primary database with the fewest
 // tenants, creates the schema (or database), migrates it (which seeds the default catalog and
@@ -154,6 +178,18 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	if err := req.Validate(); err != nil {
 		return Tenant{}, err
 	}
+	if req.CreateRealm {
+		if s.Realms == nil {
+			return Tenant{}, &registry.ValidationError{Field: "create_keycloak_realm",
+				Message: "Keycloak realm provisioning is not configured on this admin (" + keycloak.EnvURL + ")"}
+		}
+		if req.Realm == "" {
+			req.Realm = s.Realms.Settings.RealmName(req.Slug)
+			if err := req.Validate(); err != nil {
+				return Tenant{}, err
+			}
+		}
+	}
 	if s.PlatformRealm != "" && strings.EqualFold(req.Realm, s.PlatformRealm) {
 		return Tenant{}, &registry.ValidationError{Field: "external_auth_realm", Message: "is the platform realm"}
 	}
@@ -161,9 +197,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	switch {
 	case err == nil && t.Status != StatusProvisioning:
 		return Tenant{}, fmt.Errorf("tenant %q: %w", req.Slug, registry.ErrConflict)
-	case err == nil && (t.Realm != req.Realm || t.Deployment != req.Deployment || t.Region != req.Region):
-		return Tenant{}, fmt.Errorf("tenant %q is being provisioned with other settings (realm %s, %s in %s): %w",
-			req.Slug, t.Realm, t.Deployment, t.Region, registry.ErrConflict)
+	case err == nil && (t.Realm != req.Realm || t.Deployment != req.Deployment || t.Region != req.Region || t.RealmManaged != req.CreateRealm):
+		return Tenant{}, fmt.Errorf("tenant %q is being provisioned with other settings (realm %s, %s in %s, create_keycloak_realm %t): %w",
+			req.Slug, t.Realm, t.Deployment, t.Region, t.RealmManaged, registry.ErrConflict)
 	case err == nil:
 		// Resume an unfinished provisioning where it stopped.
 	case errors.Is(err, registry.ErrNotFound):
@@ -173,7 +209,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	default:
 		return Tenant{}, err
 	}
-	if err := s.provision(ctx, t); err != nil {
+	if err := s.provision(ctx, t, req.Owner); err != nil {
 		msg := err.Error()
 		wctx := context.WithoutCancel(ctx)
 		_ = pgx.BeginFunc(wctx, s.Admin, func(tx pgx.Tx) error {
@@ -211,13 +247,20 @@ func (s *Service) insert(ctx context.Context, req CreateRequest) (Tenant, error)
 	if req.OrganizationID != "" {
 		org = &req.OrganizationID
 	}
+	// A realm neoauthz creates issues tokens to its application client with its audience:
+	// the tenant accepts exactly those.
+	settings := map[string]any{}
+	if req.CreateRealm {
+		settings = map[string]any{"audiences": []string{s.Realms.Settings.Audience}, "clients": []string{s.Realms.Settings.AppClientID}}
+	}
 	var t Tenant
 	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 		var err error
 		t, err = scan(tx.QueryRow(ctx, `INSERT INTO admin.tenants
-			(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name, external_auth_realm)
-			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9) RETURNING `+columns,
-			org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm))
+			(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name,
+			 external_auth_realm, settings, keycloak_realm_managed)
+			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING `+columns,
+			org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm, settings, req.CreateRealm))
 		if err != nil {
 			return err
 		}
@@ -252,7 +295,7 @@ func mapErr(err error, req CreateRequest) error {
 	return err
 }
 
-func (s *Service) provision(ctx context.Context, t Tenant) error {
+func (s *Service) provision(ctx context.Context, t Tenant, owner *keycloak.Owner) error {
 	if t.ConnectionID == nil {
 		return errors.New("tenant has no database connection")
 	}
@@ -282,6 +325,11 @@ func (s *Service) provision(ctx context.Context, t Tenant) error {
 	}
 	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{t.SchemaName, "authz_state"}.Sanitize()+` SET tenant_id = $1`, t.ID); err != nil {
 		return err
+	}
+	if t.RealmManaged {
+		if err := s.provisionRealm(ctx, conn, t, owner); err != nil {
+			return err
+		}
 	}
 	return pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE admin.tenants SET status = 'active', provisioning_error = NULL, updated_at = now()
@@ -435,13 +483,7 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Tenant, int, error) {
 		return nil, 0, err
 	}
 	total := 0
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Tenant, error) {
-		var t Tenant
-		err := row.Scan(&t.ID, &t.OrganizationID, &t.Slug, &t.Name, &t.Status, &t.Deployment, &t.Region,
-			&t.ConnectionID, &t.DatabaseName, &t.SchemaName, &t.Realm, &t.Settings, &t.ProvisioningError,
-			&t.CreatedAt, &t.UpdatedAt, &t.DeletedAt, &total)
-		return t, err
-	})
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Tenant, error) { return Scan(row, &total) })
 	return list, total, err
 }
 
@@ -478,16 +520,33 @@ func (s *Service) transition(ctx context.Context, idOrSlug, from, to string) (Te
 		}
 		return Tenant{}, fmt.Errorf("tenant %q is %s, only a %s tenant can become %s: %w", cur.Slug, cur.Status, from, to, ErrWrongStatus)
 	}
-	return t, err
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, s.SyncRealmStatus(ctx, t)
 }
 
-// Delete marks a tenant deleted (its users stop authenticating; its data stays). With purge
-// its schema or database is dropped and its row removed.
-func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tenant, error) {
+// DeleteOptions say how much of a tenant Delete removes.
+type DeleteOptions struct {
+	// Purge drops the tenant's schema or database and removes its row.
+	Purge bool
+	// DeleteRealm, with Purge, also deletes the tenant's Keycloak realm (only one neoauthz
+	// created for it).
+	DeleteRealm bool
+}
+
+// Delete marks a tenant deleted (its users stop authenticating; its data stays). With
+// opts.Purge its schema or database is dropped and its row removed; with opts.DeleteRealm
+// its realm too.
+func (s *Service) Delete(ctx context.Context, idOrSlug string, opts DeleteOptions) (Tenant, error) {
 	t, err := s.Get(ctx, idOrSlug)
 	if err != nil {
 		return Tenant{}, err
 	}
+	if err := s.CheckDelete(t, opts); err != nil {
+		return Tenant{}, err
+	}
+	purge := opts.Purge
 	if t.Status != StatusDeleted {
 		before := t.Status
 		err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
@@ -513,6 +572,11 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, purge bool) (Tena
 		}
 		if err := s.dropData(ctx, c, t); err != nil {
 			return t, fmt.Errorf("purge tenant %q: %w", t.Slug, err)
+		}
+	}
+	if opts.DeleteRealm {
+		if err := s.deleteRealm(ctx, t); err != nil {
+			return t, fmt.Errorf("purge tenant %q (its data is dropped; rerun to finish): %w", t.Slug, err)
 		}
 	}
 	// The data is gone (a database cannot share a transaction with the admin database); the

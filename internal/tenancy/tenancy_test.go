@@ -61,7 +61,7 @@ func TestSchemaTenantLifecycle(t *testing.T) {
 	assert.Equal(t, 1, total)
 	require.Len(t, list, 1)
 
-	tn, err = w.Tenants.Delete(ctx, "acme-corp", false)
+	tn, err = w.Tenants.Delete(ctx, "acme-corp", tenancy.DeleteOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, tenancy.StatusDeleted, tn.Status)
 	_, err = w.Tenants.Activate(ctx, "acme-corp")
@@ -70,7 +70,7 @@ func TestSchemaTenantLifecycle(t *testing.T) {
 	require.NoError(t, db.QueryRow(ctx, `SELECT to_regnamespace('t_acme_corp') IS NOT NULL`).Scan(&exists))
 	assert.True(t, exists, "a soft delete keeps the data")
 
-	_, err = w.Tenants.Delete(ctx, "acme-corp", true)
+	_, err = w.Tenants.Delete(ctx, "acme-corp", tenancy.DeleteOptions{Purge: true})
 	require.NoError(t, err)
 	require.NoError(t, db.QueryRow(ctx, `SELECT to_regnamespace('t_acme_corp') IS NOT NULL`).Scan(&exists))
 	assert.False(t, exists, "purge drops the schema")
@@ -98,7 +98,7 @@ func TestDatabaseTenant(t *testing.T) {
 	require.NoError(t, own.QueryRow(ctx, `SELECT to_regproc('platform.rbac_changed') IS NOT NULL`).Scan(&platformFn))
 	assert.True(t, platformFn, "a tenant database gets the platform set too")
 
-	_, err = w.Tenants.Delete(ctx, slug, true)
+	_, err = w.Tenants.Delete(ctx, slug, tenancy.DeleteOptions{Purge: true})
 	require.NoError(t, err)
 	var n int
 	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = $1`, *tn.DatabaseName).Scan(&n))
@@ -199,7 +199,7 @@ func TestLongSlugsNeverShareStorage(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Exec(ctx, `INSERT INTO `+a.SchemaName+`.users (external_id) VALUES ('alice')`)
 	require.NoError(t, err)
-	_, err = w.Tenants.Delete(ctx, a.ID, false)
+	_, err = w.Tenants.Delete(ctx, a.ID, tenancy.DeleteOptions{})
 	require.NoError(t, err)
 
 	b, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: second, Region: "us-east-1", Realm: "second"})
@@ -209,7 +209,7 @@ func TestLongSlugsNeverShareStorage(t *testing.T) {
 	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM `+b.SchemaName+`.users`).Scan(&users))
 	assert.Zero(t, users, "the new tenant must not see the old tenant's users")
 
-	_, err = w.Tenants.Delete(ctx, a.ID, true)
+	_, err = w.Tenants.Delete(ctx, a.ID, tenancy.DeleteOptions{Purge: true})
 	require.NoError(t, err)
 	var exists bool
 	require.NoError(t, db.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, b.SchemaName).Scan(&exists))
@@ -231,7 +231,7 @@ func TestStorageNamesAreUniqueAcrossDeletedTenants(t *testing.T) {
 	w.AddRegion(t, "us-east-1")
 	a, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "acme", Region: "us-east-1", Realm: "acme"})
 	require.NoError(t, err)
-	_, err = w.Tenants.Delete(ctx, a.ID, false)
+	_, err = w.Tenants.Delete(ctx, a.ID, tenancy.DeleteOptions{})
 	require.NoError(t, err)
 	_, err = w.Admin.Exec(ctx, `INSERT INTO admin.tenants (slug, name, deployment_type, region_code, database_connection_id, schema_name, external_auth_realm)
 		VALUES ('other', 'other', 'schema', 'us-east-1', $1, $2, 'other')`, *a.ConnectionID, a.SchemaName)
@@ -262,7 +262,7 @@ func TestProvisioningRefusesAnExistingSchemaOrDatabase(t *testing.T) {
 	_, err = w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: slug, Region: "us-east-1", Realm: slug, Deployment: tenancy.DeployDatabase})
 	require.ErrorIs(t, err, registry.ErrConflict)
 	// The purge of the tenant left provisioning must not drop the database it never owned.
-	_, err = w.Tenants.Delete(ctx, slug, true)
+	_, err = w.Tenants.Delete(ctx, slug, tenancy.DeleteOptions{Purge: true})
 	require.Error(t, err)
 	var n int
 	require.NoError(t, w.Admin.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = $1`, dbName).Scan(&n))
@@ -280,7 +280,7 @@ func TestPurgeDropsOnlyWhatTheTenantOwns(t *testing.T) {
 	require.NoError(t, err)
 	_, err = w.Admin.Exec(ctx, `UPDATE admin.tenants SET schema_name = 'someone_else' WHERE id = $1`, tn.ID)
 	require.NoError(t, err)
-	_, err = w.Tenants.Delete(ctx, tn.ID, true)
+	_, err = w.Tenants.Delete(ctx, tn.ID, tenancy.DeleteOptions{Purge: true})
 	require.Error(t, err)
 	var exists bool
 	require.NoError(t, db.QueryRow(ctx, `SELECT to_regnamespace('someone_else') IS NOT NULL`).Scan(&exists))
