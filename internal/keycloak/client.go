@@ -124,12 +124,7 @@ func ValidRealmName(name string) bool {
 	if name == "" || len(name) > 100 {
 		return false
 	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
+	return strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") == ""
 }
 
 // Client calls the Admin REST API. It is safe for concurrent use.
@@ -178,9 +173,9 @@ func (c *Client) serviceToken(ctx context.Context) (string, error) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest:
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusBadRequest:
 		var te TokenError
 		_ = json.Unmarshal(body, &te)
 		return "", fmt.Errorf("service account %q of realm %s: %s: %w", c.cfg.ClientID, c.cfg.Realm, printable(te.Error), ErrUnauthorized)

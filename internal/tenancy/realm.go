@@ -19,7 +19,7 @@ import (
 
 // ErrRealmNotConfigured is returned for a realm step asked of an admin without Keycloak
 // settings.
-var ErrRealmNotConfigured = errors.New("Keycloak realm provisioning is not configured on this admin (" + keycloak.EnvURL + ")")
+var ErrRealmNotConfigured = errors.New("keycloak realm provisioning is not configured on this admin (" + keycloak.EnvURL + ")")
 
 // ErrRealm marks the failure of a step done in Keycloak (the cause is wrapped with it).
 var ErrRealm = errors.New("keycloak")

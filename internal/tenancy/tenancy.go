@@ -181,7 +181,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Tenant, error)
 	if req.CreateRealm {
 		if s.Realms == nil {
 			return Tenant{}, &registry.ValidationError{Field: "create_keycloak_realm",
-				Message: "Keycloak realm provisioning is not configured on this admin (" + keycloak.EnvURL + ")"}
+				Message: ErrRealmNotConfigured.Error()}
 		}
 		if req.Realm == "" {
 			req.Realm = s.Realms.Settings.RealmName(req.Slug)
