@@ -480,6 +480,14 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, a *admin) {
 	s.created(w, a, "/admin/realms/"+m.Rep.Realm+"/users/"+rep.ID)
 }
 
+// RevokeServiceTokens forgets every service token issued so far (as a Keycloak restart or a
+// revoked session would), for tests of a client that must fetch a new one.
+func (s *Server) RevokeServiceTokens() {
+	s.admin.mu.Lock()
+	defer s.admin.mu.Unlock()
+	clear(s.admin.tokens)
+}
+
 // SetAdminFailing makes the admin API and the token endpoint answer 500 (or serve again),
 // for tests of a Keycloak that fails.
 func (s *Server) SetAdminFailing(fail bool) { s.admin.failing.Store(fail) }

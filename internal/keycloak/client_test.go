@@ -100,8 +100,9 @@ func TestEnsureIsIdempotentAndChecksTheMark(t *testing.T) {
 	require.NoError(t, err, "a rerun accepts what exists (409 → fetch and reconcile)")
 	assert.Equal(t, first, again)
 
+	idp.RevokeServiceTokens()
 	r, err := p.Client.GetRealm(ctx, "tenant-acme")
-	require.NoError(t, err)
+	require.NoError(t, err, "a refused service token is replaced once")
 	assert.Equal(t, "tenant-1", r.Attributes[keycloak.TenantAttribute])
 	assert.True(t, *r.Enabled)
 	assert.Equal(t, 300, r.AccessTokenLifespan)

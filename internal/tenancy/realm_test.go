@@ -185,6 +185,22 @@ func TestPurgeDeletesRealm(t *testing.T) {
 	_, err = w.Tenants.Get(ctx, "gone")
 	require.ErrorIs(t, err, registry.ErrNotFound)
 
+	// Keycloak failing during a purge: the data goes, the row stays (deleted) with the realm
+	// named, and the same command finishes.
+	half, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "half", Region: "us-east-1", CreateRealm: true})
+	require.NoError(t, err)
+	idp.SetAdminFailing(true)
+	_, err = w.Tenants.Delete(ctx, "half", tenancy.DeleteOptions{Purge: true, DeleteRealm: true})
+	require.ErrorIs(t, err, tenancy.ErrRealm)
+	got, err = w.Tenants.Get(ctx, half.ID)
+	require.NoError(t, err)
+	assert.Equal(t, tenancy.StatusDeleted, got.Status)
+	idp.SetAdminFailing(false)
+	_, err = w.Tenants.Delete(ctx, half.ID, tenancy.DeleteOptions{Purge: true, DeleteRealm: true})
+	require.NoError(t, err)
+	_, err = w.Tenants.Realms.Client.GetRealm(ctx, "tenant-half")
+	require.ErrorIs(t, err, keycloak.ErrNotFound)
+
 	// A realm neoauthz did not create is never deleted.
 	plain, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "plain", Region: "us-east-1", Realm: "platform-not"})
 	require.NoError(t, err)
