@@ -157,8 +157,6 @@ const Columns = `id::text, organization_id::text, slug, name, status, deployment
 	database_connection_id::text, database_name, schema_name, external_auth_realm, settings,
 	provisioning_error, keycloak_realm_managed, created_at, updated_at, deleted_at`
 
-const columns = Columns
-
 // Scan reads a tenant selected with Columns, then any columns after them into extra.
 func Scan(row pgx.Row, extra ...any) (Tenant, error) {
 	var t Tenant
@@ -167,8 +165,6 @@ func Scan(row pgx.Row, extra ...any) (Tenant, error) {
 		&t.RealmManaged, &t.CreatedAt, &t.UpdatedAt, &t.DeletedAt}, extra...)...)
 	return t, err
 }
-
-func scan(row pgx.Row) (Tenant, error) { return Scan(row) }
 
 // Create provisions a tenant: it picks the region's healthy primary database with the fewest
 // tenants, creates the schema (or database), migrates it (which seeds the default catalog and
@@ -256,10 +252,10 @@ func (s *Service) insert(ctx context.Context, req CreateRequest) (Tenant, error)
 	var t Tenant
 	err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 		var err error
-		t, err = scan(tx.QueryRow(ctx, `INSERT INTO admin.tenants
+		t, err = Scan(tx.QueryRow(ctx, `INSERT INTO admin.tenants
 			(organization_id, slug, name, status, deployment_type, region_code, database_connection_id, database_name, schema_name,
 			 external_auth_realm, settings, keycloak_realm_managed)
-			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING `+columns,
+			VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING `+Columns,
 			org, req.Slug, req.Name, req.Deployment, req.Region, conn.ID, dbName, SchemaName(req.Slug), req.Realm, settings, req.CreateRealm))
 		if err != nil {
 			return err
@@ -452,7 +448,7 @@ func (s *Service) createDatabase(ctx context.Context, c registry.Connection, t T
 
 // Get returns a tenant by id or slug.
 func (s *Service) Get(ctx context.Context, idOrSlug string) (Tenant, error) {
-	t, err := scan(s.Admin.QueryRow(ctx, `SELECT `+columns+` FROM admin.tenants WHERE slug = $1 OR id::text = $1`, idOrSlug))
+	t, err := Scan(s.Admin.QueryRow(ctx, `SELECT `+Columns+` FROM admin.tenants WHERE slug = $1 OR id::text = $1`, idOrSlug))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", idOrSlug, registry.ErrNotFound)
 	}
@@ -476,7 +472,7 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Tenant, int, error) {
 	if f.PageSize < 1 || f.PageSize > 100 {
 		f.PageSize = 100
 	}
-	rows, err := s.Admin.Query(ctx, `SELECT `+columns+`, count(*) OVER () FROM admin.tenants
+	rows, err := s.Admin.Query(ctx, `SELECT `+Columns+`, count(*) OVER () FROM admin.tenants
 		WHERE ($1 = '' AND status <> 'deleted' OR status = $1) AND ($2 = '' OR region_code = $2)
 		ORDER BY slug LIMIT $3 OFFSET $4`, f.Status, f.Region, f.PageSize, (f.Page-1)*f.PageSize)
 	if err != nil {
@@ -506,8 +502,8 @@ func (s *Service) transition(ctx context.Context, idOrSlug, from, to string) (Te
 		if err != nil {
 			return err
 		}
-		if t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = $2, updated_at = now()
-			WHERE (slug = $1 OR id::text = $1) RETURNING `+columns, idOrSlug, to)); err != nil {
+		if t, err = Scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = $2, updated_at = now()
+			WHERE (slug = $1 OR id::text = $1) RETURNING `+Columns, idOrSlug, to)); err != nil {
 			return err
 		}
 		action := map[string]string{StatusSuspended: "tenant.suspend", StatusActive: "tenant.activate"}[to]
@@ -551,8 +547,8 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string, opts DeleteOption
 		before := t.Status
 		err = pgx.BeginFunc(ctx, s.Admin, func(tx pgx.Tx) error {
 			var err error
-			t, err = scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
-				WHERE id = $1 RETURNING `+columns, t.ID))
+			t, err = Scan(tx.QueryRow(ctx, `UPDATE admin.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+				WHERE id = $1 RETURNING `+Columns, t.ID))
 			if err != nil {
 				return err
 			}
