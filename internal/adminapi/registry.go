@@ -61,6 +61,8 @@ type CreateConnection struct {
 	PoolMin                int    `json:"pool_min"`
 	PoolMax                int    `json:"pool_max"`
 	MaxConsecutiveFailures int    `json:"max_consecutive_failures"`
+	// Primary is, for a replica, the name or id of the primary it streams from.
+	Primary string `json:"primary"`
 }
 
 func (s *Server) registerConnection(c *call) error {
@@ -73,7 +75,7 @@ func (s *Server) registerConnection(c *call) error {
 		conn, err = s.Registry.In(tx).RegisterConnection(c.ctx(), registry.Connection{
 			Name: req.Name, Type: req.Type, RegionCode: req.Region, Host: req.Host, Port: req.Port, Database: req.Database,
 			Username: req.Username, Password: req.Password, TLSMode: req.TLSMode, PoolMin: req.PoolMin, PoolMax: req.PoolMax,
-			MaxConsecutiveFailures: req.MaxConsecutiveFailures,
+			MaxConsecutiveFailures: req.MaxConsecutiveFailures, PrimaryID: req.Primary,
 		})
 		return auditRecord{Action: "database_connection.register", TargetType: "database_connection", TargetID: conn.ID, After: conn}, err
 	})

@@ -147,3 +147,30 @@ func TestMigrationEndpoints(t *testing.T) {
 	assert.Equal(t, 404, r.Status)
 	e.srv.Close() // waits for the dry run
 }
+
+func TestRegistryReplicaEndpoint(t *testing.T) {
+	e := newEnv(t)
+	const base = "/api/v1/admin"
+	primary, err := e.w.Registry.GetConnection(context.Background(), "eu-west-1-primary")
+	require.NoError(t, err)
+	replica := map[string]any{"name": "eu-replica", "type": "replica", "region": "eu-west-1", "host": "replica.internal",
+		"database": primary.Database, "username": "postgres", "tls_mode": "disable"}
+	r := e.do("POST", base+"/database-connections", e.admin, replica)
+	require.Equal(t, 422, r.Status, "a replica names its primary: %s", r.Body)
+	assert.Contains(t, r.Error.Details["fields"], "primary")
+	replica["primary"] = "nope"
+	r = e.do("POST", base+"/database-connections", e.admin, replica)
+	require.Equal(t, 422, r.Status, "%s", r.Body)
+	assert.Contains(t, r.Error.Details["fields"], "primary")
+
+	replica["primary"] = primary.Name
+	r = e.do("POST", base+"/database-connections", e.admin, replica)
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	var conn registry.Connection
+	r.into(&conn)
+	assert.Equal(t, primary.ID, conn.PrimaryID)
+	r = e.do("GET", base+"/database-connections/eu-replica", e.admin, nil)
+	require.Equal(t, 200, r.Status)
+	r.into(&conn)
+	assert.Equal(t, primary.ID, conn.PrimaryID)
+}

@@ -44,6 +44,7 @@ Usage:
   admin region list
   admin db register      --name NAME --region CODE --host HOST [--port 5432] --database DB --user USER
                          [--password-env VAR] [--type primary|replica|analytics|backup]
+                         [--primary NAME] (a replica: the primary it streams from)
                          [--tls-mode prefer] [--max-failures 3]
   admin db list
   admin db check         [NAME]
@@ -475,6 +476,7 @@ func (a *app) dbRegister(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Username, "user", "", "")
 	fs.StringVar(&pwEnv, "password-env", "", "")
 	fs.StringVar(&c.Type, "type", registry.TypePrimary, "")
+	fs.StringVar(&c.PrimaryID, "primary", "", "")
 	fs.StringVar(&c.TLSMode, "tls-mode", "prefer", "")
 	fs.IntVar(&c.MaxConsecutiveFailures, "max-failures", 3, "")
 	fs.IntVar(&c.PoolMax, "pool-max", 10, "")
@@ -505,13 +507,21 @@ func (a *app) dbList(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	names := map[string]string{}
+	for _, c := range list {
+		names[c.ID] = c.Name
+	}
 	rows := [][]string{}
 	for _, c := range list {
+		typ := c.Type
+		if c.PrimaryID != "" {
+			typ += " of " + names[c.PrimaryID]
+		}
 		checked := "never"
 		if c.LastHealthCheck != nil {
 			checked = c.LastHealthCheck.Format(time.RFC3339)
 		}
-		rows = append(rows, []string{c.Name, c.Type, c.RegionCode, fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database),
+		rows = append(rows, []string{c.Name, typ, c.RegionCode, fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database),
 			fmt.Sprint(c.IsActive), fmt.Sprint(c.IsHealthy), fmt.Sprint(c.ConsecutiveFailures), checked})
 	}
 	a.table("NAME\tTYPE\tREGION\tADDRESS\tACTIVE\tHEALTHY\tFAILURES\tLAST CHECK", rows)

@@ -49,6 +49,7 @@ var (
 	identifierRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 	hostRe       = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,253}$`)
 	userRe       = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,63}$`)
+	uuidRe       = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	tlsModes     = map[string]bool{"disable": true, "allow": true, "prefer": true, "require": true, "verify-ca": true, "verify-full": true}
 	connTypes    = map[string]bool{TypePrimary: true, TypeReplica: true, TypeAnalytics: true, TypeBackup: true}
 )
@@ -105,7 +106,10 @@ type Connection struct {
 	LastError              *string    `json:"last_error,omitempty"`
 	ConsecutiveFailures    int        `json:"consecutive_failures"`
 	MaxConsecutiveFailures int        `json:"max_consecutive_failures"`
-	CreatedAt              time.Time  `json:"created_at"`
+	// PrimaryID is, for a replica, the id of the primary it streams from (on registration, the
+	// primary's id or name); empty for every other type.
+	PrimaryID string    `json:"primary_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 
 	sealed []byte
 }
@@ -185,12 +189,44 @@ func (c *Connection) validate() error {
 		return &ValidationError{"pool_max", "need 0 <= pool_min <= pool_max and pool_max >= 1"}
 	case c.MaxConsecutiveFailures < 1:
 		return &ValidationError{"max_consecutive_failures", "must be at least 1"}
+	case c.Type == TypeReplica && c.PrimaryID == "":
+		return &ValidationError{"primary", "a replica names the primary it streams from"}
+	case c.Type != TypeReplica && c.PrimaryID != "":
+		return &ValidationError{"primary", "only a replica has a primary"}
+	case c.PrimaryID != "" && !ValidSlug(c.PrimaryID) && !uuidRe.MatchString(c.PrimaryID):
+		return &ValidationError{"primary", "give the primary's name or id"}
 	}
 	return nil
 }
 
+// linkPrimary resolves a replica's primary (by id or name, in the registration's transaction)
+// to its id, refusing what the database's foreign key would refuse with a message that says why.
+func linkPrimary(ctx context.Context, tx pgx.Tx, c *Connection) error {
+	if c.Type != TypeReplica {
+		return nil
+	}
+	p, err := scanConn(tx.QueryRow(ctx, `SELECT `+connColumns+` FROM admin.database_connections
+		WHERE name = $1 OR id::text = $1`, c.PrimaryID))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return &ValidationError{"primary", "no database connection " + c.PrimaryID}
+	case err != nil:
+		return err
+	case p.Type != TypePrimary:
+		return &ValidationError{"primary", p.Name + " is a " + p.Type + ", not a primary: link a replica to the primary it streams from"}
+	case p.RegionCode != c.RegionCode:
+		return &ValidationError{"region", "a replica is in its primary's region (" + p.RegionCode + ")"}
+	case p.Database != c.Database:
+		return &ValidationError{"database", "a replica serves its primary's database (" + p.Database + ")"}
+	}
+	c.PrimaryID = p.ID
+	return nil
+}
+
 // RegisterConnection adds a database to the registry, sealing its password. Defaults: type
-// primary, port 5432, TLS prefer, pool 0..10, three failures before deactivation.
+// primary, port 5432, TLS prefer, pool 0..10, three failures before deactivation. A replica
+// names its primary (PrimaryID, an id or a name): an active or inactive primary of the same
+// region and database.
 func (s *Store) RegisterConnection(ctx context.Context, c Connection) (Connection, error) {
 	if c.Type == "" {
 		c.Type = TypePrimary
@@ -215,6 +251,9 @@ func (s *Store) RegisterConnection(ctx context.Context, c Connection) (Connectio
 		return Connection{}, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if err := linkPrimary(ctx, tx, &c); err != nil {
+		return Connection{}, err
+	}
 	if err := tx.QueryRow(ctx, `SELECT gen_random_uuid()::text`).Scan(&c.ID); err != nil {
 		return Connection{}, err
 	}
@@ -224,10 +263,10 @@ func (s *Store) RegisterConnection(ctx context.Context, c Connection) (Connectio
 	}
 	err = tx.QueryRow(ctx, `INSERT INTO admin.database_connections
 		(id, name, type, region_code, host, port, database, username, password_encrypted, tls_mode,
-		 pool_min, pool_max, max_consecutive_failures)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING is_active, created_at`,
+		 pool_min, pool_max, max_consecutive_failures, primary_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, nullif($14, '')::uuid) RETURNING is_active, created_at`,
 		c.ID, c.Name, c.Type, c.RegionCode, c.Host, c.Port, c.Database, c.Username, sealed, c.TLSMode,
-		c.PoolMin, c.PoolMax, c.MaxConsecutiveFailures).Scan(&c.IsActive, &c.CreatedAt)
+		c.PoolMin, c.PoolMax, c.MaxConsecutiveFailures, c.PrimaryID).Scan(&c.IsActive, &c.CreatedAt)
 	if err != nil {
 		return Connection{}, mapErr(err, "database connection "+c.Name)
 	}
@@ -240,13 +279,13 @@ func (s *Store) RegisterConnection(ctx context.Context, c Connection) (Connectio
 
 const connColumns = `id::text, name, type, region_code, host, port, database, username, password_encrypted,
 	tls_mode, pool_min, pool_max, is_active, is_healthy, last_health_check, last_latency_ms, last_error,
-	consecutive_failures, max_consecutive_failures, created_at`
+	consecutive_failures, max_consecutive_failures, coalesce(primary_id::text, ''), created_at`
 
 func scanConn(row pgx.Row) (Connection, error) {
 	var c Connection
 	err := row.Scan(&c.ID, &c.Name, &c.Type, &c.RegionCode, &c.Host, &c.Port, &c.Database, &c.Username,
 		&c.sealed, &c.TLSMode, &c.PoolMin, &c.PoolMax, &c.IsActive, &c.IsHealthy, &c.LastHealthCheck,
-		&c.LastLatencyMS, &c.LastError, &c.ConsecutiveFailures, &c.MaxConsecutiveFailures, &c.CreatedAt)
+		&c.LastLatencyMS, &c.LastError, &c.ConsecutiveFailures, &c.MaxConsecutiveFailures, &c.PrimaryID, &c.CreatedAt)
 	return c, err
 }
 
@@ -273,6 +312,16 @@ func (s *Store) GetConnection(ctx context.Context, idOrName string) (Connection,
 	c, err := scanConn(s.pool.QueryRow(ctx, `SELECT `+connColumns+` FROM admin.database_connections
 		WHERE name = $1 OR id::text = $1`, idOrName))
 	return c, mapErr(err, "database connection "+idOrName)
+}
+
+// Replicas returns the active replicas linked to the primary primaryID, by name.
+func (s *Store) Replicas(ctx context.Context, primaryID string) ([]Connection, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+connColumns+` FROM admin.database_connections
+		WHERE primary_id::text = $1 AND type = 'replica' AND is_active ORDER BY name`, primaryID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Connection, error) { return scanConn(row) })
 }
 
 // PickPrimary returns the region's active, healthy primary database holding the fewest

@@ -111,3 +111,73 @@ func TestPasswordsAreEncryptedAtRest(t *testing.T) {
 	_, err = w.Registry.ConnString(got, "")
 	require.ErrorIs(t, err, secretbox.ErrNoKey)
 }
+
+func TestReplicaLink(t *testing.T) {
+	ctx := context.Background()
+	w := testenv.New(t, "registry")
+	primary := w.AddRegion(t, "us-east-1")
+	_, err := w.Registry.CreateRegion(ctx, registry.Region{Code: "eu-west-1"})
+	require.NoError(t, err)
+	other, err := w.Registry.RegisterConnection(ctx, registry.Connection{Name: "eu-primary", RegionCode: "eu-west-1",
+		Host: "eu.internal", Database: primary.Database, Username: "app"})
+	require.NoError(t, err)
+
+	replica := registry.Connection{Name: "us-replica", Type: registry.TypeReplica, RegionCode: "us-east-1",
+		Host: "replica.internal", Database: primary.Database, Username: "app", PrimaryID: primary.Name}
+	var verr *registry.ValidationError
+	for _, tc := range []struct {
+		name, field string
+		mutate      func(*registry.Connection)
+	}{
+		{"replica without a primary", "primary", func(c *registry.Connection) { c.PrimaryID = "" }},
+		{"primary that names a primary", "primary", func(c *registry.Connection) { c.Type = registry.TypePrimary }},
+		{"unknown primary", "primary", func(c *registry.Connection) { c.PrimaryID = "nope" }},
+		{"malformed primary", "primary", func(c *registry.Connection) { c.PrimaryID = "x'; drop" }},
+		{"primary in another region", "region", func(c *registry.Connection) { c.PrimaryID = other.ID }},
+		{"another database", "database", func(c *registry.Connection) { c.Database = "elsewhere" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := replica
+			tc.mutate(&c)
+			_, err := w.Registry.RegisterConnection(ctx, c)
+			require.ErrorAs(t, err, &verr)
+			assert.Equal(t, tc.field, verr.Field, "got %v", err)
+		})
+	}
+
+	r, err := w.Registry.RegisterConnection(ctx, replica)
+	require.NoError(t, err)
+	assert.Equal(t, primary.ID, r.PrimaryID, "the name resolves to the primary's id")
+	got, err := w.Registry.GetConnection(ctx, r.Name)
+	require.NoError(t, err)
+	assert.Equal(t, primary.ID, got.PrimaryID)
+
+	// A replica of a replica is refused, by the registry and by the database itself.
+	chained := replica
+	chained.Name, chained.Host, chained.PrimaryID = "chained", "chained.internal", r.ID
+	_, err = w.Registry.RegisterConnection(ctx, chained)
+	require.ErrorAs(t, err, &verr)
+	assert.Equal(t, "primary", verr.Field)
+	for _, sql := range []string{
+		`UPDATE admin.database_connections SET primary_id = (SELECT id FROM admin.database_connections WHERE name = 'us-replica')
+			WHERE name = 'eu-primary'`,
+		`UPDATE admin.database_connections SET region_code = 'eu-west-1' WHERE name = 'us-east-1-primary'`,
+		`UPDATE admin.database_connections SET type = 'backup' WHERE name = 'us-east-1-primary'`,
+		`UPDATE admin.database_connections SET region_code = 'eu-west-1' WHERE name = 'us-replica'`,
+		`UPDATE admin.database_connections SET primary_id = NULL WHERE name = 'us-replica'`,
+		`DELETE FROM admin.database_connections WHERE name = 'us-east-1-primary'`,
+	} {
+		_, err := w.Admin.Exec(ctx, sql)
+		require.Error(t, err, "the database refuses: %s", sql)
+	}
+
+	list, err := w.Registry.Replicas(ctx, primary.ID)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, r.ID, list[0].ID)
+	_, err = w.Registry.Deactivate(ctx, r.Name)
+	require.NoError(t, err)
+	list, err = w.Registry.Replicas(ctx, primary.ID)
+	require.NoError(t, err)
+	assert.Empty(t, list, "an inactive replica is not listed")
+}
