@@ -10,7 +10,9 @@
 # The tests that kill and restart Redis, and the Redis Cluster and Sentinel failover tests, run
 # redis-server, redis-cli and redis-sentinel of their own, so those binaries are installed (as
 # root) even when a Redis server is found elsewhere. The tests of the pdp's load path through
-# PgBouncer (transaction pooling mode) start a pgbouncer of their own, so it is installed too.
+# PgBouncer (transaction pooling mode) start a pgbouncer of their own, so it is installed too;
+# likewise the PostgreSQL read-replica tests start a primary and a streaming replica of their own
+# (initdb, postgres, pg_basebackup).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -105,6 +107,8 @@ want_pkg redis-cli redis-tools
 want_pkg redis-sentinel redis-sentinel
 # Debian installs it in /usr/sbin, which is not on every user's PATH.
 [ -x /usr/sbin/pgbouncer ] || want_pkg pgbouncer pgbouncer
+# The replica tests: Debian keeps the server binaries out of PATH.
+ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || want_pkg initdb postgresql
 db=$(postgres_url)
 rd=$(redis_url)
 printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$db" "$rd"
