@@ -86,6 +86,11 @@ type Config struct {
 	// Heartbeat is the listener's liveness probe period.
 	Heartbeat time.Duration
 
+	// ReplicaFills lets cache fills read the replicas the registry links to a tenant's primary
+	// (NEOAUTHZ_REPLICA_FILLS, default on); what a replica returns below the version the pdp
+	// must honour is read again from the primary.
+	ReplicaFills bool
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
@@ -113,6 +118,7 @@ func DefaultConfig() Config {
 		Heartbeat:      2 * time.Second,
 		LogLevel:       "info",
 		DecisionLog:    true,
+		ReplicaFills:   true,
 		DecisionLogConfig: decisionlog.Config{
 			QueueSize:       decisionlog.DefaultQueueSize,
 			BatchSize:       decisionlog.DefaultBatchSize,
@@ -189,6 +195,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	parsed(poolersFlag{&c.DBPoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
 	dl := &c.DecisionLogConfig
 	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
+	parsed(boolFlag{&c.ReplicaFills}, "replica-fills", "NEOAUTHZ_REPLICA_FILLS", "let cache fills read registered replicas of a tenant's primary when their data is new enough")
 	parsed(floatFlag{&dl.AllowSampleRate}, "decision-log-allow-sample-rate", "NEOAUTHZ_DECISION_LOG_ALLOW_SAMPLE_RATE", "fraction of allows recorded, 0..1 (denies: all); tenant settings decision_log.allow_sample_rate override it")
 	parsed(floatFlag{&dl.TenantRate}, "decision-log-tenant-rate", "NEOAUTHZ_DECISION_LOG_TENANT_RATE", "most decisions recorded per second per tenant; tenant settings decision_log.max_per_second override it")
 	parsed(intFlag{&dl.QueueSize}, "decision-log-queue", "NEOAUTHZ_DECISION_LOG_QUEUE", "decisions waiting to be written at most (more are dropped and counted)")
@@ -447,7 +454,8 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	}
 	defer admin.Close()
 	reg2 := registry.New(admin, box)
-	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers})
+	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers,
+		ReplicaFills: cfg.ReplicaFills})
 	defer store.Close()
 	for name := range cfg.DBPoolers {
 		// Not fatal: the connection may be registered later; until then the entry is unused.

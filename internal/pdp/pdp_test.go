@@ -25,6 +25,7 @@ import (
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/redistest"
+	"github.com/neofast/neoauthz/internal/registry"
 	authzsync "github.com/neofast/neoauthz/internal/sync"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
@@ -37,13 +38,21 @@ type fixture struct {
 	db     *pgxpool.Pool // the tenant's regional database
 	rdb    redis.UniversalClient
 	prefix string
+	// storeOpts are the options of each instance's store (its Registerer is the instance's).
+	storeOpts pgstore.Options
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	w := testenv.New(t, "pdp")
-	primary := w.AddRegion(t, "us-east-1")
+	return newFixtureOn(t, w, w.AddRegion(t, "us-east-1"))
+}
+
+// newFixtureOn provisions the fixture's tenant on primary, a registered database of region
+// us-east-1, and adds its users.
+func newFixtureOn(t testing.TB, w *testenv.World, primary registry.Connection) *fixture {
+	t.Helper()
+	ctx := context.Background()
 	tn, err := w.Tenants.Create(ctx, tenancy.CreateRequest{Slug: "acme", Region: "us-east-1", Realm: "acme"})
 	require.NoError(t, err)
 	f := &fixture{w: w, tenant: tn, db: w.Connect(t, primary, "")}
@@ -98,12 +107,12 @@ func (h storeHook) Tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant,
 	return h.Store.Tenant(ctx, idOrSlug)
 }
 
-func (h storeHook) LoadTenantUser(ctx context.Context, t pgstore.Tenant, user string) (decision.Input, error) {
+func (h storeHook) FillTenantUser(ctx context.Context, t pgstore.Tenant, user string, floor func() uint64) (decision.Input, error) {
 	if h.down.Load() {
 		return decision.Input{}, errors.New("dial tcp: connection refused")
 	}
 	h.loads.Add(1)
-	in, err := h.Store.LoadTenantUser(ctx, t, user)
+	in, err := h.Store.FillTenantUser(ctx, t, user, floor)
 	if h.afterLoad != nil {
 		h.afterLoad()
 	}
@@ -158,11 +167,13 @@ func (f *fixture) startHeld(t testing.TB, cfg pdp.Config) *instance {
 
 func (f *fixture) newInstance(t testing.TB, cfg pdp.Config, afterLoad func()) *instance {
 	t.Helper()
-	store := pgstore.New(f.w.Admin, f.w.Registry, pgstore.Options{})
+	reg := prometheus.NewRegistry()
+	opts := f.storeOpts
+	opts.Registerer = reg
+	store := pgstore.New(f.w.Admin, f.w.Registry, opts)
 	floors := &authzsync.Floors{}
 	cfg.Cache.Prefix = f.prefix
 	down, lookups, loads := &atomic.Bool{}, &atomic.Int64{}, &atomic.Int64{}
-	reg := prometheus.NewRegistry()
 	svc, err := pdp.New(cfg, nil, storeHook{Store: store, afterLoad: afterLoad, down: down, lookups: lookups, loads: loads}, f.w.Admin, floors, f.rdb,
 		slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)

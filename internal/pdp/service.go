@@ -71,7 +71,9 @@ func (c *Config) defaults() {
 // Store is the PostgreSQL access the service needs.
 type Store interface {
 	Tenant(ctx context.Context, idOrSlug string) (pgstore.Tenant, error)
-	LoadTenantUser(ctx context.Context, t pgstore.Tenant, externalID string) (decision.Input, error)
+	// FillTenantUser loads a tenant user's facts for a cache fill; it may read a replica, and
+	// keeps what it read there only at a version of at least floor() (else reads the primary).
+	FillTenantUser(ctx context.Context, t pgstore.Tenant, externalID string, floor func() uint64) (decision.Input, error)
 	LoadPlatformUser(ctx context.Context, externalID string) (decision.Input, error)
 	Catalog(ctx context.Context, t pgstore.Tenant) ([]string, error)
 	PlatformCatalog(ctx context.Context) ([]string, error)
@@ -408,7 +410,11 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 	}
 	e, err := s.get(ctx, key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now,
 		func(ctx context.Context) (decision.Input, uint64, error) {
-			in, err := s.store.LoadTenantUser(ctx, t, sub.UserID)
+			// The floor the entry will be judged by (current), so a replica's older data is
+			// read again from the primary rather than loaded and refused as stale.
+			in, err := s.store.FillTenantUser(ctx, t, sub.UserID, func() uint64 {
+				return max(s.floors.Floor(t.ID, sub.UserID), atLeast)
+			})
 			return in, t.AdminVersion, err
 		})
 	return resolved{Entry: e, tenant: t}, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/migrate"
@@ -144,7 +145,7 @@ func (s *Store) queries(schema string) (*schemaQueries, error) {
 }
 
 // LoadTenantUser loads the RBAC facts of the user with external id externalID in tenant t, in
-// one statement on the tenant's database. An unknown user is not an error: the Input says
+// one statement on the tenant's primary database (FillTenantUser may read a replica). An unknown user is not an error: the Input says
 // UserKnown false and carries the version read. Any database error is returned as an error,
 // never as an empty Input that would read as "no permission".
 func (s *Store) LoadTenantUser(ctx context.Context, t Tenant, externalID string) (decision.Input, error) {
@@ -156,7 +157,12 @@ func (s *Store) LoadTenantUser(ctx context.Context, t Tenant, externalID string)
 	if err != nil {
 		return decision.Input{}, err
 	}
-	ctx, cancel := s.timeout(ctx, "load_tenant_user")
+	return s.loadFrom(ctx, pool, q, t, externalID, primaryQuery)
+}
+
+// loadFrom runs the loader of t on pool; query names it in db_query_duration_seconds.
+func (s *Store) loadFrom(ctx context.Context, pool *pgxpool.Pool, q *schemaQueries, t Tenant, externalID, query string) (decision.Input, error) {
+	ctx, cancel := s.timeout(ctx, query)
 	defer cancel()
 	in := decision.Input{Level: decision.LevelTenant, TenantID: t.ID, TenantKnown: true, TenantStatus: t.Status, UserID: externalID}
 	stateTenant, err := scanLoad(pool.QueryRow(ctx, q.load, externalID), &in)

@@ -51,8 +51,14 @@ type Options struct {
 	// so that a connection deactivated (or re-pointed) in the registry stops being used
 	// without a restart.
 	RecheckInterval time.Duration
-	// Registerer, when set, receives db_query_duration_seconds{query}.
+	// Registerer, when set, receives db_query_duration_seconds{query} and the replica metrics.
 	Registerer prometheus.Registerer
+	// ReplicaFills lets FillTenantUser read the active replicas the registry links to a
+	// tenant's primary (see replicas.go); off, every fill reads the primary.
+	ReplicaFills bool
+	// ReplicaProbeInterval is how often a replica in use is probed (still a standby, lag) and
+	// how long one that could not be reached is left alone before it is tried again.
+	ReplicaProbeInterval time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -64,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RecheckInterval <= 0 {
 		o.RecheckInterval = DefaultRecheckInterval
+	}
+	if o.ReplicaProbeInterval <= 0 {
+		o.ReplicaProbeInterval = DefaultReplicaProbeInterval
 	}
 	return o
 }
@@ -85,6 +94,7 @@ type Store struct {
 	platform string   // the platform loader statement
 
 	durations *prometheus.HistogramVec
+	replicas  *replicas
 }
 
 type poolKey struct{ conn, database string }
@@ -120,6 +130,7 @@ func New(admin *pgxpool.Pool, reg *registry.Store, opts Options) *Store {
 		pools:     make(map[poolKey]*poolEntry),
 		platform:  platformLoaderSQL(),
 		durations: durations,
+		replicas:  newReplicas(opts.Registerer),
 	}
 }
 

@@ -237,8 +237,8 @@ func TestCatalog(t *testing.T) {
 func TestPool(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, pgstore.Options{RecheckInterval: time.Millisecond})
-	spare := e.w.AddDatabase(t, region, "spare", registry.TypeReplica)
-	idle := e.w.AddDatabase(t, region, "idle", registry.TypeReplica)
+	spare := e.w.AddDatabase(t, region, "spare", registry.TypeBackup)
+	idle := e.w.AddDatabase(t, region, "idle", registry.TypeBackup)
 
 	p1, err := e.store.Pool(ctx, spare.ID, "")
 	require.NoError(t, err)

@@ -124,22 +124,61 @@ func (w *World) AddRegion(tb testing.TB, code string) registry.Connection {
 // AddDatabase registers a fresh database on the test server in region.
 func (w *World) AddDatabase(tb testing.TB, region, name, typ string) registry.Connection {
 	tb.Helper()
-	ctx := context.Background()
 	url := template(tb, w.pkg, "regional").NewDatabase(tb)
+	return w.register(tb, url, registry.Connection{Name: name, Type: typ, RegionCode: region})
+}
+
+// AddServerDatabase creates a database on the server at serverURL (one the test started, e.g.
+// with pgtest.StartPrimary), migrates it as AddDatabase's are, and registers it in region as a
+// healthy primary.
+func (w *World) AddServerDatabase(tb testing.TB, serverURL, region, name string) registry.Connection {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		tb.Fatalf("connect to %s: %v", name, err)
+	}
+	defer conn.Close(ctx)
+	const db = "neoauthz_regional"
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		tb.Fatalf("create database on %s: %v", name, err)
+	}
+	url := pgtest.WithDatabase(serverURL, db)
+	r := &fleet.Runner{Sets: w.Sets}
+	if err := r.ApplyTarget(ctx, fleet.Target{Name: name, ConnString: url, Steps: []fleet.Step{
+		{Set: migrations.SetPlatform, Schema: migrations.PlatformSchema},
+		{Set: migrations.SetTenant, Schema: migrations.TenantTemplateSchema},
+	}}); err != nil {
+		tb.Fatalf("migrate %s: %v", name, err)
+	}
+	return w.register(tb, url, registry.Connection{Name: name, Type: registry.TypePrimary, RegionCode: region})
+}
+
+// AddReplica registers the server at replicaURL (a streaming replica of primary's server, e.g.
+// from pgtest's StartReplica) as a healthy replica of primary.
+func (w *World) AddReplica(tb testing.TB, primary registry.Connection, name, replicaURL string) registry.Connection {
+	tb.Helper()
+	return w.register(tb, pgtest.WithDatabase(replicaURL, primary.Database), registry.Connection{Name: name,
+		Type: registry.TypeReplica, RegionCode: primary.RegionCode, PrimaryID: primary.ID})
+}
+
+// register registers the database at url with c's name, type, region and primary, and checks
+// that it is healthy.
+func (w *World) register(tb testing.TB, url string, c registry.Connection) registry.Connection {
+	tb.Helper()
+	ctx := context.Background()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := w.Registry.RegisterConnection(ctx, registry.Connection{
-		Name: name, Type: typ, RegionCode: region, Host: cfg.Host, Port: int(cfg.Port),
-		Database: cfg.Database, Username: cfg.User, TLSMode: "disable",
-	})
+	c.Host, c.Port, c.Database, c.Username, c.TLSMode = cfg.Host, int(cfg.Port), cfg.Database, cfg.User, "disable"
+	c, err = w.Registry.RegisterConnection(ctx, c)
 	if err != nil {
 		tb.Fatalf("register database: %v", err)
 	}
 	c, _, err = w.Registry.Check(ctx, c, 0)
 	if err != nil || !c.IsHealthy {
-		tb.Fatalf("database %s is not healthy: %v %v", name, err, c.LastError)
+		tb.Fatalf("database %s is not healthy: %v %v", c.Name, err, c.LastError)
 	}
 	return c
 }
