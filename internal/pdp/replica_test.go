@@ -5,6 +5,8 @@ package pdp_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +30,7 @@ type replicaFixture struct {
 	replicaConn      registry.Connection
 }
 
-func newReplicaFixture(t *testing.T) *replicaFixture {
+func newReplicaFixture(t testing.TB) *replicaFixture {
 	t.Helper()
 	primarySrv := pgtest.StartPrimary(t)
 	replicaSrv := primarySrv.StartReplica(t)
@@ -187,4 +189,79 @@ func TestReplicaDownFillsFromPrimary(t *testing.T) {
 	f.replica.CatchUp()
 	in.waitFor(t, "fills are served by the restarted replica", &n, func() bool { return in.fills(t, "replica") > replica })
 	assert.False(t, in.check(t, "acme", "alice", perm).Allowed)
+}
+
+// BenchmarkReplicaFillShare measures which server answers cache fills under traffic that
+// keeps making entries stale: parallel checks of 1,000 users while a writer revokes or
+// restores a random user's role every 2ms on the primary. Each write raises that user's floor,
+// so the user's next check is a fill; the replica serves it when it has already replayed the
+// write, the primary when it has not. Reported: the share of fills the replica served, and the
+// fills sent back to the primary as stale.
+func BenchmarkReplicaFillShare(b *testing.B) {
+	f := newReplicaFixture(b)
+	const users, perm = 1000, "users.delete.tenant"
+	f.exec(b, `INSERT INTO t_acme.users (external_id) SELECT 'u-' || g FROM generate_series(0, $1 - 1) g`, users)
+	f.exec(b, `INSERT INTO t_acme.user_roles (user_id, role_id)
+		SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r WHERE u.external_id LIKE 'u-%' AND r.code = 'admin'`)
+	f.replica.CatchUp()
+	in := f.start(b, pdp.Config{}, nil)
+	var n int
+	in.waitFor(b, "fills are served by the replica", &n, func() bool { return in.fills(b, "replica") > 0 })
+
+	// The fixture is built once; the sub-benchmark is what runs b.N checks.
+	b.Run("checks", func(b *testing.B) {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		var writes atomic.Int64
+		go func() {
+			defer close(done)
+			rng := rand.New(rand.NewPCG(7, 8))
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				user := fmt.Sprintf("u-%d", rng.IntN(users))
+				_, err := f.db.Exec(context.Background(), `WITH gone AS (
+						DELETE FROM t_acme.user_roles WHERE user_id = (SELECT id FROM t_acme.users WHERE external_id = $1) RETURNING 1)
+					INSERT INTO t_acme.user_roles (user_id, role_id)
+					SELECT u.id, r.id FROM t_acme.users u, t_acme.roles r
+					 WHERE u.external_id = $1 AND r.code = 'admin' AND NOT EXISTS (SELECT 1 FROM gone)`, user)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				writes.Add(1)
+			}
+		}()
+		replica, primary, stale := in.fills(b, "replica"), in.fills(b, "primary"), in.fallbacks(b, "stale")
+		var failed atomic.Int64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			rng := rand.New(rand.NewPCG(rand.Uint64(), 9))
+			for pb.Next() {
+				sub, err := in.svc.SubjectFromPrincipal(context.Background(), "acme", fmt.Sprintf("u-%d", rng.IntN(users)))
+				if err == nil {
+					_, err = in.svc.Check(context.Background(), sub, pdp.Request{Permission: perm})
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+		b.StopTimer()
+		close(stop)
+		<-done
+		fromReplica, fromPrimary := in.fills(b, "replica")-replica, in.fills(b, "primary")-primary
+		if fills := fromReplica + fromPrimary; fills > 0 {
+			b.ReportMetric(100*float64(fromReplica)/float64(fills), "%-fills-from-replica")
+		}
+		b.ReportMetric(float64(fromReplica+fromPrimary), "fills")
+		b.ReportMetric(float64(in.fallbacks(b, "stale")-stale), "stale-fallbacks")
+		b.ReportMetric(float64(writes.Load()), "writes")
+		b.ReportMetric(float64(failed.Load()), "failed-checks")
+	})
 }
