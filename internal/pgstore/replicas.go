@@ -193,11 +193,13 @@ func (s *Store) replicaSet(primaryID string) *replicaSet {
 }
 
 // readReplicas re-reads a primary's replicas from the registry, keeping the state of those
-// already known. When the admin database cannot answer, the list in use is kept.
+// already known. When the admin database cannot answer, the list in use is kept until the
+// next read.
 func (s *Store) readReplicas(primaryID string, set *replicaSet) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
 	defer cancel()
 	conns, err := s.reg.Replicas(ctx, primaryID)
+	set.checked.Store(time.Now().UnixNano()) // after a failure too: try again after the interval
 	if err != nil {
 		return
 	}
@@ -223,7 +225,6 @@ func (s *Store) readReplicas(primaryID string, set *replicaSet) {
 		s.replicas.lagBytes.DeleteLabelValues(gone.name)
 	}
 	set.list.Store(&list)
-	set.checked.Store(time.Now().UnixNano())
 }
 
 // unreachable reports whether err says the server cannot serve now, so the replica is left
