@@ -145,9 +145,10 @@ func (s *Store) queries(schema string) (*schemaQueries, error) {
 }
 
 // LoadTenantUser loads the RBAC facts of the user with external id externalID in tenant t, in
-// one statement on the tenant's primary database (FillTenantUser may read a replica). An unknown user is not an error: the Input says
-// UserKnown false and carries the version read. Any database error is returned as an error,
-// never as an empty Input that would read as "no permission".
+// one statement on the tenant's primary database (FillTenantUser may read a replica). An
+// unknown user is not an error: the Input says UserKnown false and carries the version read.
+// Any database error is returned as an error, never as an empty Input that would read as "no
+// permission".
 func (s *Store) LoadTenantUser(ctx context.Context, t Tenant, externalID string) (decision.Input, error) {
 	q, err := s.queries(t.SchemaName)
 	if err != nil {
