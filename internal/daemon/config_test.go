@@ -102,3 +102,21 @@ func parseConfig(mod func(*daemon.Config), args ...string) (daemon.Config, error
 	}
 	return cfg, cfg.Validate()
 }
+
+// TestConfigReplicaFills: fills may read replicas by default; the flag or the environment
+// turns that off.
+func TestConfigReplicaFills(t *testing.T) {
+	allowAny := func(c *daemon.Config) { c.AllowAnyAudience = true }
+	t.Setenv("NEOAUTHZ_REPLICA_FILLS", "") // restored when the test ends
+	require.NoError(t, os.Unsetenv("NEOAUTHZ_REPLICA_FILLS"))
+	cfg, err := parseConfig(allowAny)
+	require.NoError(t, err)
+	assert.True(t, cfg.ReplicaFills, "on by default")
+	cfg, err = parseConfig(allowAny, "-replica-fills=false")
+	require.NoError(t, err)
+	assert.False(t, cfg.ReplicaFills)
+	t.Setenv("NEOAUTHZ_REPLICA_FILLS", "false")
+	cfg, err = parseConfig(allowAny)
+	require.NoError(t, err)
+	assert.False(t, cfg.ReplicaFills)
+}
