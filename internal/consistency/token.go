@@ -110,14 +110,34 @@ func (t Token) String() string {
 	if t.IsZero() {
 		return ""
 	}
-	b := make([]byte, 0, binary.MaxVarintLen64+len(t.Tenants)*(uuidLen+binary.MaxVarintLen64))
-	b = binary.AppendUvarint(b, t.Admin)
+	var buf [MaxLen]byte
+	return string(t.appendEncoded(buf[:0]))
+}
+
+// appendEncoded appends String's encoding of a non-zero token to dst. It runs on every
+// answer carrying a token, so its scratch space is on the stack.
+func (t Token) appendEncoded(dst []byte) []byte {
+	var buf [binary.MaxVarintLen64 + MaxTenants*(uuidLen+binary.MaxVarintLen64)]byte
+	b := binary.AppendUvarint(buf[:0], t.Admin)
 	for _, p := range t.Tenants {
-		id, _ := hex.DecodeString(strings.ReplaceAll(p.ID, "-", ""))
-		b = append(b, id...)
+		b = appendUUIDBytes(b, p.ID)
 		b = binary.AppendUvarint(b, p.Version)
 	}
-	return Prefix + base64.RawURLEncoding.EncodeToString(b)
+	dst = append(dst, Prefix...)
+	return base64.RawURLEncoding.AppendEncode(dst, b)
+}
+
+// appendUUIDBytes appends the bytes of a tenant id's hex digits (its dashes skipped).
+func appendUUIDBytes(b []byte, id string) []byte {
+	var buf [36]byte
+	digits := buf[:0]
+	for i := 0; i < len(id); i++ {
+		if id[i] != '-' {
+			digits = append(digits, id[i])
+		}
+	}
+	n, _ := hex.Decode(digits, digits)
+	return append(b, digits[:n]...)
 }
 
 // Parse reads a token strictly: the current prefix, at most MaxLen bytes, canonical base64url
@@ -163,7 +183,8 @@ func Parse(s string) (Token, error) {
 	}
 	// One encoding per token: anything that does not re-encode to itself was not written
 	// by String (base64 with stray bits, non-minimal varints).
-	if t.String() != s {
+	var enc [MaxLen]byte
+	if string(t.appendEncoded(enc[:0])) != s {
 		return Token{}, fmt.Errorf("%w: not canonical", ErrMalformed)
 	}
 	return t, nil
@@ -172,35 +193,50 @@ func Parse(s string) (Token, error) {
 // uvarint reads a minimal uvarint no larger than MaxVersion.
 func uvarint(b []byte) (uint64, []byte, bool) {
 	v, n := binary.Uvarint(b)
-	if n <= 0 || v > MaxVersion || n != len(binary.AppendUvarint(nil, v)) {
+	var minimal [binary.MaxVarintLen64]byte
+	if n <= 0 || v > MaxVersion || n != binary.PutUvarint(minimal[:], v) {
 		return 0, nil, false
 	}
 	return v, b[n:], true
 }
 
 func formatUUID(b []byte) string {
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	hex.Encode(s[9:13], b[4:6])
+	hex.Encode(s[14:18], b[6:8])
+	hex.Encode(s[19:23], b[8:10])
+	hex.Encode(s[24:36], b[10:16])
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
+	return string(s[:])
 }
 
-// canonicalUUID returns id in lower case when it is a UUID in the 8-4-4-4-12 form.
+// canonicalUUID returns id in lower case when it is a UUID in the 8-4-4-4-12 form. An id
+// already in that form is returned as it is: tenant ids from the directory are, and they are
+// checked on every answer.
 func canonicalUUID(id string) (string, bool) {
 	if len(id) != 36 {
 		return "", false
 	}
-	digits := strings.ReplaceAll(id, "-", "")
-	var b [uuidLen]byte
-	if len(digits) != 2*uuidLen {
-		return "", false
+	upper := false
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+		case 'A' <= c && c <= 'F':
+			upper = true
+		default:
+			return "", false
+		}
 	}
-	if _, err := hex.Decode(b[:], []byte(digits)); err != nil {
-		return "", false
+	if upper {
+		return strings.ToLower(id), true
 	}
-	canon := formatUUID(b[:])
-	if !strings.EqualFold(canon, id) {
-		return "", false
-	}
-	return canon, true
+	return id, true
 }
 
 // Equal reports whether two tokens name the same versions.

@@ -1,6 +1,9 @@
 package consistency
 
 import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -104,7 +107,8 @@ func TestParseRefusesWhatStringNeverWrites(t *testing.T) {
 }
 
 func TestForTenantRefusesNonUUIDs(t *testing.T) {
-	for _, id := range []string{"", "acme", strings.Repeat("a", 36), "0b6a0c1e8c3d4f5e9a7b1c2d3e4f5a6b", tenantA + "0"} {
+	for _, id := range []string{"", "acme", strings.Repeat("a", 36), "0b6a0c1e8c3d4f5e9a7b1c2d3e4f5a6b", tenantA + "0",
+		"0b6a0c1e8-c3d-4f5e-9a7b-1c2d3e4f5a6b", "0b6a0c1e-8c3d-4f5e-9a7b-1c2d3e4f5a6g", "0b6a0c1e-8c3d-4f5e-9a7b+1c2d3e4f5a6b"} {
 		_, err := ForTenant(id, 1)
 		assert.Error(t, err, id)
 	}
@@ -113,6 +117,36 @@ func TestForTenantRefusesNonUUIDs(t *testing.T) {
 	tok, err := ForTenant(strings.ToUpper(tenantA), 1)
 	require.NoError(t, err)
 	assert.Equal(t, tenantA, tok.Tenants[0].ID)
+}
+
+// TestStringIsTheDocumentedEncoding pins the wire format against the documentation's
+// description, built here independently: tokens are stored by clients, so the encoding of a
+// given token never changes.
+func TestStringIsTheDocumentedEncoding(t *testing.T) {
+	ab, err := Merge(mustTenant(t, tenantB, 1<<40), mustTenant(t, tenantA, 300))
+	require.NoError(t, err)
+	ab.Admin = 127
+	for _, tok := range []Token{ForAdmin(1), ForAdmin(MaxVersion), mustTenant(t, tenantA, 1), ab} {
+		raw := binary.AppendUvarint(nil, tok.Admin)
+		for _, p := range tok.Tenants {
+			id, err := hex.DecodeString(strings.ReplaceAll(p.ID, "-", ""))
+			require.NoError(t, err)
+			raw = binary.AppendUvarint(append(raw, id...), p.Version)
+		}
+		assert.Equal(t, Prefix+base64.RawURLEncoding.EncodeToString(raw), tok.String())
+	}
+}
+
+// BenchmarkString is the encoding every answer naming a tenant part pays when its version
+// tuple is not memoised: one allocation, the string.
+func BenchmarkString(b *testing.B) {
+	tok := Token{Admin: 4711, Tenants: []Tenant{{ID: tenantA, Version: 123456}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if tok.String() == "" {
+			b.Fatal("empty")
+		}
+	}
 }
 
 func FuzzParse(f *testing.F) {

@@ -3,7 +3,9 @@ package pdp
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/neofast/neoauthz/internal/authn"
@@ -143,19 +145,60 @@ func (p *probes) run(ctx context.Context, scope string, pr *probe, read func(con
 	close(pr.done)
 }
 
-// tokenOf is the consistency token of the data a decision used: the admin version of the
-// tenant directory entry (or the platform set), and the tenant's set version.
-func tokenOf(r resolved, level authn.Level) consistency.Token {
-	if r.Entry == nil {
-		return consistency.ForAdmin(r.tenant.AdminVersion)
+// tokenOf is the consistency token of the data a decision used — the admin version of the
+// tenant directory entry (or the platform set), and the tenant's set version — and its
+// encoding.
+func (s *Service) tokenOf(r resolved, level authn.Level) (consistency.Token, string) {
+	switch {
+	case r.Entry == nil:
+		return s.tokens.get("", r.tenant.AdminVersion, 0)
+	case level == authn.LevelPlatform:
+		return s.tokens.get("", r.Set.Version(), 0)
+	default:
+		return s.tokens.get(r.tenant.ID, r.AdminVersion, r.Set.Version())
 	}
-	if level == authn.LevelPlatform {
-		return consistency.ForAdmin(r.Set.Version())
+}
+
+// tokenSlots is the number of version tuples tokenMemo holds at most.
+const tokenSlots = 1024
+
+// tokenMemo remembers encoded consistency tokens by version tuple. Nearly every answer names
+// a tuple answered with before (a tenant's versions change only with its writes), so a warm
+// check neither builds nor encodes a token. It is direct-mapped: a slot holds the last tuple
+// hashed to it, and another tuple replaces it. Readers take no lock; entries are immutable.
+type tokenMemo struct {
+	seed  maphash.Seed
+	slots [tokenSlots]atomic.Pointer[encodedToken]
+}
+
+// encodedToken is a token, the tuple it was built from, and its encoding. tok is shared by
+// every answer naming the tuple: nothing may modify it.
+type encodedToken struct {
+	tenant         string // "" for a token with only an admin part
+	admin, version uint64
+	tok            consistency.Token
+	text           string
+}
+
+func newTokenMemo() *tokenMemo { return &tokenMemo{seed: maphash.MakeSeed()} }
+
+// get returns the token naming admin version admin and, when tenant is not "", version of
+// tenant's schema, and its encoding.
+func (m *tokenMemo) get(tenant string, admin, version uint64) (consistency.Token, string) {
+	h := maphash.String(m.seed, tenant) ^ admin*0x9e3779b97f4a7c15 ^ version*0xc2b2ae3d27d4eb4f
+	slot := &m.slots[(h^h>>32)%tokenSlots]
+	if e := slot.Load(); e != nil && e.tenant == tenant && e.admin == admin && e.version == version {
+		return e.tok, e.text
 	}
-	tok, err := consistency.ForTenant(r.tenant.ID, r.Set.Version())
-	if err != nil {
-		return consistency.ForAdmin(r.AdminVersion)
+	e := &encodedToken{tenant: tenant, admin: admin, version: version, tok: consistency.ForAdmin(admin)}
+	if tenant != "" {
+		// A tenant id that is not a UUID names no tenant part; the admin part still holds.
+		if tok, err := consistency.ForTenant(tenant, version); err == nil {
+			tok.Admin = admin
+			e.tok = tok
+		}
 	}
-	tok.Admin = r.AdminVersion
-	return tok
+	e.text = e.tok.String()
+	slot.Store(e)
+	return e.tok, e.text
 }

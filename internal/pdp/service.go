@@ -102,6 +102,8 @@ type Service struct {
 
 	// probes finds out whether the versions consistency tokens name exist.
 	probes probes
+	// tokens remembers the encoded consistency tokens of recent version tuples.
+	tokens *tokenMemo
 	// identityAt is the highest admin version identity caches were dropped for because a
 	// token named it before its notification came.
 	identityAt atomic.Uint64
@@ -133,7 +135,7 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 		return nil, err
 	}
 	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
-		parts: parts, now: cfg.Clock, log: log, dir: map[string]dirEntry{}}
+		parts: parts, now: cfg.Clock, log: log, dir: map[string]dirEntry{}, tokens: newTokenMemo()}
 	s.unknown = cache.NewTTL[string, unknownName](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
 	return s, nil
 }
@@ -305,9 +307,9 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	tok := tokenOf(entry, sub.Level)
+	tok, text := s.tokenOf(entry, sub.Level)
 	if entry.reason != nil {
-		return Result{Reason: *entry.reason, Token: tok}, nil
+		return Result{Reason: *entry.reason, Token: tok, tokenText: text}, nil
 	}
 	dreq := decision.Request{Permission: req.Permission}
 	if req.Resource != nil {
@@ -332,7 +334,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	return Result{Allowed: d.Allowed, Reason: fromEngine(d.Reason), Grant: d.Grant, Version: d.Version, Token: tok}, nil
+	return Result{Allowed: d.Allowed, Reason: fromEngine(d.Reason), Grant: d.Grant, Version: d.Version, Token: tok, tokenText: text}, nil
 }
 
 // ListPermissions returns the subject's effective concrete codes, from data at least as new
@@ -343,7 +345,7 @@ func (s *Service) ListPermissions(ctx context.Context, sub Subject, at consisten
 	if err != nil {
 		return nil, consistency.Token{}, err
 	}
-	tok := tokenOf(entry, sub.Level)
+	tok, _ := s.tokenOf(entry, sub.Level)
 	if entry.reason != nil {
 		return nil, tok, nil
 	}

@@ -130,9 +130,20 @@ type Result struct {
 	// admin database's for a platform subject).
 	Version uint64
 	// Token names the data the decision used; a client may send it back (merged with its
-	// writes' tokens) to read at least that data again.
+	// writes' tokens) to read at least that data again. Answers naming the same versions
+	// share it: do not modify it.
 	Token      consistency.Token
 	DecisionID string
+	tokenText  string // Token's encoding, when the service memoised it
+}
+
+// TokenString is Token's encoding (Token.String()); the service remembers the encodings of
+// the version tuples it answers with, so a warm check does not encode one.
+func (r Result) TokenString() string {
+	if r.tokenText != "" || r.Token.IsZero() {
+		return r.tokenText
+	}
+	return r.Token.String()
 }
 
 // Bounds on what callers send (DESIGN §8): longer values are invalid requests, refused before

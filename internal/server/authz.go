@@ -282,7 +282,7 @@ func responseFromResult(res pdp.Result) *authzv1.CheckResponse {
 		Reason:           outcomeOf(res.Reason).proto,
 		Version:          res.Version,
 		DecisionId:       res.DecisionID,
-		ConsistencyToken: res.Token.String(),
+		ConsistencyToken: res.TokenString(),
 	}
 	if res.Allowed {
 		out.Grant = &authzv1.MatchedGrant{

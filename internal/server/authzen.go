@@ -585,7 +585,7 @@ func (s *Server) authzenCheckAs(ctx context.Context, in *azRequest, asub azSubje
 	}
 	rec.logged.result(req.Resource, res)
 	return azDecision{Decision: res.Allowed, Context: azContext{Reason: res.Reason.String(), DecisionID: res.DecisionID, Version: res.Version,
-		ConsistencyToken: res.Token.String()}}, nil
+		ConsistencyToken: res.TokenString()}}, nil
 }
 
 // azSubject is the subject of an evaluation and the tenant the request binds it to (the

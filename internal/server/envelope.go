@@ -53,7 +53,7 @@ func errorBody(g *gateResult) []byte {
 func allowBody(g *gateResult) []byte {
 	d := allowData{Allowed: true, Public: g.kind == gatePublic, DecisionID: g.rec.decisionID}
 	if g.kind == gateAllow {
-		d.Tenant, d.User, d.Version, d.ConsistencyToken = g.sub.TenantSlug, g.sub.UserID, g.res.Version, g.res.Token.String()
+		d.Tenant, d.User, d.Version, d.ConsistencyToken = g.sub.TenantSlug, g.sub.UserID, g.res.Version, g.res.TokenString()
 	}
 	b, err := json.Marshal(envelope{Success: true, Data: d})
 	if err != nil {

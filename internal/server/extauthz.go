@@ -130,7 +130,7 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters. Every
 	// member costs a map entry to encode, so tenant and user, which the headers carry, are
 	// there only when asked for (ExtAuthzMetadata).
-	tok := g.res.Token.String()
+	tok := g.res.TokenString()
 	if tok != "" {
 		// To the client, which may send it back to read at least this data again.
 		a.tokVal.Key, a.tokVal.Value = headerConsistency, tok
@@ -192,7 +192,7 @@ func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
 	if g.out.http == 401 {
 		headers = append(headers, setHeader("www-authenticate", wwwAuthenticate(g.rec.authn)))
 	}
-	if tok := g.res.Token.String(); tok != "" {
+	if tok := g.res.TokenString(); tok != "" {
 		headers = append(headers, setHeader(headerConsistency, tok))
 	}
 	a.md.set("decision_id", g.rec.decisionID)

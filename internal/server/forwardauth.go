@@ -220,7 +220,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store") // a decision is per request; no proxy may cache it
-	if tok := g.res.Token.String(); tok != "" {
+	if tok := g.res.TokenString(); tok != "" {
 		h.Set(headerConsistency, tok)
 	}
 	var body []byte
