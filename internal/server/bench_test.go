@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 )
 
 // BenchmarkExtAuthzCheck runs the ext_authz handler in process (no network), as
@@ -42,6 +43,26 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 				if err != nil || codes.Code(resp.GetStatus().GetCode()) != tc.want {
 					b.Fatalf("got %v, %v; want %v", resp.GetStatus(), err, tc.want)
 				}
+			}
+		})
+	}
+	// The answer's encoding, by the server's codec and by gRPC's proto codec.
+	resp, err := srv.Check(ctx, envoyRequest("GET", "/api/projects/u-9/p-1?x=1", "app.example.com", bearer("alice-token"), nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"encode/server-codec", newCheckResponseCodec()}, {"encode/proto-codec", encoding.GetCodecV2("proto")}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := c.codec.Marshal(resp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out.Free()
 			}
 		})
 	}

@@ -138,6 +138,8 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	if n := cfg.streamWorkers(); n > 0 {
 		opts = append(opts, grpc.NumStreamWorkers(n))
 	}
+	// ext_authz answers' dynamic metadata encoded without reflection (codec.go).
+	opts = append(opts, grpc.ForceServerCodecV2(newCheckResponseCodec()))
 	s.grpc = grpc.NewServer(opts...)
 	authzv1.RegisterAuthorizationServiceServer(s.grpc, authzService{s: s})
 	authv3.RegisterAuthorizationServer(s.grpc, s)
