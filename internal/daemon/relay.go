@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -127,7 +126,7 @@ func ServeRelay(ctx context.Context, cfg RelayConfig, log *slog.Logger, lis net.
 		_ = lis.Close()
 		return err
 	}
-	admin, err := pgxpool.New(ctx, cfg.AdminURL)
+	admin, err := pgstore.NewAdminPool(ctx, cfg.AdminURL, pgstore.DefaultMaxConnsPerDatabase, false)
 	if err != nil {
 		_ = lis.Close()
 		return fmt.Errorf("admin database: %w", err)

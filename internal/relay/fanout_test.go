@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/neofast/neoauthz/internal/authn/authntest"
+	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/redistest"
 	authzsync "github.com/neofast/neoauthz/internal/sync"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -51,9 +52,12 @@ const (
 	fanBackgroundEvery = 100 * time.Millisecond
 	// fanPollEvery paces the checks that wait for a revocation to arrive.
 	fanPollEvery = 2 * time.Millisecond
+	// fanPoolSize is PgBouncer's server connections per database.
+	fanPoolSize = 4
 	// fanConnBound is the most PostgreSQL connections the run may hold on its databases,
-	// whatever the number of pdps.
-	fanConnBound = 60
+	// whatever the number of pdps: PgBouncer's pools (2 × fanPoolSize), the relay's two LISTEN
+	// connections and its capped pools (2 × 4), the test's own pools (2 × 4), and room.
+	fanConnBound = 40
 )
 
 type fanPDP struct {
@@ -71,6 +75,8 @@ type fanRun struct {
 	region  *pgxpool.Pool
 	idp     *authntest.Issuer
 	redis   *redistest.Server
+	bouncer *pgtest.PgBouncer
+	primary string // the registered connection's name
 	stream  string
 	tenant  tenancy.Tenant
 	tokens  map[string]string
@@ -127,7 +133,8 @@ func (r *fanRun) startPDPs(n int) {
 	first := len(r.pdps)
 	for i := first; i < first+n; i++ {
 		grpcAddr, httpAddr := freePort(r.t), freePort(r.t)
-		env := append(r.commonEnv(), "NEOAUTHZ_SYNC=relay", "NEOAUTHZ_TRUSTED_ISSUERS="+r.idp.URL(),
+		env := append(r.commonEnv(), "NEOAUTHZ_SYNC=relay",
+			"ADMIN_DATABASE_POOLER_URL="+r.bouncer.URL(r.dbNames[0]), "NEOAUTHZ_DB_POOLERS="+r.primary+"="+r.bouncer.Addr(), "NEOAUTHZ_TRUSTED_ISSUERS="+r.idp.URL(),
 			"NEOAUTHZ_AUDIENCES=neoauthz", "NEOAUTHZ_DECISION_LOG=false", "NEOAUTHZ_CACHE_MAX_BYTES=8MiB",
 			"GOMAXPROCS=1", "GOMEMLIMIT=96MiB")
 		cmd := r.start("pdp-"+strconv.Itoa(i), env, "-grpc-addr", grpcAddr, "-http-addr", httpAddr)
@@ -313,6 +320,9 @@ func TestFanOut(t *testing.T) {
 	require.NoError(t, err)
 	r.region = r.w.Connect(t, primary, "")
 	r.dbNames = []string{r.w.Admin.Config().ConnConfig.Database, r.region.Config().ConnConfig.Database}
+	r.primary = primary.Name
+	// pdps read through PgBouncer in transaction pooling mode; the relay listens directly.
+	r.bouncer = pgtest.StartPgBouncer(t, pgtest.PgBouncerOptions{PoolSize: fanPoolSize})
 	r.stream = "neoauthz:fanout:{relay}:events"
 
 	var revocable, steady []string
@@ -378,13 +388,16 @@ func TestFanOut(t *testing.T) {
 	}()
 	var latMu gosync.Mutex
 	var latencies []time.Duration
-	var afterDeny atomic.Int64
+	var afterDeny, waitErrors atomic.Int64
 	for _, user := range revocable {
 		committed := r.revoke(user)
 		r.eachPDP(r.pdps, func(p *fanPDP) {
 			deadline := committed.Add(time.Minute)
 			for {
 				ok, err := r.allowed(p, user)
+				if err != nil {
+					waitErrors.Add(1)
+				}
 				if err == nil && !ok {
 					lat := time.Since(committed)
 					bg.markDenied(p.idx, user)
@@ -394,7 +407,7 @@ func TestFanOut(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("pdp %d: %s still allowed a minute after the revocation", p.idx, user)
+					t.Errorf("pdp %d: %s not denied a minute after the revocation (last error: %v)", p.idx, user, err)
 					return
 				}
 				time.Sleep(fanPollEvery) // pacing the checks of 50 pdps on 2 cores
@@ -411,13 +424,14 @@ func TestFanOut(t *testing.T) {
 	<-sampler
 
 	t.Logf("commit → deny across %d pdps: %s", len(r.pdps), summary(latencies))
-	t.Logf("background checks: %d, errors %d, wrong decisions %d; allows after a deny: %d",
-		bg.checks.Load(), bg.errors.Load(), bg.violations.Load(), afterDeny.Load())
+	t.Logf("background checks: %d, errors %d, wrong decisions %d; allows after a deny: %d; errors while waiting for a deny: %d",
+		bg.checks.Load(), bg.errors.Load(), bg.violations.Load(), afterDeny.Load(), waitErrors.Load())
 	t.Logf("PostgreSQL connections on the run's databases: %d pdps → %d (%d LISTEN), %d pdps → %d (%d LISTEN), peak during the revocations %d (bound %d)",
 		fanFewPDPs, conns10, listen10, fanManyPDPs, conns50, listen50, peak.Load(), fanConnBound)
 	assert.Len(t, latencies, fanRevocations*fanManyPDPs)
 	assert.Zero(t, afterDeny.Load(), "a pdp allowed after it had denied")
 	assert.Zero(t, bg.violations.Load(), "wrong decisions under background checks")
+	assert.Zero(t, bg.errors.Load()+waitErrors.Load(), "checks failed")
 	assert.Equal(t, listen10, listen50, "LISTEN connections grew with the number of pdps")
 	assert.LessOrEqual(t, int(peak.Load()), fanConnBound)
 	assert.LessOrEqual(t, conns50, fanConnBound)
