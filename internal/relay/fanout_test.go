@@ -232,6 +232,38 @@ func (r *fanRun) connections() (all, listeners int) {
 	return all, listeners
 }
 
+// metric reads a sample of the pdp's /metrics (0 when absent).
+func (p *fanPDP) metric(sample string) float64 {
+	resp, err := http.Get(p.httpBase + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// rssMiB is a process's resident memory.
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -424,6 +456,19 @@ func TestFanOut(t *testing.T) {
 	<-sampler
 
 	t.Logf("commit → deny across %d pdps: %s", len(r.pdps), summary(latencies))
+	var sum, count, rss, rssMax float64
+	for _, p := range r.pdps {
+		sum += p.metric("sync_staleness_seconds_sum")
+		count += p.metric("sync_staleness_seconds_count")
+		m := rssMiB(p.cmd.Process.Pid)
+		rss += m
+		rssMax = max(rssMax, m)
+	}
+	if count > 0 {
+		t.Logf("trigger → floor raised in the pdps (sync_staleness_seconds): mean %v over %.0f notifications",
+			time.Duration(sum/count*float64(time.Second)).Round(100*time.Microsecond), count)
+	}
+	t.Logf("pdp memory: %.0f MiB resident in all, %.0f MiB the largest; relay %.0f MiB", rss, rssMax, rssMiB(r.relay.Process.Pid))
 	t.Logf("background checks: %d, errors %d, wrong decisions %d; allows after a deny: %d; errors while waiting for a deny: %d",
 		bg.checks.Load(), bg.errors.Load(), bg.violations.Load(), afterDeny.Load(), waitErrors.Load())
 	t.Logf("PostgreSQL connections on the run's databases: %d pdps → %d (%d LISTEN), %d pdps → %d (%d LISTEN), peak during the revocations %d (bound %d)",
