@@ -7,7 +7,7 @@ BIN := $(CURDIR)/.bin
 # Finds PostgreSQL and Redis (DATABASE_URL/REDIS_URL, the default ports, or our own under .data/).
 SERVICES := eval "$$(scripts/services.sh)"
 
-.PHONY: help build run test lint bench bench-load proto clean
+.PHONY: help build run test lint bench bench-load bench-scale proto clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ bench: ## Benchmarks (engine, identity, migrations across 1,000 tenant schemas),
 
 bench-load: ## Load test: a local pdp on 50 tenants × 1,000 users vs a do-nothing ext_authz server
 	@$(SERVICES) && go run ./cmd/loadgen
+
+bench-scale: ## Fan-out run: builds bin/pdp, one relay, Redis, 10 then 50 pdp processes, 200 revocations, relay and Redis killed (docs/scale.md "Relay")
+	@$(SERVICES) && NEOAUTHZ_BENCH_SCALE=1 go test -count=1 -timeout 20m -run '^TestFanOut$$' -v ./internal/relay/
 
 proto: ## Regenerate the gRPC code from proto/ (buf lint + generate)
 	scripts/proto.sh

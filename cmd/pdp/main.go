@@ -1,6 +1,8 @@
 // Command pdp is the neoauthz policy decision point: Envoy ext_authz, HTTP forward auth and the
 // neoauthz.v1 gRPC API (flags and environment: `pdp -h`, README "Configuration reference").
 // `pdp probe [URL]` checks a running pdp's /health (for images without a shell).
+// `pdp relay` listens for the RBAC notifications and republishes them through Redis for pdps
+// run with -sync=relay (flags: `pdp relay -h`).
 package main
 
 import (
@@ -28,6 +30,9 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		os.Exit(relay(os.Args[2:]))
+	}
 	cfg := daemon.DefaultConfig()
 	fs := flag.NewFlagSet("pdp", flag.ExitOnError)
 	cfg.RegisterFlags(fs)
@@ -42,4 +47,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pdp:", err)
 		os.Exit(1)
 	}
+}
+
+func relay(args []string) int {
+	cfg := daemon.DefaultRelayConfig()
+	fs := flag.NewFlagSet("pdp relay", flag.ExitOnError)
+	cfg.RegisterFlags(fs)
+	_ = fs.Parse(args)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "pdp relay: configuration:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.RunRelay(ctx, cfg, cfg.Logger()); err != nil {
+		fmt.Fprintln(os.Stderr, "pdp relay:", err)
+		return 1
+	}
+	return 0
 }

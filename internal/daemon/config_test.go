@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -119,4 +120,43 @@ func TestConfigReplicaFills(t *testing.T) {
 	cfg, err = parseConfig(allowAny)
 	require.NoError(t, err)
 	assert.False(t, cfg.ReplicaFills)
+}
+
+// TestConfigSyncMode: direct LISTEN is the default; relay mode needs Redis, and its settings
+// come from flags and the environment.
+func TestConfigSyncMode(t *testing.T) {
+	for _, k := range []string{"NEOAUTHZ_SYNC", "NEOAUTHZ_RELAY_STALENESS", "NEOAUTHZ_RELAY_STREAM", "REDIS_URL"} {
+		t.Setenv(k, "")
+		require.NoError(t, os.Unsetenv(k))
+	}
+	anyAudience := func(c *daemon.Config) { c.AllowAnyAudience = true }
+	cfg, err := parseConfig(anyAudience)
+	require.NoError(t, err)
+	assert.Equal(t, daemon.SyncDirect, cfg.Sync)
+
+	_, err = parseConfig(anyAudience, "-sync", "relay")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "REDIS_URL")
+
+	t.Setenv("NEOAUTHZ_SYNC", "relay")
+	t.Setenv("NEOAUTHZ_RELAY_STALENESS", "3s")
+	cfg, err = parseConfig(anyAudience, "-redis-url", "redis://127.0.0.1:6379", "-relay-stream", "s{x}")
+	require.NoError(t, err)
+	assert.Equal(t, daemon.SyncRelay, cfg.Sync)
+	assert.Equal(t, 3*time.Second, cfg.RelayStaleness)
+	assert.Equal(t, "s{x}", cfg.RelayStream)
+
+	_, err = parseConfig(anyAudience, "-sync", "listen")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `sync "listen"`)
+
+	rc := daemon.DefaultRelayConfig()
+	err = rc.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ADMIN_DATABASE_URL")
+	assert.Contains(t, err.Error(), "REDIS_URL")
+	rc.AdminURL, rc.RedisURL = "postgres://127.0.0.1/admin", "redis://127.0.0.1:6379"
+	require.NoError(t, rc.Validate())
+	rc.MaxLen = 10
+	assert.Error(t, rc.Validate())
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/neofast/neoauthz/internal/pdp"
 	"github.com/neofast/neoauthz/internal/pgstore"
 	"github.com/neofast/neoauthz/internal/registry"
+	"github.com/neofast/neoauthz/internal/relay"
 	"github.com/neofast/neoauthz/internal/routes"
 	"github.com/neofast/neoauthz/internal/secretbox"
 	"github.com/neofast/neoauthz/internal/server"
@@ -91,6 +92,15 @@ type Config struct {
 	// must honour is read again from the primary.
 	ReplicaFills bool
 
+	// Sync is how notifications reach the pdp: SyncDirect (LISTEN on every database) or
+	// SyncRelay (read from relays through Redis; no PostgreSQL connection for notifications).
+	Sync string
+	// RelayStaleness is how long after a relay's last heartbeat for a database the pdp still
+	// trusts what it cached from it (relay mode); 0: twice Heartbeat.
+	RelayStaleness time.Duration
+	// RelayStream is the Redis stream key relays publish to and relay-mode pdps read.
+	RelayStream string
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
@@ -104,6 +114,12 @@ type Config struct {
 	DecisionLogConfig decisionlog.Config
 }
 
+// Sync modes.
+const (
+	SyncDirect = "direct"
+	SyncRelay  = "relay"
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -116,6 +132,8 @@ func DefaultConfig() Config {
 		UnknownUserTTL: 5 * time.Second,
 		PollInterval:   5 * time.Second,
 		Heartbeat:      2 * time.Second,
+		Sync:           SyncDirect,
+		RelayStream:    relay.DefaultStream,
 		LogLevel:       "info",
 		DecisionLog:    true,
 		ReplicaFills:   true,
@@ -132,26 +150,14 @@ func DefaultConfig() Config {
 // RegisterFlags defines the flags; each takes its default from its environment variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Server.RegisterFlags(fs)
-	str := func(p *string, name, env, usage string) {
-		if v, ok := os.LookupEnv(env); ok {
-			*p = v
-		}
-		fs.StringVar(p, name, *p, usage+" (env "+env+")")
-	}
+	str := func(p *string, name, env, usage string) { envString(fs, p, name, env, usage) }
 	list := func(p *[]string, name, env, usage string) {
 		if v, ok := os.LookupEnv(env); ok {
 			*p = splitList(v)
 		}
 		fs.Var(listFlag{p}, name, usage+" (env "+env+")")
 	}
-	dur := func(p *time.Duration, name, env, usage string) {
-		if v, ok := os.LookupEnv(env); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				*p = d
-			}
-		}
-		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
-	}
+	dur := func(p *time.Duration, name, env, usage string) { envDuration(fs, p, name, env, usage) }
 	str(&c.AdminURL, "admin-database-url", "ADMIN_DATABASE_URL", "admin database URL (required)")
 	str(&c.AdminPoolerURL, "admin-database-pooler-url", "ADMIN_DATABASE_POOLER_URL", "the admin database through PgBouncer in transaction pooling mode, for reads (LISTEN stays on -admin-database-url); empty: read directly")
 	str(&c.RedisURL, "redis-url", "REDIS_URL", "Redis URL for the shared cache (redis://, rediss://, redis-sentinel://, redis-cluster://); empty: no Redis")
@@ -171,6 +177,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	dur(&c.UnknownUserTTL, "unknown-user-ttl", "NEOAUTHZ_UNKNOWN_USER_TTL", "how long an unknown user is cached")
 	dur(&c.PollInterval, "poll-interval", "NEOAUTHZ_POLL_INTERVAL", "version poll period")
 	dur(&c.Heartbeat, "heartbeat", "NEOAUTHZ_HEARTBEAT", "listener liveness probe period")
+	str(&c.Sync, "sync", "NEOAUTHZ_SYNC", "how notifications arrive: direct (LISTEN on every database) or relay (from `pdp relay` through Redis)")
+	dur(&c.RelayStaleness, "relay-staleness", "NEOAUTHZ_RELAY_STALENESS", "relay mode: trust a database's cached data this long after a relay's last heartbeat for it (0: 2 × -heartbeat)")
+	str(&c.RelayStream, "relay-stream", "NEOAUTHZ_RELAY_STREAM", "Redis stream key of the relays' events")
 	if v, ok := os.LookupEnv("NEOAUTHZ_CACHE_MAX_BYTES"); ok {
 		if n, err := ParseBytes(v); err == nil {
 			c.CacheMaxBytes = n
@@ -202,6 +211,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	parsed(intFlag{&dl.BatchSize}, "decision-log-batch", "NEOAUTHZ_DECISION_LOG_BATCH", "decisions per COPY at most")
 	dur(&dl.FlushInterval, "decision-log-flush-interval", "NEOAUTHZ_DECISION_LOG_FLUSH_INTERVAL", "longest wait before a partial batch is written")
 	str(&dl.PlatformRegion, "decision-log-platform-region", "NEOAUTHZ_DECISION_LOG_PLATFORM_REGION", "region whose analytics database gets platform decisions (default: the first region with one)")
+}
+
+// envString defines a string flag whose default comes from env when set.
+func envString(fs *flag.FlagSet, p *string, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		*p = v
+	}
+	fs.StringVar(p, name, *p, usage+" (env "+env+")")
+}
+
+// envDuration defines a duration flag whose default comes from env when it parses.
+func envDuration(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			*p = d
+		}
+	}
+	fs.DurationVar(p, name, *p, usage+" (env "+env+")")
 }
 
 type boolFlag struct{ p *bool }
@@ -383,6 +410,18 @@ func (c *Config) Validate() error {
 	if c.MaxStaleness < 0 || c.CacheTTL <= 0 || c.UnknownUserTTL <= 0 || c.PollInterval <= 0 || c.Heartbeat <= 0 {
 		errs = append(errs, errors.New("durations must be positive (max-staleness may be 0)"))
 	}
+	switch c.Sync {
+	case SyncDirect:
+	case SyncRelay:
+		if c.RedisURL == "" {
+			errs = append(errs, errors.New("-sync=relay reads the relays' events from Redis: REDIS_URL (--redis-url) is required"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("sync %q: use %s or %s", c.Sync, SyncDirect, SyncRelay))
+	}
+	if c.RelayStaleness < 0 || c.RelayStream == "" {
+		errs = append(errs, errors.New("relay-staleness must not be negative and relay-stream not empty"))
+	}
 	if c.CacheMaxBytes < MinCacheMaxBytes {
 		errs = append(errs, fmt.Errorf("cache-max-bytes must be at least %d (1MiB)", MinCacheMaxBytes))
 	}
@@ -493,8 +532,12 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	// The realm index is dropped with the validator's caches: on a tenant change, and when a
 	// consistency token names an admin version whose notification has not come yet.
 	svc.AlsoInvalidate(realms.Invalidate)
-	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat},
-		floors, admin, reg2, store, svc.TenantChanged, log, reg)
+	syncCfg := authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat,
+		Staleness: cfg.RelayStaleness}
+	if cfg.Sync == SyncRelay {
+		syncCfg.Feed = relay.NewReader(rdb, cfg.RelayStream)
+	}
+	mgr := authzsync.New(syncCfg, floors, admin, reg2, store, svc.TenantChanged, log, reg)
 
 	var table *routes.Table
 	if cfg.Server.RouteTablePath != "" {
@@ -513,7 +556,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		}
 		srv.SetDecisionLog(decisions)
 	}
-	log.Info("pdp starting", "redis", cfg.RedisURL != "", "db_max_conns", cfg.DBMaxConns,
+	log.Info("pdp starting", "redis", cfg.RedisURL != "", "sync", cfg.Sync, "db_max_conns", cfg.DBMaxConns,
 		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -539,7 +539,7 @@ func (s *Service) Health(ctx context.Context) map[string]DependencyHealth {
 		out["redis"] = DependencyHealth{Status: "degraded", Latency: rh.Latency, Error: rh.Err}
 	}
 	if _, down := s.floors.DownSince(authzsync.AdminDatabase); down {
-		out["listeners"] = DependencyHealth{Status: "degraded", Error: "the admin database listener is not up: cached data is not trusted"}
+		out["listeners"] = DependencyHealth{Status: "degraded", Error: "notifications from the admin database are not current (its listener is not up, or in relay mode no relay heartbeat is fresh): cached data is not trusted"}
 	} else {
 		out["listeners"] = DependencyHealth{Status: "ok"}
 	}

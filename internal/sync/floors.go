@@ -30,6 +30,9 @@ const PlatformScope = ""
 type dbState struct {
 	up    bool
 	since time.Time // when it went down (zero: never up)
+	// until, when set, ends the trust by itself (relay mode: the last fresh heartbeat plus the
+	// staleness bound), whether or not anything notices in time to mark the database down.
+	until time.Time
 }
 
 type scope struct {
@@ -162,6 +165,9 @@ func (f *Floors) MarkDown(db string, since time.Time) {
 		f.dbs = map[string]dbState{}
 	}
 	if st, ok := f.dbs[db]; !ok || st.up {
+		if st.up && !st.until.IsZero() && st.until.Before(since) {
+			since = st.until // its trust ran out before anyone noticed
+		}
 		f.dbs[db] = dbState{since: since}
 	}
 }
@@ -177,6 +183,18 @@ func (f *Floors) MarkUp(db string) {
 	f.dbs[db] = dbState{up: true}
 }
 
+// MarkUpUntil records that a database's notifications are known to arrive (through a relay)
+// until the given time: past it, the database counts as down since then unless MarkUpUntil
+// extends the time first.
+func (f *Floors) MarkUpUntil(db string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dbs == nil {
+		f.dbs = map[string]dbState{}
+	}
+	f.dbs[db] = dbState{up: true, until: until}
+}
+
 // Forget drops a database that left the registry.
 func (f *Floors) Forget(db string) {
 	f.mu.Lock()
@@ -190,6 +208,9 @@ func (f *Floors) DownSince(db string) (time.Time, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	st := f.dbs[db]
+	if st.up && !st.until.IsZero() && !time.Now().Before(st.until) {
+		return st.until, true
+	}
 	return st.since, !st.up
 }
 

@@ -59,6 +59,18 @@ type Config struct {
 	RegistryInterval time.Duration
 	// MaxBackoff caps the wait between reconnection attempts. Default 5s.
 	MaxBackoff time.Duration
+
+	// Publish, when set, makes the Manager a relay: besides raising its own floors it
+	// publishes what every listener hears (notifications, liveness, versions read, loss) for
+	// pdps in relay mode. A failed publication ends the listener's session, so that the next
+	// session's versions cover whatever the failure may have hidden.
+	Publish Publisher
+	// Feed, when set, replaces the listeners and the poll: the Manager reads what relays
+	// publish and trusts a database only while a relay's heartbeat for it is fresh.
+	Feed Feed
+	// Staleness is how long after a relay's last proof that a database's listener is alive
+	// the database is still trusted (relay mode). Default 2 × Heartbeat.
+	Staleness time.Duration
 }
 
 func (c *Config) defaults() {
@@ -73,6 +85,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Staleness <= 0 {
+		c.Staleness = 2 * c.Heartbeat
 	}
 }
 
@@ -99,6 +114,10 @@ type Manager struct {
 
 	mu        gosync.Mutex
 	listeners map[string]context.CancelFunc
+	known     map[string]Database // the databases of the last registry read, and the admin database
+	// pubFailed holds the databases a publication failed for outside their listener's
+	// goroutine (the poll's): the listener's next publication ends its session.
+	pubFailed gosync.Map
 }
 
 // New returns a Manager raising floors on notifications. onTenant may be nil.
@@ -109,7 +128,8 @@ func New(cfg Config, floors *Floors, admin *pgxpool.Pool, reg *registry.Store, v
 		onTenant = func(string) {}
 	}
 	return &Manager{cfg: cfg, floors: floors, admin: admin, registry: reg, versions: versions, log: log,
-		onTenant: onTenant, metrics: newMetrics(promReg), listeners: map[string]context.CancelFunc{}}
+		onTenant: onTenant, metrics: newMetrics(promReg), listeners: map[string]context.CancelFunc{},
+		known: map[string]Database{}}
 }
 
 // Run listens until ctx ends.
@@ -117,6 +137,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	var wg gosync.WaitGroup
 	defer wg.Wait()
 	start := func(db Database) {
+		m.known[db.Key] = db
+		if m.cfg.Feed != nil {
+			m.listeners[db.Key] = func() {}
+			return
+		}
 		lctx, cancel := context.WithCancel(ctx)
 		m.listeners[db.Key] = cancel
 		wg.Add(1)
@@ -128,6 +153,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	start(Database{Key: AdminDatabase, dsn: m.cfg.AdminURL})
 	m.mu.Unlock()
+	if m.cfg.Feed != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.follow(ctx)
+		}()
+	}
 
 	refresh := func() {
 		dbs, err := m.databases(ctx)
@@ -152,6 +184,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				m.log.Info("database left the registry; no longer listening", "database", key)
 				cancel()
 				delete(m.listeners, key)
+				delete(m.known, key)
 				m.floors.Forget(key)
 			}
 		}
@@ -161,6 +194,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer registryTick.Stop()
 	pollTick := time.NewTicker(m.cfg.PollInterval)
 	defer pollTick.Stop()
+	if m.cfg.Feed != nil {
+		// The relays poll, once for every pdp.
+		pollTick.Stop()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -286,8 +323,14 @@ func (m *Manager) session(ctx context.Context, db Database) (healthy bool, err e
 	}
 	// Listening first, then reading versions: a change committed in between is both seen
 	// in the versions and notified, never neither.
-	if err := m.resync(ctx, db); err != nil {
+	versions, err := m.resync(ctx, db)
+	if err != nil {
 		return false, fmt.Errorf("re-read versions: %w", err)
+	}
+	// A relay publishes the versions before the session counts as healthy: while Redis
+	// refuses, reconnections back off instead of starting over every 50ms.
+	if err := m.publish(ctx, Event{Kind: EventResynced, Database: db.Key, Versions: versions}); err != nil {
+		return false, err
 	}
 	m.floors.MarkUp(db.Key)
 	m.metrics.up.WithLabelValues(db.Key).Set(1)
@@ -296,6 +339,7 @@ func (m *Manager) session(ctx context.Context, db Database) (healthy bool, err e
 	lost := func(err error) (bool, error) {
 		m.floors.MarkDown(db.Key, time.Now())
 		m.metrics.up.WithLabelValues(db.Key).Set(0)
+		m.publishDown(db.Key)
 		return true, err
 	}
 	for {
@@ -306,6 +350,9 @@ func (m *Manager) session(ctx context.Context, db Database) (healthy bool, err e
 		case err == nil:
 			if err := m.handle(db, n.Payload); err != nil {
 				// A change may be hidden and the versions cannot be read: start over.
+				return lost(err)
+			}
+			if err := m.publish(ctx, Event{Kind: EventNotified, Database: db.Key, Payload: n.Payload}); err != nil {
 				return lost(err)
 			}
 			continue
@@ -321,79 +368,94 @@ func (m *Manager) session(ctx context.Context, db Database) (healthy bool, err e
 		if err != nil {
 			return lost(fmt.Errorf("heartbeat: %w", err))
 		}
+		if err := m.publish(ctx, Event{Kind: EventAlive, Database: db.Key}); err != nil {
+			return lost(err)
+		}
 	}
 }
 
 // resync reads the database's current versions and raises every floor to them: whatever was
-// cached before may have missed notifications.
-func (m *Manager) resync(ctx context.Context, db Database) error {
+// cached before may have missed notifications. It returns the versions read.
+func (m *Manager) resync(ctx context.Context, db Database) (map[string]uint64, error) {
+	versions, err := m.readVersions(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	m.applyVersions(db.Key, versions)
+	return versions, nil
+}
+
+// readVersions reads a database's versions: tenant id → version, or the admin version under
+// PlatformScope for the admin database.
+func (m *Manager) readVersions(ctx context.Context, db Database) (map[string]uint64, error) {
 	if db.Key == AdminDatabase {
 		v, err := m.versions.AdminVersion(ctx)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		return map[string]uint64{PlatformScope: v}, nil
+	}
+	return m.versions.DatabaseVersions(ctx, db.ConnectionID, db.Database)
+}
+
+// applyVersions raises every floor of a database's scopes to the versions given.
+func (m *Manager) applyVersions(dbKey string, versions map[string]uint64) {
+	if dbKey == AdminDatabase {
+		v, ok := versions[PlatformScope]
+		if !ok {
+			return
 		}
 		m.floors.RaiseAll(PlatformScope, v)
 		m.floors.RaiseAllDirs(v)
 		m.onTenant("")
-		m.metrics.version.WithLabelValues(db.Key).Set(float64(v))
-		return nil
-	}
-	versions, err := m.versions.DatabaseVersions(ctx, db.ConnectionID, db.Database)
-	if err != nil {
-		return err
+		m.metrics.version.WithLabelValues(dbKey).Set(float64(v))
+		return
 	}
 	var top uint64
 	for tenant, v := range versions {
+		if tenant == PlatformScope {
+			continue // a tenant database holds no platform data
+		}
 		m.floors.RaiseAll(tenant, v)
 		top = max(top, v)
 	}
-	m.metrics.version.WithLabelValues(db.Key).Set(float64(top))
-	return nil
+	m.metrics.version.WithLabelValues(dbKey).Set(float64(top))
 }
 
 // poll re-reads the versions of every database whose listener is up; a version beyond what
-// notifications said means some were lost, and the whole scope is invalidated.
+// notifications said means some were lost, and the whole scope is invalidated. A relay
+// publishes those raises too.
 func (m *Manager) poll(ctx context.Context) {
 	m.mu.Lock()
-	keys := make([]string, 0, len(m.listeners))
-	for k := range m.listeners {
-		keys = append(keys, k)
+	dbs := make([]Database, 0, len(m.known))
+	for _, db := range m.known {
+		dbs = append(dbs, db)
 	}
 	m.mu.Unlock()
-	dbs, err := m.databases(ctx)
-	if err != nil {
-		return
-	}
-	byKey := map[string]Database{AdminDatabase: {Key: AdminDatabase}}
 	for _, db := range dbs {
-		byKey[db.Key] = db
-	}
-	for _, key := range keys {
-		if _, down := m.floors.DownSince(key); down {
+		if _, down := m.floors.DownSince(db.Key); down {
 			continue
 		}
-		db, ok := byKey[key]
-		if !ok {
-			continue
-		}
-		if key == AdminDatabase {
-			v, err := m.versions.AdminVersion(ctx)
-			if err == nil && v > m.floors.Seen(PlatformScope) {
-				m.metrics.pollRaises.Inc()
-				m.floors.RaiseAll(PlatformScope, v)
-				m.floors.RaiseAllDirs(v)
-				m.onTenant("")
-			}
-			continue
-		}
-		versions, err := m.versions.DatabaseVersions(ctx, db.ConnectionID, db.Database)
+		versions, err := m.readVersions(ctx, db)
 		if err != nil {
 			continue
 		}
-		for tenant, v := range versions {
-			if v > m.floors.Seen(tenant) {
+		raised := map[string]uint64{}
+		for scope, v := range versions {
+			if v > m.floors.Seen(scope) {
 				m.metrics.pollRaises.Inc()
-				m.floors.RaiseAll(tenant, v)
+				raised[scope] = v
+			}
+		}
+		if len(raised) == 0 {
+			continue
+		}
+		m.applyVersions(db.Key, raised)
+		if m.cfg.Publish != nil {
+			if err := m.cfg.Publish.Publish(ctx, Event{Kind: EventRaised, Database: db.Key, At: time.Now(), Versions: raised}); err != nil {
+				// Its listener's next publication fails and starts a session whose versions
+				// pdps apply in full.
+				m.pubFailed.Store(db.Key, struct{}{})
 			}
 		}
 	}
@@ -421,7 +483,7 @@ func (m *Manager) handle(db Database, payload string) error {
 		m.metrics.invalidations.WithLabelValues("unreadable").Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.resync(ctx, db); err != nil {
+		if _, err := m.resync(ctx, db); err != nil {
 			return fmt.Errorf("resync after an unreadable notification: %w", err)
 		}
 		return nil
@@ -475,6 +537,8 @@ type metrics struct {
 	version       *prometheus.GaugeVec
 	staleness     prometheus.Histogram
 	pollRaises    prometheus.Counter
+	publishErrors prometheus.Counter
+	feedGaps      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -494,9 +558,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}}),
 		pollRaises: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_poll_invalidations_total",
 			Help: "Scopes invalidated by the version poll (notifications lost or not yet delivered)."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_relay_publish_errors_total",
+			Help: "Relay: publications to Redis that failed (each ends its listener's session)."}),
+		feedGaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "sync_relay_gaps_total",
+			Help: "Relay mode: times the relay stream lost events this pdp had not read (every database re-read)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.received, m.invalidations, m.reconnects, m.up, m.version, m.staleness, m.pollRaises)
+		reg.MustRegister(m.received, m.invalidations, m.reconnects, m.up, m.version, m.staleness, m.pollRaises,
+			m.publishErrors, m.feedGaps)
 	}
 	return m
 }
