@@ -213,14 +213,7 @@ func (s *compiled) estimateSize() int64 {
 	}
 	n += int64(cap(s.grants))*int64(unsafe.Sizeof(grantEntry{})) + int64(cap(s.denies))*int64(unsafe.Sizeof(denyEntry{}))
 	n += 4 * int64(cap(s.idx))
-	sp := int64(unsafe.Sizeof(span{}))
-	for _, m := range []int{len(s.rOnly), len(s.aOnly)} {
-		if m > 0 {
-			n += mapHeader + int64(m)*mapEntry(stringHeader, sp)
-		}
-	}
-	if len(s.pairs) > 0 {
-		n += mapHeader + int64(len(s.pairs))*mapEntry(int64(unsafe.Sizeof(raKey{})), sp)
-	}
+	// The index's keys are interned process-wide, like the texts.
+	n += 4*int64(cap(s.index.slots)) + 8*int64(cap(s.index.keys)) + int64(unsafe.Sizeof(span{}))*int64(cap(s.index.spans))
 	return n
 }

@@ -135,9 +135,7 @@ type compiled struct {
 	// and its descendants); index 0 is "no group" (nil closure).
 	groups   []string
 	closures []map[string]struct{}
-	pairs    map[raKey]span
-	rOnly    map[string]span
-	aOnly    map[string]span
+	index    pairTable // (r, a), (r, "*") and ("*", a) buckets; star is the ("*", "*") one
 	star     span
 }
 
@@ -307,24 +305,18 @@ func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 		slices.Sort(s.idx[sp.off+sp.ng:])
 		return sp
 	}
-	if len(exact) > 0 {
-		s.pairs = make(map[raKey]span, len(exact))
-		for k, b := range exact {
-			s.pairs[k] = add(b, rOnly[k.r], aOnly[k.a], &star)
-		}
+	keys := make([]raKey, 0, len(exact)+len(rOnly)+len(aOnly))
+	spans := make([]span, 0, cap(keys))
+	for k, b := range exact {
+		keys, spans = append(keys, k), append(spans, add(b, rOnly[k.r], aOnly[k.a], &star))
 	}
-	if len(rOnly) > 0 {
-		s.rOnly = make(map[string]span, len(rOnly))
-		for r, b := range rOnly {
-			s.rOnly[r] = add(b)
-		}
+	for r, b := range rOnly {
+		keys, spans = append(keys, raKey{r, "*"}), append(spans, add(b))
 	}
-	if len(aOnly) > 0 {
-		s.aOnly = make(map[string]span, len(aOnly))
-		for a, b := range aOnly {
-			s.aOnly[a] = add(b)
-		}
+	for a, b := range aOnly {
+		keys, spans = append(keys, raKey{"*", a}), append(spans, add(b))
 	}
+	s.index = newPairTable(keys, spans)
 	s.star = add(&star)
 	s.groups, s.closures = slices.Clip(s.groups), slices.Clip(s.closures)
 	s.size = s.estimateSize()
@@ -431,13 +423,13 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 	c := s.c
 	var bs [3]span
 	n := 0
-	if b, ok := c.pairs[raKey{r, a}]; ok {
+	if b, ok := c.index.find(r, a); ok {
 		bs[0], n = b, 1
 	} else {
-		if b, ok := c.rOnly[r]; ok {
+		if b, ok := c.index.find(r, "*"); ok {
 			bs[n], n = b, n+1
 		}
-		if b, ok := c.aOnly[a]; ok {
+		if b, ok := c.index.find("*", a); ok {
 			bs[n], n = b, n+1
 		}
 		bs[n], n = c.star, n+1
