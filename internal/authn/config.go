@@ -19,6 +19,7 @@ const (
 	DefaultUnknownKidTTL             = time.Minute
 	DefaultMaxKeyAge                 = 24 * time.Hour
 	DefaultCacheSize                 = 100_000
+	DefaultCacheMaxBytes             = 64 << 20
 	DefaultCacheTTL                  = 5 * time.Minute
 	DefaultRealmCacheTTL             = 30 * time.Second
 	DefaultRealmCacheSize            = 10_000
@@ -81,6 +82,9 @@ type Config struct {
 	MaxKeyAge time.Duration
 	// CacheSize bounds the verified-token cache (entries).
 	CacheSize int
+	// CacheMaxBytes bounds the verified-token cache in bytes of estimated retained memory
+	// (claims, the key and the LRU's bookkeeping; about 750 bytes for a typical Keycloak token).
+	CacheMaxBytes int64
 	// CacheTTL bounds how long a verified token is trusted without being
 	// verified again, whatever its exp; it bounds how long a key removed from
 	// Keycloak keeps working for tokens already seen.
@@ -158,6 +162,9 @@ func (c Config) Validate() error {
 	if c.MaxTokenBytes < 0 || c.MaxTokenBytes > maxTokenBytesLimit {
 		errs = append(errs, fmt.Errorf("MaxTokenBytes: must be between 0 and %d, got %d", maxTokenBytesLimit, c.MaxTokenBytes))
 	}
+	if c.CacheMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("CacheMaxBytes: must not be negative, got %d", c.CacheMaxBytes))
+	}
 	if c.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("CacheSize: must not be negative, got %d", c.CacheSize))
 	}
@@ -192,6 +199,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.UnknownKidTTL, DefaultUnknownKidTTL)
 	setDefault(&c.MaxKeyAge, DefaultMaxKeyAge)
 	setDefault(&c.CacheSize, DefaultCacheSize)
+	setDefault(&c.CacheMaxBytes, DefaultCacheMaxBytes)
 	setDefault(&c.CacheTTL, DefaultCacheTTL)
 	setDefault(&c.RealmCacheTTL, DefaultRealmCacheTTL)
 	setDefault(&c.RealmCacheSize, DefaultRealmCacheSize)

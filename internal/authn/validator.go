@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -41,6 +42,29 @@ type cachedToken struct {
 	// checked is the last tenant check this token passed (nil: none): while no invalidation
 	// has happened since and the realm answer it used has not expired, a hit needs no new one.
 	checked atomic.Pointer[tenantCheck]
+}
+
+// size estimates what a cached token retains: the entry, its identity's claims, its key and
+// the cache's bookkeeping. A token's claims are bounded only by MaxTokenBytes, so the cache is
+// bounded in bytes by this, not by its entry count alone.
+func (ct *cachedToken) size() int64 {
+	const str = int64(unsafe.Sizeof(""))
+	n := int64(unsafe.Sizeof(*ct)+unsafe.Sizeof(tenantCheck{})) + sha256.Size + cache.TTLEntryOverhead
+	if id := ct.id; id != nil {
+		n += int64(unsafe.Sizeof(*id)) + int64(len(id.TenantID)+len(id.TenantSlug)+len(id.Realm)+len(id.Subject)+
+			len(id.AuthorizedParty)+len(id.PreferredUsername)+len(id.Email)+len(id.SessionID))
+		for _, xs := range [][]string{id.RealmRoles, id.Groups} {
+			n += int64(cap(xs)) * str
+			for _, x := range xs {
+				n += int64(len(x))
+			}
+		}
+	}
+	n += int64(cap(ct.aud)) * str
+	for _, a := range ct.aud {
+		n += int64(len(a))
+	}
+	return n
 }
 
 // tenantCheck records a passed tenant check: the realm cache's generation read before the
@@ -75,7 +99,7 @@ func New(cfg Config, resolver RealmResolver, logger *slog.Logger) (*Validator, e
 		allowed: make(map[string]keyFamily, len(cfg.AllowedAlgorithms)),
 		realms:  newRealmCache(resolver, cfg),
 		keys:    newKeyStore(cfg),
-		tokens:  cache.NewTTL[[sha256.Size]byte, *cachedToken](cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		tokens:  cache.NewTTLSized[[sha256.Size]byte](cfg.CacheSize, cfg.CacheMaxBytes, (*cachedToken).size, cfg.CacheTTL, cfg.Now),
 		logger:  logger,
 	}
 	for _, a := range cfg.AllowedAlgorithms {

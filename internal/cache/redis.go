@@ -256,9 +256,13 @@ func (t *redisTier[V]) write(e *entry[V]) {
 			return struct{}{}, t.rdb.Set(ctx, t.prefix+e.key, b, ttl).Err()
 		}
 		// The shared part first, living the longest an entry may: every entry naming it
-		// expires before it does. Both keys are in one slot (SharedKey), so one pipeline.
+		// expires before it does. It is written only when absent (many users' entries name
+		// one part), and its life is extended otherwise, never shortened. Both keys are in
+		// one slot (SharedKey), so one pipeline.
+		partTTL := max(t.l2TTL, ttl)
 		pipe := t.rdb.Pipeline()
-		pipe.Set(ctx, t.prefix+sharedKey, shared, max(t.l2TTL, ttl))
+		pipe.SetNX(ctx, t.prefix+sharedKey, shared, partTTL)
+		pipe.Do(ctx, "pexpire", t.prefix+sharedKey, partTTL.Milliseconds(), "gt")
 		pipe.Set(ctx, t.prefix+e.key, b, ttl)
 		_, err := pipe.Exec(ctx)
 		return struct{}{}, err

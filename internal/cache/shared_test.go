@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -160,4 +161,36 @@ func TestSharedKey(t *testing.T) {
 			assert.Equal(t, tc.want, got, "got %q, want %q", got, tc.want)
 		})
 	}
+}
+
+// A shared part is written to Redis only when absent: the entries of further users who share
+// it leave its bytes alone and only extend its life.
+func TestSharedPartWrittenOnlyWhenAbsent(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t, "cache")
+	shared := &part{id: "cd34", data: "the compiled part"}
+	key := func(u string) string { k, err := TenantUserKey("0a-2", u); require.NoError(t, err); return k }
+	fresh := func(v sval) bool { return v.Version >= 1 }
+	load := func(context.Context) (Loaded[sval], error) {
+		return Loaded[sval]{Value: sval{Version: 1, Part: shared}}, nil
+	}
+	c := newSharedCache(t, rdb, prefix, newPartCodec())
+	_, _, err := c.Get(ctx, key("alice"), fresh, load)
+	require.NoError(t, err)
+	c.WaitIdle()
+	sk, ok := SharedKey(key("alice"), "cd34")
+	require.True(t, ok)
+	require.Equal(t, shared.data, rdb.Get(ctx, prefix+sk).Val())
+
+	// Mark the stored part and shorten its life: a rewrite would replace the mark, and the
+	// next entry naming the part must extend its life past its own.
+	require.NoError(t, rdb.Set(ctx, prefix+sk, "marked", time.Minute).Err())
+	_, _, err = c.Get(ctx, key("bob"), fresh, load)
+	require.NoError(t, err)
+	c.WaitIdle()
+	assert.Equal(t, "marked", rdb.Get(ctx, prefix+sk).Val(), "got the shared part rewritten by a second user's entry, want it written only when absent")
+	entryTTL := rdb.PTTL(ctx, prefix+key("bob")).Val()
+	partTTL := rdb.PTTL(ctx, prefix+sk).Val()
+	require.Positive(t, entryTTL)
+	assert.GreaterOrEqual(t, partTTL, entryTTL, "got the part expiring (in %v) before the entry naming it (in %v)", partTTL, entryTTL)
 }

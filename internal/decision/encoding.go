@@ -19,10 +19,10 @@ const (
 // MarshalBinary encodes the whole set, self-contained. It encodes the resolved facts, and
 // UnmarshalSet rebuilds the index with the same code Compile uses.
 func (s *Set) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+32*(len(s.c.f.grants)+len(s.c.f.denies)))
+	b := make([]byte, 0, 64+32*(len(s.c.grants)+len(s.c.denies)))
 	b = append(b, formatSet)
 	b = s.appendUser(b)
-	return appendShared(b, s.c.f), nil
+	return appendShared(b, s.c.facts()), nil
 }
 
 // MarshalUser encodes what is per user and the id of the shared part (see SharedID). A cache
@@ -35,19 +35,14 @@ func (s *Set) MarshalUser() []byte {
 }
 
 // MarshalShared encodes the set's shared part; its SHA-256 is SharedID.
-func (s *Set) MarshalShared() []byte { return appendShared(nil, s.c.f) }
+func (s *Set) MarshalShared() []byte { return appendShared(nil, s.c.facts()) }
 
 func (s *Set) appendUser(b []byte) []byte {
 	b = append(b, byte(s.c.f.level), byte(s.status))
 	b = binary.AppendUvarint(b, s.version)
 	b = appendString(b, s.userID)
 	b = appendString(b, s.problem)
-	members := make([]string, 0, len(s.members))
-	for g := range s.members {
-		members = append(members, g)
-	}
-	slices.Sort(members)
-	return appendStrings(b, members)
+	return appendStrings(b, s.members)
 }
 
 // appendShared appends the canonical encoding of f: identical facts give identical bytes,
@@ -114,7 +109,7 @@ func UnmarshalSet(data []byte) (*Set, error) {
 	}
 	f, err := decodeShared(d.b)
 	if err == nil {
-		err = validatePair(&u, f)
+		err = validatePair(&u, f, len(f.grants)+len(f.denies))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
@@ -274,8 +269,9 @@ func validateShared(f *sharedFacts) error {
 	return nil
 }
 
-// validatePair checks a per-user part against the shared part it is joined with.
-func validatePair(u *userFacts, f *sharedFacts) error {
+// validatePair checks a per-user part against the shared part it is joined with, which holds
+// items grants and denies.
+func validatePair(u *userFacts, f *sharedFacts, items int) error {
 	if u.level != f.level {
 		return fmt.Errorf("user part of level %d, shared part of level %d", u.level, f.level)
 	}
@@ -285,10 +281,10 @@ func validatePair(u *userFacts, f *sharedFacts) error {
 	if (u.status == ReasonInvalidData) != (u.problem != "") {
 		return fmt.Errorf("problem text does not match status")
 	}
-	if u.status != ReasonGranted && (len(f.grants) > 0 || len(f.denies) > 0) {
+	if u.status != ReasonGranted && items > 0 {
 		return fmt.Errorf("items in a set that denies everything")
 	}
-	if u.status == ReasonGranted && len(f.grants) == 0 && len(f.denies) == 0 && f.expiry != never {
+	if u.status == ReasonGranted && items == 0 && f.expiry != never {
 		return fmt.Errorf("expiry without items")
 	}
 	return nil

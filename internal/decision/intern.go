@@ -157,7 +157,7 @@ func (it *Interner) UnmarshalUser(data []byte, shared func(id string) ([]byte, e
 		}
 		c, _ = it.intern(f, h)
 	}
-	if err := validatePair(&u, c.f); err != nil {
+	if err := validatePair(&u, c.f, len(c.grants)+len(c.denies)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 	}
 	return newSet(u, c), nil
@@ -175,12 +175,9 @@ func (s *Set) Shares(o *Set) bool { return s != nil && o != nil && s.c == o.c }
 // struct, slice, string and map sizes, with a map entry's share of buckets and overhead.
 func (s *Set) Size() (user, shared int64) {
 	user = int64(unsafe.Sizeof(*s)) + int64(len(s.userID)+len(s.problem))
-	if s.members != nil {
-		user += mapHeader
-		for g := range s.members {
-			user += mapEntry(stringHeader, 0) + int64(len(g))
-		}
-	}
+	// Team ids are canonical strings, held by the part's closures or other users too: only
+	// the slice is this set's.
+	user += int64(cap(s.members)) * stringHeader
 	return user, s.c.size
 }
 
@@ -197,16 +194,12 @@ const (
 // at a typical load of 7/8.
 func mapEntry(key, val int64) int64 { return (key+val)*8/7 + mapEntryExtras }
 
-func (s *compiled) estimateSize(closures map[string]map[string]struct{}) int64 {
+// estimateSize is the part's retained size. The texts of grants and denies (code, role, group)
+// are not counted: they are interned process-wide, once per distinct text, and shared by every
+// part that names them.
+func (s *compiled) estimateSize() int64 {
 	f := s.f
 	n := int64(unsafe.Sizeof(*s)) + int64(unsafe.Sizeof(*f)) + int64(len(f.scope))
-	// Strings of grants and denies are shared by facts and entries: count their bytes once.
-	for _, g := range f.grants {
-		n += int64(unsafe.Sizeof(g)) + int64(len(g.code)+len(g.group)+len(g.role))
-	}
-	for _, d := range f.denies {
-		n += int64(unsafe.Sizeof(d)) + int64(len(d.code)+len(d.group))
-	}
 	n += mapHeader
 	for g, cl := range f.closures {
 		n += mapEntry(stringHeader, sliceHeader) + int64(len(g))
@@ -214,22 +207,13 @@ func (s *compiled) estimateSize(closures map[string]map[string]struct{}) int64 {
 			n += stringHeader + int64(len(x))
 		}
 	}
-	for _, m := range closures {
+	n += int64(cap(s.groups))*stringHeader + int64(cap(s.closures))*8
+	for _, m := range s.closures[1:] {
 		n += mapHeader + int64(len(m))*mapEntry(stringHeader, 0)
 	}
 	n += int64(cap(s.grants))*int64(unsafe.Sizeof(grantEntry{})) + int64(cap(s.denies))*int64(unsafe.Sizeof(denyEntry{}))
-	bucketSize := func(b *bucket) int64 {
-		return int64(unsafe.Sizeof(*b)) + 4*int64(cap(b.grants)+cap(b.denies))
-	}
-	ptr := int64(unsafe.Sizeof(s))
-	n += 3 * mapHeader
-	for k, b := range s.pairs {
-		n += mapEntry(int64(unsafe.Sizeof(k)), ptr) + bucketSize(b)
-	}
-	for _, m := range []map[string]*bucket{s.rOnly, s.aOnly} {
-		for _, b := range m {
-			n += mapEntry(stringHeader, ptr) + bucketSize(b)
-		}
-	}
-	return n + 4*int64(cap(s.star.grants)+cap(s.star.denies))
+	n += 4 * int64(cap(s.idx))
+	// The index's keys are interned process-wide, like the texts.
+	n += 4*int64(cap(s.index.slots)) + 8*int64(cap(s.index.keys)) + int64(unsafe.Sizeof(span{}))*int64(cap(s.index.spans))
+	return n
 }

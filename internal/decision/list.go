@@ -20,8 +20,8 @@ func (s *Set) ListPermissions(now time.Time, catalog []string) []string {
 			cands = append(cands, c)
 		}
 	}
-	for _, g := range s.c.f.grants {
-		c, _ := ParseCode(s.c.f.level, g.code)
+	for i := range s.c.grants {
+		c, _ := ParseCode(s.c.f.level, s.c.grants[i].text.Value().code)
 		if c.AnyResource || c.AnyAction {
 			continue
 		}

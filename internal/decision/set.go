@@ -73,31 +73,34 @@ type Grant struct {
 	Scope  Scope  // the effective rank of the matched instance
 }
 
-// grantEntry is a compiled grant. lo..hi are the written instance scopes (1..3 for '*').
+// itemText is the stored code of a grant or a deny and the assigned role's code ("" for a deny
+// and a direct grant). Entries hold it as a unique.Handle: the parts of a tenant, and often of
+// many tenants, repeat the same codes and roles, so each distinct pair is stored once per
+// process and an entry holds one pointer.
+type itemText struct{ code, role string }
+
+// grantEntry is a compiled grant, 24 bytes. lo..hi are the written instance scopes (1..3 for
+// '*'). Its position in compiled.grants is its place in the static matched-grant order.
 type grantEntry struct {
+	text       unique.Handle[itemText]
+	exp        int64
+	group      uint32 // restriction: index into compiled.groups and .closures; 0 = none
 	lo, hi     uint8
 	restricted bool
 	direct     bool
-	order      uint32 // position in the static matched-grant order
-	exp        int64
-	groups     map[string]struct{} // restriction closure; nil when unrestricted
-	code       string
-	role       string
-	group      string
 }
 
 // denyEntry is a compiled deny; it removes instances whose written scope ranks >= rank.
 type denyEntry struct {
-	rank   uint8
-	exp    int64
-	groups map[string]struct{} // restriction closure; nil when unrestricted
+	text  unique.Handle[itemText]
+	exp   int64
+	group uint32 // as grantEntry.group
+	rank  uint8
 }
 
-// bucket lists, by index, the grants and denies one lookup yields.
-type bucket struct {
-	grants []uint32
-	denies []uint32
-}
+// span locates one lookup's entries in compiled.idx: ng grant indices from off, then nd deny
+// indices. Every bucket of a part lives in that one slice, so a bucket costs no allocation.
+type span struct{ off, ng, nd uint32 }
 
 type raKey struct{ r, a string }
 
@@ -109,10 +112,10 @@ type raKey struct{ r, a string }
 type Set struct {
 	c       *compiled
 	version uint64
-	status  Reason
-	problem string
 	userID  string
-	members map[string]struct{} // nil when the user is in no team
+	problem string
+	members []string // sorted canonical team ids; nil when the user is in no team
+	status  Reason
 }
 
 // compiled is the immutable index of a set's grants and denies, shared between Sets.
@@ -120,45 +123,68 @@ type Set struct {
 // Index: every concrete (resource, action) pair written in some code has one merged bucket holding
 // the exact entries plus those of "r.*", "*.a" and "*.*", so the common check is one map lookup.
 // A pair no code names falls back to the disjoint buckets "r.*", "*.a" and "*.*" (two lookups).
+// The facts' grants and denies are not kept beside the entries: facts() rebuilds them.
 type compiled struct {
-	f      *sharedFacts
+	f      *sharedFacts      // level, scope, expiry and closures; grants and denies are nil
 	hash   [sha256.Size]byte // of the shared encoding, which includes the tenant
 	size   int64             // estimated retained bytes, facts included
 	grants []grantEntry
 	denies []denyEntry
-	pairs  map[raKey]*bucket
-	rOnly  map[string]*bucket
-	aOnly  map[string]*bucket
-	star   bucket
+	idx    []uint32
+	// groups are the restriction groups the entries name, closures their closures (the group
+	// and its descendants); index 0 is "no group" (nil closure).
+	groups   []string
+	closures []map[string]struct{}
+	index    pairTable // (r, a), (r, "*") and ("*", a) buckets; star is the ("*", "*") one
+	star     span
+}
+
+func (c *compiled) grantsIn(b span) []uint32 { return c.idx[b.off : b.off+b.ng] }
+func (c *compiled) deniesIn(b span) []uint32 { return c.idx[b.off+b.ng : b.off+b.ng+b.nd] }
+
+// facts returns the shared facts the part was built from, grants and denies included, in
+// their original order: encoding them gives the bytes the part's hash was taken of.
+func (c *compiled) facts() *sharedFacts {
+	f := *c.f
+	f.grants = make([]factGrant, len(c.grants))
+	for i := range c.grants {
+		e := &c.grants[i]
+		t := e.text.Value()
+		f.grants[i] = factGrant{code: t.code, group: c.groups[e.group], role: t.role, direct: e.direct, exp: e.exp}
+	}
+	f.denies = make([]factDeny, len(c.denies))
+	for i := range c.denies {
+		d := &c.denies[i]
+		f.denies[i] = factDeny{code: d.text.Value().code, group: c.groups[d.group], exp: d.exp}
+	}
+	return &f
+}
+
+// bucket lists, while a part is built, the grants and denies one lookup yields.
+type bucket struct {
+	grants []uint32
+	denies []uint32
 }
 
 // newSet joins a user's facts and a compiled part.
 func newSet(u userFacts, c *compiled) *Set {
 	s := &Set{c: c, version: u.version, status: u.status, problem: u.problem, userID: u.userID}
 	if len(u.members) > 0 {
-		s.members = make(map[string]struct{}, len(u.members))
-		for _, g := range u.members {
-			s.members[unique.Make(g).Value()] = struct{}{}
+		s.members = make([]string, len(u.members))
+		for i, g := range u.members {
+			s.members[i] = unique.Make(g).Value()
 		}
+		slices.Sort(s.members)
+		s.members = slices.Compact(s.members)
 	}
 	return s
 }
 
-// canonical makes f's strings the process-wide canonical copies (package unique) and its
-// slices exactly as long as they need be, so that the codes, role codes and group ids every
-// part of a tenant repeats are stored once, not once per part or per database read.
+// canonical makes f's closure strings the process-wide canonical copies (package unique), so
+// that the group ids every part of a tenant repeats are stored once, not once per part or per
+// database read. Grant and deny texts are interned as the entries are built.
 func canonical(f *sharedFacts) {
 	c := func(s string) string { return unique.Make(s).Value() }
-	f.grants = slices.Clone(f.grants)
-	for i := range f.grants {
-		g := &f.grants[i]
-		g.code, g.group, g.role = c(g.code), c(g.group), c(g.role)
-	}
-	f.denies = slices.Clone(f.denies)
-	for i := range f.denies {
-		d := &f.denies[i]
-		d.code, d.group = c(d.code), c(d.group)
-	}
 	if len(f.closures) > 0 {
 		closures := make(map[string][]string, len(f.closures))
 		for g, cl := range f.closures {
@@ -179,79 +205,121 @@ func newCompiled(f *sharedFacts) *compiled {
 	return buildCompiled(f, sha256.Sum256(appendShared(nil, f)))
 }
 
+// buildCompiled indexes f, whose encoding hashes to hash. It takes f over: its grants and
+// denies move into the entries.
 func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 	canonical(f)
-	s := &compiled{
-		f:     f,
-		hash:  hash,
-		pairs: make(map[raKey]*bucket),
-		rOnly: make(map[string]*bucket),
-		aOnly: make(map[string]*bucket),
-	}
-	closures := make(map[string]map[string]struct{}, len(f.closures))
-	groupsOf := func(g string) map[string]struct{} {
+	s := &compiled{f: f, hash: hash, groups: []string{""}, closures: []map[string]struct{}{nil}}
+	index := make(map[string]uint32, len(f.closures))
+	groupOf := func(g string) uint32 {
 		if g == "" {
-			return nil
+			return 0
 		}
-		if m, ok := closures[g]; ok {
-			return m
+		if i, ok := index[g]; ok {
+			return i
 		}
 		m := toSet(f.closures[g])
 		m[g] = struct{}{}
-		closures[g] = m
-		return m
+		i := uint32(len(s.groups))
+		index[g] = i
+		s.groups = append(s.groups, unique.Make(g).Value())
+		s.closures = append(s.closures, m)
+		return i
 	}
 	exact := make(map[raKey]*bucket)
+	rOnly := make(map[string]*bucket)
+	aOnly := make(map[string]*bucket)
+	var star bucket
 	pick := func(c Code) *bucket {
 		switch {
 		case !c.AnyResource && !c.AnyAction:
 			return getBucket(exact, raKey{c.Resource, c.Action})
 		case !c.AnyResource:
-			return getBucket(s.rOnly, c.Resource)
+			return getBucket(rOnly, c.Resource)
 		case !c.AnyAction:
-			return getBucket(s.aOnly, c.Action)
+			return getBucket(aOnly, c.Action)
 		}
-		return &s.star
+		return &star
 	}
 	s.grants = make([]grantEntry, len(f.grants))
 	for i, g := range f.grants {
-		c, _ := ParseCode(f.level, g.code)
+		// Parsed from the canonical text, so the index's keys are canonical strings too.
+		h := unique.Make(itemText{code: g.code, role: g.role})
+		t := h.Value()
+		c, _ := ParseCode(f.level, t.code)
 		lo, hi := uint8(c.Scope), uint8(c.Scope)
 		if c.Scope == ScopeAny {
 			lo, hi = uint8(ScopeLow), uint8(ScopeTop)
 		}
 		s.grants[i] = grantEntry{
-			lo: lo, hi: hi, restricted: g.group != "", direct: g.direct, order: uint32(i), exp: g.exp,
-			groups: groupsOf(g.group), code: g.code, role: g.role, group: g.group,
+			text: h, lo: lo, hi: hi, restricted: g.group != "", direct: g.direct, exp: g.exp, group: groupOf(g.group),
 		}
 		b := pick(c)
 		b.grants = append(b.grants, uint32(i))
 	}
 	s.denies = make([]denyEntry, len(f.denies))
 	for i, d := range f.denies {
-		c, _ := ParseCode(f.level, d.code)
+		h := unique.Make(itemText{code: d.code})
+		c, _ := ParseCode(f.level, h.Value().code)
 		rank := uint8(c.Scope)
 		if c.Scope == ScopeAny {
 			rank = uint8(ScopeLow)
 		}
-		s.denies[i] = denyEntry{rank: rank, exp: d.exp, groups: groupsOf(d.group)}
+		s.denies[i] = denyEntry{text: h, rank: rank, exp: d.exp, group: groupOf(d.group)}
 		b := pick(c)
 		b.denies = append(b.denies, uint32(i))
 	}
+	f.grants, f.denies = nil, nil
+
+	// Flatten every bucket into idx: merged pair buckets first, then the disjoint ones.
+	n := len(star.grants) + len(star.denies)
 	for k, b := range exact {
-		m := &bucket{}
-		for _, src := range []*bucket{b, s.rOnly[k.r], s.aOnly[k.a], &s.star} {
+		n += len(b.grants) + len(b.denies)
+		for _, src := range []*bucket{rOnly[k.r], aOnly[k.a], &star} {
 			if src != nil {
-				m.grants = append(m.grants, src.grants...)
-				m.denies = append(m.denies, src.denies...)
+				n += len(src.grants) + len(src.denies)
 			}
 		}
-		slices.Sort(m.grants)
-		slices.Sort(m.denies)
-		m.grants, m.denies = slices.Clip(m.grants), slices.Clip(m.denies)
-		s.pairs[k] = m
 	}
-	s.size = s.estimateSize(closures)
+	for _, m := range []map[string]*bucket{rOnly, aOnly} {
+		for _, b := range m {
+			n += len(b.grants) + len(b.denies)
+		}
+	}
+	s.idx = make([]uint32, 0, n)
+	add := func(srcs ...*bucket) span {
+		sp := span{off: uint32(len(s.idx))}
+		for _, src := range srcs {
+			if src != nil {
+				s.idx = append(s.idx, src.grants...)
+			}
+		}
+		sp.ng = uint32(len(s.idx)) - sp.off
+		slices.Sort(s.idx[sp.off:])
+		for _, src := range srcs {
+			if src != nil {
+				s.idx = append(s.idx, src.denies...)
+			}
+		}
+		sp.nd = uint32(len(s.idx)) - sp.off - sp.ng
+		slices.Sort(s.idx[sp.off+sp.ng:])
+		return sp
+	}
+	keys := make([]raKey, 0, len(exact)+len(rOnly)+len(aOnly))
+	spans := make([]span, 0, cap(keys))
+	for k, b := range exact {
+		keys, spans = append(keys, k), append(spans, add(b, rOnly[k.r], aOnly[k.a], &star))
+	}
+	for r, b := range rOnly {
+		keys, spans = append(keys, raKey{r, "*"}), append(spans, add(b))
+	}
+	for a, b := range aOnly {
+		keys, spans = append(keys, raKey{"*", a}), append(spans, add(b))
+	}
+	s.index = newPairTable(keys, spans)
+	s.star = add(&star)
+	s.groups, s.closures = slices.Clip(s.groups), slices.Clip(s.closures)
+	s.size = s.estimateSize()
 	return s
 }
 
@@ -353,18 +421,18 @@ type query struct {
 
 func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Resource) Decision {
 	c := s.c
-	var bs [3]*bucket
+	var bs [3]span
 	n := 0
-	if b, ok := c.pairs[raKey{r, a}]; ok {
+	if b, ok := c.index.find(r, a); ok {
 		bs[0], n = b, 1
 	} else {
-		if b := c.rOnly[r]; b != nil {
+		if b, ok := c.index.find(r, "*"); ok {
 			bs[n], n = b, n+1
 		}
-		if b := c.aOnly[a]; b != nil {
+		if b, ok := c.index.find("*", a); ok {
 			bs[n], n = b, n+1
 		}
-		bs[n], n = &c.star, n+1
+		bs[n], n = c.star, n+1
 	}
 	q := query{codeCheck: codeCheck, want: want, group: res.Group, owned: res.OwnerID != "" && res.OwnerID == s.userID}
 
@@ -372,12 +440,12 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 	// resource lies outside of are handled per restricted instance (outside).
 	capAll, outside := uint8(ScopeAny), false
 	for _, b := range bs[:n] {
-		for _, di := range b.denies {
+		for _, di := range c.deniesIn(b) {
 			d := &c.denies[di]
 			if nowUS >= d.exp {
 				continue
 			}
-			if codeCheck || d.groups == nil || inSet(d.groups, q.group) {
+			if codeCheck || d.group == 0 || inSet(c.closures[d.group], q.group) {
 				capAll = min(capAll, d.rank)
 			} else {
 				outside = true
@@ -387,9 +455,10 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 
 	var best *grantEntry
 	var bestEff uint8
+	var bestAt uint32
 	wouldAllow := false
 	for _, b := range bs[:n] {
-		for _, gi := range b.grants {
+		for _, gi := range c.grantsIn(b) {
 			e := &c.grants[gi]
 			if nowUS >= e.exp {
 				continue
@@ -399,7 +468,7 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 			}
 			limit := capAll
 			if outside && e.restricted {
-				limit = min(limit, c.outsideCap(bs[:n], nowUS, q.group, e.group))
+				limit = min(limit, c.outsideCap(bs[:n], nowUS, q.group, c.groups[e.group]))
 			}
 			top := min(e.hi, limit-1)
 			if top < e.lo {
@@ -409,8 +478,8 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 			if !s.allows(e, eff, &q) {
 				continue
 			}
-			if best == nil || better(e, eff, best, bestEff) {
-				best, bestEff = e, eff
+			if best == nil || better(e, eff, gi, best, bestEff, bestAt) {
+				best, bestEff, bestAt = e, eff, gi
 			}
 		}
 	}
@@ -418,7 +487,8 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 	switch {
 	case best != nil:
 		d.Allowed, d.Reason = true, ReasonGranted
-		d.Grant = Grant{Code: best.code, Direct: best.direct, Role: best.role, Group: best.group, Scope: Scope(bestEff)}
+		t := best.text.Value()
+		d.Grant = Grant{Code: t.code, Direct: best.direct, Role: t.role, Group: c.groups[best.group], Scope: Scope(bestEff)}
 	case wouldAllow:
 		d.Reason = ReasonExplicitDeny
 	default:
@@ -429,20 +499,29 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 
 // outsideCap applies the denies restricted to a group the resource lies outside of: they remove
 // only instances restricted to their group or one of its descendants.
-func (s *compiled) outsideCap(bs []*bucket, nowUS int64, resGroup, instGroup string) uint8 {
+func (s *compiled) outsideCap(bs []span, nowUS int64, resGroup, instGroup string) uint8 {
 	c := uint8(ScopeAny)
 	for _, b := range bs {
-		for _, di := range b.denies {
+		for _, di := range s.deniesIn(b) {
 			d := &s.denies[di]
-			if nowUS >= d.exp || d.groups == nil || inSet(d.groups, resGroup) {
+			if nowUS >= d.exp || d.group == 0 || inSet(s.closures[d.group], resGroup) {
 				continue
 			}
-			if inSet(d.groups, instGroup) {
+			if inSet(s.closures[d.group], instGroup) {
 				c = min(c, d.rank)
 			}
 		}
 	}
 	return c
+}
+
+// member reports whether the user is in team g (or under one of the user's teams).
+func (s *Set) member(g string) bool {
+	if g == "" {
+		return false
+	}
+	_, ok := slices.BinarySearch(s.members, g)
+	return ok
 }
 
 // effective caps a restricted instance at the middle rank: a restriction never reaches the top.
@@ -463,9 +542,9 @@ func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
 	}
 	var reach bool
 	if e.restricted {
-		reach = inSet(e.groups, q.group)
+		reach = inSet(s.c.closures[e.group], q.group)
 	} else {
-		reach = inSet(s.members, q.group)
+		reach = s.member(q.group)
 	}
 	if eff >= uint8(ScopeMiddle) && reach {
 		return true
@@ -474,12 +553,13 @@ func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
 }
 
 // better is the matched-grant order: direct, then higher effective rank, then the static order.
-func better(e *grantEntry, eff uint8, best *grantEntry, bestEff uint8) bool {
+// at and bestAt are the entries' positions in compiled.grants, which are in the static order.
+func better(e *grantEntry, eff uint8, at uint32, best *grantEntry, bestEff uint8, bestAt uint32) bool {
 	if e.direct != best.direct {
 		return e.direct
 	}
 	if eff != bestEff {
 		return eff > bestEff
 	}
-	return e.order < best.order
+	return at < bestAt
 }

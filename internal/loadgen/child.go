@@ -54,6 +54,8 @@ type childSpec struct {
 	NoDecisionLog bool `json:"no_decision_log,omitempty"`
 	// CacheBytes is the pdp's -cache-max-bytes (0: its default).
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
+	// MemoryLimit is the pdp's soft memory limit (GOMEMLIMIT; 0: none).
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
 }
 
 // serveChild is Main in a child process: serve spec until stdin closes or ctx ends.
@@ -218,6 +220,9 @@ func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	if spec.MemoryLimit > 0 {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(spec.MemoryLimit, 10))
+	}
 	cmd.ExtraFiles = files
 	cmd.Stderr = logs
 	stdin, err := cmd.StdinPipe()

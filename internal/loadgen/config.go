@@ -28,6 +28,7 @@ type Config struct {
 	CPUProfile  string // file prefix: one CPU profile per warm ext_authz phase
 	MemProfile  string // file: a heap profile with every user warm
 	CacheBytes  int64  // the pdp's -cache-max-bytes
+	MemoryLimit int64  // the pdp's GOMEMLIMIT (0: none)
 	Seed        uint64
 	Verbose     bool
 	// StreamWorkers is the pdp's -grpc-stream-workers (0: its default; -1: none).
@@ -64,6 +65,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.RedisDB, "redis-db", 15, "Redis logical database of the pdp under test; FLUSHDB'd before each fresh pdp")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each warm ext_authz phase to PREFIX.ext_authz_warm_c<N>.pprof")
 	cacheBytes := fs.String("cache-max-bytes", "64MiB", "the pdp's in-process cache budget (its -cache-max-bytes)")
+	memLimit := fs.String("pdp-memory-limit", "", "the pdp's soft memory limit, set as its GOMEMLIMIT, e.g. 100MiB (default: none)")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile to FILE once every user is warm")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the user and permission choices")
 	fs.IntVar(&c.StreamWorkers, "pdp-grpc-stream-workers", 0, "the pdp's -grpc-stream-workers (0: its default, 32 per CPU; -1: a new goroutine per request, as the ceiling)")
@@ -84,6 +86,11 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.CacheBytes, err = daemon.ParseBytes(*cacheBytes); err != nil {
 		return Config{}, fmt.Errorf("-cache-max-bytes: %w", err)
+	}
+	if *memLimit != "" {
+		if c.MemoryLimit, err = daemon.ParseBytes(*memLimit); err != nil {
+			return Config{}, fmt.Errorf("-pdp-memory-limit: %w", err)
+		}
 	}
 	return c, c.validate()
 }

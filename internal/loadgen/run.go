@@ -104,7 +104,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		return nil, err
 	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
-		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs, cacheBytes: cfg.CacheBytes}
+		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs, cacheBytes: cfg.CacheBytes,
+		memoryLimit: cfg.MemoryLimit}
 
 	ceilingProc, err := startCeiling(ctx, pdpLogs)
 	if err != nil {

@@ -139,7 +139,7 @@ func flushRedis(ctx context.Context, redisURL string) error {
 // pdpEnv is what every pdp instance of a run shares.
 type pdpEnv struct {
 	adminURL, secretKey, redisURL, routes string
-	cacheBytes                            int64
+	cacheBytes, memoryLimit               int64
 	issuer                                *authntest.Issuer
 	verbose                               bool
 	streamWorkers                         int
@@ -152,7 +152,7 @@ type pdpEnv struct {
 func startPDP(ctx context.Context, env pdpEnv) (*childProc, error) {
 	spec := childSpec{Mode: modePDP, AdminURL: env.adminURL, SecretKey: env.secretKey, RedisURL: env.redisURL,
 		Routes: env.routes, Issuers: []string{env.issuer.URL()}, Verbose: env.verbose, StreamWorkers: env.streamWorkers,
-		NoDecisionLog: !env.decisionLog, CacheBytes: env.cacheBytes}
+		NoDecisionLog: !env.decisionLog, CacheBytes: env.cacheBytes, MemoryLimit: env.memoryLimit}
 	if _, err := spec.pdpConfig(); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/cache"
 	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/pdp"
 )
 
@@ -53,6 +54,15 @@ func TestUsersWithSameRolesShareCompiledSet(t *testing.T) {
 	other := f.start(t, pdp.Config{}, nil)
 	_, _, oa, ob := other.sets(t, f, perm)
 	assert.True(t, oa.Shares(ob), "got two compiled sets from Redis for two admins, want one shared")
+	// The part is fetched from Redis at most once for both users: the second finds it in
+	// memory, whether the first came from Redis (one fetch) or, when a Redis read timed out on
+	// a loaded machine, from PostgreSQL (none).
+	_, l2, _ := other.tierCounts(t)
+	fetched := metrictest.Sum(t, other.reg, "cache_operations_total", map[string]string{"tier": "l2", "operation": "get_shared"})
+	assert.LessOrEqual(t, fetched, 1.0, "got the shared part fetched %v times for two users, want at most once", fetched)
+	if l2 == 2 {
+		assert.InDelta(t, 1, fetched, 0, "got %v fetches with both users read from Redis, want 1", fetched)
+	}
 
 	// A direct grant gives bob a set of his own; alice's is untouched.
 	f.exec(t, grantBobDirect)
