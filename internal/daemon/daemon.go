@@ -86,6 +86,11 @@ type Config struct {
 	// Heartbeat is the listener's liveness probe period.
 	Heartbeat time.Duration
 
+	// Regions limits the pdp to tenants whose data lives in these regions (NEOAUTHZ_REGIONS,
+	// -regions eu-west-1,eu-central-1): it listens to, connects to and loads from only their
+	// databases, plus the admin database. The zero value serves every region.
+	Regions registry.Regions
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
@@ -187,6 +192,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
 	parsed(poolersFlag{&c.DBPoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
+	parsed(regionsFlag{&c.Regions}, "regions", "NEOAUTHZ_REGIONS",
+		"comma-separated region codes this pdp serves (tenants of other regions are denied not_served_in_region, their databases never opened); empty: every region")
 	dl := &c.DecisionLogConfig
 	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
 	parsed(floatFlag{&dl.AllowSampleRate}, "decision-log-allow-sample-rate", "NEOAUTHZ_DECISION_LOG_ALLOW_SAMPLE_RATE", "fraction of allows recorded, 0..1 (denies: all); tenant settings decision_log.allow_sample_rate override it")
@@ -195,6 +202,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	parsed(intFlag{&dl.BatchSize}, "decision-log-batch", "NEOAUTHZ_DECISION_LOG_BATCH", "decisions per COPY at most")
 	dur(&dl.FlushInterval, "decision-log-flush-interval", "NEOAUTHZ_DECISION_LOG_FLUSH_INTERVAL", "longest wait before a partial batch is written")
 	str(&dl.PlatformRegion, "decision-log-platform-region", "NEOAUTHZ_DECISION_LOG_PLATFORM_REGION", "region whose analytics database gets platform decisions (default: the first region with one)")
+}
+
+type regionsFlag struct{ p *registry.Regions }
+
+func (r regionsFlag) String() string {
+	if r.p == nil {
+		return ""
+	}
+	return r.p.String()
+}
+
+func (r regionsFlag) Set(s string) error {
+	v, err := registry.ParseRegions(s)
+	if err != nil {
+		return err
+	}
+	*r.p = v
+	return nil
 }
 
 type boolFlag struct{ p *bool }
@@ -349,7 +374,9 @@ func splitList(s string) []string {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	errs := append([]error(nil), c.envErrs...)
-	if err := c.DecisionLogConfig.Validate(); err != nil {
+	dl := c.DecisionLogConfig
+	dl.Regions = c.Regions
+	if err := dl.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Server.Validate(); err != nil {
@@ -447,7 +474,11 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	}
 	defer admin.Close()
 	reg2 := registry.New(admin, box)
-	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers})
+	if err := checkRegions(ctx, reg2, cfg.Regions, log); err != nil {
+		return err
+	}
+	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers,
+		Regions: cfg.Regions})
 	defer store.Close()
 	for name := range cfg.DBPoolers {
 		// Not fatal: the connection may be registered later; until then the entry is unused.
@@ -476,6 +507,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	svc, err := pdp.New(pdp.Config{
 		MaxStaleness:   cfg.MaxStaleness,
 		UnknownUserTTL: cfg.UnknownUserTTL,
+		Regions:        cfg.Regions,
 		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxBytes, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
 	}, validator, store, admin, floors, rdb, log, reg)
 	if err != nil {
@@ -485,7 +517,8 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	// The realm index is dropped with the validator's caches: on a tenant change, and when a
 	// consistency token names an admin version whose notification has not come yet.
 	svc.AlsoInvalidate(realms.Invalidate)
-	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat},
+	mgr := authzsync.New(authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat,
+		Regions: cfg.Regions},
 		floors, admin, reg2, store, svc.TenantChanged, log, reg)
 
 	var table *routes.Table
@@ -500,13 +533,16 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	}
 	var decisions *decisionlog.Recorder
 	if cfg.DecisionLog {
-		if decisions, err = decisionlog.New(cfg.DecisionLogConfig, admin, reg2, log, reg); err != nil {
+		dl := cfg.DecisionLogConfig
+		dl.Regions = cfg.Regions
+		if decisions, err = decisionlog.New(dl, admin, reg2, log, reg); err != nil {
 			return err
 		}
 		srv.SetDecisionLog(decisions)
 	}
 	log.Info("pdp starting", "redis", cfg.RedisURL != "", "db_max_conns", cfg.DBMaxConns,
-		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
+		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath,
+		"regions", regionsLabel(cfg.Regions))
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
@@ -520,4 +556,32 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		defer func() { stop(); <-done }()
 	}
 	return g.Wait()
+}
+
+// checkRegions refuses to start on a served region the admin database does not know (a typo
+// would leave the pdp denying every tenant), warns when the admin database cannot be read
+// yet, and warns about inactive regions (their tenants are
+// still served: deactivating a region stops new tenants, not existing ones).
+func checkRegions(ctx context.Context, reg *registry.Store, regions registry.Regions, log *slog.Logger) error {
+	inactive, err := reg.CheckServedRegions(ctx, regions)
+	switch {
+	case errors.Is(err, registry.ErrUnknownRegion):
+		return fmt.Errorf("-regions / NEOAUTHZ_REGIONS: %w", err)
+	case err != nil:
+		// The admin database may come up after the pdp: serve (nothing is read until it
+		// answers) rather than exit, and say the regions went unchecked.
+		log.Warn("could not check the served regions against the admin database", "error", registry.Redact(err))
+		return nil
+	}
+	if len(inactive) > 0 {
+		log.Warn("served regions are not active in the admin database", "regions", inactive)
+	}
+	return nil
+}
+
+func regionsLabel(r registry.Regions) string {
+	if r.All() {
+		return "all"
+	}
+	return r.String()
 }

@@ -43,19 +43,23 @@ const (
 	ReasonInvalidData
 	ReasonUnauthenticated
 	ReasonCrossTenant
+	// ReasonNotServedInRegion: the tenant's data lives in a region this pdp does not serve
+	// (Config.Regions); nothing of the tenant's was loaded.
+	ReasonNotServedInRegion
 )
 
 var reasonNames = [...]string{
-	ReasonNoPermission:    "no_permission",
-	ReasonGranted:         "granted",
-	ReasonExplicitDeny:    "explicit_deny",
-	ReasonUserInactive:    "user_inactive",
-	ReasonTenantSuspended: "tenant_suspended",
-	ReasonUnknownTenant:   "unknown_tenant",
-	ReasonUnknownUser:     "unknown_user",
-	ReasonInvalidData:     "invalid_data",
-	ReasonUnauthenticated: "unauthenticated",
-	ReasonCrossTenant:     "cross_tenant",
+	ReasonNoPermission:      "no_permission",
+	ReasonGranted:           "granted",
+	ReasonExplicitDeny:      "explicit_deny",
+	ReasonUserInactive:      "user_inactive",
+	ReasonTenantSuspended:   "tenant_suspended",
+	ReasonUnknownTenant:     "unknown_tenant",
+	ReasonUnknownUser:       "unknown_user",
+	ReasonInvalidData:       "invalid_data",
+	ReasonUnauthenticated:   "unauthenticated",
+	ReasonCrossTenant:       "cross_tenant",
+	ReasonNotServedInRegion: "not_served_in_region",
 }
 
 // String returns the reason's snake_case name, used in logs, metrics and error envelopes.

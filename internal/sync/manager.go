@@ -59,6 +59,9 @@ type Config struct {
 	RegistryInterval time.Duration
 	// MaxBackoff caps the wait between reconnection attempts. Default 5s.
 	MaxBackoff time.Duration
+	// Regions limits the databases listened to (besides the admin database) to those of
+	// these regions; the zero value listens to every region.
+	Regions registry.Regions
 }
 
 func (c *Config) defaults() {
@@ -174,7 +177,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // databases lists what to listen to besides the admin database: active primary databases
-// and the own databases of database-per-tenant tenants on active connections.
+// of the served regions and the own databases of database-per-tenant tenants on them.
 func (m *Manager) databases(ctx context.Context) ([]Database, error) {
 	conns, err := m.registry.ListConnections(ctx, registry.ConnectionFilter{Type: registry.TypePrimary, ActiveOnly: true})
 	if err != nil {
@@ -183,6 +186,9 @@ func (m *Manager) databases(ctx context.Context) ([]Database, error) {
 	byID := map[string]registry.Connection{}
 	var out []Database
 	for _, c := range conns {
+		if !m.cfg.Regions.Serves(c.RegionCode) {
+			continue
+		}
 		byID[c.ID] = c
 		dsn, err := m.registry.ConnString(c, "")
 		if err != nil {
