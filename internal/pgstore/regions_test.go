@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/pgstore"
+	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/tenancy"
 	"github.com/neofast/neoauthz/internal/testenv"
@@ -28,7 +29,9 @@ func TestStoreServesOnlyItsRegions(t *testing.T) {
 	}
 	create("eucorp", "eu-west-1", tenancy.DeploySchema)
 	create("uscorp", "us-east-1", tenancy.DeploySchema)
-	create("usown", "us-east-1", tenancy.DeployDatabase)
+	usOwn := unique("usown-") // its database's name is server-wide
+	t.Cleanup(func() { pgtest.Drop(t, w.Server(), tenancy.DatabaseName(usOwn)) })
+	create(usOwn, "us-east-1", tenancy.DeployDatabase)
 
 	regions, err := registry.ParseRegions("eu-west-1")
 	require.NoError(t, err)
@@ -39,7 +42,7 @@ func TestStoreServesOnlyItsRegions(t *testing.T) {
 	require.NoError(t, err)
 	usT, err := st.Tenant(ctx, "uscorp")
 	require.NoError(t, err)
-	ownT, err := st.Tenant(ctx, "usown")
+	ownT, err := st.Tenant(ctx, usOwn)
 	require.NoError(t, err)
 	assert.Equal(t, "eu-west-1", euT.Region)
 	assert.Equal(t, "eu-west-1", euT.DatabaseRegion)
