@@ -29,9 +29,9 @@ func TestTenantRegions(t *testing.T) {
 	var us tenancy.Tenant
 	r.into(&us)
 
-	get := func(id, token string) (*resp, TenantRegions) {
+	get := func(id, token string) (*resp, tenancy.Residency) {
 		r := e.do("GET", "/api/v1/admin/tenants/"+id+"/regions", token, nil)
-		var out TenantRegions
+		var out tenancy.Residency
 		if r.Status == 200 {
 			r.into(&out)
 		}
@@ -42,14 +42,14 @@ func TestTenantRegions(t *testing.T) {
 	require.Equal(t, 200, r.Status, "%s", r.Body)
 	euConn, err := e.w.Registry.GetConnection(t.Context(), *eu.ConnectionID)
 	require.NoError(t, err)
-	assert.Equal(t, TenantRegions{TenantID: eu.ID, Slug: "eucorp", Region: "eu-west-1", Regions: []string{"eu-west-1"},
-		Databases: []TenantDatabase{{Region: "eu-west-1", ConnectionID: euConn.ID, Connection: euConn.Name, Type: "primary",
+	assert.Equal(t, tenancy.Residency{TenantID: eu.ID, Slug: "eucorp", Region: "eu-west-1", Regions: []string{"eu-west-1"},
+		Databases: []tenancy.StoredIn{{Region: "eu-west-1", ConnectionID: euConn.ID, Connection: euConn.Name, Type: "primary",
 			Database: euConn.Database, Schema: "t_eucorp", Holds: "rbac"}}}, got)
 
 	r, got = get(us.ID, e.admin)
 	require.Equal(t, 200, r.Status, "%s", r.Body)
 	assert.Equal(t, []string{"us-east-1"}, got.Regions)
-	assert.Equal(t, []TenantDatabase{
+	assert.Equal(t, []tenancy.StoredIn{
 		{Region: "us-east-1", ConnectionID: usPrimary.ID, Connection: usPrimary.Name, Type: "primary",
 			Database: tenancy.DatabaseName(usSlug), Schema: us.SchemaName, Holds: "rbac"},
 		{Region: "us-east-1", ConnectionID: usAnalytics.ID, Connection: usAnalytics.Name, Type: "analytics",

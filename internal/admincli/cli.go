@@ -55,6 +55,7 @@ Usage:
   admin tenant list      [--status S] [--region CODE]
   admin tenant suspend|activate SLUG [--output text|json]
   admin tenant delete    SLUG [--purge [--delete-realm]]   --delete-realm: also the realm neoauthz created
+  admin tenant regions   SLUG [--output text|json]   regions and databases holding the tenant's data
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
                          [--health-interval 30s] [--health-timeout 5s]
@@ -162,6 +163,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return a.tenantTransition(ctx, args[1], args[2:])
 	case "tenant delete":
 		return a.tenantDelete(ctx, args[2:])
+	case "tenant regions":
+		return a.tenantRegions(ctx, args[2:])
 	case "audit verify":
 		return a.auditVerify(ctx, args[2:])
 	case "audit checkpoint":
@@ -654,6 +657,37 @@ func (a *app) tenantTransition(ctx context.Context, verb string, args []string) 
 		return a.printWrite(ctx, t)
 	}
 	fmt.Fprintf(a.env.Stdout, "tenant %s is %s\n", t.Slug, t.Status)
+	return nil
+}
+
+// tenantRegions prints where a tenant's data lives (tenancy.Residency): what a pdp must serve
+// (-regions) to decide for it.
+func (a *app) tenantRegions(ctx context.Context, args []string) error {
+	fs := newFlags("tenant regions")
+	output := outputFlag(fs)
+	var slug string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if slug == "" || fs.NArg() != 0 {
+		return fmt.Errorf("tenant regions takes one tenant slug: %w", ErrUsage)
+	}
+	r, err := a.tenants.Residency(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return a.printJSON(r)
+	}
+	fmt.Fprintf(a.env.Stdout, "tenant %s (region %s): data in %s\n", r.Slug, r.Region, strings.Join(r.Regions, ", "))
+	rows := make([][]string, 0, len(r.Databases))
+	for _, d := range r.Databases {
+		rows = append(rows, []string{d.Region, d.Connection, d.Type, d.Database, d.Schema, d.Holds})
+	}
+	a.table("REGION\tCONNECTION\tTYPE\tDATABASE\tSCHEMA\tHOLDS", rows)
 	return nil
 }
 
