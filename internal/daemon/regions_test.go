@@ -75,7 +75,7 @@ func newRegionWorld(t *testing.T) *regionWorld {
 	rw.authzen = filepath.Join(t.TempDir(), "authzen.json")
 	require.NoError(t, os.WriteFile(rw.authzen, []byte(`{
 	  "peps": [{"name": "us-pep", "client": {"realm": "platform", "client_id": "us-pep", "subject": "service-account-us-pep"}, "tenants": ["uscorp"]}],
-	  "subjects": {"user": {"id": "external_id"}},
+	  "subjects": {"user": {"id": "external_id"}, "person": {"id": "email"}},
 	  "actions": [{"name": "can_read_users", "permission": "users.read.tenant"}]
 	}`), 0o600))
 	return rw
@@ -260,6 +260,30 @@ func TestRegionScopedPDP(t *testing.T) {
 		assert.Equal(t, http.StatusOK, status)
 		assert.False(t, out.Decision)
 		assert.Equal(t, "not_served_in_region", out.Context.Reason)
+
+		// A subject named by email is not looked up in the US database either.
+		status = postJSON(t, p.base+"/access/v1/evaluation", "Bearer "+rw.tokens["us-pep"], map[string]any{
+			"subject":  map[string]any{"type": "person", "id": "bob@example.com"},
+			"action":   map[string]any{"name": "can_read_users"},
+			"resource": map[string]any{"type": "account", "id": "1"},
+		}, &out)
+		assert.Equal(t, http.StatusOK, status)
+		assert.False(t, out.Decision)
+		assert.Equal(t, "not_served_in_region", out.Context.Reason)
+
+		// Nor is a subject search run there: 403 with the reason, not an empty answer.
+		var searched struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		status = postJSON(t, p.base+"/access/v1/search/subject", "Bearer "+rw.tokens["us-pep"], map[string]any{
+			"subject":  map[string]any{"type": "user"},
+			"action":   map[string]any{"name": "can_read_users"},
+			"resource": map[string]any{"type": "account", "id": "1"},
+		}, &searched)
+		assert.Equal(t, http.StatusForbidden, status)
+		assert.Equal(t, "tenant is not served in this region", searched.Error.Message)
 	})
 
 	t.Run("platform checks about a tenant of another region are served", func(t *testing.T) {

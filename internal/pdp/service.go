@@ -571,5 +571,5 @@ func newDecisionID() string {
 // IsUnavailable reports whether err means "could not decide".
 func IsUnavailable(err error) bool {
 	return err != nil && !errors.Is(err, ErrInvalidRequest) && !errors.Is(err, ErrUnauthenticated) &&
-		!errors.Is(err, ErrUntrustedPrincipal)
+		!errors.Is(err, ErrUntrustedPrincipal) && !errors.Is(err, ErrNotServedInRegion)
 }

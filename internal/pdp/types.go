@@ -25,6 +25,9 @@ var (
 	// ErrUnavailable wraps a dependency failure (a database down beyond the allowed
 	// staleness): the transport answers with an error so Envoy's failure_mode_allow decides.
 	ErrUnavailable = errors.New("cannot decide now")
+	// ErrNotServedInRegion is returned by the user directory (UserByEmail, SubjectCandidates,
+	// Teams) for a tenant of a region this pdp does not serve: nothing of it was read.
+	ErrNotServedInRegion = errors.New("tenant is not served in this region")
 )
 
 // Reason is why a decision came out the way it did: the engine's reasons plus the ones
