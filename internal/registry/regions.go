@@ -96,3 +96,17 @@ func (s *Store) CheckServedRegions(ctx context.Context, r Regions) (inactive []s
 	}
 	return inactive, nil
 }
+
+// AnalyticsDatabase returns the active analytics database of a region: the first by name, so
+// the decision log's writers and readers pick the same one every time. ErrNotFound when the
+// region has none.
+func (s *Store) AnalyticsDatabase(ctx context.Context, region string) (Connection, error) {
+	conns, err := s.ListConnections(ctx, ConnectionFilter{Type: TypeAnalytics, RegionCode: region, ActiveOnly: true})
+	if err != nil {
+		return Connection{}, err
+	}
+	if len(conns) == 0 {
+		return Connection{}, fmt.Errorf("region %q has no active analytics database: %w", region, ErrNotFound)
+	}
+	return conns[0], nil
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 
-	"github.com/neofast/neoauthz/internal/decisionlog"
 	"github.com/neofast/neoauthz/internal/registry"
 )
 
@@ -70,10 +69,11 @@ func (s *Service) Residency(ctx context.Context, idOrSlug string) (Residency, er
 		}
 		add(conn, database, t.SchemaName, HoldsRBAC)
 	}
-	switch conn, err := decisionlog.Database(ctx, s.Registry, t.Region); {
+	// Decisions about the tenant go to its region's analytics database (decisionlog).
+	switch conn, err := s.Registry.AnalyticsDatabase(ctx, t.Region); {
 	case err == nil:
 		add(conn, conn.Database, "", HoldsDecisionLog)
-	case !errors.Is(err, decisionlog.ErrNotFound):
+	case !errors.Is(err, registry.ErrNotFound):
 		return Residency{}, err
 	}
 	slices.Sort(out.Regions)
