@@ -633,18 +633,11 @@ func (a *app) tenantList(ctx context.Context, args []string) error {
 func (a *app) tenantTransition(ctx context.Context, verb string, args []string) error {
 	fs := newFlags("tenant " + verb)
 	output := outputFlag(fs)
-	var slug string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		slug, args = args[0], args[1:]
-	}
-	if err := parse(fs, args); err != nil {
+	slug, err := parseSlug(fs, args)
+	if err != nil {
 		return err
 	}
-	if slug == "" || fs.NArg() != 0 {
-		return fmt.Errorf("tenant %s takes one tenant slug: %w", verb, ErrUsage)
-	}
 	var t tenancy.Tenant
-	var err error
 	if verb == "suspend" {
 		t, err = a.tenants.Suspend(ctx, slug)
 	} else {
@@ -665,15 +658,9 @@ func (a *app) tenantTransition(ctx context.Context, verb string, args []string) 
 func (a *app) tenantRegions(ctx context.Context, args []string) error {
 	fs := newFlags("tenant regions")
 	output := outputFlag(fs)
-	var slug string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		slug, args = args[0], args[1:]
-	}
-	if err := parse(fs, args); err != nil {
+	slug, err := parseSlug(fs, args)
+	if err != nil {
 		return err
-	}
-	if slug == "" || fs.NArg() != 0 {
-		return fmt.Errorf("tenant regions takes one tenant slug: %w", ErrUsage)
 	}
 	r, err := a.tenants.Residency(ctx, slug)
 	if err != nil {
@@ -689,6 +676,21 @@ func (a *app) tenantRegions(ctx context.Context, args []string) error {
 	}
 	a.table("REGION\tCONNECTION\tTYPE\tDATABASE\tSCHEMA\tHOLDS", rows)
 	return nil
+}
+
+// parseSlug parses the flags of a command that takes exactly one tenant slug, before them.
+func parseSlug(fs *flag.FlagSet, args []string) (string, error) {
+	var slug string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
+	if slug == "" || fs.NArg() != 0 {
+		return "", fmt.Errorf("%s takes one tenant slug: %w", fs.Name(), ErrUsage)
+	}
+	return slug, nil
 }
 
 func outputFlag(fs *flag.FlagSet) *string { return fs.String("output", "text", "") }
