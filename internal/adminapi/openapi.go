@@ -73,6 +73,16 @@ func schemas() map[string]schema {
 			"external_auth_realm": str(), "settings": anyObject(), "provisioning_error": str(),
 			"keycloak_realm_managed": boolean(), "created_at": ts, "updated_at": ts, "deleted_at": ts,
 		}, "id", "slug", "name", "status"),
+		"TenantRegions": obj(schema{
+			"tenant_id": strf("uuid"), "slug": str(), "region": str(),
+			"regions":   schema{"type": "array", "items": str(), "description": "every region holding the tenant's data; a pdp must serve all of them (-regions) to decide for the tenant"},
+			"databases": arr(ref("TenantDatabase")),
+		}, "tenant_id", "slug", "region", "regions", "databases"),
+		"TenantDatabase": obj(schema{
+			"region": str(), "connection_id": strf("uuid"), "connection": str(),
+			"type": enum("primary", "replica", "analytics", "backup"), "database": str(), "schema": str(),
+			"holds": enum("rbac", "decision_log"),
+		}, "region", "connection_id", "connection", "type", "database", "holds"),
 		"CreateTenant": obj(schema{
 			"slug": schema{"type": "string", "pattern": slugPattern, "example": "acme-corp",
 				"description": "not shaped like a uuid (paths take a tenant's id or slug)"},

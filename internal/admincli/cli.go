@@ -56,6 +56,7 @@ Usage:
   admin tenant list      [--status S] [--region CODE]
   admin tenant suspend|activate SLUG [--output text|json]
   admin tenant delete    SLUG [--purge [--delete-realm]]   --delete-realm: also the realm neoauthz created
+  admin tenant regions   SLUG [--output text|json]   regions and databases holding the tenant's data
   admin serve            [--addr :8001] --trusted-issuers URL[,URL] --platform-realm REALM
                          --audiences A[,B] | --allow-any-audience   [--clients C[,D]]
                          [--health-interval 30s] [--health-timeout 5s]
@@ -163,6 +164,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return a.tenantTransition(ctx, args[1], args[2:])
 	case "tenant delete":
 		return a.tenantDelete(ctx, args[2:])
+	case "tenant regions":
+		return a.tenantRegions(ctx, args[2:])
 	case "audit verify":
 		return a.auditVerify(ctx, args[2:])
 	case "audit checkpoint":
@@ -640,18 +643,11 @@ func (a *app) tenantList(ctx context.Context, args []string) error {
 func (a *app) tenantTransition(ctx context.Context, verb string, args []string) error {
 	fs := newFlags("tenant " + verb)
 	output := outputFlag(fs)
-	var slug string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		slug, args = args[0], args[1:]
-	}
-	if err := parse(fs, args); err != nil {
+	slug, err := parseSlug(fs, args)
+	if err != nil {
 		return err
 	}
-	if slug == "" || fs.NArg() != 0 {
-		return fmt.Errorf("tenant %s takes one tenant slug: %w", verb, ErrUsage)
-	}
 	var t tenancy.Tenant
-	var err error
 	if verb == "suspend" {
 		t, err = a.tenants.Suspend(ctx, slug)
 	} else {
@@ -665,6 +661,46 @@ func (a *app) tenantTransition(ctx context.Context, verb string, args []string) 
 	}
 	fmt.Fprintf(a.env.Stdout, "tenant %s is %s\n", t.Slug, t.Status)
 	return nil
+}
+
+// tenantRegions prints where a tenant's data lives (tenancy.Residency): what a pdp must serve
+// (-regions) to decide for it.
+func (a *app) tenantRegions(ctx context.Context, args []string) error {
+	fs := newFlags("tenant regions")
+	output := outputFlag(fs)
+	slug, err := parseSlug(fs, args)
+	if err != nil {
+		return err
+	}
+	r, err := a.tenants.Residency(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return a.printJSON(r)
+	}
+	fmt.Fprintf(a.env.Stdout, "tenant %s (region %s): data in %s\n", r.Slug, r.Region, strings.Join(r.Regions, ", "))
+	rows := make([][]string, 0, len(r.Databases))
+	for _, d := range r.Databases {
+		rows = append(rows, []string{d.Region, d.Connection, d.Type, d.Database, d.Schema, d.Holds})
+	}
+	a.table("REGION\tCONNECTION\tTYPE\tDATABASE\tSCHEMA\tHOLDS", rows)
+	return nil
+}
+
+// parseSlug parses the flags of a command that takes exactly one tenant slug, before them.
+func parseSlug(fs *flag.FlagSet, args []string) (string, error) {
+	var slug string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
+	if slug == "" || fs.NArg() != 0 {
+		return "", fmt.Errorf("%s takes one tenant slug: %w", fs.Name(), ErrUsage)
+	}
+	return slug, nil
 }
 
 func outputFlag(fs *flag.FlagSet) *string { return fs.String("output", "text", "") }

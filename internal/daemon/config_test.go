@@ -160,3 +160,33 @@ func TestConfigSyncMode(t *testing.T) {
 	rc.MaxLen = 10
 	assert.Error(t, rc.Validate())
 }
+
+// TestRegionsSetting: -regions and NEOAUTHZ_REGIONS take a list of region codes; a bad code is
+// a configuration error, and the decision log's platform region must be one of them.
+func TestRegionsSetting(t *testing.T) {
+	parse := func(env string, args ...string) (daemon.Config, error) {
+		t.Setenv("NEOAUTHZ_REGIONS", env)
+		return parseConfig(func(c *daemon.Config) { c.AllowAnyAudience = true }, args...)
+	}
+	cfg, err := parse("")
+	require.NoError(t, err)
+	assert.True(t, cfg.Regions.All(), "default: every region")
+
+	cfg, err = parse("eu-west-1, eu-central-1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"eu-central-1", "eu-west-1"}, cfg.Regions.Codes())
+
+	cfg, err = parse("eu-west-1", "-regions", "us-east-1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"us-east-1"}, cfg.Regions.Codes(), "the flag wins over the environment")
+
+	_, err = parse("EU_WEST")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "NEOAUTHZ_REGIONS")
+	_, err = parse("", "-regions", "eu-west-1,,us-east-1")
+	require.Error(t, err)
+
+	_, err = parse("eu-west-1", "-decision-log-platform-region", "us-east-1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not one of the served regions")
+}

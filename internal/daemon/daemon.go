@@ -101,6 +101,11 @@ type Config struct {
 	// RelayStream is the Redis stream key relays publish to and relay-mode pdps read.
 	RelayStream string
 
+	// Regions limits the pdp to tenants whose data lives in these regions (NEOAUTHZ_REGIONS,
+	// -regions eu-west-1,eu-central-1): it listens to, connects to and loads from only their
+	// databases, plus the admin database. The zero value serves every region.
+	Regions registry.Regions
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
@@ -202,6 +207,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
 	parsed(poolersFlag{&c.DBPoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
+	parsed(regionsFlag{&c.Regions}, "regions", "NEOAUTHZ_REGIONS",
+		"comma-separated region codes this pdp serves (tenants of other regions are denied not_served_in_region, their databases never opened); empty: every region")
 	dl := &c.DecisionLogConfig
 	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
 	parsed(boolFlag{&c.ReplicaFills}, "replica-fills", "NEOAUTHZ_REPLICA_FILLS", "let cache fills read registered replicas of a tenant's primary when their data is new enough")
@@ -229,6 +236,24 @@ func envDuration(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
 		}
 	}
 	fs.DurationVar(p, name, *p, usage+" (env "+env+")")
+}
+
+type regionsFlag struct{ p *registry.Regions }
+
+func (r regionsFlag) String() string {
+	if r.p == nil {
+		return ""
+	}
+	return r.p.String()
+}
+
+func (r regionsFlag) Set(s string) error {
+	v, err := registry.ParseRegions(s)
+	if err != nil {
+		return err
+	}
+	*r.p = v
+	return nil
 }
 
 type boolFlag struct{ p *bool }
@@ -383,7 +408,9 @@ func splitList(s string) []string {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	errs := append([]error(nil), c.envErrs...)
-	if err := c.DecisionLogConfig.Validate(); err != nil {
+	dl := c.DecisionLogConfig
+	dl.Regions = c.Regions
+	if err := dl.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Server.Validate(); err != nil {
@@ -493,8 +520,11 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	}
 	defer admin.Close()
 	reg2 := registry.New(admin, box)
+	if err := checkRegions(ctx, reg2, cfg.Regions, log); err != nil {
+		return err
+	}
 	store := pgstore.New(admin, reg2, pgstore.Options{Registerer: reg, MaxConnsPerDatabase: int32(cfg.DBMaxConns), Poolers: cfg.DBPoolers,
-		ReplicaFills: cfg.ReplicaFills})
+		ReplicaFills: cfg.ReplicaFills, Regions: cfg.Regions})
 	defer store.Close()
 	for name := range cfg.DBPoolers {
 		// Not fatal: the connection may be registered later; until then the entry is unused.
@@ -523,6 +553,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	svc, err := pdp.New(pdp.Config{
 		MaxStaleness:   cfg.MaxStaleness,
 		UnknownUserTTL: cfg.UnknownUserTTL,
+		Regions:        cfg.Regions,
 		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxBytes, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
 	}, validator, store, admin, floors, rdb, log, reg)
 	if err != nil {
@@ -533,7 +564,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	// consistency token names an admin version whose notification has not come yet.
 	svc.AlsoInvalidate(realms.Invalidate)
 	syncCfg := authzsync.Config{AdminURL: cfg.AdminURL, PollInterval: cfg.PollInterval, Heartbeat: cfg.Heartbeat,
-		Staleness: cfg.RelayStaleness}
+		Staleness: cfg.RelayStaleness, Regions: cfg.Regions}
 	if cfg.Sync == SyncRelay {
 		syncCfg.Feed = relay.NewReader(rdb, cfg.RelayStream)
 	}
@@ -551,13 +582,16 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 	}
 	var decisions *decisionlog.Recorder
 	if cfg.DecisionLog {
-		if decisions, err = decisionlog.New(cfg.DecisionLogConfig, admin, reg2, log, reg); err != nil {
+		dl := cfg.DecisionLogConfig
+		dl.Regions = cfg.Regions
+		if decisions, err = decisionlog.New(dl, admin, reg2, log, reg); err != nil {
 			return err
 		}
 		srv.SetDecisionLog(decisions)
 	}
 	log.Info("pdp starting", "redis", cfg.RedisURL != "", "sync", cfg.Sync, "db_max_conns", cfg.DBMaxConns,
-		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath)
+		"admin_via_pooler", cfg.AdminPoolerURL != "", "db_poolers", cfg.DBPoolers.String(), "trusted_issuers", cfg.TrustedIssuers, "routes", cfg.Server.RouteTablePath,
+		"regions", regionsLabel(cfg.Regions))
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(gctx) })
@@ -571,4 +605,32 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		defer func() { stop(); <-done }()
 	}
 	return g.Wait()
+}
+
+// checkRegions refuses to start on a served region the admin database does not know (a typo
+// would leave the pdp denying every tenant), warns when the admin database cannot be read
+// yet, and warns about inactive regions (their tenants are
+// still served: deactivating a region stops new tenants, not existing ones).
+func checkRegions(ctx context.Context, reg *registry.Store, regions registry.Regions, log *slog.Logger) error {
+	inactive, err := reg.CheckServedRegions(ctx, regions)
+	switch {
+	case errors.Is(err, registry.ErrUnknownRegion):
+		return fmt.Errorf("-regions / NEOAUTHZ_REGIONS: %w", err)
+	case err != nil:
+		// The admin database may come up after the pdp: serve (nothing is read until it
+		// answers) rather than exit, and say the regions went unchecked.
+		log.Warn("could not check the served regions against the admin database", "error", registry.Redact(err))
+		return nil
+	}
+	if len(inactive) > 0 {
+		log.Warn("served regions are not active in the admin database", "regions", inactive)
+	}
+	return nil
+}
+
+func regionsLabel(r registry.Regions) string {
+	if r.All() {
+		return "all"
+	}
+	return r.String()
 }

@@ -39,6 +39,7 @@ const (
 	DropRateLimited = "rate_limited" // the tenant's entries per second were exceeded
 	DropWriteFailed = "write_failed" // COPY failed; the batch is not retried
 	DropNoDatabase  = "no_database"  // the region has no active analytics database
+	DropOtherRegion = "other_region" // the tenant's region is not among Config.Regions
 )
 
 // Config tunes the recorder. The zero value of each field means its default.
@@ -60,6 +61,10 @@ type Config struct {
 	// PlatformRegion is the region whose analytics database receives platform decisions and
 	// decisions without a known tenant; "" means the first region (by code) that has one.
 	PlatformRegion string
+	// Regions limits the analytics databases written to (the zero value: every region).
+	// Decisions about a tenant of another region are dropped (DropOtherRegion), never
+	// written to that region's database; platform decisions go to a served region.
+	Regions registry.Regions
 	// RefreshInterval is how often tenant settings and analytics connections are re-read.
 	RefreshInterval time.Duration
 	// WriteTimeout bounds one COPY (and the connection it may need).
@@ -106,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if c.PlatformRegion != "" && !registry.ValidSlug(c.PlatformRegion) {
 		errs = append(errs, fmt.Errorf("decision-log-platform-region: %q is not a region code", c.PlatformRegion))
+	}
+	if c.PlatformRegion != "" && !c.Regions.Serves(c.PlatformRegion) {
+		errs = append(errs, fmt.Errorf("decision-log-platform-region: %s is not one of the served regions (%s)", c.PlatformRegion, c.Regions))
 	}
 	return errors.Join(errs...)
 }
@@ -171,7 +179,7 @@ func New(cfg Config, admin *pgxpool.Pool, reg *registry.Store, log *slog.Logger,
 	queueLen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "decision_log_queue_length",
 		Help: "Decisions waiting to be written."}, func() float64 { return float64(len(r.queue)) })
 	r.drops = map[string]prometheus.Counter{}
-	for _, reason := range []string{DropQueueFull, DropRateLimited, DropWriteFailed, DropNoDatabase} {
+	for _, reason := range []string{DropQueueFull, DropRateLimited, DropWriteFailed, DropNoDatabase, DropOtherRegion} {
 		r.drops[reason] = r.dropped.WithLabelValues(reason)
 	}
 	if pr != nil {
@@ -407,7 +415,7 @@ func (r *Recorder) refresh(ctx context.Context) error {
 	}
 	dbs := map[string]registry.Connection{}
 	for _, c := range conns { // by name: the first of a region wins, the same one every time
-		if _, ok := dbs[c.RegionCode]; !ok {
+		if _, ok := dbs[c.RegionCode]; !ok && r.cfg.Regions.Serves(c.RegionCode) {
 			dbs[c.RegionCode] = c
 		}
 	}
@@ -438,6 +446,10 @@ func (r *Recorder) write(ctx context.Context, batch []Entry) {
 		region, tenantID := snap.platform, ""
 		if ti := snap.tenants[e.TenantID]; ti != nil {
 			region, tenantID = ti.region, e.TenantID
+			if !r.cfg.Regions.Serves(region) {
+				r.drop(DropOtherRegion, 1)
+				continue
+			}
 		}
 		byRegion[region] = append(byRegion[region], e.row(tenantID))
 	}

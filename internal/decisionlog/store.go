@@ -21,14 +21,11 @@ var ErrNotFound = errors.New("not found")
 // Database returns the active analytics database of a region: the first by name, the same
 // rule the recorder follows.
 func Database(ctx context.Context, reg *registry.Store, region string) (registry.Connection, error) {
-	conns, err := reg.ListConnections(ctx, registry.ConnectionFilter{Type: registry.TypeAnalytics, RegionCode: region, ActiveOnly: true})
-	if err != nil {
-		return registry.Connection{}, err
-	}
-	if len(conns) == 0 {
+	c, err := reg.AnalyticsDatabase(ctx, region)
+	if errors.Is(err, registry.ErrNotFound) {
 		return registry.Connection{}, fmt.Errorf("region %q has no active analytics database: %w", region, ErrNotFound)
 	}
-	return conns[0], nil
+	return c, err
 }
 
 // Filter selects a tenant's decisions. Zero fields match everything.

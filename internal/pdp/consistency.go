@@ -48,6 +48,11 @@ func (s *Service) Await(ctx context.Context, tok consistency.Token) error {
 		if !found || t.ID != p.ID {
 			return fmt.Errorf("%w: consistency token names tenant %s, which does not exist", ErrInvalidRequest, p.ID)
 		}
+		if !t.ServedBy(s.cfg.Regions) {
+			// Its database is not read here: a check for the tenant is denied (not served
+			// in this region), and the part concerns no other tenant.
+			continue
+		}
 		read := func(ctx context.Context) (uint64, error) { return s.store.TenantVersion(ctx, t) }
 		if err := s.probes.exists(ctx, p.ID, p.Version, arrived, read); err != nil {
 			return fmt.Errorf("consistency token, tenant %s: %w", p.ID, err)

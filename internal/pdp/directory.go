@@ -19,17 +19,21 @@ type userDirectory interface {
 var errNoDirectory = errors.New("pdp: the store cannot look users up")
 
 // directory returns the active tenant idOrSlug and the store's user directory; found is
-// false for a tenant that is unknown or not active (it has no users to name).
+// false for a tenant that is unknown or not active (it has no users to name). A tenant of a
+// region this pdp does not serve is ErrNotServedInRegion: its users are not read here.
 func (s *Service) directory(ctx context.Context, idOrSlug string) (pgstore.Tenant, userDirectory, bool, error) {
 	dir, ok := s.store.(userDirectory)
 	if !ok {
 		return pgstore.Tenant{}, nil, false, errNoDirectory
 	}
 	t, found, err := s.tenantAt(ctx, idOrSlug, 0, s.now())
-	if err != nil || !found || t.Status != "active" {
+	if err != nil || !found {
 		return t, dir, false, err
 	}
-	return t, dir, true, nil
+	if !t.ServedBy(s.cfg.Regions) {
+		return t, dir, false, ErrNotServedInRegion
+	}
+	return t, dir, t.Status == "active", nil
 }
 
 // UserByEmail returns the external id of the one user of the tenant whose email is email. It

@@ -24,6 +24,7 @@ import (
 	"github.com/neofast/neoauthz/internal/consistency"
 	"github.com/neofast/neoauthz/internal/decision"
 	"github.com/neofast/neoauthz/internal/pgstore"
+	"github.com/neofast/neoauthz/internal/registry"
 	authzsync "github.com/neofast/neoauthz/internal/sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,11 @@ type Config struct {
 	// UnknownTenants bounds how many unknown tenant names are remembered (each for at most
 	// DirectoryTTL, all forgotten on any tenant change). Default 10,000.
 	UnknownTenants int
+	// Regions limits the pdp to tenants whose data lives in these regions (the zero value:
+	// every region). A subject of a tenant of another region is denied with
+	// ReasonNotServedInRegion before anything of the tenant's is loaded; platform subjects
+	// (whose RBAC is in the admin database) are served whatever the regions.
+	Regions registry.Regions
 	// Clock is the time decisions are made at (expiries, MaxStaleness, the unknown-user and
 	// directory lifetimes). Nil means time.Now; tests move it forward.
 	Clock func() time.Time
@@ -371,6 +377,7 @@ type resolved struct {
 var (
 	reasonUnknownTenant   = ReasonUnknownTenant
 	reasonTenantSuspended = ReasonTenantSuspended
+	reasonNotServed       = ReasonNotServedInRegion
 )
 
 // permissionSet returns the subject's set, from data at least as new as every part of at
@@ -399,6 +406,11 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 			reason: &reasonUnknownTenant}, nil
 	}
 	atLeast := at.TenantVersion(t.ID)
+	// Before the status: whatever the tenant's state, this pdp is not the one to ask, and
+	// the answer must not depend on (or reveal) anything but the directory entry.
+	if !t.ServedBy(s.cfg.Regions) {
+		return resolved{tenant: t, reason: &reasonNotServed}, nil
+	}
 	if t.Status != "active" {
 		return resolved{tenant: t, reason: &reasonTenantSuspended}, nil
 	}
@@ -567,5 +579,5 @@ func newDecisionID() string {
 // IsUnavailable reports whether err means "could not decide".
 func IsUnavailable(err error) bool {
 	return err != nil && !errors.Is(err, ErrInvalidRequest) && !errors.Is(err, ErrUnauthenticated) &&
-		!errors.Is(err, ErrUntrustedPrincipal)
+		!errors.Is(err, ErrUntrustedPrincipal) && !errors.Is(err, ErrNotServedInRegion)
 }

@@ -25,6 +25,9 @@ var (
 	// ErrUnavailable wraps a dependency failure (a database down beyond the allowed
 	// staleness): the transport answers with an error so Envoy's failure_mode_allow decides.
 	ErrUnavailable = errors.New("cannot decide now")
+	// ErrNotServedInRegion is returned by the user directory (UserByEmail, SubjectCandidates,
+	// Teams) for a tenant of a region this pdp does not serve: nothing of it was read.
+	ErrNotServedInRegion = errors.New("tenant is not served in this region")
 )
 
 // Reason is why a decision came out the way it did: the engine's reasons plus the ones
@@ -43,19 +46,23 @@ const (
 	ReasonInvalidData
 	ReasonUnauthenticated
 	ReasonCrossTenant
+	// ReasonNotServedInRegion: the tenant's data lives in a region this pdp does not serve
+	// (Config.Regions); nothing of the tenant's was loaded.
+	ReasonNotServedInRegion
 )
 
 var reasonNames = [...]string{
-	ReasonNoPermission:    "no_permission",
-	ReasonGranted:         "granted",
-	ReasonExplicitDeny:    "explicit_deny",
-	ReasonUserInactive:    "user_inactive",
-	ReasonTenantSuspended: "tenant_suspended",
-	ReasonUnknownTenant:   "unknown_tenant",
-	ReasonUnknownUser:     "unknown_user",
-	ReasonInvalidData:     "invalid_data",
-	ReasonUnauthenticated: "unauthenticated",
-	ReasonCrossTenant:     "cross_tenant",
+	ReasonNoPermission:      "no_permission",
+	ReasonGranted:           "granted",
+	ReasonExplicitDeny:      "explicit_deny",
+	ReasonUserInactive:      "user_inactive",
+	ReasonTenantSuspended:   "tenant_suspended",
+	ReasonUnknownTenant:     "unknown_tenant",
+	ReasonUnknownUser:       "unknown_user",
+	ReasonInvalidData:       "invalid_data",
+	ReasonUnauthenticated:   "unauthenticated",
+	ReasonCrossTenant:       "cross_tenant",
+	ReasonNotServedInRegion: "not_served_in_region",
 }
 
 // String returns the reason's snake_case name, used in logs, metrics and error envelopes.

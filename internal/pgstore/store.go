@@ -25,6 +25,10 @@ var ErrConnectionInactive = errors.New("database connection is not active")
 // that is not ^[a-z_][a-z0-9_]{0,62}$ (or starts with pg_).
 var ErrInvalidSchemaName = errors.New("invalid schema name")
 
+// ErrRegionNotServed is returned by Pool (and so by every tenant query), before any
+// connection is opened, for a database in a region outside Options.Regions.
+var ErrRegionNotServed = errors.New("database is in a region this process does not serve")
+
 // ErrClosed is returned by a Store after Close.
 var ErrClosed = errors.New("pgstore: store closed")
 
@@ -59,6 +63,10 @@ type Options struct {
 	// ReplicaProbeInterval is how often a replica in use is probed (still a standby, lag) and
 	// how long one that could not be reached is left alone before it is tried again.
 	ReplicaProbeInterval time.Duration
+	// Regions limits the databases the Store connects to (the zero value: every region). A
+	// registered connection of another region is refused (ErrRegionNotServed) before any
+	// connection string is built, so a tenant of another region never causes a connection.
+	Regions registry.Regions
 }
 
 func (o Options) withDefaults() Options {
@@ -225,6 +233,9 @@ func (s *Store) lookup(ctx context.Context, key poolKey) (registry.Connection, s
 	if !c.IsActive {
 		return registry.Connection{}, "", fmt.Errorf("pgstore: database connection %s: %w", c.Name, ErrConnectionInactive)
 	}
+	if !s.opts.Regions.Serves(c.RegionCode) {
+		return registry.Connection{}, "", fmt.Errorf("pgstore: database connection %s (region %s): %w", c.Name, c.RegionCode, ErrRegionNotServed)
+	}
 	dsn, err := s.reg.ConnString(c, key.database)
 	if err != nil {
 		return registry.Connection{}, "", fmt.Errorf("pgstore: %w", err)
@@ -285,7 +296,8 @@ func (s *Store) maybeRecheck(key poolKey, e *poolEntry) {
 		switch {
 		case err == nil && dsn == e.dsn:
 			return
-		case err != nil && !errors.Is(err, ErrConnectionInactive) && !errors.Is(err, registry.ErrNotFound):
+		case err != nil && !errors.Is(err, ErrConnectionInactive) && !errors.Is(err, registry.ErrNotFound) &&
+			!errors.Is(err, ErrRegionNotServed):
 			// The admin database could not answer: keep serving, try again after the interval.
 			return
 		}

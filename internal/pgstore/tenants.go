@@ -10,6 +10,7 @@ import (
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/migrate"
+	"github.com/neofast/neoauthz/internal/registry"
 )
 
 // Tenant is what the pdp needs of an admin.tenants row.
@@ -20,6 +21,10 @@ type Tenant struct {
 	// Database is "" for a schema deployment (the connection's own database) and the
 	// tenant's own database otherwise.
 	Database string
+	// Region is the tenant's region; DatabaseRegion is the region of the database it is
+	// placed on ("" while unplaced). Provisioning keeps them equal; both are compared with
+	// the regions a pdp serves (ServedBy).
+	Region, DatabaseRegion string
 	// AdminVersion is admin.authz_state.version, read in the same statement as the row, so a
 	// cached Tenant can be compared with the admin database's notifications.
 	AdminVersion uint64
@@ -43,12 +48,15 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 	var t Tenant
 	var version int64
 	err := s.admin.QueryRow(ctx, `SELECT t.id::text, t.slug, t.status, t.external_auth_realm, t.schema_name,
-			coalesce(t.database_connection_id::text, ''), coalesce(t.database_name, ''), s.version
+			coalesce(t.database_connection_id::text, ''), coalesce(t.database_name, ''), t.region_code,
+			coalesce(c.region_code, ''), s.version
 		  FROM admin.tenants t CROSS JOIN admin.authz_state s
+		  LEFT JOIN admin.database_connections c ON c.id = t.database_connection_id
 		 WHERE t.slug = $1 OR t.id = $2::uuid
 		 ORDER BY t.id IS NOT DISTINCT FROM $2::uuid DESC
 		 LIMIT 1`, idOrSlug, id).
-		Scan(&t.ID, &t.Slug, &t.Status, &t.Realm, &t.SchemaName, &t.ConnectionID, &t.Database, &version)
+		Scan(&t.ID, &t.Slug, &t.Status, &t.Realm, &t.SchemaName, &t.ConnectionID, &t.Database, &t.Region,
+			&t.DatabaseRegion, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", idOrSlug, ErrNotFound)
 	}
@@ -57,6 +65,12 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 	}
 	t.AdminVersion = uint64(version)
 	return t, nil
+}
+
+// ServedBy reports whether a pdp limited to regions may read t's data: its region and the
+// region of its database (when placed) are both served.
+func (t Tenant) ServedBy(regions registry.Regions) bool {
+	return regions.Serves(t.Region) && (t.DatabaseRegion == "" || regions.Serves(t.DatabaseRegion))
 }
 
 // realmColumns are what identity needs of a tenant: id, slug, status and the string entries of

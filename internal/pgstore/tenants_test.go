@@ -31,7 +31,7 @@ func TestTenant(t *testing.T) {
 	tn, _ := e.createTenant(t, tenancy.CreateRequest{Slug: "acme", Realm: "acme-kc"})
 
 	want := pgstore.Tenant{ID: tn.ID, Slug: "acme", Status: "active", Realm: "acme-kc", SchemaName: "t_acme",
-		ConnectionID: e.primary.ID, AdminVersion: adminVersion(t, e)}
+		ConnectionID: e.primary.ID, Region: region, DatabaseRegion: region, AdminVersion: adminVersion(t, e)}
 	for _, key := range []string{"acme", tn.ID, strings.ToUpper(tn.ID)} {
 		got, err := e.store.Tenant(ctx, key)
 		require.NoError(t, err, key)

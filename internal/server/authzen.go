@@ -631,9 +631,11 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		}
 		want := subj.ID
 		if m.ID == byEmail {
-			var found bool
-			if want, found, aerr = s.authzenUserByEmail(ctx, tsub.TenantID, subj.ID); aerr != nil || !found {
-				return sub, reasonSubjectMismatch, aerr
+			if want, deny, aerr = s.authzenUserByEmail(ctx, tsub.TenantID, subj.ID); aerr != nil || deny != "" {
+				if deny == reasonUnknownUserEmail {
+					deny = reasonSubjectMismatch
+				}
+				return sub, deny, aerr
 			}
 		}
 		if tsub.UserID != want || (tsub.Level == authn.LevelPlatform) != platform {
@@ -663,9 +665,8 @@ func (s *Server) authzenSubject(ctx context.Context, in *azRequest, subj *azEnti
 		}
 		user := subj.ID
 		if m.ID == byEmail {
-			var found bool
-			if user, found, aerr = s.authzenUserByEmail(ctx, tenant, subj.ID); aerr != nil || !found {
-				return sub, reasonUnknownUserEmail, aerr
+			if user, deny, aerr = s.authzenUserByEmail(ctx, tenant, subj.ID); aerr != nil || deny != "" {
+				return sub, deny, aerr
 			}
 		}
 		sub.Subject, err = s.dec.SubjectFromPrincipal(ctx, tenant, user)
@@ -695,15 +696,20 @@ func pepTenant(in *azRequest, endpoint string) (string, *azError) {
 	return pep.Tenants[0], nil
 }
 
-func (s *Server) authzenUserByEmail(ctx context.Context, tenant, email string) (string, bool, *azError) {
+func (s *Server) authzenUserByEmail(ctx context.Context, tenant, email string) (id, deny string, aerr *azError) {
 	if s.authzen.dir == nil {
-		return "", false, &azError{Status: http.StatusNotImplemented, Message: "users named by email are not supported by this pdp"}
+		return "", "", &azError{Status: http.StatusNotImplemented, Message: "users named by email are not supported by this pdp"}
 	}
 	id, found, err := s.authzen.dir.UserByEmail(ctx, tenant, email)
-	if err != nil {
-		return "", false, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	switch {
+	case errors.Is(err, pdp.ErrNotServedInRegion):
+		return "", pdp.ReasonNotServedInRegion.String(), nil
+	case err != nil:
+		return "", "", &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+	case !found:
+		return "", reasonUnknownUserEmail, nil
 	}
-	return id, found, nil
+	return id, "", nil
 }
 
 // authzenResource reads the resource of a resource check from the mapped properties.
@@ -726,15 +732,13 @@ func (s *Server) authzenResource(ctx context.Context, sub pdp.Subject, r *azReso
 		res.TeamID = team
 	}
 	if owner != "" && m.OwnerBy == byEmail {
-		id, found, aerr := s.authzenUserByEmail(ctx, sub.TenantID, owner)
+		// Nobody owns it by that email (or the tenant is not served here, and the check
+		// denies): the resource is nobody's.
+		id, _, aerr := s.authzenUserByEmail(ctx, sub.TenantID, owner)
 		if aerr != nil {
 			return nil, "", aerr
 		}
 		res.OwnerID = id
-		if !found {
-			// Nobody owns it by that email: the resource is nobody's.
-			res.OwnerID = ""
-		}
 	}
 	return res, "", nil
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
 
 	"github.com/neofast/neoauthz/internal/decision"
+	"github.com/neofast/neoauthz/internal/pdp"
 )
 
 // Subject search page sizes.
@@ -102,7 +104,7 @@ func (s *Server) authzenSearchSubject(r *http.Request, in *azRequest, body *azSe
 	}
 	candidates, err := s.authzen.dir.SubjectCandidates(r.Context(), tenant, resource, action, after, limit)
 	if err != nil {
-		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+		return nil, searchDirectoryError(err)
 	}
 	return s.searchFilter(r.Context(), in, candidates, limit, queryHash, e.Subject.Type, func(user string) (azSubject, azEvaluation, *azError) {
 		sub, err := s.dec.SubjectFromPrincipal(r.Context(), tenant, user)
@@ -324,11 +326,20 @@ func (s *Server) authzenSearchResource(r *http.Request, in *azRequest, body *azS
 	}
 	teams, err := s.authzen.dir.Teams(r.Context(), sub.TenantID, after, limit)
 	if err != nil {
-		return nil, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
+		return nil, searchDirectoryError(err)
 	}
 	return s.searchFilter(r.Context(), in, teams, limit, queryHash, e.Resource.Type, func(team string) (azSubject, azEvaluation, *azError) {
 		id, _ := json.Marshal(team)
 		return sub, azEvaluation{Subject: e.Subject, Action: e.Action, Context: e.Context, Resource: &azResource{
 			Type: e.Resource.Type, ID: team, HasID: true, Properties: map[string]json.RawMessage{m.Team: id}}}, nil
 	})
+}
+
+// searchDirectoryError answers a search whose directory read failed: 403 for a tenant of a
+// region this pdp does not serve (ask a pdp of that region), else "cannot decide now".
+func searchDirectoryError(err error) *azError {
+	if errors.Is(err, pdp.ErrNotServedInRegion) {
+		return &azError{Status: http.StatusForbidden, Message: reasonOutcomes[pdp.ReasonNotServedInRegion].message, err: err}
+	}
+	return &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 }

@@ -24,16 +24,17 @@ type outcome struct {
 // decision reads the same everywhere. Every deny is 403 except unauthenticated (401): the
 // finer reason travels in details.reason and in the neoauthz.v1 Reason, not in the status.
 var reasonOutcomes = [...]outcome{
-	pdp.ReasonGranted:         {authzv1.Reason_REASON_GRANTED, http.StatusOK, "", codes.OK, "allowed"},
-	pdp.ReasonNoPermission:    {authzv1.Reason_REASON_NO_PERMISSION, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
-	pdp.ReasonExplicitDeny:    {authzv1.Reason_REASON_EXPLICIT_DENY, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
-	pdp.ReasonUserInactive:    {authzv1.Reason_REASON_USER_INACTIVE, http.StatusForbidden, "forbidden", codes.PermissionDenied, "user is not active"},
-	pdp.ReasonTenantSuspended: {authzv1.Reason_REASON_TENANT_SUSPENDED, http.StatusForbidden, "forbidden", codes.PermissionDenied, "tenant is suspended"},
-	pdp.ReasonUnknownTenant:   {authzv1.Reason_REASON_UNKNOWN_TENANT, http.StatusForbidden, "forbidden", codes.PermissionDenied, "unknown tenant"},
-	pdp.ReasonUnknownUser:     {authzv1.Reason_REASON_UNKNOWN_USER, http.StatusForbidden, "forbidden", codes.PermissionDenied, "unknown user"},
-	pdp.ReasonInvalidData:     {authzv1.Reason_REASON_INVALID_DATA, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
-	pdp.ReasonUnauthenticated: {authzv1.Reason_REASON_UNAUTHENTICATED, http.StatusUnauthorized, "unauthenticated", codes.Unauthenticated, "authentication required"},
-	pdp.ReasonCrossTenant:     {authzv1.Reason_REASON_CROSS_TENANT, http.StatusForbidden, "forbidden", codes.PermissionDenied, "access to another tenant is denied"},
+	pdp.ReasonGranted:           {authzv1.Reason_REASON_GRANTED, http.StatusOK, "", codes.OK, "allowed"},
+	pdp.ReasonNoPermission:      {authzv1.Reason_REASON_NO_PERMISSION, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
+	pdp.ReasonExplicitDeny:      {authzv1.Reason_REASON_EXPLICIT_DENY, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
+	pdp.ReasonUserInactive:      {authzv1.Reason_REASON_USER_INACTIVE, http.StatusForbidden, "forbidden", codes.PermissionDenied, "user is not active"},
+	pdp.ReasonTenantSuspended:   {authzv1.Reason_REASON_TENANT_SUSPENDED, http.StatusForbidden, "forbidden", codes.PermissionDenied, "tenant is suspended"},
+	pdp.ReasonUnknownTenant:     {authzv1.Reason_REASON_UNKNOWN_TENANT, http.StatusForbidden, "forbidden", codes.PermissionDenied, "unknown tenant"},
+	pdp.ReasonUnknownUser:       {authzv1.Reason_REASON_UNKNOWN_USER, http.StatusForbidden, "forbidden", codes.PermissionDenied, "unknown user"},
+	pdp.ReasonInvalidData:       {authzv1.Reason_REASON_INVALID_DATA, http.StatusForbidden, "forbidden", codes.PermissionDenied, "permission denied"},
+	pdp.ReasonUnauthenticated:   {authzv1.Reason_REASON_UNAUTHENTICATED, http.StatusUnauthorized, "unauthenticated", codes.Unauthenticated, "authentication required"},
+	pdp.ReasonCrossTenant:       {authzv1.Reason_REASON_CROSS_TENANT, http.StatusForbidden, "forbidden", codes.PermissionDenied, "access to another tenant is denied"},
+	pdp.ReasonNotServedInRegion: {authzv1.Reason_REASON_NOT_SERVED_IN_REGION, http.StatusForbidden, "forbidden", codes.PermissionDenied, "tenant is not served in this region"},
 }
 
 // Outcomes that are not decisions. badRequest is a request the pdp refuses to evaluate (bad

@@ -71,6 +71,9 @@ type Config struct {
 	// Staleness is how long after a relay's last proof that a database's listener is alive
 	// the database is still trusted (relay mode). Default 2 × Heartbeat.
 	Staleness time.Duration
+	// Regions limits the databases listened to (besides the admin database) to those of
+	// these regions; the zero value listens to every region.
+	Regions registry.Regions
 }
 
 func (c *Config) defaults() {
@@ -211,7 +214,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // databases lists what to listen to besides the admin database: active primary databases
-// and the own databases of database-per-tenant tenants on active connections.
+// of the served regions and the own databases of database-per-tenant tenants on them.
 func (m *Manager) databases(ctx context.Context) ([]Database, error) {
 	conns, err := m.registry.ListConnections(ctx, registry.ConnectionFilter{Type: registry.TypePrimary, ActiveOnly: true})
 	if err != nil {
@@ -220,6 +223,9 @@ func (m *Manager) databases(ctx context.Context) ([]Database, error) {
 	byID := map[string]registry.Connection{}
 	var out []Database
 	for _, c := range conns {
+		if !m.cfg.Regions.Serves(c.RegionCode) {
+			continue
+		}
 		byID[c.ID] = c
 		dsn, err := m.registry.ConnString(c, "")
 		if err != nil {

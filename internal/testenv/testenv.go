@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -196,3 +197,29 @@ func (w *World) Connect(tb testing.TB, c registry.Connection, database string) *
 
 // Server returns the test server's URL.
 func (w *World) Server() string { return w.server }
+
+// Backends returns how many server processes are connected to the database named database
+// (pg_stat_activity is server-wide, so the admin pool can see every database's). Tests use it
+// to prove that nothing connected to a database.
+func (w *World) Backends(tb testing.TB, database string) int {
+	tb.Helper()
+	var n int
+	if err := w.Admin.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, database).Scan(&n); err != nil {
+		tb.Fatalf("count backends: %v", err)
+	}
+	return n
+}
+
+// WaitNoBackends waits (up to 30 seconds) until nothing is connected to database: the server
+// ends a closed connection's process shortly after the client has gone.
+func (w *World) WaitNoBackends(tb testing.TB, database string) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Backends(tb, database) != 0 {
+		if time.Now().After(deadline) {
+			tb.Fatalf("database %s still has %d connections", database, w.Backends(tb, database))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -55,6 +55,10 @@ const (
 	// (a stored permission code that does not parse); the pdp fails closed and denies
 	// everything for that subject until the data is fixed.
 	Reason_REASON_INVALID_DATA Reason = 10
+	// REASON_NOT_SERVED_IN_REGION means the subject's tenant (or the bound tenant) keeps its
+	// data in a region this pdp is not configured to serve (-regions): ask a pdp of that
+	// region. Nothing of the tenant's data was read.
+	Reason_REASON_NOT_SERVED_IN_REGION Reason = 11
 )
 
 // Enum value maps for Reason.
@@ -71,19 +75,21 @@ var (
 		8:  "REASON_UNAUTHENTICATED",
 		9:  "REASON_CROSS_TENANT",
 		10: "REASON_INVALID_DATA",
+		11: "REASON_NOT_SERVED_IN_REGION",
 	}
 	Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":      0,
-		"REASON_GRANTED":          1,
-		"REASON_EXPLICIT_DENY":    2,
-		"REASON_NO_PERMISSION":    3,
-		"REASON_USER_INACTIVE":    4,
-		"REASON_TENANT_SUSPENDED": 5,
-		"REASON_UNKNOWN_TENANT":   6,
-		"REASON_UNKNOWN_USER":     7,
-		"REASON_UNAUTHENTICATED":  8,
-		"REASON_CROSS_TENANT":     9,
-		"REASON_INVALID_DATA":     10,
+		"REASON_UNSPECIFIED":          0,
+		"REASON_GRANTED":              1,
+		"REASON_EXPLICIT_DENY":        2,
+		"REASON_NO_PERMISSION":        3,
+		"REASON_USER_INACTIVE":        4,
+		"REASON_TENANT_SUSPENDED":     5,
+		"REASON_UNKNOWN_TENANT":       6,
+		"REASON_UNKNOWN_USER":         7,
+		"REASON_UNAUTHENTICATED":      8,
+		"REASON_CROSS_TENANT":         9,
+		"REASON_INVALID_DATA":         10,
+		"REASON_NOT_SERVED_IN_REGION": 11,
 	}
 )
 
@@ -953,7 +959,7 @@ const file_neoauthz_v1_authz_proto_rawDesc = "" +
 	"\x17ListPermissionsResponse\x12 \n" +
 	"\vpermissions\x18\x01 \x03(\tR\vpermissions\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken*\xa1\x02\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken*\xc2\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eREASON_GRANTED\x10\x01\x12\x18\n" +
@@ -966,7 +972,8 @@ const file_neoauthz_v1_authz_proto_rawDesc = "" +
 	"\x16REASON_UNAUTHENTICATED\x10\b\x12\x17\n" +
 	"\x13REASON_CROSS_TENANT\x10\t\x12\x17\n" +
 	"\x13REASON_INVALID_DATA\x10\n" +
-	"2\x80\x02\n" +
+	"\x12\x1f\n" +
+	"\x1bREASON_NOT_SERVED_IN_REGION\x10\v2\x80\x02\n" +
 	"\x14AuthorizationService\x12>\n" +
 	"\x05Check\x12\x19.neoauthz.v1.CheckRequest\x1a\x1a.neoauthz.v1.CheckResponse\x12J\n" +
 	"\tCheckBulk\x12\x1d.neoauthz.v1.CheckBulkRequest\x1a\x1e.neoauthz.v1.CheckBulkResponse\x12\\\n" +

@@ -75,6 +75,7 @@ func TestFieldNumbers(t *testing.T) {
 		})
 	}
 	assert.Equal(t, protoreflect.EnumNumber(9), authzv1.Reason_REASON_CROSS_TENANT.Number())
+	assert.Equal(t, protoreflect.EnumNumber(11), authzv1.Reason_REASON_NOT_SERVED_IN_REGION.Number())
 }
 
 func TestServiceDescriptor(t *testing.T) {
