@@ -81,7 +81,7 @@ func schemas() map[string]schema {
 		"TenantDatabase": obj(schema{
 			"region": str(), "connection_id": strf("uuid"), "connection": str(),
 			"type": enum("primary", "replica", "analytics", "backup"), "database": str(), "schema": str(),
-			"holds": enum("rbac", "decision_log"),
+			"holds": enum("rbac", "rbac_replica", "decision_log"),
 		}, "region", "connection_id", "connection", "type", "database", "holds"),
 		"CreateTenant": obj(schema{
 			"slug": schema{"type": "string", "pattern": slugPattern, "example": "acme-corp",

@@ -15,7 +15,7 @@ import (
 
 // TestTenantRegions: GET /tenants/{id}/regions names every region and registered database
 // holding a tenant's data — its schema's database (the tenant's own for a database
-// deployment) and its region's decision-log database — and is guarded like GET /tenants/{id}.
+// deployment), that database's replicas and its region's decision-log database — and is guarded like GET /tenants/{id}.
 func TestTenantRegions(t *testing.T) {
 	e := newEnv(t)
 	eu := e.createTenant("eucorp") // eu-west-1, schema deployment, no analytics database there
@@ -45,6 +45,22 @@ func TestTenantRegions(t *testing.T) {
 	assert.Equal(t, tenancy.Residency{TenantID: eu.ID, Slug: "eucorp", Region: "eu-west-1", Regions: []string{"eu-west-1"},
 		Databases: []tenancy.StoredIn{{Region: "eu-west-1", ConnectionID: euConn.ID, Connection: euConn.Name, Type: "primary",
 			Database: euConn.Database, Schema: "t_eucorp", Holds: "rbac"}}}, got)
+
+	// A replica of the tenant's database holds a copy of its data: it is listed too.
+	r = e.do("POST", "/api/v1/admin/database-connections", e.admin, map[string]any{"name": "eu-replica", "type": "replica",
+		"region": "eu-west-1", "primary": euConn.Name, "host": "replica.internal", "database": euConn.Database,
+		"username": "postgres", "tls_mode": "disable"})
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	var replica registry.Connection
+	r.into(&replica)
+	r, got = get(eu.Slug, e.admin)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	assert.Equal(t, []tenancy.StoredIn{
+		{Region: "eu-west-1", ConnectionID: euConn.ID, Connection: euConn.Name, Type: "primary",
+			Database: euConn.Database, Schema: "t_eucorp", Holds: "rbac"},
+		{Region: "eu-west-1", ConnectionID: replica.ID, Connection: "eu-replica", Type: "replica",
+			Database: euConn.Database, Schema: "t_eucorp", Holds: "rbac_replica"},
+	}, got.Databases)
 
 	r, got = get(us.ID, e.admin)
 	require.Equal(t, 200, r.Status, "%s", r.Body)

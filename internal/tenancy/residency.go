@@ -40,13 +40,16 @@ type StoredIn struct {
 const (
 	// HoldsRBAC is the tenant's schema: users, teams, roles, grants.
 	HoldsRBAC = "rbac"
+	// HoldsRBACReplica is a streaming replica of the tenant's schema's database: a copy of
+	// the same data, which pdps may read cache fills from (-replica-fills).
+	HoldsRBACReplica = "rbac_replica"
 	// HoldsDecisionLog is the pdps' decisions about the tenant (its region's analytics
 	// database, see decisionlog).
 	HoldsDecisionLog = "decision_log"
 )
 
 // Residency returns where the tenant idOrSlug's data lives: the database its schema is on and
-// its region's decision-log database. It reads the admin database only.
+// its region's decision-log database, and the active replicas of its schema's database. It reads the admin database only.
 func (s *Service) Residency(ctx context.Context, idOrSlug string) (Residency, error) {
 	t, err := s.Get(ctx, idOrSlug)
 	if err != nil {
@@ -68,6 +71,15 @@ func (s *Service) Residency(ctx context.Context, idOrSlug string) (Residency, er
 			database = *t.DatabaseName
 		}
 		add(conn, database, t.SchemaName, HoldsRBAC)
+		// A replica holds a copy of the same database (the registry keeps it in the
+		// primary's region, but list it: an operator audits residency from this answer).
+		replicas, err := s.Registry.Replicas(ctx, conn.ID)
+		if err != nil {
+			return Residency{}, err
+		}
+		for _, r := range replicas {
+			add(r, database, t.SchemaName, HoldsRBACReplica)
+		}
 	}
 	// Decisions about the tenant go to its region's analytics database (decisionlog).
 	switch conn, err := s.Registry.AnalyticsDatabase(ctx, t.Region); {
