@@ -38,6 +38,8 @@ var outboxActions = map[string]string{
 	"tenant_team.create": "tenant_team", "tenant_team.update": "tenant_team", "tenant_team.delete": "tenant_team",
 	"tenant_team_member.add": "tenant_team", "tenant_team_member.remove": "tenant_team",
 	"tenant_permission.create": "tenant_permission", "tenant_permission.delete": "tenant_permission",
+	// Written by the schema's sync_user function (just-in-time user sync in the pdp).
+	"tenant_user.sync_create": "tenant_user", "tenant_user.sync_update": "tenant_user",
 }
 
 // outboxClockSkew is how far a claimed time may lie outside [tenant created, shipped] before

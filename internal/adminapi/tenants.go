@@ -142,6 +142,11 @@ func (s *Server) patchTenant(c *call) error {
 	if err := fe.err(); err != nil {
 		return err
 	}
+	if p.Settings != nil {
+		if err := s.patchUserSync(c, *p.Settings); err != nil {
+			return err
+		}
+	}
 	var settings []byte
 	if p.Settings != nil {
 		settings, _ = json.Marshal(*p.Settings)

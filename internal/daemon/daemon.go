@@ -117,6 +117,10 @@ type Config struct {
 	DecisionLog bool
 	// DecisionLogConfig tunes it (sampling, rate limit, queue, batches).
 	DecisionLogConfig decisionlog.Config
+
+	// UserSync bounds just-in-time user sync for tenants that turn it on
+	// (settings.user_sync): writes per second and burst per tenant, profile update interval.
+	UserSync pdp.UserSyncConfig
 }
 
 // Sync modes.
@@ -149,6 +153,7 @@ func DefaultConfig() Config {
 			AllowSampleRate: decisionlog.DefaultAllowSampleRate,
 			TenantRate:      decisionlog.DefaultTenantRate,
 		},
+		UserSync: pdp.UserSyncConfig{Rate: 5, Burst: 20, ProfileInterval: time.Hour},
 	}
 }
 
@@ -218,6 +223,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	parsed(intFlag{&dl.BatchSize}, "decision-log-batch", "NEOAUTHZ_DECISION_LOG_BATCH", "decisions per COPY at most")
 	dur(&dl.FlushInterval, "decision-log-flush-interval", "NEOAUTHZ_DECISION_LOG_FLUSH_INTERVAL", "longest wait before a partial batch is written")
 	str(&dl.PlatformRegion, "decision-log-platform-region", "NEOAUTHZ_DECISION_LOG_PLATFORM_REGION", "region whose analytics database gets platform decisions (default: the first region with one)")
+	us := &c.UserSync
+	parsed(floatFlag{&us.Rate}, "user-sync-rate", "NEOAUTHZ_USER_SYNC_RATE", "just-in-time user sync: most user creations and profile updates per second per tenant")
+	parsed(intFlag{&us.Burst}, "user-sync-burst", "NEOAUTHZ_USER_SYNC_BURST", "just-in-time user sync: most such writes per tenant at once")
+	dur(&us.ProfileInterval, "user-sync-profile-interval", "NEOAUTHZ_USER_SYNC_PROFILE_INTERVAL", "just-in-time user sync: least time between two profile updates of a user")
 }
 
 // envString defines a string flag whose default comes from env when set.
@@ -449,6 +458,9 @@ func (c *Config) Validate() error {
 	if c.RelayStaleness < 0 || c.RelayStream == "" {
 		errs = append(errs, errors.New("relay-staleness must not be negative and relay-stream not empty"))
 	}
+	if c.UserSync.Rate <= 0 || c.UserSync.Burst < 1 || c.UserSync.ProfileInterval <= 0 {
+		errs = append(errs, errors.New("user-sync-rate, user-sync-burst and user-sync-profile-interval must be positive"))
+	}
 	if c.CacheMaxBytes < MinCacheMaxBytes {
 		errs = append(errs, fmt.Errorf("cache-max-bytes must be at least %d (1MiB)", MinCacheMaxBytes))
 	}
@@ -555,6 +567,7 @@ func ServeListeners(ctx context.Context, cfg Config, log *slog.Logger, l server.
 		UnknownUserTTL: cfg.UnknownUserTTL,
 		Regions:        cfg.Regions,
 		Cache:          cache.Options{L1MaxCost: cfg.CacheMaxBytes, L1TTL: cfg.CacheTTL, L2TTL: 2 * cfg.CacheTTL},
+		UserSync:       cfg.UserSync,
 	}, validator, store, admin, floors, rdb, log, reg)
 	if err != nil {
 		return err

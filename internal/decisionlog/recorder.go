@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/neofast/neoauthz/internal/ratelimit"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/migrations"
 )
@@ -147,13 +148,13 @@ type Recorder struct {
 type tenantInfo struct {
 	region     string
 	sampleRate float64 // < 0: the global rate
-	bucket     *bucket
+	bucket     *ratelimit.Bucket
 }
 
 // snapshot is an immutable view of tenants and analytics databases, swapped on refresh.
 type snapshot struct {
 	tenants  map[string]*tenantInfo
-	shared   *bucket                        // platform and unattributed entries
+	shared   *ratelimit.Bucket              // platform and unattributed entries
 	dbs      map[string]registry.Connection // region → its analytics database
 	platform string                         // region of platform entries; "" when none
 }
@@ -225,7 +226,7 @@ func (r *Recorder) Record(e Entry) {
 	} else if e.TenantID != "" && uuidRe.MatchString(e.TenantID) {
 		r.askRefresh(now)
 	}
-	if !b.take(now) {
+	if !b.Take(now) {
 		r.drop(DropRateLimited, 1)
 		return
 	}
@@ -402,7 +403,7 @@ func (r *Recorder) refresh(ctx context.Context) error {
 			rate = r.cfg.TenantRate
 		}
 		// Keep the tenant's bucket across refreshes so a refresh does not refill it.
-		if prev := old.tenants[row.id]; prev != nil && prev.bucket.rate == rate {
+		if prev := old.tenants[row.id]; prev != nil && prev.bucket.Rate() == rate {
 			ti.bucket = prev.bucket
 		} else {
 			ti.bucket = newBucket(rate)
@@ -540,36 +541,5 @@ func (r *Recorder) closePools() {
 	}
 }
 
-// bucket is a token bucket: rate tokens per second, at most 2×rate (at least 1) saved up.
-type bucket struct {
-	mu     gosync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate float64) *bucket {
-	burst := 2 * rate
-	if burst < 1 {
-		burst = 1
-	}
-	return &bucket{rate: rate, burst: burst, tokens: burst}
-}
-
-func (b *bucket) take(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens += now.Sub(b.last).Seconds() * b.rate
-		if b.tokens > b.burst {
-			b.tokens = b.burst
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
+// newBucket is a tenant's bucket: rate entries per second, at most 2×rate (at least 1) saved up.
+func newBucket(rate float64) *ratelimit.Bucket { return ratelimit.NewBucket(rate, 2*rate) }

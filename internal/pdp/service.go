@@ -51,6 +51,9 @@ type Config struct {
 	// ReasonNotServedInRegion before anything of the tenant's is loaded; platform subjects
 	// (whose RBAC is in the admin database) are served whatever the regions.
 	Regions registry.Regions
+	// UserSync bounds the writes of just-in-time user sync (tenants with
+	// settings.user_sync.enabled).
+	UserSync UserSyncConfig
 	// Clock is the time decisions are made at (expiries, MaxStaleness, the unknown-user and
 	// directory lifetimes). Nil means time.Now; tests move it forward.
 	Clock func() time.Time
@@ -97,6 +100,7 @@ type Service struct {
 	floors    *authzsync.Floors
 	sets      *cache.Cache[*Entry]
 	parts     *decision.Interner // compiled parts shared by users with the same grants
+	users     *userSync
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -142,6 +146,10 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 	}
 	s := &Service{cfg: cfg, validator: validator, store: store, admin: admin, floors: floors, sets: sets,
 		parts: parts, now: cfg.Clock, log: log, dir: map[string]dirEntry{}, tokens: newTokenMemo()}
+	if s.users, err = newUserSync(cfg.UserSync, store, reg, func() time.Time { return s.now() }); err != nil {
+		sets.Close()
+		return nil, err
+	}
 	s.unknown = cache.NewTTL[string, unknownName](cfg.UnknownTenants, cfg.DirectoryTTL, func() time.Time { return s.now() })
 	return s, nil
 }
@@ -149,8 +157,11 @@ func New(cfg Config, validator *authn.Validator, store Store, admin *pgxpool.Poo
 // WaitIdle waits until cache writes to Redis that are under way have finished.
 func (s *Service) WaitIdle() { s.sets.WaitIdle() }
 
-// Close releases the caches.
-func (s *Service) Close() { s.sets.Close() }
+// Close waits for profile updates under way and releases the caches.
+func (s *Service) Close() {
+	s.users.wg.Wait()
+	s.sets.Close()
+}
 
 // TenantChanged drops what the service knows of a tenant ("" = every tenant) after a change of
 // its status, realm or placement; the sync layer calls it.
@@ -317,6 +328,10 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	if entry.reason != nil {
 		return Result{Reason: *entry.reason, Token: tok, tokenText: text}, nil
 	}
+	if entry.detail != "" {
+		// Only an unknown user's set carries a detail (synced).
+		return Result{Reason: ReasonUnknownUser, Detail: entry.detail, Version: entry.Set.Version(), Token: tok}, nil
+	}
 	dreq := decision.Request{Permission: req.Permission}
 	if req.Resource != nil {
 		dreq.HasResource = true
@@ -372,6 +387,8 @@ type resolved struct {
 	*Entry
 	tenant pgstore.Tenant
 	reason *Reason
+	// detail says why an unknown user was not synced (DetailSyncRateLimited, ...).
+	detail string
 }
 
 var (
@@ -419,19 +436,30 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 		return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
 	}
 	db := authzsync.DatabaseKey(t.ConnectionID, t.Database)
-	if e, ok := s.warm(key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now); ok {
-		return resolved{Entry: e, tenant: t}, nil
+	e, ok := s.warm(key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now)
+	if !ok {
+		if e, err = s.get(ctx, key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now,
+			s.tenantFill(t, sub.UserID, atLeast)); err != nil {
+			return resolved{Entry: e, tenant: t}, err
+		}
 	}
-	e, err := s.get(ctx, key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now,
-		func(ctx context.Context) (decision.Input, uint64, error) {
-			// The floor the entry will be judged by (current), so a replica's older data is
-			// read again from the primary rather than loaded and refused as stale.
-			in, err := s.store.FillTenantUser(ctx, t, sub.UserID, func() uint64 {
-				return max(s.floors.Floor(t.ID, sub.UserID), atLeast)
-			})
-			return in, t.AdminVersion, err
+	if t.UserSync {
+		return s.synced(ctx, sub, t, key, db, atLeast, now, e)
+	}
+	return resolved{Entry: e, tenant: t}, nil
+}
+
+// tenantFill loads a tenant user's facts for a cache fill of an entry that must be at least at
+// atLeast.
+func (s *Service) tenantFill(t pgstore.Tenant, user string, atLeast uint64) func(context.Context) (decision.Input, uint64, error) {
+	return func(ctx context.Context) (decision.Input, uint64, error) {
+		// The floor the entry will be judged by (current), so a replica's older data is
+		// read again from the primary rather than loaded and refused as stale.
+		in, err := s.store.FillTenantUser(ctx, t, user, func() uint64 {
+			return max(s.floors.Floor(t.ID, user), atLeast)
 		})
-	return resolved{Entry: e, tenant: t}, err
+		return in, t.AdminVersion, err
+	}
 }
 
 // current reports whether e was computed at or after the newest version known for the scope

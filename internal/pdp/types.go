@@ -141,7 +141,10 @@ type Result struct {
 	// share it: do not modify it.
 	Token      consistency.Token
 	DecisionID string
-	tokenText  string // Token's encoding, when the service memoised it
+	// Detail refines a deny's reason where the reason alone would mislead, e.g. an unknown
+	// user whose just-in-time sync was rate limited (DetailSyncRateLimited). Usually "".
+	Detail    string
+	tokenText string // Token's encoding, when the service memoised it
 }
 
 // TokenString is Token's encoding (Token.String()); the service remembers the encodings of

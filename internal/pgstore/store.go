@@ -86,7 +86,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Store reads tenants from the admin database and RBAC facts from the tenants' databases. It
-// never writes. It is safe for concurrent use.
+// never writes RBAC data, except through a tenant's sync_user function (SyncTenantUser). It is
+// safe for concurrent use.
 type Store struct {
 	admin *pgxpool.Pool
 	reg   *registry.Store
@@ -260,6 +261,7 @@ func (s *Store) newPool(c registry.Connection, dsn string) (*pgxpool.Pool, error
 	}
 	cfg.MinConns = 0
 	// The pdp never writes RBAC data; the server enforces that for every session we open.
+	// SyncTenantUser opens its transaction READ WRITE explicitly, to call sync_user only.
 	cfg.ConnConfig.RuntimeParams[readOnlyParam] = "on"
 	if s.opts.Poolers[c.Name] != "" {
 		UsePooler(cfg)

@@ -28,6 +28,9 @@ type Tenant struct {
 	// AdminVersion is admin.authz_state.version, read in the same statement as the row, so a
 	// cached Tenant can be compared with the admin database's notifications.
 	AdminVersion uint64
+	// UserSync is settings.user_sync.enabled: the pdp creates the user of a first token
+	// (SyncTenantUser).
+	UserSync bool
 }
 
 var _ authn.RealmResolver = (*Store)(nil)
@@ -49,14 +52,15 @@ func (s *Store) Tenant(ctx context.Context, idOrSlug string) (Tenant, error) {
 	var version int64
 	err := s.admin.QueryRow(ctx, `SELECT t.id::text, t.slug, t.status, t.external_auth_realm, t.schema_name,
 			coalesce(t.database_connection_id::text, ''), coalesce(t.database_name, ''), t.region_code,
-			coalesce(c.region_code, ''), s.version
+			coalesce(c.region_code, ''), s.version,
+			coalesce(t.settings->'user_sync'->'enabled' = 'true'::jsonb, false)
 		  FROM admin.tenants t CROSS JOIN admin.authz_state s
 		  LEFT JOIN admin.database_connections c ON c.id = t.database_connection_id
 		 WHERE t.slug = $1 OR t.id = $2::uuid
 		 ORDER BY t.id IS NOT DISTINCT FROM $2::uuid DESC
 		 LIMIT 1`, idOrSlug, id).
 		Scan(&t.ID, &t.Slug, &t.Status, &t.Realm, &t.SchemaName, &t.ConnectionID, &t.Database, &t.Region,
-			&t.DatabaseRegion, &version)
+			&t.DatabaseRegion, &version, &t.UserSync)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", idOrSlug, ErrNotFound)
 	}

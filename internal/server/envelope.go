@@ -22,6 +22,8 @@ type envError struct {
 type envDetails struct {
 	Reason     string `json:"reason"`
 	AuthnError string `json:"authn_error,omitempty"` // why the credential was refused ("expired", ...)
+	// Detail refines the reason (pdp.Result.Detail), e.g. "user sync rate limited".
+	Detail     string `json:"detail,omitempty"`
 	DecisionID string `json:"decision_id"`
 }
 
@@ -42,7 +44,7 @@ func errorBody(g *gateResult) []byte {
 	b, err := json.Marshal(envelope{Error: &envError{
 		Code:    g.out.code,
 		Message: g.message,
-		Details: envDetails{Reason: g.rec.reason, AuthnError: g.rec.authn, DecisionID: g.rec.decisionID},
+		Details: envDetails{Reason: g.rec.reason, AuthnError: g.rec.authn, Detail: g.res.Detail, DecisionID: g.rec.decisionID},
 	}})
 	if err != nil { // cannot happen: strings only
 		return []byte(`{"success":false}`)

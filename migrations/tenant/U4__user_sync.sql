@@ -1,0 +1,1 @@
+DROP FUNCTION sync_user(text, text, text, interval);
