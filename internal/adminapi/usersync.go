@@ -75,8 +75,11 @@ func parseUserSync(raw any) (UserSyncSettings, error) {
 // it (sync off). It runs before the admin database's settings change commits: should that
 // fail, the schema may say "on" while the pdp (which reads the admin copy) never asks, and a
 // later PATCH writes both again; turning sync off is effective here first.
+//
+// Default roles are conferred on every user a token creates, so setting them is guarded as
+// assigning them is: the actor must hold, at the tenant, every code they confer.
 func (s *Server) writeUserSync(c *call, us *UserSyncSettings) error {
-	db, err := s.tenantDB(c)
+	db, lv, err := s.tenantDBLevel(c)
 	if err != nil {
 		return err
 	}
@@ -93,6 +96,13 @@ func (s *Server) writeUserSync(c *call, us *UserSyncSettings) error {
 		}
 		if len(missing) > 0 {
 			return errValidation("settings.user_sync.default_roles", "not an active role of the tenant: "+strings.Join(missing, ", "))
+		}
+		conferred, err := roleClosureCodes(c.ctx(), tx, lv.rt, us.DefaultRoles)
+		if err != nil {
+			return err
+		}
+		if err := s.guard(c, tx, lv, nil, conferred, msgCannotGrant); err != nil {
+			return err
 		}
 		v, err := json.Marshal(us)
 		if err != nil {

@@ -76,6 +76,24 @@ func TestTenantUserSyncSetting(t *testing.T) {
 	assert.False(t, ok, "sync is still on in the schema")
 }
 
+// Default roles confer their codes on every user a token creates: an actor may set only roles
+// it could assign itself.
+func TestTenantUserSyncDefaultRolesNoEscalation(t *testing.T) {
+	e := newEnv(t)
+	a := e.createTenant("acme")
+	db, _ := e.outboxDB(a)
+	ta := e.platformUser("ta", "tenant_admin@"+a.ID) // tenants.update at acme, no role inside it
+	const path = "/api/v1/admin/tenants/acme"
+	r := e.do("PATCH", path, ta, map[string]any{"settings": map[string]any{"user_sync": map[string]any{"enabled": true, "default_roles": []string{"member"}}}})
+	require.Equal(t, 403, r.Status, "%s", r.Body)
+	var n int
+	require.NoError(t, db.pool.QueryRow(context.Background(), `SELECT count(*) FROM `+db.table("settings")+` WHERE key = 'user_sync'`).Scan(&n))
+	assert.Zero(t, n, "a refused setting reached the schema")
+
+	r = e.do("PATCH", path, ta, map[string]any{"settings": map[string]any{"user_sync": map[string]any{"enabled": true}}})
+	require.Equal(t, 200, r.Status, "sync without default roles confers nothing: %s", r.Body)
+}
+
 // A user created by sync_user (the pdp's write path) is audited through the tenant's outbox
 // like an API write: the shipper records it in admin.audit_log, with the sync actor.
 func TestUserSyncAuditShipped(t *testing.T) {
