@@ -334,3 +334,27 @@ func BenchmarkCheckMiss(b *testing.B) {
 	in := f.start(b, pdp.Config{Cache: cache.Options{L1TTL: time.Nanosecond, L2TTL: time.Millisecond}}, nil)
 	benchTier(b, in, users, tierLoad)
 }
+
+// BenchmarkCheckWarmUserSync is BenchmarkCheckWarm for a tenant with user sync on and a token
+// subject: each warm check also compares the token's profile claims with the ones last synced.
+func BenchmarkCheckWarmUserSync(b *testing.B) {
+	f := newFixture(b)
+	in := f.start(b, pdp.Config{}, nil)
+	f.setUserSync(b, true, nil, in)
+	ctx := context.Background()
+	sub := f.tokenSubject("alice", "alice@example.com", "alice")
+	req := pdp.Request{Permission: "users.read.tenant"}
+	_, err := in.svc.Check(ctx, sub, req)
+	require.NoError(b, err)
+	in.svc.WaitUserSync()
+	_, err = in.svc.Check(ctx, sub, req)
+	require.NoError(b, err)
+	in.svc.WaitIdle()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := in.svc.Check(ctx, sub, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

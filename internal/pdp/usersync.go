@@ -129,12 +129,14 @@ func profileOf(id *authn.Identity) pgstore.UserProfile {
 	return p
 }
 
-func (u *userSync) hash(p pgstore.UserProfile) uint64 {
+// hash is the token's profile claims as remembered per user: compared on every decision of a
+// tenant with sync on, so it works on the raw claims (validating them allocates).
+func (u *userSync) hash(id *authn.Identity) uint64 {
 	var h maphash.Hash
 	h.SetSeed(u.seed)
-	_, _ = h.WriteString(p.Email)
+	_, _ = h.WriteString(id.Email)
 	_ = h.WriteByte(0)
-	_, _ = h.WriteString(p.Username)
+	_, _ = h.WriteString(id.PreferredUsername)
 	return h.Sum64()
 }
 
@@ -157,11 +159,11 @@ func (s *Service) synced(ctx context.Context, sub Subject, t pgstore.Tenant, key
 	if u.store == nil || !syncable(sub, t) {
 		return r, nil
 	}
-	p := profileOf(sub.Identity)
 	if e.Set.Status() != decision.ReasonUnknownUser {
-		s.maybeSyncProfile(ctx, t, key, p, now)
+		s.maybeSyncProfile(ctx, t, key, sub.Identity, now)
 		return r, nil
 	}
+	p := profileOf(sub.Identity)
 	if !u.take(t.ID, now) {
 		u.total.WithLabelValues(syncRateLimited).Inc()
 		r.detail = DetailSyncRateLimited
@@ -178,7 +180,7 @@ func (s *Service) synced(ctx context.Context, sub Subject, t pgstore.Tenant, key
 	if outcome == pgstore.SyncDisabled {
 		return r, nil
 	}
-	u.profiles.Add(key, u.hash(p), now.Add(u.cfg.ProfileInterval))
+	u.profiles.Add(key, u.hash(sub.Identity), now.Add(u.cfg.ProfileInterval))
 	// The cached unknown-user set was computed below the write's version: raising the user's
 	// floor makes it a miss here at once (the notification does so on every pdp), and the
 	// load below reads at least the new row.
@@ -192,13 +194,16 @@ func (s *Service) synced(ctx context.Context, sub Subject, t pgstore.Tenant, key
 // differs from the one this pdp last synced for the user (or none is remembered) and the
 // tenant's write budget allows. The function then compares with the row and writes only a
 // change, at most once per ProfileInterval per user.
-func (s *Service) maybeSyncProfile(ctx context.Context, t pgstore.Tenant, key string, p pgstore.UserProfile, now time.Time) {
+func (s *Service) maybeSyncProfile(ctx context.Context, t pgstore.Tenant, key string, id *authn.Identity, now time.Time) {
 	u := s.users
-	h := u.hash(p)
+	h := u.hash(id)
 	if last, ok := u.profiles.Get(key); ok && last == h {
 		return
 	}
+	p := profileOf(id)
 	if p.Email == "" && p.Username == "" {
+		// Nothing to write: remembered so the claims are not validated again.
+		u.profiles.Add(key, h, now.Add(u.cfg.ProfileInterval))
 		return
 	}
 	select {
