@@ -306,3 +306,18 @@ func TestUserSyncNotMaskedByCachedUnknownUser(t *testing.T) {
 	assert.True(t, res.Allowed, "got %s (%q), want granted on the new row", res.Reason, res.Detail)
 	assert.Empty(t, res.Detail)
 }
+
+func TestUserSyncFailureDeniesWithDetail(t *testing.T) {
+	// The write path is unavailable (here: a schema without sync_user, as before tenant V4 or
+	// without the GRANT): the token is denied, never answered with an error a proxy might
+	// turn into an allow.
+	f := newFixture(t)
+	in := f.start(t, pdp.Config{}, nil)
+	f.setUserSync(t, true, []string{"member"}, in)
+	f.exec(t, `DROP FUNCTION t_acme.sync_user(text, text, text, interval)`)
+	res := in.checkSub(t, f.tokenSubject("kate", "", ""), "documents.read.own")
+	assert.False(t, res.Allowed)
+	assert.Equal(t, pdp.ReasonUnknownUser, res.Reason)
+	assert.Equal(t, pdp.DetailSyncFailed, res.Detail)
+	assert.InDelta(t, 1, in.syncs(t, "error"), 0)
+}
