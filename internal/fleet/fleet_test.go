@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"io/fs"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -67,7 +68,21 @@ func TestApplyAllThenNoop(t *testing.T) {
 	}
 }
 
-// extended returns the project's sets with a next tenant migration, V4 (and its undo).
+// projects is the test's extra tenant migration, the version after the project's latest
+// (projectsPrev), so that the tests keep working when the project adds tenant migrations.
+var projectsPrev, projectsNext, projectsFile = func() (string, string, string) {
+	set, err := migrate.Load(migrations.FS, "tenant")
+	if err != nil {
+		panic(err)
+	}
+	prev, err := strconv.Atoi(set.Latest().String())
+	if err != nil {
+		panic(err)
+	}
+	return strconv.Itoa(prev), strconv.Itoa(prev + 1), "V" + strconv.Itoa(prev+1) + "__projects.sql"
+}()
+
+// extended returns the project's sets with a next tenant migration, projectsFile (and its undo).
 func extended(t *testing.T, w *testenv.World, v3, u3 string) fleet.Sets {
 	t.Helper()
 	files := fstest.MapFS{}
@@ -79,8 +94,8 @@ func extended(t *testing.T, w *testenv.World, v3, u3 string) fleet.Sets {
 		files[path] = &fstest.MapFile{Data: b}
 		return err
 	}))
-	files["tenant/V4__projects.sql"] = &fstest.MapFile{Data: []byte(v3)}
-	files["tenant/U4__projects.sql"] = &fstest.MapFile{Data: []byte(u3)}
+	files["tenant/"+projectsFile] = &fstest.MapFile{Data: []byte(v3)}
+	files["tenant/U"+projectsNext+"__projects.sql"] = &fstest.MapFile{Data: []byte(u3)}
 	set, err := migrate.Load(files, "tenant")
 	require.NoError(t, err)
 	out := fleet.Sets{}
@@ -99,7 +114,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 
 	w.Fleet.Sets = extended(t, w, "CREATE TABLE projects (id uuid PRIMARY KEY, name text NOT NULL);", "DROP TABLE projects;")
 	regional := w.Connect(t, primary, "")
-	// t3 already holds a table of that name, so V4 fails there.
+	// t3 already holds a table of that name, so projectsFile fails there.
 	_, err := regional.Exec(ctx, `CREATE TABLE t_t3.projects (x int)`)
 	require.NoError(t, err)
 
@@ -111,7 +126,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 	for _, r := range run.Results {
 		if r.Target == "tenant:t3" {
 			assert.Equal(t, "failed", r.Status)
-			assert.Contains(t, r.Error, "V4__projects.sql")
+			assert.Contains(t, r.Error, projectsFile)
 		} else {
 			assert.Equal(t, "succeeded", r.Status, r.Target)
 		}
@@ -130,7 +145,7 @@ func TestBrokenTenantDoesNotStopOthersAndRerunResumes(t *testing.T) {
 	for _, r := range rerun.Results {
 		applied[r.Target] = r.Applied
 	}
-	assert.Equal(t, map[string][]string{"tenant:t1": nil, "tenant:t2": nil, "tenant:t3": {"V4__projects.sql"}, "tenant:t4": nil, "tenant:t5": nil}, applied,
+	assert.Equal(t, map[string][]string{"tenant:t1": nil, "tenant:t2": nil, "tenant:t3": {projectsFile}, "tenant:t4": nil, "tenant:t5": nil}, applied,
 		"the rerun resumes: only the failed tenant has work left")
 }
 
@@ -144,7 +159,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	run, err := w.Fleet.Apply(ctx, fleet.Plan{Scope: fleet.ScopeTenants, DryRun: true})
 	require.NoError(t, err)
 	require.Len(t, run.Results, 1)
-	assert.Equal(t, []string{"V4__projects.sql"}, run.Results[0].Pending)
+	assert.Equal(t, []string{projectsFile}, run.Results[0].Pending)
 	assert.Empty(t, run.Results[0].Applied)
 
 	var exists bool
@@ -168,11 +183,11 @@ func TestRollbackAndReapply(t *testing.T) {
 	}
 	require.True(t, exists())
 
-	run, err := w.Fleet.Rollback(ctx, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: "acme", To: "3"})
+	run, err := w.Fleet.Rollback(ctx, fleet.Plan{Scope: fleet.ScopeTenants, Tenant: "acme", To: projectsPrev})
 	require.NoError(t, err)
 	require.Len(t, run.Results, 1)
-	assert.Equal(t, "4", run.Results[0].From)
-	assert.Equal(t, "3", run.Results[0].To)
+	assert.Equal(t, projectsNext, run.Results[0].From)
+	assert.Equal(t, projectsPrev, run.Results[0].To)
 	assert.False(t, exists(), "the undo file ran")
 
 	_, err = w.Fleet.Apply(ctx, fleet.Plan{Scope: fleet.ScopeTenants})
