@@ -211,8 +211,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.Var(v, name, usage+" (env "+env+")")
 	}
 	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
-	parsed(poolersFlag{&c.DBPoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
-	parsed(regionsFlag{&c.Regions}, "regions", "NEOAUTHZ_REGIONS",
+	parsed(parsedValue[pgstore.Poolers]{&c.DBPoolers, pgstore.ParsePoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
+	parsed(parsedValue[registry.Regions]{&c.Regions, registry.ParseRegions}, "regions", "NEOAUTHZ_REGIONS",
 		"comma-separated region codes this pdp serves (tenants of other regions are denied not_served_in_region, their databases never opened); empty: every region")
 	dl := &c.DecisionLogConfig
 	parsed(boolFlag{&c.DecisionLog}, "decision-log", "NEOAUTHZ_DECISION_LOG", "record decisions in the regional analytics databases")
@@ -247,21 +247,25 @@ func envDuration(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
 	fs.DurationVar(p, name, *p, usage+" (env "+env+")")
 }
 
-type regionsFlag struct{ p *registry.Regions }
-
-func (r regionsFlag) String() string {
-	if r.p == nil {
-		return ""
-	}
-	return r.p.String()
+// parsedValue is a flag.Value of a type that has a parser and prints itself back.
+type parsedValue[T fmt.Stringer] struct {
+	p     *T
+	parse func(string) (T, error)
 }
 
-func (r regionsFlag) Set(s string) error {
-	v, err := registry.ParseRegions(s)
+func (f parsedValue[T]) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return (*f.p).String()
+}
+
+func (f parsedValue[T]) Set(s string) error {
+	v, err := f.parse(s)
 	if err != nil {
 		return err
 	}
-	*r.p = v
+	*f.p = v
 	return nil
 }
 
@@ -369,24 +373,6 @@ func (b bytesFlag) Set(s string) error {
 		return err
 	}
 	*b.p = n
-	return nil
-}
-
-type poolersFlag struct{ p *pgstore.Poolers }
-
-func (f poolersFlag) String() string {
-	if f.p == nil {
-		return ""
-	}
-	return f.p.String()
-}
-
-func (f poolersFlag) Set(s string) error {
-	p, err := pgstore.ParsePoolers(s)
-	if err != nil {
-		return err
-	}
-	*f.p = p
 	return nil
 }
 

@@ -330,7 +330,7 @@ func (s *Service) check(ctx context.Context, sub Subject, req Request) (Result, 
 	}
 	if entry.detail != "" {
 		// Only an unknown user's set carries a detail (synced).
-		return Result{Reason: ReasonUnknownUser, Detail: entry.detail, Version: entry.Set.Version(), Token: tok}, nil
+		return Result{Reason: ReasonUnknownUser, Detail: entry.detail, Version: entry.Set.Version(), Token: tok, tokenText: text}, nil
 	}
 	dreq := decision.Request{Permission: req.Permission}
 	if req.Resource != nil {
