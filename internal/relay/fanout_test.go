@@ -83,15 +83,38 @@ type fanRun struct {
 	pdps    []*fanPDP
 	relay   *exec.Cmd
 	dbNames []string
+	// nextPort and portLimit hand out the children's ports (port).
+	nextPort, portLimit int
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+// port returns a loopback port for a child process to listen on. A port found by listening on
+// :0 and closing can be handed out again by the kernel — to another :0 listener, or as the
+// source port of one of the many outgoing connections 50 pdps open — before the child binds
+// it; so ports come from below the kernel's ephemeral range, each at most once per run, and
+// are checked free when handed out.
+func (r *fanRun) port() string {
+	r.t.Helper()
+	if r.nextPort == 0 {
+		low := 32768
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+			_, _ = fmt.Sscan(string(b), &low)
+		}
+		require.Greater(r.t, low, 12000, "the ephemeral port range starts too low to pick ports below it")
+		r.portLimit = low
+		r.nextPort = 10000 + rand.IntN(low-12000) // room for the run's ~110 ports above it
+	}
+	for ; r.nextPort < r.portLimit; r.nextPort++ {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.nextPort))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken by something else on the machine
+		}
+		require.NoError(r.t, l.Close())
+		r.nextPort++
+		return addr
+	}
+	r.t.Fatal("no free loopback port below the ephemeral range")
+	return ""
 }
 
 // start runs the binary with args and env; it dies with the test process.
@@ -120,7 +143,7 @@ func (r *fanRun) commonEnv() []string {
 }
 
 func (r *fanRun) startRelay() {
-	r.relay = r.start("relay", r.commonEnv(), "relay", "-http-addr", freePort(r.t))
+	r.relay = r.start("relay", r.commonEnv(), "relay", "-http-addr", r.port())
 }
 
 func (r *fanRun) killRelay() {
@@ -132,7 +155,7 @@ func (r *fanRun) startPDPs(n int) {
 	r.t.Helper()
 	first := len(r.pdps)
 	for i := first; i < first+n; i++ {
-		grpcAddr, httpAddr := freePort(r.t), freePort(r.t)
+		grpcAddr, httpAddr := r.port(), r.port()
 		env := append(r.commonEnv(), "NEOAUTHZ_SYNC=relay",
 			"ADMIN_DATABASE_POOLER_URL="+r.bouncer.URL(r.dbNames[0]), "NEOAUTHZ_DB_POOLERS="+r.primary+"="+r.bouncer.Addr(), "NEOAUTHZ_TRUSTED_ISSUERS="+r.idp.URL(),
 			"NEOAUTHZ_AUDIENCES=neoauthz", "NEOAUTHZ_DECISION_LOG=false", "NEOAUTHZ_CACHE_MAX_BYTES=8MiB",
