@@ -190,7 +190,9 @@ func TestAnalyticsDatabaseDownUnderTraffic(t *testing.T) {
 		return value(r.drops[DropWriteFailed]) + value(r.drops[DropQueueFull])
 	}
 	deadline := time.Now().Add(wait)
-	for failed() < 100 && time.Now().Before(deadline) {
+	// Wait for both: the bounded queue may overflow before the writer's first failed write
+	// has come back and been counted.
+	for (failed() < 100 || value(r.drops[DropWriteFailed]) == 0) && time.Now().Before(deadline) {
 		for range 50 {
 			deny()
 		}
