@@ -1,9 +1,13 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,4 +49,116 @@ func TestTTLByteBoundEvicts(t *testing.T) {
 	_, ok = c.Get("k2")
 	assert.False(t, ok)
 	assert.Zero(t, c.Bytes())
+}
+
+// Each entry is judged by its own expiry on the injected clock, never kept past maxTTL, and the
+// least recently used entry goes first when the count is full.
+func TestTTLExpiryAndLRU(t *testing.T) {
+	now := time.Unix(1_000, 0)
+	c := NewTTL[string, int](2, time.Minute, func() time.Time { return now })
+	c.Add("short", 1, now.Add(10*time.Second))
+	c.Add("long", 2, now.Add(time.Hour)) // held for maxTTL only
+	assert.Equal(t, 2, c.Len())
+
+	now = now.Add(10 * time.Second)
+	_, ok := c.Get("short")
+	assert.False(t, ok, "got an entry at its expiry")
+	assert.Equal(t, 1, c.Len(), "got the expired entry kept after it was read")
+	v, ok := c.Get("long")
+	assert.True(t, ok)
+	assert.Equal(t, 2, v)
+	now = now.Add(50 * time.Second)
+	_, ok = c.Get("long")
+	assert.False(t, ok, "got an entry kept past maxTTL")
+
+	c.Add("a", 1, now.Add(time.Second))
+	c.Add("b", 2, now.Add(time.Second))
+	_, ok = c.Get("a") // a becomes the most recently used: b goes next
+	require.True(t, ok)
+	c.Add("c", 3, now.Add(time.Second))
+	_, ok = c.Get("b")
+	assert.False(t, ok, "got b kept although it was the least recently used")
+	for k, want := range map[string]int{"a": 1, "c": 3} {
+		v, ok := c.Get(k)
+		assert.True(t, ok, "got %s dropped", k)
+		assert.Equal(t, want, v)
+	}
+
+	c.Add("a", 10, now.Add(time.Second)) // replaced
+	v, _ = c.Get("a")
+	assert.Equal(t, 10, v)
+	c.Add("a", 11, now) // already expired: not stored, and the old value is gone too
+	_, ok = c.Get("a")
+	assert.False(t, ok, "got a value kept after an Add that replaced it with an expired one")
+
+	c.Remove("c")
+	_, ok = c.Get("c")
+	assert.False(t, ok)
+	c.Add("d", 4, now.Add(time.Second))
+	c.Purge()
+	assert.Zero(t, c.Len())
+}
+
+// A zero size bounds nothing; the byte bound then still holds.
+func TestTTLUnboundedCount(t *testing.T) {
+	now := time.Unix(1_000, 0)
+	c := NewTTLSized[int, int](0, 1000, func(int) int64 { return 10 }, time.Hour, func() time.Time { return now })
+	for i := range 150 {
+		c.Add(i, i, now.Add(time.Minute))
+	}
+	assert.Equal(t, 100, c.Len())
+	assert.Equal(t, int64(1000), c.Bytes())
+	c.Purge()
+	assert.Zero(t, c.Bytes(), "got bytes counted after Purge")
+}
+
+// TTLEntryOverhead is what an entry of 32-byte key and pointer value really costs beyond them,
+// measured as live heap over 100,000 entries; a byte bound built on a figure far off would not
+// bound memory. The bookkeeping is one heap object per entry (the map's storage amortised).
+func TestTTLEntryOverhead(t *testing.T) {
+	const n = 100_000
+	now := time.Unix(1_000, 0)
+	v := new(int)
+	bytes, objects := retainedHeap(func() any {
+		c := NewTTLSized[[sha256.Size]byte, *int](n, 1<<40, func(*int) int64 { return 1 }, time.Hour, func() time.Time { return now })
+		for i := range n {
+			var k [sha256.Size]byte
+			binary.LittleEndian.PutUint64(k[:], uint64(i))
+			c.Add(k, v, now.Add(time.Minute))
+		}
+		return c
+	})
+	perEntry, perEntryObjects := float64(bytes)/n, float64(objects)/n
+	overhead := perEntry - sha256.Size - float64(unsafe.Sizeof(v))
+	t.Logf("per entry: %.1f bytes (%.1f beyond key and value), %.2f heap objects", perEntry, overhead, perEntryObjects)
+	assert.InDelta(t, TTLEntryOverhead, overhead, TTLEntryOverhead/4,
+		"got %.1f bytes of bookkeeping per entry, TTLEntryOverhead says %d", overhead, TTLEntryOverhead)
+	assert.LessOrEqual(t, perEntryObjects, 1.1, "got %.2f heap objects per entry", perEntryObjects)
+}
+
+// retainedHeap is the live heap (bytes and objects) of what build returns: the difference
+// between the heap while it is held and once it is dropped, each after a full collection, so
+// that garbage left by earlier tests does not count.
+func retainedHeap(build func() any) (bytes, objects int64) {
+	var held, dropped runtime.MemStats
+	runtime.GC()
+	x := build()
+	runtime.GC()
+	runtime.ReadMemStats(&held)
+	runtime.KeepAlive(x)
+	runtime.GC()
+	runtime.ReadMemStats(&dropped)
+	return int64(held.HeapAlloc) - int64(dropped.HeapAlloc), int64(held.HeapObjects) - int64(dropped.HeapObjects)
+}
+
+func BenchmarkTTLGetHit(b *testing.B) {
+	c := NewTTL[[sha256.Size]byte, *int](1000, time.Hour, nil)
+	var k [sha256.Size]byte
+	c.Add(k, new(int), time.Now().Add(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.Get(k); !ok {
+			b.Fatal("miss")
+		}
+	}
 }
