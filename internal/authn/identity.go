@@ -26,7 +26,9 @@ func (l Level) String() string {
 
 // Identity is what a verified token says about its bearer. A *Identity
 // returned by Validate may be shared with other callers through the token
-// cache and must be treated as read-only.
+// cache and must be treated as read-only. Its strings may share memory with
+// other identities': the tenant's, realm's and client's with every token of
+// the tenant, the per-token ones with each other.
 type Identity struct {
 	// Level is LevelPlatform for the platform realm, LevelTenant otherwise.
 	Level Level
@@ -42,10 +44,6 @@ type Identity struct {
 	AuthorizedParty   string
 	PreferredUsername string
 	Email             string
-	// RealmRoles is realm_access.roles.
-	RealmRoles []string
-	// Groups is the groups claim, when the realm maps it.
-	Groups []string
 	// ExpiresAt is the token's exp.
 	ExpiresAt time.Time
 	// SessionID is sid (session_state on older Keycloak versions).

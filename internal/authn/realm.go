@@ -45,6 +45,9 @@ type realmResult struct {
 	tr      TenantRealm
 	found   bool
 	expires time.Time // when the cache drops this answer
+	// checks holds the last tenant check record made with this answer (see check); nil when
+	// the realm was not found.
+	checks *atomic.Pointer[tenantCheck]
 }
 
 // realmCache caches resolver answers, found and not found, and coalesces
@@ -93,7 +96,7 @@ func (c *realmCache) lookup(ctx context.Context, realm string) (realmResult, err
 		case err != nil:
 			return nil, err
 		default:
-			r.tr, r.found = tr, true
+			r.tr, r.found, r.checks = tr, true, new(atomic.Pointer[tenantCheck])
 		}
 		c.mu.Lock()
 		if c.gen.Load() == gen {
@@ -118,6 +121,18 @@ func (r realmResult) result() (TenantRealm, error) {
 		return TenantRealm{}, ErrUnknownRealm
 	}
 	return r.tr, nil
+}
+
+// check returns the record of a tenant check passed with this answer by a caller that read
+// gen before looking the realm up: {gen, r.expires}. The tokens checked with one answer at one
+// generation share one record, so that a cached token costs no record of its own.
+func (r realmResult) check(gen uint64) *tenantCheck {
+	if c := r.checks.Load(); c != nil && c.gen == gen {
+		return c
+	}
+	c := &tenantCheck{gen: gen, until: r.expires}
+	r.checks.Store(c)
+	return c
 }
 
 func (c *realmCache) invalidate(realm string) {

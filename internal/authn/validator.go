@@ -9,9 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -34,50 +32,6 @@ type Validator struct {
 type trustedBase struct {
 	prefix string // "<base>/realms/"
 	url    *url.URL
-}
-
-type cachedToken struct {
-	id  *Identity
-	aud []string // checked again on a hit against the tenant's current audiences
-	// checked is the last tenant check this token passed (nil: none): while no invalidation
-	// has happened since and the realm answer it used has not expired, a hit needs no new one.
-	checked atomic.Pointer[tenantCheck]
-}
-
-// size estimates what a cached token retains: the entry, its identity's claims, its key and
-// the cache's bookkeeping. A token's claims are bounded only by MaxTokenBytes, so the cache is
-// bounded in bytes by this, not by its entry count alone.
-func (ct *cachedToken) size() int64 {
-	const str = int64(unsafe.Sizeof(""))
-	n := int64(unsafe.Sizeof(*ct)+unsafe.Sizeof(tenantCheck{})) + sha256.Size + cache.TTLEntryOverhead
-	if id := ct.id; id != nil {
-		n += int64(unsafe.Sizeof(*id)) + int64(len(id.TenantID)+len(id.TenantSlug)+len(id.Realm)+len(id.Subject)+
-			len(id.AuthorizedParty)+len(id.PreferredUsername)+len(id.Email)+len(id.SessionID))
-		for _, xs := range [][]string{id.RealmRoles, id.Groups} {
-			n += int64(cap(xs)) * str
-			for _, x := range xs {
-				n += int64(len(x))
-			}
-		}
-	}
-	n += int64(cap(ct.aud)) * str
-	for _, a := range ct.aud {
-		n += int64(len(a))
-	}
-	return n
-}
-
-// tenantCheck records a passed tenant check: the realm cache's generation read before the
-// realm was resolved, and when the answer used expires.
-type tenantCheck struct {
-	gen   uint64
-	until time.Time
-}
-
-// stillChecked reports whether ct's last tenant check still holds at now.
-func (ct *cachedToken) stillChecked(gen uint64, now time.Time) bool {
-	c := ct.checked.Load()
-	return c != nil && c.gen == gen && now.Before(c.until)
 }
 
 // New returns a Validator. resolver maps non-platform realms to tenants; it
@@ -167,7 +121,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	sum := tokenKey(token)
 	if ct, ok := v.tokens.Get(sum); ok {
 		if ct.id.Level != LevelTenant || ct.stillChecked(gen, now) {
-			return ct.id, nil
+			return &ct.id, nil
 		}
 		fresh, err := v.checkTenant(ctx, ct, now)
 		if err != nil {
@@ -175,7 +129,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 			return nil, err
 		}
 		if fresh {
-			return ct.id, nil
+			return &ct.id, nil
 		}
 		// The realm now belongs to another tenant: validate from scratch so
 		// the answer is the one an uncached token would get.
@@ -190,24 +144,19 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if !ok {
 		return nil, ErrUnknownIssuer
 	}
-	id := &Identity{Realm: realm}
+	level := LevelPlatform
 	var tenant TenantRealm
-	var check tenantCheck
-	if realm == v.cfg.PlatformRealm {
-		id.Level = LevelPlatform
-	} else {
+	var answer realmResult
+	if realm != v.cfg.PlatformRealm {
 		// Resolve before fetching keys: an attacker-chosen realm name must
 		// not make us fetch anything from Keycloak.
-		check.gen = gen
-		r, err := v.realms.lookup(ctx, realm)
-		if err != nil {
+		level = LevelTenant
+		if answer, err = v.realms.lookup(ctx, realm); err != nil {
 			return nil, err
 		}
-		if tenant, err = r.result(); err != nil {
+		if tenant, err = answer.result(); err != nil {
 			return nil, err
 		}
-		check.until = r.expires
-		id.Level, id.TenantID, id.TenantSlug = LevelTenant, tenant.TenantID, tenant.Slug
 	}
 
 	key, err := v.keys.key(ctx, pt.iss, base.url, pt.kid)
@@ -231,21 +180,14 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkClaims(c, now, &tenant); err != nil {
+	aud := encodeAud(c.aud)
+	if err := v.checkClaims(c, aud, now, &tenant); err != nil {
 		return nil, err
 	}
-	if id.Level == LevelTenant && tenant.Status != TenantStatusActive {
+	if level == LevelTenant && tenant.Status != TenantStatusActive {
 		return nil, ErrTenantNotActive
 	}
-
-	id.Subject = c.sub
-	id.AuthorizedParty = c.azp
-	id.PreferredUsername = c.preferredUsername
-	id.Email = c.email
-	id.RealmRoles = c.realmRoles
-	id.Groups = c.groups
-	id.ExpiresAt = c.exp
-	id.SessionID = c.sid
+	ct := newCachedToken(level, realm, &tenant, c, aud)
 
 	// Never cache past exp (+ skew, the same bound a fresh validation
 	// applies), nor longer than CacheTTL.
@@ -254,13 +196,12 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		expires = limit
 	}
 	if v.realms.gen.Load() == gen {
-		ct := &cachedToken{id: id, aud: c.aud}
-		if id.Level == LevelTenant {
-			ct.checked.Store(&check) // the checks above are the tenant check
+		if level == LevelTenant {
+			ct.checked.Store(answer.check(gen)) // the checks above are the tenant check
 		}
 		v.tokens.Add(sum, ct, expires)
 	}
-	return id, nil
+	return &ct.id, nil
 }
 
 // maxSubBytes bounds sub, the user's external id.
@@ -303,7 +244,7 @@ func (v *Validator) matchIssuer(iss string) (trustedBase, string, bool) {
 	return trustedBase{}, "", false
 }
 
-func (v *Validator) checkClaims(c *claims, now time.Time, tenant *TenantRealm) error {
+func (v *Validator) checkClaims(c *claims, aud string, now time.Time, tenant *TenantRealm) error {
 	skew := v.cfg.ClockSkew
 	if c.typ != "" && c.typ != "Bearer" {
 		return newError(KindWrongTokenType, "typ claim is not Bearer")
@@ -328,16 +269,16 @@ func (v *Validator) checkClaims(c *claims, now time.Time, tenant *TenantRealm) e
 		// keeps it out of logs and cache keys.
 		return newError(KindMalformed, "sub is too long")
 	}
-	return v.checkParties(c.aud, c.azp, tenant)
+	return v.checkParties(aud, c.azp, tenant)
 }
 
 // checkParties applies the two checks on who a token is for: aud must contain an accepted
-// audience, and azp must be an accepted client when clients are configured — each list the
+// audience (aud is the token's list as encodeAud encodes it), and azp must be an accepted client when clients are configured — each list the
 // global one plus the tenant's. azp never stands in for aud: a token issued to our client for
 // another service's audience is not for us.
-func (v *Validator) checkParties(aud []string, azp string, tenant *TenantRealm) error {
+func (v *Validator) checkParties(aud, azp string, tenant *TenantRealm) error {
 	if len(v.cfg.Audiences) > 0 || len(tenant.Audiences) > 0 {
-		if !containsAny(aud, v.cfg.Audiences) && !containsAny(aud, tenant.Audiences) {
+		if !audContainsAny(aud, v.cfg.Audiences) && !audContainsAny(aud, tenant.Audiences) {
 			return ErrWrongAudience
 		}
 	}
@@ -349,21 +290,12 @@ func (v *Validator) checkParties(aud []string, azp string, tenant *TenantRealm) 
 	return nil
 }
 
-func containsAny(have, want []string) bool {
-	for _, w := range want {
-		if slices.Contains(have, w) {
-			return true
-		}
-	}
-	return false
-}
-
 // checkTenant re-checks, on a cache hit, that the identity's tenant still owns its realm, is
 // active and accepts the token's audience and client, so Invalidate also reaches cached tokens.
 // It returns false when the realm now maps to another tenant. A passed check is recorded in ct,
 // so that later hits skip it until the next invalidation or the realm answer's expiry.
 func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken, now time.Time) (bool, error) {
-	id := ct.id
+	id := &ct.id
 	gen := v.realms.gen.Load() // before the lookup: an invalidation during it makes the record stale
 	r, err := v.realms.lookup(ctx, id.Realm)
 	if err != nil {
@@ -379,11 +311,11 @@ func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken, now time.T
 	if tr.Status != TenantStatusActive {
 		return false, ErrTenantNotActive
 	}
-	if err := v.checkParties(ct.aud, id.AuthorizedParty, &tr); err != nil {
+	if err := v.checkParties(ct.parties.Value().aud, id.AuthorizedParty, &tr); err != nil {
 		return false, err
 	}
 	if now.Before(r.expires) {
-		ct.checked.Store(&tenantCheck{gen: gen, until: r.expires})
+		ct.checked.Store(r.check(gen))
 	}
 	return true, nil
 }

@@ -60,7 +60,7 @@ func TestValidateAcceptsValidTokens(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want := tc.want
 			want.Subject, want.AuthorizedParty, want.PreferredUsername, want.Email = "user-42", "web", "alice", "alice@example.com"
-			want.RealmRoles, want.Groups, want.SessionID = []string{"admin", "user"}, []string{"/eng", "/eng/platform"}, "sess-1"
+			want.SessionID = "sess-1"
 			want.ExpiresAt = exp
 			id, err := e.v.Validate(context.Background(), e.mint(t, tc.realm, full))
 			require.NoError(t, err)
@@ -583,6 +583,45 @@ func TestInvalidateReachesRecheckedTokens(t *testing.T) {
 	e.v.Invalidate("acme")
 	_, err = e.v.Validate(context.Background(), tok)
 	require.ErrorIs(t, err, authn.ErrTenantNotActive, "got %v, want %v", err, authn.ErrTenantNotActive)
+}
+
+// TestSharedTenantChecksFollowTheirAnswer: the tokens of a tenant share the record of a tenant
+// check made with one realm answer at one generation; an invalidation or the answer's expiry
+// still reaches every one of them.
+func TestSharedTenantChecksFollowTheirAnswer(t *testing.T) {
+	e := newEnv(t, func(c *authn.Config) { c.RealmCacheTTL = time.Minute })
+	exp := t0.Add(time.Hour).Unix()
+	toks := []string{e.mint(t, "acme", map[string]any{"sub": "a", "exp": exp}), e.mint(t, "acme", map[string]any{"sub": "b", "exp": exp})}
+	validateAll := func(want error) {
+		t.Helper()
+		for _, tok := range toks {
+			_, err := e.v.Validate(context.Background(), tok)
+			if want == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, want, "got %v, want %v", err, want)
+			}
+		}
+	}
+	validateAll(nil)
+	e.v.Invalidate("globex") // another realm: acme's tokens re-check, and share the new record
+	validateAll(nil)
+	e.clock.Advance(61 * time.Second) // acme's answer expires: a new one, new records
+	validateAll(nil)
+	validateAll(nil)
+
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	validateAll(nil) // the answer is cached until it expires
+	e.clock.Advance(61 * time.Second)
+	validateAll(authn.ErrTenantNotActive)
+
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "active"})
+	e.v.Invalidate("acme")
+	toks = append(toks, e.mint(t, "acme", map[string]any{"sub": "c", "exp": exp}))
+	validateAll(nil)
+	e.res.set("acme", authn.TenantRealm{TenantID: "t-acme", Slug: "acme", Status: "suspended"})
+	e.v.Invalidate("acme")
+	validateAll(authn.ErrTenantNotActive)
 }
 
 // TestInvalidateReachesConcurrentHits: while other goroutines keep hitting a cached token
