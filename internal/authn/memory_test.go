@@ -3,13 +3,13 @@ package authn_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/authn"
+	"github.com/neofast/neoauthz/internal/memtest"
 )
 
 // keycloakClaims are the claims of an access token as Keycloak issues it for user i of a
@@ -60,24 +60,10 @@ func tokenCache(t *testing.T, n int) (bytes, objects, estimate float64) {
 			return e
 		}
 	}
-	b1, o1 := retainedHeap(fill(toks[:1]))
+	b1, o1 := memtest.Retained(fill(toks[:1]))
 	est1 := est
-	bn, on := retainedHeap(fill(toks))
+	bn, on := memtest.Retained(fill(toks))
 	return float64(bn-b1) / float64(n), float64(on-o1) / float64(n), float64(est-est1) / float64(n)
-}
-
-// retainedHeap is the live heap (bytes and objects) of what build returns: the difference
-// between the heap while it is held and once it is dropped, each after a full collection.
-func retainedHeap(build func() any) (bytes, objects int64) {
-	var held, dropped runtime.MemStats
-	runtime.GC()
-	x := build()
-	runtime.GC()
-	runtime.ReadMemStats(&held)
-	runtime.KeepAlive(x)
-	runtime.GC()
-	runtime.ReadMemStats(&dropped)
-	return int64(held.HeapAlloc) - int64(dropped.HeapAlloc), int64(held.HeapObjects) - int64(dropped.HeapObjects)
 }
 
 // A cached token is three heap objects (the cache's list element, the record holding the

@@ -4,13 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/memtest"
 )
 
 // The byte bound evicts the least recently used entries once their costs exceed it, counts a
@@ -119,7 +120,7 @@ func TestTTLEntryOverhead(t *testing.T) {
 	const n = 100_000
 	now := time.Unix(1_000, 0)
 	v := new(int)
-	bytes, objects := retainedHeap(func() any {
+	bytes, objects := memtest.Retained(func() any {
 		c := NewTTLSized[[sha256.Size]byte, *int](n, 1<<40, func(*int) int64 { return 1 }, time.Hour, func() time.Time { return now })
 		for i := range n {
 			var k [sha256.Size]byte
@@ -134,21 +135,6 @@ func TestTTLEntryOverhead(t *testing.T) {
 	assert.InDelta(t, TTLEntryOverhead, overhead, TTLEntryOverhead/4,
 		"got %.1f bytes of bookkeeping per entry, TTLEntryOverhead says %d", overhead, TTLEntryOverhead)
 	assert.LessOrEqual(t, perEntryObjects, 1.1, "got %.2f heap objects per entry", perEntryObjects)
-}
-
-// retainedHeap is the live heap (bytes and objects) of what build returns: the difference
-// between the heap while it is held and once it is dropped, each after a full collection, so
-// that garbage left by earlier tests does not count.
-func retainedHeap(build func() any) (bytes, objects int64) {
-	var held, dropped runtime.MemStats
-	runtime.GC()
-	x := build()
-	runtime.GC()
-	runtime.ReadMemStats(&held)
-	runtime.KeepAlive(x)
-	runtime.GC()
-	runtime.ReadMemStats(&dropped)
-	return int64(held.HeapAlloc) - int64(dropped.HeapAlloc), int64(held.HeapObjects) - int64(dropped.HeapObjects)
 }
 
 func BenchmarkTTLGetHit(b *testing.B) {
