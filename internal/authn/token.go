@@ -129,7 +129,8 @@ func parseToken(token string, allowed map[string]keyFamily) (*parsedToken, error
 	return pt, nil
 }
 
-// claims are the payload members we use, read after the signature verified.
+// claims are the payload members we use, read after the signature verified. realmRoles and
+// groups are read only so that a token holding them malformed is refused; nothing keeps them.
 type claims struct {
 	sub, azp, typ, sid, preferredUsername, email string
 	aud                                          []string
