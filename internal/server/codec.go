@@ -11,19 +11,24 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// checkResponseCodec is gRPC's proto codec, except for the dynamic metadata of ext_authz
-// answers: protobuf-go encodes a map field through reflection, twice (size, then bytes), with
+// extAuthzCodec is gRPC's proto codec, except for ext_authz requests and the dynamic metadata
+// of ext_authz answers.
+//
+// A request the ext_authz service takes as an extAuthzRequest (extAuthzService) is decoded by
+// decodeCheckRequest, which reads the few fields the handler uses and skips the rest without
+// allocating.
+//
+// Answers: protobuf-go encodes a map field through reflection, twice (size, then bytes), with
 // allocations for every member, and every answer carries a metadata Struct. When all its
 // members are strings, as the pdp's are, the Struct is encoded here, directly, into the same
 // bytes a protobuf encoder writes (field 4 of CheckResponse: a map<string, Value> of
-// string_value members). Anything else goes to the proto codec unchanged. Requests are
-// decoded by the proto codec.
-type checkResponseCodec struct {
+// string_value members). Anything else goes to the proto codec unchanged.
+type extAuthzCodec struct {
 	encoding.CodecV2
 }
 
-func newCheckResponseCodec() checkResponseCodec {
-	return checkResponseCodec{CodecV2: encoding.GetCodecV2("proto")}
+func newExtAuthzCodec() extAuthzCodec {
+	return extAuthzCodec{CodecV2: encoding.GetCodecV2("proto")}
 }
 
 // CheckResponse's dynamic_metadata, and the fields of Struct and Value the encoding uses.
@@ -35,7 +40,17 @@ const (
 	fieldStringValue     = 3 // Value.string_value
 )
 
-func (c checkResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
+func (c extAuthzCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	in, ok := v.(*extAuthzRequest)
+	if !ok {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return decodeCheckRequest(buf.ReadOnlyData(), in)
+}
+
+func (c extAuthzCodec) Marshal(v any) (mem.BufferSlice, error) {
 	resp, ok := v.(*authv3.CheckResponse)
 	if !ok {
 		return c.CodecV2.Marshal(v)

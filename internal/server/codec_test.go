@@ -20,7 +20,7 @@ import (
 func codecRoundTrip(t *testing.T, m *authv3.CheckResponse) {
 	t.Helper()
 	want, wantErr := encoding.GetCodecV2("proto").Marshal(m)
-	got, err := newCheckResponseCodec().Marshal(m)
+	got, err := newExtAuthzCodec().Marshal(m)
 	if wantErr != nil {
 		require.Error(t, err, "the proto codec refuses %v", m)
 		return
@@ -74,7 +74,7 @@ func TestCheckResponseCodecWritesWhatProtobufWrites(t *testing.T) {
 	}
 	// Other messages (neoauthz.v1, health) go to the proto codec as they are.
 	st := &rpcstatus.Status{Code: 7, Message: "m"}
-	got, err := newCheckResponseCodec().Marshal(st)
+	got, err := newExtAuthzCodec().Marshal(st)
 	require.NoError(t, err)
 	want, err := proto.Marshal(st)
 	require.NoError(t, err)

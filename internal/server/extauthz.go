@@ -29,22 +29,26 @@ const (
 // Only when the pdp cannot decide does Check return a gRPC error (UNAVAILABLE), so that Envoy's
 // failure_mode_allow / status_on_error decide, never an OK.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	in := extAuthzFields(req)
+	return s.checkExtAuthz(ctx, &in)
+}
+
+// checkExtAuthz is Check on what it reads of the request; the gRPC service calls it with
+// requests decoded by decodeCheckRequest.
+func (s *Server) checkExtAuthz(ctx context.Context, r *extAuthzRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	defer s.metrics.observe(apiExtAuthz, start)
 
-	attrs := req.GetAttributes()
-	hr := attrs.GetRequest().GetHttp()
-	ext := attrs.GetContextExtensions()
 	in := gateRequest{
-		method:        hr.GetMethod(),
-		path:          hr.GetPath(),
-		host:          hr.GetHost(),
-		authorization: requestHeader(hr, headerAuthorization),
-		minVersion:    requestHeader(hr, headerMinVersion),
-		consistency:   requestHeader(hr, headerConsistency),
-		permission:    ext[extPermission],
-		tenant:        ext[extTenant],
-		client:        attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		method:        r.method,
+		path:          r.path,
+		host:          r.host,
+		authorization: r.authorization,
+		minVersion:    r.minVersion,
+		consistency:   r.consistency,
+		permission:    r.permission,
+		tenant:        r.tenant,
+		client:        r.client,
 		start:         start,
 	}
 	g := s.decideGate(ctx, apiExtAuthz, &in)
