@@ -22,9 +22,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// BenchmarkExtAuthzCheck runs the ext_authz handler in process (no network), as
-// opa-envoy-plugin's BenchmarkCheck does: route table match, token, fake decision, OK response
-// with identity headers and dynamic metadata, metrics and a (disabled) debug log line.
+// BenchmarkExtAuthzCheck runs the ext_authz handler the gRPC service calls, in process (no
+// network), as opa-envoy-plugin's BenchmarkCheck does: route table match, token, fake
+// decision, OK answer with identity headers and dynamic metadata, metrics and a (disabled)
+// debug log line.
 func BenchmarkExtAuthzCheck(b *testing.B) {
 	srv, err := New(DefaultConfig(), newFake(), loadTestRoutes(b), nil, prometheus.NewRegistry())
 	if err != nil {
@@ -43,30 +44,37 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 		{"deny", nil, "/api/reports", "bob-token", codes.PermissionDenied},
 	}
 	for _, tc := range cases {
-		req := envoyRequest("GET", tc.path, "app.example.com", bearer(tc.tok), tc.ext)
+		in := extAuthzFields(envoyRequest("GET", tc.path, "app.example.com", bearer(tc.tok), tc.ext))
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, err := srv.Check(ctx, req)
-				if err != nil || codes.Code(resp.GetStatus().GetCode()) != tc.want {
-					b.Fatalf("got %v, %v; want %v", resp.GetStatus(), err, tc.want)
+				a, err := srv.checkExtAuthz(ctx, &in)
+				if err != nil || codes.Code(a.resp.GetStatus().GetCode()) != tc.want {
+					b.Fatalf("got %v, %v; want %v", a.resp.GetStatus(), err, tc.want)
 				}
 			}
 		})
 	}
-	// The answer's encoding, by the server's codec and by gRPC's proto codec.
-	resp, err := srv.Check(ctx, envoyRequest("GET", "/api/projects/u-9/p-1?x=1", "app.example.com", bearer("alice-token"), nil))
+	// The answer's encoding, by the server's codec and, as a CheckResponse, by gRPC's proto
+	// codec.
+	in := extAuthzFields(envoyRequest("GET", "/api/projects/u-9/p-1?x=1", "app.example.com", bearer("alice-token"), nil))
+	a, err := srv.checkExtAuthz(ctx, &in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	asResponse, err := srv.checkExtAuthz(ctx, &in)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, c := range []struct {
 		name  string
 		codec encoding.CodecV2
-	}{{"encode/server-codec", newExtAuthzCodec()}, {"encode/proto-codec", encoding.GetCodecV2("proto")}} {
+		msg   any
+	}{{"encode/server-codec", newExtAuthzCodec(), a}, {"encode/proto-codec", encoding.GetCodecV2("proto"), asResponse.response()}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				out, err := c.codec.Marshal(resp)
+				out, err := c.codec.Marshal(c.msg)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -202,7 +210,7 @@ func BenchmarkExtAuthzWire(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r, ok := resp.(*authv3.CheckResponse); !ok || r.GetOkResponse() == nil {
+		if a, ok := resp.(*extAuthzAnswer); !ok || a.resp.GetOkResponse() == nil {
 			b.Fatalf("got %v, want an OK", resp)
 		}
 		return resp

@@ -371,12 +371,13 @@ func setString(dst *[]byte, v []byte) error {
 
 // extAuthzChecker is the handler extAuthzService registers.
 type extAuthzChecker interface {
-	checkExtAuthz(ctx context.Context, in *extAuthzRequest) (*authv3.CheckResponse, error)
+	checkExtAuthz(ctx context.Context, in *extAuthzRequest) (*extAuthzAnswer, error)
 }
 
 // extAuthzService is Envoy's ext_authz v3 service as the gRPC server registers it: the
 // generated authv3.Authorization_ServiceDesc, except that Check's request is decoded into an
-// extAuthzRequest by the server's codec (extAuthzCodec). Same service, method and proto file
+// extAuthzRequest and its answer is an extAuthzAnswer, both by the server's codec
+// (extAuthzCodec). Same service, method and proto file
 // (reflection serves the real descriptors); the wire is the same.
 var extAuthzService = grpc.ServiceDesc{
 	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
@@ -394,11 +395,17 @@ func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, int
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	if interceptor == nil {
-		return srv.(extAuthzChecker).checkExtAuthz(ctx, in)
+	check := func(ctx context.Context, req any) (any, error) {
+		a, err := srv.(extAuthzChecker).checkExtAuthz(ctx, req.(*extAuthzRequest))
+		if err != nil {
+			return nil, err
+		}
+		return a, nil
 	}
+	if interceptor == nil {
+		return check(ctx, in)
+	}
+	// The server installs none; one would see the server's own types, not protobuf messages.
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return srv.(extAuthzChecker).checkExtAuthz(ctx, req.(*extAuthzRequest))
-	})
+	return interceptor(ctx, in, info, check)
 }
