@@ -146,31 +146,16 @@ func decodeCheckRequest(b []byte, out *extAuthzRequest) error {
 }
 
 func (d *checkRequestDecoder) checkRequest(b []byte) error {
-	return eachField(b, func(num protowire.Number, v []byte) error {
-		if num == fCheckRequestAttributes {
-			return d.attributes(v)
-		}
-		return errUnknownField
-	})
+	return oneField(b, fCheckRequestAttributes, d.attributes)
 }
 
 func (d *checkRequestDecoder) attributes(b []byte) error {
 	return eachField(b, func(num protowire.Number, v []byte) error {
 		switch num {
 		case fAttrSource:
-			return eachField(v, func(num protowire.Number, v []byte) error {
-				if num == fPeerAddress {
-					return d.address(v)
-				}
-				return errUnknownField
-			})
+			return oneField(v, fPeerAddress, d.address)
 		case fAttrRequest:
-			return eachField(v, func(num protowire.Number, v []byte) error {
-				if num == fRequestHTTP {
-					return d.http(v)
-				}
-				return errUnknownField
-			})
+			return oneField(v, fRequestHTTP, d.http)
 		case fAttrContextExtensions:
 			k, val, err := stringMapEntry(v)
 			if err != nil {
@@ -195,12 +180,7 @@ func (d *checkRequestDecoder) address(b []byte) error {
 			if !d.socket {
 				d.socket, d.client = true, nil
 			}
-			return eachField(v, func(num protowire.Number, v []byte) error {
-				if num == fSocketAddressAddress {
-					return setString(&d.client, v)
-				}
-				return errUnknownField
-			})
+			return oneField(v, fSocketAddressAddress, func(v []byte) error { return setString(&d.client, v) })
 		case fAddressPipe, fAddressInternal:
 			d.socket, d.client = false, nil
 			// Still a message: one that does not parse is an error.
@@ -231,12 +211,7 @@ func (d *checkRequestDecoder) http(b []byte) error {
 			}
 			return nil
 		case fHTTPHeaderMap:
-			return eachField(v, func(num protowire.Number, v []byte) error {
-				if num == fHeaderMapHeaders {
-					return d.headerValue(v)
-				}
-				return errUnknownField
-			})
+			return oneField(v, fHeaderMapHeaders, d.headerValue)
 		}
 		return errUnknownField
 	})
@@ -268,11 +243,15 @@ func (d *checkRequestDecoder) headerValue(b []byte) error {
 			continue
 		}
 		h := &d.headers[i]
-		if h.n == 0 {
+		switch h.n {
+		case 0:
 			h.listed = value
-		} else {
-			joined := make([]byte, 0, len(h.listed)+1+len(value))
-			h.listed = append(append(append(joined, h.listed...), ','), value...)
+		case 1:
+			// Joined in a slice of the decoder's own, grown by append: a request of many
+			// entries of the name costs linear time, not quadratic.
+			h.listed = append(append(append([]byte(nil), h.listed...), ','), value...)
+		default:
+			h.listed = append(append(h.listed, ','), value...)
 		}
 		h.n++
 	}
@@ -346,6 +325,16 @@ func eachField(b []byte, field func(num protowire.Number, v []byte) error) error
 	return nil
 }
 
+// oneField walks the fields of a message of which one length-delimited field is read.
+func oneField(b []byte, want protowire.Number, read func(v []byte) error) error {
+	return eachField(b, func(num protowire.Number, v []byte) error {
+		if num == want {
+			return read(v)
+		}
+		return errUnknownField
+	})
+}
+
 // stringMapEntry reads a map<string, string> entry.
 func stringMapEntry(b []byte) (key, value []byte, err error) {
 	err = eachField(b, func(num protowire.Number, v []byte) error {
@@ -395,17 +384,23 @@ func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, int
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	check := func(ctx context.Context, req any) (any, error) {
-		a, err := srv.(extAuthzChecker).checkExtAuthz(ctx, req.(*extAuthzRequest))
-		if err != nil {
-			return nil, err
-		}
-		return a, nil
-	}
 	if interceptor == nil {
-		return check(ctx, in)
+		return checkExtAuthz(ctx, srv, in)
 	}
 	// The server installs none; one would see the server's own types, not protobuf messages.
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
+	check := func(ctx context.Context, req any) (any, error) {
+		return checkExtAuthz(ctx, srv, req.(*extAuthzRequest))
+	}
 	return interceptor(ctx, in, info, check)
+}
+
+// checkExtAuthz calls the handler; an error is returned without an answer (a nil pointer in
+// an interface is not nil).
+func checkExtAuthz(ctx context.Context, srv any, in *extAuthzRequest) (any, error) {
+	a, err := srv.(extAuthzChecker).checkExtAuthz(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }

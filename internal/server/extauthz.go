@@ -282,22 +282,21 @@ func requestHeader(hr *authv3.AttributeContext_HttpRequest, name string) string 
 	if v, ok := hr.GetHeaders()[name]; ok {
 		return v
 	}
-	var out string
+	var out strings.Builder // linear in the entries, however many
 	n := 0
 	for _, h := range hr.GetHeaderMap().GetHeaders() {
 		if !strings.EqualFold(h.GetKey(), name) {
 			continue
 		}
-		v := h.GetValue()
-		if raw := h.GetRawValue(); raw != nil {
-			v = string(raw)
+		if n > 0 {
+			out.WriteByte(',')
 		}
-		if n == 0 {
-			out = v
+		if raw := h.GetRawValue(); raw != nil {
+			out.Write(raw)
 		} else {
-			out += "," + v
+			out.WriteString(h.GetValue())
 		}
 		n++
 	}
-	return out
+	return out.String()
 }
