@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -304,32 +305,40 @@ func FuzzCheckRequestDecode(f *testing.F) {
 }
 
 // TestExtAuthzOverGRPC: the registered service decodes Envoy's requests (the headers map and
-// header_map) into the same decisions as Check in process, and a request that does not parse
-// is an INTERNAL error, as the proto codec's.
+// header_map) and encodes its answers (minimal and full metadata) into the same responses as
+// Check in process, but for the decision ids; a request that does not parse is an INTERNAL
+// error, as the proto codec's.
 func TestExtAuthzOverGRPC(t *testing.T) {
-	ts := startServer(t, newFake())
-	client := authv3.NewAuthorizationClient(ts.conn)
-	ctx := context.Background()
-	for _, req := range []*authv3.CheckRequest{
-		envoyRequest("GET", "/api/projects/u-9/p-1?x=1", "app.example.com", bearer("alice-token"), nil),
-		envoyRequest("GET", "/api/users", "app", bearer("alice-token"), map[string]string{"permission": "users.read.tenant"}),
-		envoyRequest("GET", "/api/reports", "app", bearer("bob-token"), nil),
-		{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: "/api/reports", HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-				{Key: "authorization", RawValue: []byte("Bearer alice-token")}}}}}}},
-	} {
-		got, err := client.Check(ctx, req)
-		require.NoError(t, err)
-		want, err := ts.srv.Check(ctx, req)
-		require.NoError(t, err)
-		assert.Equal(t, want.GetStatus().GetCode(), got.GetStatus().GetCode())
-		assert.Equal(t, want.GetOkResponse() != nil, got.GetOkResponse() != nil)
-		assert.Equal(t, want.GetDeniedResponse().GetStatus().GetCode(), got.GetDeniedResponse().GetStatus().GetCode())
+	for _, md := range []string{MetadataMinimal, MetadataFull} {
+		ts := startServer(t, newFake(), func(c *Config) { c.ExtAuthzMetadata = md })
+		client := authv3.NewAuthorizationClient(ts.conn)
+		ctx := context.Background()
+		for _, req := range []*authv3.CheckRequest{
+			envoyRequest("GET", "/api/projects/u-9/p-1?x=1", "app.example.com", bearer("alice-token"), nil),
+			envoyRequest("GET", "/api/users", "app", bearer("alice-token"), map[string]string{"permission": "users.read.tenant"}),
+			envoyRequest("GET", "/api/tenants/acme", "app", bearer("root-token"), nil),
+			envoyRequest("GET", "/api/reports", "app", bearer("bob-token"), nil),
+			envoyRequest("GET", "/api/reports", "app", nil, nil),
+			envoyRequest("GET", "/healthz", "app", nil, nil),
+			{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/api/reports", HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+					{Key: "authorization", RawValue: []byte("Bearer alice-token")}}}}}}},
+		} {
+			got, err := client.Check(ctx, req)
+			require.NoError(t, err)
+			want, err := ts.srv.Check(ctx, req)
+			require.NoError(t, err)
+			gotText, wantText := prototext.Format(got), prototext.Format(want)
+			if id := got.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue(); id != "" {
+				gotText = strings.ReplaceAll(gotText, id, want.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue())
+			}
+			assert.Equal(t, wantText, gotText, "%s %s", md, req.GetAttributes().GetRequest().GetHttp().GetPath())
+		}
+		// Bytes that are not a CheckRequest, sent as they are.
+		err := ts.conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, rawMessage{0x0a, 0x05}, &authv3.CheckResponse{},
+			grpc.ForceCodecV2(rawCodec{}))
+		assert.Equal(t, codes.Internal, status.Code(err), "%v", err)
 	}
-	// Bytes that are not a CheckRequest, sent as they are.
-	err := ts.conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, rawMessage{0x0a, 0x05}, &authv3.CheckResponse{},
-		grpc.ForceCodecV2(rawCodec{}))
-	assert.Equal(t, codes.Internal, status.Code(err), "%v", err)
 }
 
 // rawMessage and rawCodec send bytes as a message, unchanged.
