@@ -11,16 +11,16 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// codecRoundTrip encodes m with the server's codec and decodes the bytes with protobuf-go: the
-// result must equal m (the codec writes what a protobuf encoder writes), and the codec must
-// fail exactly when the proto codec does.
-func codecRoundTrip(t *testing.T, m *authv3.CheckResponse) {
+// codecRoundTrip encodes an answer with the server's codec and decodes the bytes with
+// protobuf-go: the result must equal the answer as Check returns it (the codec writes what a
+// protobuf encoder writes), and the codec must fail exactly when the proto codec does.
+func codecRoundTrip(t *testing.T, a *extAuthzAnswer) {
 	t.Helper()
+	got, err := newExtAuthzCodec().Marshal(a)
+	m := a.response()
 	want, wantErr := encoding.GetCodecV2("proto").Marshal(m)
-	got, err := newCheckResponseCodec().Marshal(m)
 	if wantErr != nil {
 		require.Error(t, err, "the proto codec refuses %v", m)
 		return
@@ -33,8 +33,8 @@ func codecRoundTrip(t *testing.T, m *authv3.CheckResponse) {
 }
 
 // TestCheckResponseCodecWritesWhatProtobufWrites: the pdp's real answers (allow with minimal
-// and full metadata, deny, unauthenticated, public) and Structs the codec leaves to the proto
-// codec (other kinds of values, invalid UTF-8, unknown fields, none).
+// and full metadata, deny, unauthenticated, public), metadata of any strings and numbers, and
+// metadata protobuf refuses (invalid UTF-8).
 func TestCheckResponseCodecWritesWhatProtobufWrites(t *testing.T) {
 	ctx := context.Background()
 	for _, md := range []string{MetadataMinimal, MetadataFull} {
@@ -48,46 +48,57 @@ func TestCheckResponseCodecWritesWhatProtobufWrites(t *testing.T) {
 			envoyRequest("GET", "/api/users", "app", nil, nil),
 			envoyRequest("GET", "/healthz", "app", nil, nil), // public: no metadata
 		} {
-			resp, err := srv.Check(ctx, req)
+			in := extAuthzFields(req)
+			a, err := srv.checkExtAuthz(ctx, &in)
 			require.NoError(t, err)
-			if resp.GetOkResponse() == nil || resp.GetOkResponse().GetHeaders() != nil {
-				require.NotEmpty(t, resp.GetDynamicMetadata().GetFields(), "the codec's own path is the one tested")
+			if a.resp.GetOkResponse() == nil || a.resp.GetOkResponse().GetHeaders() != nil {
+				require.NotZero(t, a.md.n, "the codec's own path is the one tested")
 			}
-			codecRoundTrip(t, resp)
+			codecRoundTrip(t, a)
 		}
 	}
-	ok := func(md *structpb.Struct) *authv3.CheckResponse {
-		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, DynamicMetadata: md,
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}
+	ok := func(members ...metadataMember) *extAuthzAnswer {
+		a := &extAuthzAnswer{resp: &authv3.CheckResponse{Status: &rpcstatus.Status{},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}}
+		if members != nil {
+			a.md = &metadataArena{}
+			a.md.n = copy(a.md.members[:], members)
+		}
+		return a
 	}
-	mixed, err := structpb.NewStruct(map[string]any{"n": 1.5, "s": "x", "b": true})
-	require.NoError(t, err)
-	unknown := &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewStringValue("b")}}
-	unknown.ProtoReflect().SetUnknown([]byte{0x10, 0x01})
-	for _, md := range []*structpb.Struct{
-		nil, {}, mixed, unknown,
-		{Fields: map[string]*structpb.Value{"": structpb.NewStringValue(""), "ü": structpb.NewStringValue("€")}},
-		{Fields: map[string]*structpb.Value{"bad": structpb.NewStringValue("\xff")}},
-		{Fields: map[string]*structpb.Value{"\xff": structpb.NewStringValue("v")}},
+	for _, a := range []*extAuthzAnswer{
+		ok(), ok([]metadataMember{}...),
+		ok(metadataMember{name: "", str: ""}, metadataMember{name: "ü", str: "€"}),
+		ok(metadataMember{name: "v", isNum: true}, metadataMember{name: "w", num: 9, isNum: true},
+			metadataMember{name: "x", num: 10, isNum: true}, metadataMember{name: "y", num: 1<<64 - 1, isNum: true}),
+		ok(metadataMember{name: "bad", str: "\xff"}),
+		ok(metadataMember{name: "\xff", str: "v"}),
 	} {
-		codecRoundTrip(t, ok(md))
+		codecRoundTrip(t, a)
 	}
 	// Other messages (neoauthz.v1, health) go to the proto codec as they are.
 	st := &rpcstatus.Status{Code: 7, Message: "m"}
-	got, err := newCheckResponseCodec().Marshal(st)
+	got, err := newExtAuthzCodec().Marshal(st)
 	require.NoError(t, err)
 	want, err := proto.Marshal(st)
 	require.NoError(t, err)
 	assert.Equal(t, want, got.Materialize())
 }
 
-// FuzzCheckResponseCodec: any string members encode as protobuf-go would decode them back.
+// FuzzCheckResponseCodec: any string and number members encode as protobuf-go would decode
+// them back.
 func FuzzCheckResponseCodec(f *testing.F) {
-	f.Add("decision_id", "0123", "reason", "granted")
-	f.Add("", "", "k", "\xff")
-	f.Add("long", string(make([]byte, 300)), "x", "y")
-	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
-		codecRoundTrip(t, &authv3.CheckResponse{Status: &rpcstatus.Status{}, DynamicMetadata: &structpb.Struct{
-			Fields: map[string]*structpb.Value{k1: structpb.NewStringValue(v1), k2: structpb.NewStringValue(v2)}}})
+	f.Add("decision_id", "0123", "reason", "granted", uint64(0))
+	f.Add("", "", "k", "\xff", uint64(1<<63))
+	f.Add("long", string(make([]byte, 300)), "x", "y", uint64(99))
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, n uint64) {
+		if k1 == k2 || k1 == "n" || k2 == "n" {
+			t.Skip("names are unique")
+		}
+		a := &extAuthzAnswer{resp: &authv3.CheckResponse{Status: &rpcstatus.Status{}}, md: &metadataArena{}}
+		a.md.set(k1, v1)
+		a.md.setUint("n", n)
+		a.md.set(k2, v2)
+		codecRoundTrip(t, a)
 	})
 }

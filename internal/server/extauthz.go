@@ -29,22 +29,46 @@ const (
 // Only when the pdp cannot decide does Check return a gRPC error (UNAVAILABLE), so that Envoy's
 // failure_mode_allow / status_on_error decide, never an OK.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	in := extAuthzFields(req)
+	a, err := s.checkExtAuthz(ctx, &in)
+	if err != nil {
+		return nil, err
+	}
+	return a.response(), nil
+}
+
+// extAuthzAnswer is an ext_authz answer before its dynamic metadata is a Struct: the gRPC
+// service hands it to extAuthzCodec, which writes the members straight from md, without
+// building (and then walking) a map; Check, in process, turns it into the CheckResponse.
+type extAuthzAnswer struct {
+	resp *authv3.CheckResponse // without dynamic metadata
+	md   *metadataArena        // nil: none
+}
+
+// response is the answer as a CheckResponse, its dynamic metadata a Struct.
+func (a *extAuthzAnswer) response() *authv3.CheckResponse {
+	if a.md != nil && a.resp.DynamicMetadata == nil {
+		a.resp.DynamicMetadata = a.md.toStruct()
+	}
+	return a.resp
+}
+
+// checkExtAuthz is Check on what it reads of the request; the gRPC service calls it with
+// requests decoded by decodeCheckRequest.
+func (s *Server) checkExtAuthz(ctx context.Context, r *extAuthzRequest) (*extAuthzAnswer, error) {
 	start := time.Now()
 	defer s.metrics.observe(apiExtAuthz, start)
 
-	attrs := req.GetAttributes()
-	hr := attrs.GetRequest().GetHttp()
-	ext := attrs.GetContextExtensions()
 	in := gateRequest{
-		method:        hr.GetMethod(),
-		path:          hr.GetPath(),
-		host:          hr.GetHost(),
-		authorization: requestHeader(hr, headerAuthorization),
-		minVersion:    requestHeader(hr, headerMinVersion),
-		consistency:   requestHeader(hr, headerConsistency),
-		permission:    ext[extPermission],
-		tenant:        ext[extTenant],
-		client:        attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		method:        r.method,
+		path:          r.path,
+		host:          r.host,
+		authorization: r.authorization,
+		minVersion:    r.minVersion,
+		consistency:   r.consistency,
+		permission:    r.permission,
+		tenant:        r.tenant,
+		client:        r.client,
 		start:         start,
 	}
 	g := s.decideGate(ctx, apiExtAuthz, &in)
@@ -54,14 +78,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	case gateAllow:
 		return s.extAllow(&g), nil
 	case gatePublic:
-		return &authv3.CheckResponse{
+		return &extAuthzAnswer{resp: &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 				// Nothing is asserted about a caller on a public route; make sure no identity
 				// header reaches the upstream even where Envoy does not strip client copies.
 				HeadersToRemove: s.ext.publicRemove,
 			}},
-		}, nil
+		}}, nil
 	case gateUnavailable:
 		return nil, status.Error(codes.Unavailable, unavailableOutcome.message)
 	default: // gateDeny, gateBadRequest
@@ -94,8 +118,9 @@ var contentTypeJSON = setHeader("content-type", "application/json")
 //
 // The messages are carved out of a few slices rather than allocated one by one: this is the
 // hot path, and it halves its allocations.
-func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
+func (s *Server) extAllow(g *gateResult) *extAuthzAnswer {
 	var a struct {
+		answer extAuthzAnswer
 		resp   authv3.CheckResponse
 		ok     authv3.OkHttpResponse
 		oneof  authv3.CheckResponse_OkResponse
@@ -141,7 +166,7 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 	a.md.set("decision_id", g.res.DecisionID)
 	a.md.set("reason", g.rec.reason)
 	// A string, because a JSON number (float64) loses integers above 2^53.
-	a.md.set("version", strconv.FormatUint(g.res.Version, 10))
+	a.md.setUint("version", g.res.Version)
 	if tok != "" {
 		a.md.set("consistency_token", tok)
 	}
@@ -152,33 +177,68 @@ func (s *Server) extAllow(g *gateResult) *authv3.CheckResponse {
 
 	a.status.Code = int32(codes.OK)
 	a.oneof.OkResponse = &a.ok
-	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md.s
-	return &a.resp
+	a.resp.Status, a.resp.HttpResponse = &a.status, &a.oneof
+	a.answer.resp, a.answer.md = &a.resp, &a.md
+	return &a.answer
 }
 
-// metadataArena is a dynamic-metadata Struct of up to six string members, carved out of one
-// allocation with the response that holds it.
+// metadataArena is the dynamic metadata of an answer: up to six members, each a string or an
+// unsigned integer written as one, kept in order in the allocation of the answer that holds
+// them.
 type metadataArena struct {
-	s    structpb.Struct
-	vals [6]structpb.Value
-	strs [6]structpb.Value_StringValue
-	n    int
+	members [6]metadataMember
+	n       int
+}
+
+// metadataMember is a member of the dynamic metadata; an integer is written in decimal when
+// the answer is encoded, not before.
+type metadataMember struct {
+	name  string
+	str   string
+	num   uint64
+	isNum bool
 }
 
 func (m *metadataArena) set(name, value string) {
-	if m.s.Fields == nil {
-		m.s.Fields = make(map[string]*structpb.Value, len(m.vals))
-	}
-	m.strs[m.n].StringValue = value
-	m.vals[m.n].Kind = &m.strs[m.n]
-	m.s.Fields[name] = &m.vals[m.n]
+	m.members[m.n] = metadataMember{name: name, str: value}
 	m.n++
+}
+
+func (m *metadataArena) setUint(name string, value uint64) {
+	m.members[m.n] = metadataMember{name: name, num: value, isNum: true}
+	m.n++
+}
+
+// value is a member's string.
+func (mm *metadataMember) value() string {
+	if mm.isNum {
+		return strconv.FormatUint(mm.num, 10)
+	}
+	return mm.str
+}
+
+// toStruct is the metadata as a Struct of string values, its messages carved out of one
+// allocation.
+func (m *metadataArena) toStruct() *structpb.Struct {
+	var a struct {
+		s    structpb.Struct
+		vals [len(m.members)]structpb.Value
+		strs [len(m.members)]structpb.Value_StringValue
+	}
+	a.s.Fields = make(map[string]*structpb.Value, m.n)
+	for i := range m.members[:m.n] {
+		a.strs[i].StringValue = m.members[i].value()
+		a.vals[i].Kind = &a.strs[i]
+		a.s.Fields[m.members[i].name] = &a.vals[i]
+	}
+	return &a.s
 }
 
 // extDeny is a denied answer with the JSON error envelope; the HTTP status and the gRPC code
 // come from the outcome table.
-func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
+func (s *Server) extDeny(g *gateResult) *extAuthzAnswer {
 	var a struct {
+		answer  extAuthzAnswer
 		resp    authv3.CheckResponse
 		status  rpcstatus.Status
 		oneof   authv3.CheckResponse_DeniedResponse
@@ -201,8 +261,9 @@ func (s *Server) extDeny(g *gateResult) *authv3.CheckResponse {
 	a.http.Code = typev3.StatusCode(g.out.http)
 	a.denied.Status, a.denied.Headers, a.denied.Body = &a.http, headers, string(errorBody(g))
 	a.oneof.DeniedResponse = &a.denied
-	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.oneof, &a.md.s
-	return &a.resp
+	a.resp.Status, a.resp.HttpResponse = &a.status, &a.oneof
+	a.answer.resp, a.answer.md = &a.resp, &a.md
+	return &a.answer
 }
 
 func setHeader(name, value string) *corev3.HeaderValueOption {
@@ -221,22 +282,21 @@ func requestHeader(hr *authv3.AttributeContext_HttpRequest, name string) string 
 	if v, ok := hr.GetHeaders()[name]; ok {
 		return v
 	}
-	var out string
+	var out strings.Builder // linear in the entries, however many
 	n := 0
 	for _, h := range hr.GetHeaderMap().GetHeaders() {
 		if !strings.EqualFold(h.GetKey(), name) {
 			continue
 		}
-		v := h.GetValue()
-		if raw := h.GetRawValue(); raw != nil {
-			v = string(raw)
+		if n > 0 {
+			out.WriteByte(',')
 		}
-		if n == 0 {
-			out = v
+		if raw := h.GetRawValue(); raw != nil {
+			out.Write(raw)
 		} else {
-			out += "," + v
+			out.WriteString(h.GetValue())
 		}
 		n++
 	}
-	return out
+	return out.String()
 }

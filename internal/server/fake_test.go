@@ -94,7 +94,7 @@ var (
 
 func (f *fakeDecider) SubjectFromToken(_ context.Context, token string) (pdp.Subject, error) {
 	switch token {
-	case "alice-token":
+	case "alice-token", longToken:
 		return subAlice, nil
 	case "bob-token":
 		return subBob, nil

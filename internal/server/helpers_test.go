@@ -136,3 +136,7 @@ func (ts *testServer) get(t *testing.T, path string, header map[string]string) (
 	}
 	return ts.send(t, http.MethodGet, path, h)
 }
+
+// longToken is a bearer token of a real Keycloak access token's length (RS256, a realm's
+// usual claims); the fake decider takes it for alice's.
+var longToken = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImJlbmNoIn0." + strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 40) + "." + strings.Repeat("c2lnbmF0dXJl", 29)

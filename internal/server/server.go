@@ -138,11 +138,12 @@ func New(cfg Config, svc Decider, table *routes.Table, logger *slog.Logger, reg 
 	if n := cfg.streamWorkers(); n > 0 {
 		opts = append(opts, grpc.NumStreamWorkers(n))
 	}
-	// ext_authz answers' dynamic metadata encoded without reflection (codec.go).
-	opts = append(opts, grpc.ForceServerCodecV2(newCheckResponseCodec()))
+	// ext_authz requests decoded into what the handler reads, answers' dynamic metadata
+	// encoded without reflection (codec.go).
+	opts = append(opts, grpc.ForceServerCodecV2(newExtAuthzCodec()))
 	s.grpc = grpc.NewServer(opts...)
 	authzv1.RegisterAuthorizationServiceServer(s.grpc, authzService{s: s})
-	authv3.RegisterAuthorizationServer(s.grpc, s)
+	s.grpc.RegisterService(&extAuthzService, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(false) // until the decision service first reports ready
