@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,16 +156,47 @@ type entry[V any] struct {
 	cost int64
 }
 
-// l1Entry is what L1 holds, by value in ristretto's map, so it is no heap object of its own.
+// l1Entry is what L1 holds. (Held by value in ristretto's map it would save a heap object,
+// but every hit would then copy it through ristretto's generic Get, which made hits slower.)
 // The key is kept to rule out ristretto hash collisions: ristretto stores by 128-bit hash, and a
 // collision would hand one user's permissions to another. The expiry is checked on every read
 // (live): ristretto is given no TTL, which spares its per-entry expiry buckets; an expired
 // entry stays until a Set replaces it or the byte budget evicts it, and is never returned.
 type l1Entry[V any] struct {
-	key string
+	key l1Key
 	val V
 	exp int64 // when the entry's TTL ends, in Unix nanoseconds
 }
+
+// l1Key is an L1 entry's key, whole, in two parts: up to and including its last ':' (a tenant's
+// "tenant:{<id>}:u:", which its users' keys share), interned once per process, and the rest,
+// which is all an entry keeps of its own.
+type l1Key struct {
+	prefix unique.Handle[string]
+	rest   string
+}
+
+func makeL1Key(key string) l1Key {
+	i := strings.LastIndexByte(key, ':') + 1
+	// Clone: key[i:] would keep the caller's whole key alive.
+	return l1Key{prefix: unique.Make(key[:i]), rest: strings.Clone(key[i:])}
+}
+
+// is reports whether k is key, byte for byte.
+func (k l1Key) is(key string) bool {
+	p := k.prefix.Value()
+	return len(key) == len(p)+len(k.rest) && key[len(p):] == k.rest && key[:len(p)] == p
+}
+
+func (k l1Key) hasPrefix(prefix string) bool {
+	p := k.prefix.Value()
+	if len(prefix) <= len(p) {
+		return strings.HasPrefix(p, prefix)
+	}
+	return strings.HasPrefix(prefix, p) && strings.HasPrefix(k.rest, prefix[len(p):])
+}
+
+func (k l1Key) String() string { return k.prefix.Value() + k.rest }
 
 // live reports whether e may be returned at now (Unix nanoseconds): before its expiry, and no
 // further from it than maxTTL, so a wall clock set back cannot stretch an entry's life
@@ -184,7 +216,7 @@ type Cache[V any] struct {
 	// with its Close, so operations hold mu.RLock and Close takes mu.Lock.
 	mu     sync.RWMutex
 	closed bool
-	l1     *ristretto.Cache[string, l1Entry[V]]
+	l1     *ristretto.Cache[string, *l1Entry[V]]
 
 	l2 *redisTier[V] // nil when no Redis is configured
 }
@@ -204,7 +236,7 @@ func New[V any](opts Options, rdb redis.UniversalClient, codec Codec[V], reg pro
 	if err != nil {
 		return nil, err
 	}
-	l1, err := ristretto.NewCache(&ristretto.Config[string, l1Entry[V]]{
+	l1, err := ristretto.NewCache(&ristretto.Config[string, *l1Entry[V]]{
 		NumCounters: numCounters(opts.L1MaxCost),
 		MaxCost:     opts.L1MaxCost,
 		BufferItems: 64, // ristretto's recommended value
@@ -229,11 +261,12 @@ const (
 	// counter, so a budget B costs about B/20 of fixed memory. Smaller entries than assumed
 	// mean fewer counters per entry, which makes admission a little less precise, not wrong.
 	counterEntryBytes = 1024
-	// l1EntryOverhead is what one L1 entry costs besides its value and its key's bytes: the
-	// slot of ristretto's store map (its item with our l1Entry inline, 80 bytes) and of its
-	// cost map (16 bytes), at the maps' load factor. Measured (TestL1EntryFootprint) at
-	// 137 bytes with 50,000 entries and 137 to 214 bytes between 5,000 and 100,000 as the
-	// maps grow in steps; this is the upper end, so the budget bounds real memory.
+	// l1EntryOverhead is what one L1 entry costs besides its value and its own key bytes: our
+	// l1Entry (48 bytes with a pointer value), the slot of ristretto's store map (56 bytes) and
+	// of its cost map (16 bytes), at the maps' load factor. Measured (TestL1EntryFootprint) at
+	// 158 bytes with 50,000 entries and 156 to 202 bytes between 5,000 and 100,000 as the
+	// maps grow in steps; this is above the upper end, with room for the key's rounding up to
+	// its allocation size class, so the budget bounds real memory.
 	l1EntryOverhead = 224
 )
 
@@ -243,9 +276,10 @@ func numCounters(maxCost int64) int64 {
 	return min(max(maxCost/counterEntryBytes*10, 1_000), 10_000_000)
 }
 
-// l1Cost is what an entry counts against L1MaxCost.
+// l1Cost is what an entry counts against L1MaxCost: the bytes its key keeps of its own (the
+// part after the last ':', see l1Key) besides its cost and the overhead.
 func l1Cost(key string, cost int64) int64 {
-	return max(cost, 0) + l1EntryOverhead + int64(len(key))
+	return max(cost, 0) + l1EntryOverhead + int64(len(key)-strings.LastIndexByte(key, ':')-1)
 }
 
 // Get returns a value for key that fresh accepts: from L1, else from Redis (promoting it to
@@ -296,12 +330,12 @@ func (c *Cache[V]) PeekL1(key string) (V, bool) {
 // HitL1 counts a value from PeekL1 that the caller accepted.
 func (c *Cache[V]) HitL1() { c.m.l1Hit.Inc() }
 
-func (c *Cache[V]) getL1(key string) (l1Entry[V], bool) {
+func (c *Cache[V]) getL1(key string) (*l1Entry[V], bool) {
 	c.mu.RLock()
 	e, ok := c.l1.Get(key)
 	c.mu.RUnlock()
-	if !ok || e.key != key || !e.live(time.Now().UnixNano(), c.opts.L1TTL) {
-		return l1Entry[V]{}, false
+	if !ok || !e.key.is(key) || !e.live(time.Now().UnixNano(), c.opts.L1TTL) {
+		return nil, false
 	}
 	return e, true
 }
@@ -321,7 +355,7 @@ func (c *Cache[V]) setL1(e *entry[V]) {
 	}
 	// ristretto applies Sets later from a buffer (and may drop them), which is fine: the
 	// value is checked with fresh whenever it is read.
-	if c.l1.Set(e.key, l1Entry[V]{key: e.key, val: e.val, exp: exp}, l1Cost(e.key, e.cost)) {
+	if c.l1.Set(e.key, &l1Entry[V]{key: makeL1Key(e.key), val: e.val, exp: exp}, l1Cost(e.key, e.cost)) {
 		c.m.l1SetOK.Inc()
 	} else {
 		c.m.l1SetDropped.Inc()
@@ -449,9 +483,9 @@ func (c *Cache[V]) DeletePrefix(ctx context.Context, prefix string) {
 	if !c.closed {
 		c.l1.Wait() // apply buffered Sets first so fewer stale entries slip through
 		var keys []string
-		c.l1.IterValues(func(e l1Entry[V]) bool {
-			if strings.HasPrefix(e.key, prefix) {
-				keys = append(keys, e.key)
+		c.l1.IterValues(func(e *l1Entry[V]) bool {
+			if e.key.hasPrefix(prefix) {
+				keys = append(keys, e.key.String())
 			}
 			return false
 		})
