@@ -77,18 +77,23 @@ func TestL1EntryFootprint(t *testing.T) {
 // under that very key. A 128-bit hash collision is stood in for by placing one key's entry
 // in another key's slot.
 func TestL1CollisionGuard(t *testing.T) {
-	ctx := context.Background()
 	c, _ := newTestCache(t, nil, "", Options{})
 	exp := time.Now().Add(time.Minute).UnixNano()
 	require.True(t, c.l1.Set("alice", &l1Entry[val]{key: makeL1Key("mallory"), val: val{Version: 9, Data: "mallory's"}, exp: exp}, 1))
 	c.l1.Wait()
-	_, ok := c.PeekL1("alice")
-	assert.False(t, ok, "an entry stored under another key is a miss")
+	missThenLoad(t, c, "alice", "alice's")
+}
+
+// missThenLoad checks that key is not in L1 for PeekL1 nor Get, and that Get loads data.
+func missThenLoad(t *testing.T, c *Cache[val], key, data string) {
+	t.Helper()
+	_, ok := c.PeekL1(key)
+	assert.False(t, ok, "%s is not peeked", key)
 	var calls atomic.Int32
-	got, src, err := c.Get(ctx, "alice", atLeast(1), loader(val{Version: 1, Data: "alice's"}, &calls))
+	got, src, err := c.Get(context.Background(), key, atLeast(1), loader(val{Version: 1, Data: data}, &calls))
 	require.NoError(t, err)
 	assert.Equal(t, SourceLoad, src)
-	assert.Equal(t, "alice's", got.Data)
+	assert.Equal(t, data, got.Data)
 }
 
 // TestL1EntryLive: an L1 entry is served before its expiry only, and never when it lies
@@ -115,21 +120,14 @@ func TestL1EntryLive(t *testing.T) {
 // TestL1ExpiredEntryNotServed: L1 gives ristretto no TTL, so an expired entry may still be in
 // its map; it is a miss all the same, and a load replaces it.
 func TestL1ExpiredEntryNotServed(t *testing.T) {
-	ctx := context.Background()
 	c, _ := newTestCache(t, nil, "", Options{})
 	require.True(t, c.l1.Set("k", &l1Entry[val]{key: makeL1Key("k"), val: val{Version: 1, Data: "old"}, exp: time.Now().UnixNano() - 1}, 1))
 	c.l1.Wait()
 	_, ok := c.l1.Get("k")
 	require.True(t, ok, "the expired entry is still in ristretto's map")
-	_, ok = c.PeekL1("k")
-	assert.False(t, ok, "an expired entry is not peeked")
-	var calls atomic.Int32
-	got, src, err := c.Get(ctx, "k", atLeast(1), loader(val{Version: 1, Data: "new"}, &calls))
-	require.NoError(t, err)
-	assert.Equal(t, SourceLoad, src)
-	assert.Equal(t, "new", got.Data)
+	missThenLoad(t, c, "k", "new")
 	c.WaitIdle()
-	got, ok = c.PeekL1("k")
+	got, ok := c.PeekL1("k")
 	require.True(t, ok)
 	assert.Equal(t, "new", got.Data)
 }

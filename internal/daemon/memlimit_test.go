@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"flag"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -32,31 +30,24 @@ func TestParseMemoryLimit(t *testing.T) {
 }
 
 func TestMemoryLimitFlag(t *testing.T) {
-	parse := func(args ...string) (Config, error) {
-		c := DefaultConfig()
-		fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		c.RegisterFlags(fs)
-		return c, fs.Parse(args)
-	}
-	c, err := parse()
+	c, err := parseFlags()
 	require.NoError(t, err)
 	assert.Equal(t, MemoryLimit{Auto: true}, c.MemoryLimit, "auto by default")
 
-	c, err = parse("-memory-limit", "120MiB")
+	c, err = parseFlags("-memory-limit", "120MiB")
 	require.NoError(t, err)
 	assert.Equal(t, MemoryLimit{Bytes: 120 << 20}, c.MemoryLimit)
 
-	_, err = parse("-memory-limit", "lots")
+	_, err = parseFlags("-memory-limit", "lots")
 	require.Error(t, err)
 
 	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "off")
-	c, err = parse()
+	c, err = parseFlags()
 	require.NoError(t, err)
 	assert.Equal(t, MemoryLimit{}, c.MemoryLimit, "from the environment")
 
 	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "lots")
-	c, err = parse()
+	c, err = parseFlags()
 	require.NoError(t, err)
 	err = c.Validate()
 	require.Error(t, err)
