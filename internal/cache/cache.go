@@ -156,9 +156,9 @@ type entry[V any] struct {
 	cost int64
 }
 
-// l1Entry is what L1 holds. (Held by value in ristretto's map it would save a heap object,
-// but every hit would then copy it through ristretto's generic Get, which made hits slower.)
-// The key is kept to rule out ristretto hash collisions: ristretto stores by 128-bit hash, and a
+// l1Entry is what L1 holds: one heap object, key included (see l1Key). (Held by value in
+// ristretto's map it would not be an object of its own, but every hit would then copy it
+// through ristretto's generic Get, which made hits slower.) The key is kept to rule out ristretto hash collisions: ristretto stores by 128-bit hash, and a
 // collision would hand one user's permissions to another. The expiry is checked on every read
 // (live): ristretto is given no TTL, which spares its per-entry expiry buckets; an expired
 // entry stays until a Set replaces it or the byte budget evicts it, and is never returned.
@@ -170,33 +170,61 @@ type l1Entry[V any] struct {
 
 // l1Key is an L1 entry's key, whole, in two parts: up to and including its last ':' (a tenant's
 // "tenant:{<id>}:u:", which its users' keys share), interned once per process, and the rest,
-// which is all an entry keeps of its own.
+// the entry's own part, held in the entry itself when it fits (so a typical entry is one heap
+// object), else in a string of its own.
 type l1Key struct {
 	prefix unique.Handle[string]
-	rest   string
+	long   string // the own part when longer than l1KeyInline
+	n      uint8  // else its length in buf
+	buf    [l1KeyInline]byte
 }
+
+// l1KeyInline is how long an own part an entry holds in itself: a Keycloak subject (a UUID)
+// encodes to 48 characters of base64url.
+const l1KeyInline = 48
 
 func makeL1Key(key string) l1Key {
 	i := strings.LastIndexByte(key, ':') + 1
-	// Clone: key[i:] would keep the caller's whole key alive.
-	return l1Key{prefix: unique.Make(key[:i]), rest: strings.Clone(key[i:])}
+	k := l1Key{prefix: unique.Make(key[:i])}
+	if rest := key[i:]; len(rest) <= l1KeyInline {
+		k.n = uint8(copy(k.buf[:], rest))
+	} else {
+		k.long = strings.Clone(rest) // key[i:] would keep the caller's whole key alive
+	}
+	return k
 }
 
-// is reports whether k is key, byte for byte.
-func (k l1Key) is(key string) bool {
+// is reports whether k is key, byte for byte. It runs on every hit: lengths first, then the
+// own part, which tells users apart, then the prefix.
+func (k *l1Key) is(key string) bool {
 	p := k.prefix.Value()
-	return len(key) == len(p)+len(k.rest) && key[len(p):] == k.rest && key[:len(p)] == p
+	if k.long != "" {
+		return len(key) == len(p)+len(k.long) && key[len(p):] == k.long && key[:len(p)] == p
+	}
+	return len(key) == len(p)+int(k.n) && key[len(p):] == string(k.buf[:k.n]) && key[:len(p)] == p
 }
 
-func (k l1Key) hasPrefix(prefix string) bool {
+func (k *l1Key) hasPrefix(prefix string) bool {
 	p := k.prefix.Value()
 	if len(prefix) <= len(p) {
 		return strings.HasPrefix(p, prefix)
 	}
-	return strings.HasPrefix(prefix, p) && strings.HasPrefix(k.rest, prefix[len(p):])
+	if !strings.HasPrefix(prefix, p) {
+		return false
+	}
+	q := prefix[len(p):]
+	if k.long != "" {
+		return strings.HasPrefix(k.long, q)
+	}
+	return len(q) <= int(k.n) && string(k.buf[:len(q)]) == q
 }
 
-func (k l1Key) String() string { return k.prefix.Value() + k.rest }
+func (k *l1Key) String() string {
+	if k.long != "" {
+		return k.prefix.Value() + k.long
+	}
+	return k.prefix.Value() + string(k.buf[:k.n])
+}
 
 // live reports whether e may be returned at now (Unix nanoseconds): before its expiry, and no
 // further from it than maxTTL, so a wall clock set back cannot stretch an entry's life
@@ -261,13 +289,13 @@ const (
 	// counter, so a budget B costs about B/20 of fixed memory. Smaller entries than assumed
 	// mean fewer counters per entry, which makes admission a little less precise, not wrong.
 	counterEntryBytes = 1024
-	// l1EntryOverhead is what one L1 entry costs besides its value and its own key bytes: our
-	// l1Entry (48 bytes with a pointer value), the slot of ristretto's store map (56 bytes) and
-	// of its cost map (16 bytes), at the maps' load factor. Measured (TestL1EntryFootprint) at
-	// 158 bytes with 50,000 entries and 156 to 202 bytes between 5,000 and 100,000 as the
-	// maps grow in steps; this is above the upper end, with room for the key's rounding up to
-	// its allocation size class, so the budget bounds real memory.
-	l1EntryOverhead = 224
+	// l1EntryOverhead is what one L1 entry costs besides its value (and the own part of a key
+	// too long to be held in the entry): our l1Entry (96 bytes with a pointer value), the
+	// slot of ristretto's store map (56 bytes) and of its cost map (16 bytes), at the maps'
+	// load factor. Measured (TestL1EntryFootprint) at 205 bytes with 50,000 entries and 204
+	// to 250 bytes between 5,000 and 100,000 as the maps grow in steps; this is the upper end,
+	// so the budget bounds real memory.
+	l1EntryOverhead = 256
 )
 
 // numCounters sizes ristretto's admission counters from the byte budget: ten per entry of
@@ -276,10 +304,14 @@ func numCounters(maxCost int64) int64 {
 	return min(max(maxCost/counterEntryBytes*10, 1_000), 10_000_000)
 }
 
-// l1Cost is what an entry counts against L1MaxCost: the bytes its key keeps of its own (the
-// part after the last ':', see l1Key) besides its cost and the overhead.
+// l1Cost is what an entry counts against L1MaxCost: its cost, the overhead, and its key's own
+// part (after the last ':', see l1Key) when the entry cannot hold it in itself.
 func l1Cost(key string, cost int64) int64 {
-	return max(cost, 0) + l1EntryOverhead + int64(len(key)-strings.LastIndexByte(key, ':')-1)
+	n := int64(0)
+	if own := len(key) - strings.LastIndexByte(key, ':') - 1; own > l1KeyInline {
+		n = int64(own+15) &^ 15 // its allocation's size class, near enough
+	}
+	return max(cost, 0) + l1EntryOverhead + n
 }
 
 // Get returns a value for key that fresh accepts: from L1, else from Redis (promoting it to
