@@ -41,9 +41,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pdp: configuration:", err)
 		os.Exit(2)
 	}
+	log := cfg.Logger()
+	daemon.ApplyMemoryLimit(cfg.MemoryLimit, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, cfg, cfg.Logger()); err != nil {
+	if err := daemon.Run(ctx, cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "pdp:", err)
 		os.Exit(1)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/neofast/neoauthz/internal/daemon"
 )
 
 func TestCompose(t *testing.T) {
@@ -56,6 +58,11 @@ func TestCompose(t *testing.T) {
 	assert.True(t, ports("pdp")[uint32(httpPort)], "the pdp's HTTP address is published")
 	assert.True(t, ports("pdp")[10000], "Envoy's listener (envoy/envoy.yaml) is published on the shared namespace")
 	assert.True(t, ports("admin")[8001])
+
+	// The pdp has a memory limit (its soft limit derives from it) of at least four times its
+	// cache budget, as in the Kubernetes manifests.
+	assert.GreaterOrEqual(t, int64(pdp.MemLimit), int64(4*daemon.DefaultCacheMaxBytes), "the pdp's mem_limit")
+	assert.NotContains(t, pdp.Environment, "NEOAUTHZ_CACHE_MAX_BYTES", "the budget is the default the limit is sized for")
 
 	// Envoy and the upstream run in the pdp's network namespace, as in a pod.
 	for _, n := range []string{"envoy", "app"} {

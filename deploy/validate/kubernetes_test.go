@@ -20,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/neofast/neoauthz/internal/daemon"
 )
 
 const k8sDir = "../kubernetes"
@@ -165,6 +167,7 @@ func TestKubernetesManifests(t *testing.T) {
 					seen["pdp/"+w.kind] = true
 					checkArgs(t, w.name+"/"+c.Name, c.Args, pdpKnows)
 					checkPdpPorts(t, w.kind, c)
+					checkPdpMemory(t, c)
 				case strings.HasPrefix(c.Image, "neoauthz-admin"):
 					envs = adminEnvs
 					seen["admin/"+w.kind] = true
@@ -248,6 +251,27 @@ func portOf(t *testing.T, addr string) (host string, port int32) {
 	n, err := strconv.Atoi(p)
 	require.NoError(t, err)
 	return h, int32(n)
+}
+
+// checkPdpMemory: a pdp container has a memory request and a limit (its -memory-limit=auto
+// derives the Go runtime's soft limit from it), and its in-process cache budget is at most a
+// quarter of the limit: the rest is the verified-token cache, the process's own memory and
+// the garbage collector's headroom (docs/scale.md).
+func checkPdpMemory(t *testing.T, c corev1.Container) {
+	t.Helper()
+	req, okReq := c.Resources.Requests[corev1.ResourceMemory]
+	limit, okLimit := c.Resources.Limits[corev1.ResourceMemory]
+	require.True(t, okReq && okLimit, "%s: the pdp has a memory request and limit", c.Name)
+	assert.LessOrEqual(t, req.Value(), limit.Value(), "%s: memory request within the limit", c.Name)
+	budget := int64(daemon.DefaultCacheMaxBytes)
+	for _, e := range c.Env {
+		if e.Name == "NEOAUTHZ_CACHE_MAX_BYTES" {
+			var err error
+			budget, err = daemon.ParseBytes(e.Value)
+			require.NoError(t, err, "%s: NEOAUTHZ_CACHE_MAX_BYTES", c.Name)
+		}
+	}
+	assert.LessOrEqual(t, budget, limit.Value()/4, "%s: a cache budget of %d bytes in a %s container", c.Name, budget, limit.String())
 }
 
 // checkPdpPorts: the container's ports are the addresses the pdp listens on, and its probes

@@ -405,7 +405,7 @@ func TestTTLCapping(t *testing.T) {
 		c.WaitIdle()
 		e, ok := c.getL1(k)
 		require.True(t, ok, "%s is in L1", k)
-		return e.exp
+		return time.Unix(0, e.exp)
 	}
 	// redisExpiry returns the Redis TTL of k and the expiry its envelope carries.
 	redisExpiry := func(t *testing.T, k string) (time.Duration, time.Time) {

@@ -22,32 +22,34 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
+// parseFlags returns the default configuration with args (and the environment) applied.
+func parseFlags(args ...string) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	return c, fs.Parse(args)
+}
+
 func TestCacheMaxBytesFlag(t *testing.T) {
-	parse := func(args ...string) (Config, error) {
-		c := DefaultConfig()
-		fs := flag.NewFlagSet("pdp", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		c.RegisterFlags(fs)
-		return c, fs.Parse(args)
-	}
-	c, err := parse()
+	c, err := parseFlags()
 	require.NoError(t, err)
 	assert.Equal(t, int64(DefaultCacheMaxBytes), c.CacheMaxBytes)
 
-	c, err = parse("-cache-max-bytes", "256MiB")
+	c, err = parseFlags("-cache-max-bytes", "256MiB")
 	require.NoError(t, err)
 	assert.Equal(t, int64(256<<20), c.CacheMaxBytes)
 
-	_, err = parse("-cache-max-entries", "1000000")
+	_, err = parseFlags("-cache-max-entries", "1000000")
 	require.ErrorContains(t, err, errRemovedEntries.Error(), "got %v for the removed flag, want the explanation", err)
 
 	t.Setenv("NEOAUTHZ_CACHE_MAX_ENTRIES", "1000000")
-	c, err = parse()
+	c, err = parseFlags()
 	require.NoError(t, err)
 	assert.ErrorIs(t, c.Validate(), errRemovedEntries, "got no error for the removed variable")
 
 	t.Setenv("NEOAUTHZ_CACHE_MAX_ENTRIES", "")
-	c, err = parse("-cache-max-bytes", "1KiB")
+	c, err = parseFlags("-cache-max-bytes", "1KiB")
 	require.NoError(t, err)
 	assert.ErrorContains(t, c.Validate(), "cache-max-bytes must be at least")
 }
