@@ -403,7 +403,10 @@ var (
 func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency.Token, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
 		atLeast := at.Admin
-		key := cache.PlatformUserKey(sub.UserID)
+		key := sub.userKey("")
+		if key == "" {
+			key = cache.PlatformUserKey(sub.UserID)
+		}
 		if e, ok := s.warm(key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now); ok {
 			return resolved{Entry: e}, nil
 		}
@@ -431,9 +434,11 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 	if t.Status != "active" {
 		return resolved{tenant: t, reason: &reasonTenantSuspended}, nil
 	}
-	key, err := cache.TenantUserKey(t.ID, sub.UserID)
-	if err != nil {
-		return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
+	key := sub.userKey(t.ID)
+	if key == "" {
+		if key, err = cache.TenantUserKey(t.ID, sub.UserID); err != nil {
+			return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
+		}
 	}
 	db := authzsync.DatabaseKey(t.ConnectionID, t.Database)
 	e, ok := s.warm(key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now)
@@ -447,6 +452,16 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 		return s.synced(ctx, sub, t, key, db, atLeast, now, e)
 	}
 	return resolved{Entry: e, tenant: t}, nil
+}
+
+// userKey is the cache key of sub's set in tenant tenantID ("": platform level) when its
+// verified token carries it (built once per token, the same key), or "".
+func (sub Subject) userKey(tenantID string) string {
+	id := sub.Identity
+	if id == nil || id.Subject != sub.UserID || id.Level != sub.Level || id.TenantID != tenantID {
+		return ""
+	}
+	return id.UserKey
 }
 
 // tenantFill loads a tenant user's facts for a cache fill of an entry that must be at least at
@@ -587,7 +602,10 @@ func (s *Service) Health(ctx context.Context) map[string]DependencyHealth {
 }
 
 // Decision ids are a random per-process prefix and a counter: unique across instances with
-// overwhelming probability, and cheap on the hot path (no system call per decision).
+// overwhelming probability, and cheap on the hot path (no system call per decision). They are
+// formatted idsPerBlock at a time into one string, handed out as substrings: a decision
+// allocates nothing for its id but a share of a block (an id kept alive keeps its block's
+// 1 KiB).
 var (
 	decisionPrefix = func() [8]byte {
 		var b [8]byte
@@ -595,13 +613,45 @@ var (
 		return b
 	}()
 	decisionCounter atomic.Uint64
+	decisionIDs     atomic.Pointer[idBlock]
 )
 
+const (
+	idLen       = 32 // hex digits of prefix and counter
+	idsPerBlock = 32
+)
+
+// idBlock is idsPerBlock formatted ids of consecutive counter values; next is the index of
+// the first not handed out.
+type idBlock struct {
+	ids  string
+	next atomic.Int64
+}
+
 func newDecisionID() string {
+	for {
+		blk := decisionIDs.Load()
+		if blk != nil {
+			if i := blk.next.Add(1) - 1; i < idsPerBlock {
+				return blk.ids[i*idLen : (i+1)*idLen]
+			}
+		}
+		// Exhausted (or none yet): a goroutine losing the race drops its block, whose counter
+		// values are then never used; ids stay unique.
+		decisionIDs.CompareAndSwap(blk, newIDBlock())
+	}
+}
+
+func newIDBlock() *idBlock {
+	first := decisionCounter.Add(idsPerBlock) - idsPerBlock + 1
+	var buf [idsPerBlock * idLen]byte
 	var b [16]byte
 	copy(b[:8], decisionPrefix[:])
-	binary.BigEndian.PutUint64(b[8:], decisionCounter.Add(1))
-	return hex.EncodeToString(b[:])
+	for i := range idsPerBlock {
+		binary.BigEndian.PutUint64(b[8:], first+uint64(i))
+		hex.Encode(buf[i*idLen:], b[:])
+	}
+	return &idBlock{ids: string(buf[:])}
 }
 
 // IsUnavailable reports whether err means "could not decide".

@@ -49,7 +49,7 @@
 //
 // # Observability
 //
-// Metrics: permission_checks_total{tenant, permission, result}, with both labels capped (see
+// Metrics: permission_checks_total{tenant, permission, result}, with both labels and their pairs capped (see
 // maxTenantLabels), permission_check_duration_seconds{api} and authn_failures_total{reason}.
 // Logs: one JSON line per decision — Debug for allows, Info for denies, Warn for refused
 // requests, Error when the pdp could not decide — with decision_id, reason, tenant, user,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,32 +32,29 @@ const (
 // platform level, "unknown" for a tenant-level subject of no known tenant) and permission is
 // the requested code when it parses ("invalid" otherwise), so every value is short. Callers of
 // neoauthz.v1 can still send many distinct valid codes, so both labels are also capped in
-// number: values beyond the limit are counted as "other" and the series count stays bounded
-// whatever callers send.
+// number, and so is their product: values beyond a label's limit are counted as "other", a
+// (tenant, permission) pair beyond maxCheckPairs is counted under permission="other" for its
+// tenant, and the series count stays bounded whatever callers send (at most maxCheckPairs
+// pairs plus one "other" pair per tenant label, each with up to 4 results).
 const (
 	maxTenantLabels     = 2000
 	maxPermissionLabels = 500
+	maxCheckPairs       = 10000
 )
 
 // metrics are the pdp transport's Prometheus collectors.
 type metrics struct {
-	checks       *prometheus.CounterVec // permission_checks_total{tenant, permission, result}
+	checks       *checkCounts // permission_checks_total{tenant, permission, result}
 	duration     map[string]prometheus.Observer
 	authnFailure *prometheus.CounterVec // authn_failures_total{reason}
 	// fwdConflict is forward_auth_header_conflicts_total{header}: forward-auth requests
 	// refused because a header describing the original request was repeated or disagreed
 	// with the configured convention's. The header label takes the convention headers only.
 	fwdConflict *prometheus.CounterVec
-
-	tenants     labelLimiter
-	permissions labelLimiter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "permission_checks_total",
-		Help: "Permission checks by tenant slug, requested permission and result (allowed, denied, unauthenticated, error).",
-	}, []string{"tenant", "permission", "result"})
+	checks := newCheckCounts(maxTenantLabels, maxPermissionLabels, maxCheckPairs)
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "permission_check_duration_seconds",
 		Help: "Time to answer a check request, by API (grpc, extauthz, forwardauth, authzen).",
@@ -92,8 +90,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		authnFailure: failures,
 		fwdConflict:  conflicts,
 		duration:     make(map[string]prometheus.Observer, 4),
-		tenants:      labelLimiter{max: maxTenantLabels},
-		permissions:  labelLimiter{max: maxPermissionLabels},
 	}
 	for _, api := range []string{apiGRPC, apiExtAuthz, apiForwardAuth, apiAuthZEN} {
 		// Curried once: the hot path then costs no label hashing for the histogram.
@@ -120,7 +116,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 func (m *metrics) check(tenant, permission, result string) {
-	m.checks.WithLabelValues(m.tenants.value(tenant), m.permissions.value(permission), result).Inc()
+	m.checks.inc(tenant, permission, result)
 }
 
 func (m *metrics) forwardAuthConflict(header string) {
@@ -132,23 +128,142 @@ func (m *metrics) observe(api string, since time.Time) {
 }
 
 // labelLimiter admits at most max distinct label values and maps later ones to "other".
-// Lookups of known values take no lock and allocate nothing.
+// Lookups of known values take no lock and allocate nothing. value returns the limiter's own
+// copy of an admitted value, so that the series using it share one string and keep no
+// request's memory alive.
 type labelLimiter struct {
 	max  int64
 	n    atomic.Int64
-	seen sync.Map // string → struct{}
+	seen sync.Map // string → the same string, cloned
 }
 
 func (l *labelLimiter) value(v string) string {
-	if _, ok := l.seen.Load(v); ok {
-		return v
+	if s, ok := l.seen.Load(v); ok {
+		return s.(string)
 	}
 	if l.n.Add(1) > l.max {
 		l.n.Add(-1)
 		return otherLabel
 	}
-	if _, loaded := l.seen.LoadOrStore(v, struct{}{}); loaded {
+	c := strings.Clone(v)
+	s, loaded := l.seen.LoadOrStore(c, c)
+	if loaded {
 		l.n.Add(-1) // another goroutine admitted it first
 	}
-	return v
+	return s.(string)
+}
+
+// checkCounts is the permission_checks_total collector. A check finds its counters in two
+// lock-free map reads (tenant, then permission) and adds one to an atomic: no label hashing,
+// no lock and no allocation once its pair has been counted before. Each pair is one object
+// holding its four results' counts, where a CounterVec keeps some ten objects per series for
+// the garbage collector to mark; series are built only when /metrics is scraped.
+type checkCounts struct {
+	desc        *prometheus.Desc
+	tenants     sync.Map // tenant label → *tenantChecks
+	tenantLabel labelLimiter
+	permLabel   labelLimiter
+	maxPairs    int64
+	pairs       atomic.Int64 // pairs made, "other" pairs excluded
+}
+
+// tenantChecks are one tenant label's pairs.
+type tenantChecks struct {
+	perms sync.Map // permission label → *pairChecks
+}
+
+// pairChecks are the counts of one (tenant, permission) pair by result.
+type pairChecks struct {
+	tenant, permission string
+	n                  [len(checkResults)]atomic.Uint64
+}
+
+// checkResults are the result label's values, in the order of pairChecks.n.
+var checkResults = [...]string{resultAllowed, resultDenied, resultUnauthenticated, resultError}
+
+func resultIndex(result string) int {
+	switch result {
+	case resultAllowed:
+		return 0
+	case resultDenied:
+		return 1
+	case resultUnauthenticated:
+		return 2
+	default:
+		return 3 // resultError: the only other value callers pass
+	}
+}
+
+func newCheckCounts(maxTenants, maxPermissions, maxPairs int64) *checkCounts {
+	return &checkCounts{
+		desc: prometheus.NewDesc("permission_checks_total",
+			"Permission checks by tenant slug, requested permission and result (allowed, denied, unauthenticated, error).",
+			[]string{"tenant", "permission", "result"}, nil),
+		tenantLabel: labelLimiter{max: maxTenants},
+		permLabel:   labelLimiter{max: maxPermissions},
+		maxPairs:    maxPairs,
+	}
+}
+
+func (c *checkCounts) inc(tenant, permission, result string) {
+	c.pair(tenant, permission).n[resultIndex(result)].Add(1)
+}
+
+// pair returns the counters of (tenant, permission).
+func (c *checkCounts) pair(tenant, permission string) *pairChecks {
+	if t, ok := c.tenants.Load(tenant); ok {
+		if p, ok := t.(*tenantChecks).perms.Load(permission); ok {
+			return p.(*pairChecks)
+		}
+	}
+	return c.newPair(tenant, permission)
+}
+
+// newPair finds or makes the pair a check of (tenant, permission) counts under, once the
+// labels' limits and the pair limit are applied. Only label values (the limiters' copies) are
+// stored as keys, so that values beyond a limit add nothing.
+func (c *checkCounts) newPair(tenant, permission string) *pairChecks {
+	tenant, permission = c.tenantLabel.value(tenant), c.permLabel.value(permission)
+	v, ok := c.tenants.Load(tenant)
+	if !ok {
+		v, _ = c.tenants.LoadOrStore(tenant, &tenantChecks{})
+	}
+	t := v.(*tenantChecks)
+	if p, ok := t.perms.Load(permission); ok {
+		return p.(*pairChecks)
+	}
+	counted := permission != otherLabel
+	if counted && c.pairs.Add(1) > c.maxPairs {
+		c.pairs.Add(-1)
+		counted, permission = false, otherLabel
+		if p, ok := t.perms.Load(permission); ok {
+			return p.(*pairChecks)
+		}
+	}
+	p := &pairChecks{tenant: tenant, permission: permission}
+	actual, loaded := t.perms.LoadOrStore(p.permission, p)
+	if loaded && counted {
+		c.pairs.Add(-1) // another goroutine made it first
+	}
+	return actual.(*pairChecks)
+}
+
+// Describe implements prometheus.Collector.
+func (c *checkCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector: one series per result a pair has counted.
+func (c *checkCounts) Collect(ch chan<- prometheus.Metric) {
+	c.tenants.Range(func(_, t any) bool {
+		t.(*tenantChecks).perms.Range(func(_, v any) bool {
+			p := v.(*pairChecks)
+			for i := range p.n {
+				if n := p.n[i].Load(); n > 0 {
+					ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n),
+						p.tenant, p.permission, checkResults[i])
+				}
+			}
+			return true
+		})
+		return true
+	})
 }
