@@ -19,7 +19,20 @@ type pairTable struct {
 var pairSeed = maphash.MakeSeed()
 
 func pairHash(r, a string) uint64 {
-	return maphash.String(pairSeed, r) ^ bits.RotateLeft64(maphash.String(pairSeed, a), 29)
+	return combineHash(maphash.String(pairSeed, r), maphash.String(pairSeed, a))
+}
+
+func combineHash(hr, ha uint64) uint64 { return hr ^ bits.RotateLeft64(ha, 29) }
+
+var starHash = maphash.String(pairSeed, "*")
+
+// pairHashes are the hashes of a request's three keys, (r, a), (r, "*") and ("*", a): computed
+// once per check and used in the tables of every part.
+type pairHashes struct{ ra, rs, sa uint64 }
+
+func newPairHashes(r, a string) pairHashes {
+	hr, ha := maphash.String(pairSeed, r), maphash.String(pairSeed, a)
+	return pairHashes{ra: combineHash(hr, ha), rs: combineHash(hr, starHash), sa: combineHash(starHash, ha)}
 }
 
 // newPairTable indexes distinct keys, keys[i] naming spans[i].
@@ -44,13 +57,13 @@ func newPairTable(keys []raKey, spans []span) pairTable {
 	return t
 }
 
-// find returns the bucket of (r, a). It never allocates.
-func (t *pairTable) find(r, a string) (span, bool) {
+// find returns the bucket of (r, a), whose pairHash is h. It never allocates.
+func (t *pairTable) find(h uint64, r, a string) (span, bool) {
 	if len(t.slots) == 0 {
 		return span{}, false
 	}
 	mask := uint64(len(t.slots) - 1)
-	for j := pairHash(r, a) & mask; ; j = (j + 1) & mask {
+	for j := h & mask; ; j = (j + 1) & mask {
 		i := t.slots[j]
 		if i == 0 {
 			return span{}, false
