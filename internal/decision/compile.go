@@ -97,7 +97,7 @@ func Compile(in Input, now time.Time) (*Set, error) {
 		}
 		roles = newRoleParts(parts)
 	}
-	return newSet(f.user, direct, roles), nil
+	return newSet(f.user, newTeams(f.user.members), direct, roles), nil
 }
 
 // roleKey names a role part: the assigned role's code and the assignment's restriction group.

@@ -36,7 +36,7 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 // stores each part once (Parts) and this for every user; UnmarshalUser joins them.
 func (s *Set) MarshalUser() []byte {
 	parts := s.parts()
-	b := make([]byte, 0, 48+len(s.userID)+len(s.Problem())+16*len(s.members)+1+sha256.Size*len(parts))
+	b := make([]byte, 0, 48+len(s.userID)+len(s.Problem())+16*len(s.teamIDs())+1+sha256.Size*len(parts))
 	b = append(b, formatUser)
 	b = s.appendUser(b)
 	b = binary.AppendUvarint(b, uint64(len(parts)))
@@ -82,7 +82,7 @@ func (s *Set) appendUser(b []byte) []byte {
 	if s.problem != nil {
 		b = binary.AppendVarint(b, s.problem.until)
 	}
-	return appendStrings(b, s.members)
+	return appendStrings(b, s.teamIDs())
 }
 
 // appendShared appends the canonical encoding of f: identical facts give identical bytes,
@@ -177,7 +177,7 @@ func UnmarshalSet(data []byte) (*Set, error) {
 	if len(roles) > 0 {
 		list = newRoleParts(roles)
 	}
-	return newSet(u, direct, list), nil
+	return newSet(u, newTeams(u.members), direct, list), nil
 }
 
 // decodeShared decodes and validates an appendShared encoding.

@@ -28,11 +28,15 @@ var starHash = maphash.String(pairSeed, "*")
 
 // pairHashes are the hashes of a request's three keys, (r, a), (r, "*") and ("*", a): computed
 // once per check and used in the tables of every part.
-type pairHashes struct{ ra, rs, sa uint64 }
+// rbit and abit are r's and a's bits in a part's key filters.
+type pairHashes struct{ ra, rs, sa, rbit, abit uint64 }
 
 func newPairHashes(r, a string) pairHashes {
 	hr, ha := maphash.String(pairSeed, r), maphash.String(pairSeed, a)
-	return pairHashes{ra: combineHash(hr, ha), rs: combineHash(hr, starHash), sa: combineHash(starHash, ha)}
+	return pairHashes{
+		ra: combineHash(hr, ha), rs: combineHash(hr, starHash), sa: combineHash(starHash, ha),
+		rbit: segmentBit(hr), abit: segmentBit(ha),
+	}
 }
 
 // newPairTable indexes distinct keys, keys[i] naming spans[i].

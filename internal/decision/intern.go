@@ -18,11 +18,12 @@ import (
 // expiry), shared by every user of the tenant who holds that assignment, and one for the user's
 // direct grants and denies, shared by users with the same direct items. The list of a set's
 // role parts is shared too, by the users who hold the same assignments, so such users' sets
-// hold one reference each. A part is found by the SHA-256 of its canonical encoding, which
-// includes the tenant id, so tenants never share; a list by the SHA-256 of its parts' hashes.
-// Parts and lists are held weakly: one leaves memory with the last Set that uses it. An
-// Interner is safe for concurrent use; a nil *Interner shares nothing (every set gets its own
-// parts).
+// hold one reference each; so is a team membership, by the users with the same teams. A part
+// is found by the SHA-256 of its canonical encoding, which includes the tenant id, so tenants
+// never share; a list by the SHA-256 of its parts' hashes; a membership by that of its team
+// ids (canonical strings, the same in every tenant). Parts, lists and memberships are held
+// weakly: one leaves memory with the last Set that uses it. An Interner is safe for concurrent
+// use; a nil *Interner shares nothing (every set gets its own parts).
 //
 // Sharing never changes a decision: a part is a pure function of the facts it is hashed from,
 // and everything per user (version, status, external id, membership) stays in each Set, so a
@@ -32,21 +33,29 @@ type Interner struct {
 	mu    sync.Mutex
 	parts map[[sha256.Size]byte]weak.Pointer[compiled]
 	lists map[[sha256.Size]byte]weak.Pointer[roleParts]
-	bytes atomic.Int64 // estimated size of the recorded parts and lists
+	teams map[[sha256.Size]byte]weak.Pointer[teams]
+	bytes atomic.Int64 // estimated size of the recorded parts, lists and memberships
 }
 
-// record is what a part's or a list's cleanup needs to forget it.
+// record is what a cleanup needs to forget what it was registered for.
 type record struct {
 	hash [sha256.Size]byte
 	size int64
-	list bool
+	kind uint8 // recordPart, recordList or recordTeams
 }
+
+const (
+	recordPart uint8 = iota
+	recordList
+	recordTeams
+)
 
 // NewInterner returns an empty Interner.
 func NewInterner() *Interner {
 	return &Interner{
 		parts: make(map[[sha256.Size]byte]weak.Pointer[compiled]),
 		lists: make(map[[sha256.Size]byte]weak.Pointer[roleParts]),
+		teams: make(map[[sha256.Size]byte]weak.Pointer[teams]),
 	}
 }
 
@@ -73,7 +82,7 @@ func (it *Interner) Compile(in Input, now time.Time) (s *Set, built bool, err er
 		roles, b = it.internList(parts)
 		built = built || b
 	}
-	return newSet(f.user, direct, roles), built, nil
+	return newSet(f.user, it.internTeams(f.user.members), direct, roles), built, nil
 }
 
 // intern returns the live part with hash h, or builds one from f and records it.
@@ -96,7 +105,7 @@ func (it *Interner) intern(f *sharedFacts, h [sha256.Size]byte) (*compiled, bool
 	}
 	it.parts[h] = weak.Make(c)
 	it.bytes.Add(c.size)
-	runtime.AddCleanup(c, it.forget, record{hash: h, size: c.size})
+	runtime.AddCleanup(c, it.forget, record{hash: h, size: c.size, kind: recordPart})
 	return c, true
 }
 
@@ -116,8 +125,28 @@ func (it *Interner) internList(parts []*compiled) (*roleParts, bool) {
 	l := buildRoleParts(parts, h)
 	it.lists[h] = weak.Make(l)
 	it.bytes.Add(l.size)
-	runtime.AddCleanup(l, it.forget, record{hash: l.hash, size: l.size, list: true})
+	runtime.AddCleanup(l, it.forget, record{hash: l.hash, size: l.size, kind: recordList})
 	return l, true
+}
+
+// internTeams returns the live membership of the team ids members, or records a new one.
+func (it *Interner) internTeams(members []string) *teams {
+	t := newTeams(members)
+	if it == nil || t == nil {
+		return t
+	}
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if wp, ok := it.teams[t.hash]; ok {
+		if live := wp.Value(); live != nil {
+			return live
+		}
+	}
+	it.teams[t.hash] = weak.Make(t)
+	size := t.size()
+	it.bytes.Add(size)
+	runtime.AddCleanup(t, it.forget, record{hash: t.hash, size: size, kind: recordTeams})
+	return t
 }
 
 func (it *Interner) lookup(h [sha256.Size]byte) *compiled {
@@ -137,18 +166,26 @@ func (it *Interner) lookup(h [sha256.Size]byte) *compiled {
 func (it *Interner) forget(r record) {
 	it.bytes.Add(-r.size)
 	it.mu.Lock()
-	if r.list {
-		if wp, ok := it.lists[r.hash]; ok && wp.Value() == nil {
-			delete(it.lists, r.hash)
-		}
-	} else if wp, ok := it.parts[r.hash]; ok && wp.Value() == nil {
-		delete(it.parts, r.hash)
+	switch r.kind {
+	case recordPart:
+		forget(it.parts, r.hash)
+	case recordList:
+		forget(it.lists, r.hash)
+	case recordTeams:
+		forget(it.teams, r.hash)
 	}
 	it.mu.Unlock()
 }
 
-// Bytes returns the estimated size of the parts and lists alive (Set.Size's shared figure,
-// summed over distinct parts and lists): a cache counts them once with it, against the same
+// forget deletes m's record of h unless a live value took its place.
+func forget[T any](m map[[sha256.Size]byte]weak.Pointer[T], h [sha256.Size]byte) {
+	if wp, ok := m[h]; ok && wp.Value() == nil {
+		delete(m, h)
+	}
+}
+
+// Bytes returns the estimated size of the parts, lists and memberships alive (Set.Size's
+// shared figure, summed over distinct ones): a cache counts them once with it, against the same
 // budget as its entries. A collected part stops counting when its cleanup has run, shortly
 // after the collection.
 func (it *Interner) Bytes() int64 {
@@ -235,7 +272,7 @@ func (it *Interner) UnmarshalUser(data []byte, fetch func(ids []string) ([][]byt
 	if len(roles) > 0 {
 		list, _ = it.internList(roles)
 	}
-	return newSet(u, direct, list), nil
+	return newSet(u, it.internTeams(u.members), direct, list), nil
 }
 
 // Shares reports whether s and o use the same compiled parts in memory, all of them.
@@ -250,7 +287,8 @@ func (s *Set) SharesRoles(o *Set) bool {
 }
 
 // Size estimates the bytes the set retains: user is what this set alone holds, shared what
-// its compiled parts and their list hold (counted once however many sets use them). The
+// its compiled parts, their list and its team membership hold (counted once however many
+// sets use them). The
 // estimate counts Go's struct, slice, string and map sizes, with a map entry's share of
 // buckets and overhead.
 func (s *Set) Size() (user, shared int64) {
@@ -258,9 +296,9 @@ func (s *Set) Size() (user, shared int64) {
 	if s.problem != nil {
 		user += int64(unsafe.Sizeof(*s.problem)) + int64(len(s.problem.why))
 	}
-	// Team ids are canonical strings, held by the parts' closures or other users too: only
-	// the slice is this set's.
-	user += int64(cap(s.members)) * stringHeader
+	if s.members != nil {
+		shared += s.members.size()
+	}
 	if s.direct != nil {
 		shared += s.direct.size
 	}

@@ -215,10 +215,47 @@ func TestSetSize(t *testing.T) {
 	a, _, err := it.Compile(editors("alice").member("t1", "t2").in, t0)
 	require.NoError(t, err)
 	ua, sa := a.Size()
-	b, _, err := it.Compile(editors("bob").in, t0)
+	b, _, err := it.Compile(editors("bobby").in, t0)
 	require.NoError(t, err)
 	ub, sb := b.Size()
-	assert.Equal(t, sa, sb, "got different shared sizes for one part")
-	assert.Greater(t, ua, ub, "got a member's set no larger than a non-member's")
-	assert.Greater(t, sa, ua, "got a shared part smaller than a user's part")
+	c, _, err := it.Compile(editors("carol").member("t2", "t1").in, t0)
+	require.NoError(t, err)
+	uc, sc := c.Size()
+	// A membership is shared like the parts: alice's and carol's are one.
+	assert.Equal(t, ua, ub, "got a member's own size other than a non-member's")
+	assert.Equal(t, ua, uc)
+	assert.Equal(t, sa, sc, "got different shared sizes for one membership and one list of parts")
+	assert.Greater(t, sa, sb, "got a member's shared part no larger than a non-member's")
+	assert.Greater(t, sb, ub, "got shared parts smaller than a user's part")
+	assert.Equal(t, sa, it.Bytes(), "got the interner counting %d bytes, want the parts, list and membership's %d", it.Bytes(), sa)
+	runtime.KeepAlive([]*Set{a, b, c})
+}
+
+// TestDirectPartLeavesWithItsUser: a user's direct part leaves memory with that user even
+// while others keep using the role parts and the list they shared with the user — the list
+// holds the role parts only.
+func TestDirectPartLeavesWithItsUser(t *testing.T) {
+	src := NewInterner()
+	alice := must3(src.Compile(editors("alice").grant("files.write.own", "").in, t0))
+	bob := must3(src.Compile(editors("bob").in, t0))
+	var asked []string
+	it := NewInterner() // another process, reading both from the cache
+	a, err := it.UnmarshalUser(alice.MarshalUser(), fetchFrom(alice.Parts(), &asked))
+	require.NoError(t, err)
+	b, err := it.UnmarshalUser(bob.MarshalUser(), fetchFrom(bob.Parts(), &asked))
+	require.NoError(t, err)
+	require.True(t, a.SharesRoles(b))
+	require.Equal(t, 3, it.Len())
+	runtime.KeepAlive(a) // alice's last use
+	deadline := time.Now().Add(30 * time.Second)
+	for it.Len() > 2 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, 2, it.Len(), "got %d parts after alice went, want bob's two role parts", it.Len())
+	_, shared := b.Size()
+	assert.Equal(t, shared, it.Bytes(), "got %d bytes counted, want bob's %d", it.Bytes(), shared)
+	d, err := b.Check(t0, request("wiki.read.tenant", nil))
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
 }

@@ -32,7 +32,7 @@ func oneWhole(t *testing.T, in Input) *Set {
 	for _, p := range f.roles {
 		add(p)
 	}
-	return newSet(f.user, newCompiled(whole), nil)
+	return newSet(f.user, newTeams(f.user.members), newCompiled(whole), nil)
 }
 
 // TestPartsDecideAsOneWhole: a set split into a direct part and one part per role assignment

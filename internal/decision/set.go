@@ -2,6 +2,7 @@ package decision
 
 import (
 	"crypto/sha256"
+	"hash/maphash"
 	"slices"
 	"time"
 	"unique"
@@ -120,9 +121,38 @@ type Set struct {
 	version uint64
 	userID  string
 	problem *problem // why status is ReasonInvalidData; nil otherwise (rare, so not inline)
-	members []string // sorted canonical team ids; nil when the user is in no team
+	members *teams   // nil when the user is in no team
 	status  Reason
 	level   Level
+}
+
+// teams is a user's team membership: the sorted canonical ids of the user's teams and their
+// descendants. Users with the same membership share one (see Interner).
+type teams struct {
+	hash [sha256.Size]byte // of the ids' encoding
+	ids  []string
+}
+
+// newTeams returns the membership of the team ids members (any order, duplicates allowed), or
+// nil for none.
+func newTeams(members []string) *teams {
+	if len(members) == 0 {
+		return nil
+	}
+	ids := make([]string, len(members))
+	for i, g := range members {
+		ids[i] = unique.Make(g).Value()
+	}
+	slices.Sort(ids)
+	t := &teams{ids: slices.Clip(slices.Compact(ids))}
+	t.hash = sha256.Sum256(appendStrings(nil, t.ids))
+	return t
+}
+
+// size is the membership's estimated retained size. The ids are canonical strings, held by
+// the parts' closures or other memberships too: only the slice is counted.
+func (t *teams) size() int64 {
+	return int64(unsafe.Sizeof(*t)) + int64(cap(t.ids))*stringHeader
 }
 
 // problem is why a set denies everything with ReasonInvalidData, and until when.
@@ -135,9 +165,10 @@ type problem struct {
 // same role and group; the users who hold the same role assignments share one.
 type roleParts struct {
 	hash   [sha256.Size]byte // of the parts' hashes in order
-	parts  []*compiled
-	expiry int64 // earliest item expiry of the parts, never = none
-	size   int64 // estimated bytes of the list itself (the parts count on their own)
+	parts  []*compiled       // inline[:n] when there are at most len(inline): one object
+	expiry int64             // earliest item expiry of the parts, never = none
+	size   int64             // estimated bytes of the list itself (the parts count on their own)
+	inline [3]*compiled
 }
 
 // newRoleParts lists parts, which are role parts in order.
@@ -156,11 +187,19 @@ func listHash(parts []*compiled) (sum [sha256.Size]byte) {
 // buildRoleParts lists parts, whose listHash is hash. It copies parts, which may be a window
 // of a longer slice: the list must hold nothing else alive.
 func buildRoleParts(parts []*compiled, hash [sha256.Size]byte) *roleParts {
-	l := &roleParts{hash: hash, parts: slices.Clone(parts), expiry: never}
+	l := &roleParts{hash: hash, expiry: never}
+	if len(parts) <= len(l.inline) {
+		l.parts = l.inline[:copy(l.inline[:], parts):len(parts)]
+	} else {
+		l.parts = slices.Clone(parts)
+	}
 	for _, p := range l.parts {
 		l.expiry = min(l.expiry, p.f.expiry)
 	}
-	l.size = int64(unsafe.Sizeof(*l)) + 8*int64(cap(l.parts))
+	l.size = int64(unsafe.Sizeof(*l))
+	if len(parts) > len(l.inline) {
+		l.size += 8 * int64(cap(l.parts))
+	}
 	return l
 }
 
@@ -214,6 +253,11 @@ type compiled struct {
 	closures []map[string]struct{}
 	index    pairTable // (r, a), (r, "*") and ("*", a) buckets; star is the ("*", "*") one
 	star     span
+	// Filters of the index's keys, one bit per hashed segment (segmentBit): exact has the
+	// resource of every (r, a) key, rAny the resource of every (r, "*") key, aAny the action
+	// of every ("*", a) key. A check looks up only the keys whose bit is set, so a part that
+	// names neither the request's resource nor its action costs no lookup.
+	exact, rAny, aAny uint64
 }
 
 func (c *compiled) grantsIn(b span) []uint32 { return c.idx[b.off : b.off+b.ng] }
@@ -243,19 +287,11 @@ type bucket struct {
 	denies []uint32
 }
 
-// newSet joins a user's facts and compiled parts.
-func newSet(u userFacts, direct *compiled, roles *roleParts) *Set {
-	s := &Set{direct: direct, roles: roles, version: u.version, status: u.status, userID: u.userID, level: u.level}
+// newSet joins a user's facts, membership and compiled parts.
+func newSet(u userFacts, members *teams, direct *compiled, roles *roleParts) *Set {
+	s := &Set{direct: direct, roles: roles, members: members, version: u.version, status: u.status, userID: u.userID, level: u.level}
 	if u.problem != "" {
 		s.problem = &problem{why: u.problem, until: u.until}
-	}
-	if len(u.members) > 0 {
-		s.members = make([]string, len(u.members))
-		for i, g := range u.members {
-			s.members[i] = unique.Make(g).Value()
-		}
-		slices.Sort(s.members)
-		s.members = slices.Compact(s.members)
 	}
 	return s
 }
@@ -399,6 +435,16 @@ func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 		keys, spans = append(keys, raKey{"*", a}), append(spans, add(b))
 	}
 	s.index = newPairTable(keys, spans)
+	for _, k := range keys {
+		switch {
+		case k.a == "*":
+			s.rAny |= segmentBit(maphash.String(pairSeed, k.r))
+		case k.r == "*":
+			s.aAny |= segmentBit(maphash.String(pairSeed, k.a))
+		default:
+			s.exact |= segmentBit(maphash.String(pairSeed, k.r))
+		}
+	}
 	s.star = add(&star)
 	s.groups, s.closures = slices.Clip(s.groups), slices.Clip(s.closures)
 	s.size = s.estimateSize()
@@ -554,12 +600,17 @@ func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Res
 	}
 
 	m := match{nowUS: nowUS, capAll: capAll, outside: outside, q: &q, denies: ds[:dn]}
-	if s.direct != nil {
-		s.scan(&m, s.direct, 0, &h, r, a)
+	if d := s.direct; d != nil {
+		if len(d.denies) == 0 {
+			dn = d.lookup(&h, r, a, &ds)
+		}
+		s.scan(&m, d, 0, ds[:dn])
 	}
 	if s.roles != nil {
+		var bs [3]span
 		for i, p := range s.roles.parts {
-			s.scan(&m, p, uint32(i+1), &h, r, a)
+			n := p.lookup(&h, r, a, &bs)
+			s.scan(&m, p, uint32(i+1), bs[:n])
 		}
 	}
 	d := Decision{Version: s.version}
@@ -598,28 +649,38 @@ func (p position) before(o position) bool {
 	return p.part < o.part || p.part == o.part && p.at < o.at
 }
 
+// segmentBit is a segment's bit in compiled's key filters, from its hash.
+func segmentBit(h uint64) uint64 { return 1 << (h >> 58) }
+
 // lookup puts into bs the buckets of c that hold the entries for (r, a) and returns how many.
 func (c *compiled) lookup(h *pairHashes, r, a string, bs *[3]span) int {
-	if b, ok := c.index.find(h.ra, r, a); ok {
-		bs[0] = b
-		return 1
+	if c.exact&h.rbit != 0 {
+		if b, ok := c.index.find(h.ra, r, a); ok {
+			bs[0] = b
+			return 1
+		}
 	}
 	n := 0
-	if b, ok := c.index.find(h.rs, r, "*"); ok {
-		bs[n], n = b, n+1
+	if c.rAny&h.rbit != 0 {
+		if b, ok := c.index.find(h.rs, r, "*"); ok {
+			bs[n], n = b, n+1
+		}
 	}
-	if b, ok := c.index.find(h.sa, "*", a); ok {
-		bs[n], n = b, n+1
+	if c.aAny&h.abit != 0 {
+		if b, ok := c.index.find(h.sa, "*", a); ok {
+			bs[n], n = b, n+1
+		}
 	}
-	bs[n] = c.star
-	return n + 1
+	if c.star.ng+c.star.nd > 0 {
+		bs[n], n = c.star, n+1
+	}
+	return n
 }
 
-// scan matches the grants of part c, the set's part number part, against the request.
-func (s *Set) scan(m *match, c *compiled, part uint32, h *pairHashes, r, a string) {
-	var bs [3]span
-	n := c.lookup(h, r, a, &bs)
-	for _, b := range bs[:n] {
+// scan matches the grants of part c, the set's part number part, in the buckets bs against
+// the request.
+func (s *Set) scan(m *match, c *compiled, part uint32, bs []span) {
+	for _, b := range bs {
 		for _, gi := range c.grantsIn(b) {
 			e := &c.grants[gi]
 			if m.nowUS >= e.exp {
@@ -671,7 +732,10 @@ func (s *Set) member(g string) bool {
 	if g == "" {
 		return false
 	}
-	_, ok := slices.BinarySearch(s.members, g)
+	if s.members == nil {
+		return false
+	}
+	_, ok := slices.BinarySearch(s.members.ids, g)
 	return ok
 }
 
@@ -726,4 +790,12 @@ func (s *Set) parts() []*compiled {
 		out = append(out, s.roles.parts...)
 	}
 	return out
+}
+
+// teamIDs returns the user's sorted team ids (nil for none).
+func (s *Set) teamIDs() []string {
+	if s.members == nil {
+		return nil
+	}
+	return s.members.ids
 }

@@ -114,14 +114,14 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 // partsFor serves the parts ids from parts, as Redis would.
 func partsFor(t *testing.T, parts []cache.SharedPart, ids []string) ([][]byte, error) {
 	t.Helper()
+	stored := make(map[string][]byte, len(parts))
+	for _, p := range parts {
+		stored[p.ID] = p.Data
+	}
 	out := make([][]byte, len(ids))
 	for i, id := range ids {
-		for _, p := range parts {
-			if p.ID == id {
-				out[i] = p.Data
-			}
-		}
-		if out[i] == nil {
+		var ok bool
+		if out[i], ok = stored[id]; !ok {
 			return nil, cache.ErrSharedMissing
 		}
 	}

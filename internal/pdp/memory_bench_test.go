@@ -26,7 +26,8 @@ import (
 //	                       for its direct grants and denies)
 //	cost-B/user            what the byte budget counts per user (entry cost + cache overhead,
 //	                       plus the shared parts' estimated size once)
-//	est-part-B             the parts' estimated size (Set.Size), averaged
+//	est-shared-B/user      the estimated size of the parts, lists of parts and memberships
+//	                       (Set.Size's shared figure, each counted once), per user
 func BenchmarkWarmUserMemory(b *testing.B) {
 	for _, ds := range []struct {
 		name  string
@@ -131,15 +132,15 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 	partBytes, nparts := unsharedBytes, unsharedParts
 	if shared {
 		partBytes, nparts = parts.Bytes(), parts.Len()
-		cost += partBytes
 	}
+	cost += partBytes
 	delta := float64(after) - float64(before)
 	b.ReportMetric(delta/float64(resident), "heap-B/user")
 	b.ReportMetric((float64(afterObjs)-float64(beforeObjs))/float64(resident), "heap-objs/user")
 	if shared {
 		b.ReportMetric((float64(afterTwins)-float64(beforeTwins))/float64(users), "beyond-shared-B/user")
 	}
-	b.ReportMetric(float64(partBytes)/float64(nparts), "est-part-B")
+	b.ReportMetric(float64(partBytes)/float64(users), "est-shared-B/user")
 	b.ReportMetric(float64(nparts), "parts")
 	b.ReportMetric(float64(cost)/float64(users), "cost-B/user")
 	runtime.KeepAlive(c)
