@@ -11,10 +11,17 @@ import (
 // key. It is open addressing over a power-of-two slot array at most half full, with the keys
 // interned process-wide: about 30 bytes per key, where a Go map of raKey took about 120.
 type pairTable struct {
-	slots []uint32 // 0: empty; i+1: keys[i] and spans[i]
+	// slots: 0 is empty; else i+1 names keys[i] and spans[i]. In a table of fewer than
+	// maxTagged keys, a slot's upper 16 bits are a tag from its key's hash, so a probe
+	// compares strings only when the tags match.
+	slots []uint32
 	keys  []unique.Handle[raKey]
 	spans []span
 }
+
+const maxTagged = 1<<16 - 1
+
+func slotTag(h uint64) uint32 { return uint32(h>>48) << 16 }
 
 var pairSeed = maphash.MakeSeed()
 
@@ -50,13 +57,18 @@ func newPairTable(keys []raKey, spans []span) pairTable {
 		spans: spans,
 	}
 	mask := uint64(len(t.slots) - 1)
+	tagged := len(keys) < maxTagged
 	for i, k := range keys {
 		t.keys[i] = unique.Make(k)
-		j := pairHash(k.r, k.a) & mask
+		h := pairHash(k.r, k.a)
+		j := h & mask
 		for t.slots[j] != 0 {
 			j = (j + 1) & mask
 		}
 		t.slots[j] = uint32(i + 1)
+		if tagged {
+			t.slots[j] |= slotTag(h)
+		}
 	}
 	return t
 }
@@ -67,10 +79,17 @@ func (t *pairTable) find(h uint64, r, a string) (span, bool) {
 		return span{}, false
 	}
 	mask := uint64(len(t.slots) - 1)
+	tagged, tag := len(t.keys) < maxTagged, slotTag(h)
 	for j := h & mask; ; j = (j + 1) & mask {
 		i := t.slots[j]
 		if i == 0 {
 			return span{}, false
+		}
+		if tagged {
+			if i&^maxTagged != tag {
+				continue
+			}
+			i &= maxTagged
 		}
 		if k := t.keys[i-1].Value(); k.r == r && k.a == a {
 			return t.spans[i-1], true
