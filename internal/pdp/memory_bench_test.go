@@ -90,7 +90,7 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 				e := &Entry{Set: set, AdminVersion: 1, LoadedAt: now}
 				n := entryCost(set)
 				if twin == "" {
-					cost += n + 224 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
+					cost += n + 256 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
 					if !shared {
 						_, part := set.Size()
 						unsharedBytes += part
