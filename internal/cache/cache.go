@@ -41,19 +41,27 @@ type Codec[V any] interface {
 	Unmarshal([]byte) (V, error)
 }
 
-// SharedCodec is a Codec for values that hold a large part many values share (a compiled
-// permission set shared by the users who hold the same roles). Redis then stores that part
-// once, under a key in the entry's hash slot (SharedKey), and each entry only names it.
+// SharedCodec is a Codec for values made of parts many values share (the compiled parts of a
+// permission set: one per role assignment, shared by every user of the tenant who holds it).
+// Redis then stores each part once, under a key in the entry's hash slot (SharedKey), and each
+// entry only names its parts.
 type SharedCodec[V any] interface {
-	// Marshal encodes v's own part, which names its shared part. (Unmarshal is not used.)
+	// Marshal encodes v's own part, which names its shared parts. (Unmarshal is not used.)
 	Codec[V]
-	// Shared returns the id (lowercase hex) and encoding of v's shared part.
-	Shared(v V) (id string, data []byte)
+	// Shared returns v's shared parts: each one's id (lowercase hex) and encoding.
+	Shared(v V) []SharedPart
 	// UnmarshalShared decodes an entry written by Marshal and returns it with its L1 cost
-	// (its own part: shared parts are counted once, with Reserve). fetch reads a shared
-	// part's bytes from Redis; it is called only when the part is not already in memory, and
-	// returns an error wrapping ErrSharedMissing when Redis does not have it.
-	UnmarshalShared(b []byte, fetch func(id string) ([]byte, error)) (V, int64, error)
+	// (its own part: shared parts are counted once, with Reserve). fetch reads shared parts'
+	// bytes from Redis, in the order of ids; it is to be called at most once, only with the
+	// parts not already in memory, and returns an error wrapping ErrSharedMissing when Redis
+	// does not have one of them.
+	UnmarshalShared(b []byte, fetch func(ids []string) ([][]byte, error)) (V, int64, error)
+}
+
+// SharedPart is one shared part of a value: its id (lowercase hex) and encoding.
+type SharedPart struct {
+	ID   string
+	Data []byte
 }
 
 // ErrSharedMissing is what SharedCodec's fetch returns (wrapped) for a shared part Redis does

@@ -31,9 +31,9 @@
 // entry's expiry is checked on every read, so ristretto keeps no TTL bookkeeping; an expired
 // entry is never returned and stays only until replaced or evicted. An entry keeps its key to
 // rule out ristretto hash collisions, the part a tenant's keys share interned once. Values
-// that share a large part (SharedCodec) count it once, and Redis stores it once, under a key in
-// the entry's hash slot that each entry names (SharedKey); a read whose shared part is already in
-// memory does not fetch it.
+// made of parts they share (SharedCodec) count each part once, and Redis stores it once, under a
+// key in the entry's hash slot that each entry names (SharedKey); a read fetches, in one round
+// trip, only the parts not already in memory.
 //
 // # Values
 //

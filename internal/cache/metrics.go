@@ -10,8 +10,8 @@ import (
 //
 // cache_operations_total{cache, tier, operation, result}:
 //   - tier "l1": get hit|miss|stale, set ok|dropped (ristretto refused it), delete ok;
-//   - tier "l2": get hit|miss|stale|error|skipped (breaker open), get_shared hit|miss (a shared
-//     part read from Redis because it was not in memory; see SharedCodec), set ok|error|dropped
+//   - tier "l2": get hit|miss|stale|error|skipped (breaker open), get_shared hit|miss (per
+//     shared part read from Redis because it was not in memory; see SharedCodec), set ok|error|dropped
 //     (queue full)|skipped, delete ok|error|skipped.
 //
 // cache_l2_decode_errors_total{cache} counts Redis values that did not decode (also counted as

@@ -154,7 +154,7 @@ func (t *redisTier[V]) get(ctx context.Context, key string, fresh func(V) bool) 
 	var v V
 	if err == nil {
 		if sc, ok := t.codec.(SharedCodec[V]); ok {
-			v, cost, err = sc.UnmarshalShared(payload, func(id string) ([]byte, error) { return t.getShared(ctx, key, id) })
+			v, cost, err = sc.UnmarshalShared(payload, func(ids []string) ([][]byte, error) { return t.getShared(ctx, key, ids) })
 		} else {
 			v, err = t.codec.Unmarshal(payload)
 		}
@@ -185,29 +185,48 @@ func (t *redisTier[V]) get(ctx context.Context, key string, fresh func(V) bool) 
 // errRedisFailed wraps a failed Redis operation inside a codec call (a shared part's fetch).
 var errRedisFailed = errors.New("cache: redis operation failed")
 
-// getShared reads the shared part id that entry key names.
-func (t *redisTier[V]) getShared(ctx context.Context, key, id string) ([]byte, error) {
-	sk, ok := SharedKey(key, id)
-	if !ok {
-		return nil, fmt.Errorf("%w: id %q does not name a key", ErrSharedMissing, id)
+// getShared reads the shared parts ids that entry key names, in one round trip.
+func (t *redisTier[V]) getShared(ctx context.Context, key string, ids []string) ([][]byte, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		sk, ok := SharedKey(key, id)
+		if !ok {
+			return nil, fmt.Errorf("%w: id %q does not name a key", ErrSharedMissing, id)
+		}
+		keys[i] = t.prefix + sk
 	}
 	probe, ok := t.br.allow()
 	if !ok {
 		return nil, fmt.Errorf("%w: circuit open", errRedisFailed)
 	}
 	start := time.Now()
-	b, err := bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) ([]byte, error) {
-		return t.rdb.Get(ctx, t.prefix+sk).Bytes()
+	cmds, err := bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) ([]*redis.StringCmd, error) {
+		// A pipeline rather than MGET: a cluster pipeline splits by slot, and platform
+		// parts carry no hash tag.
+		pipe := t.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.Get(ctx, k)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
 	})
+	// A part not there fails the pipeline with redis.Nil, which finish takes as an answer;
+	// its command says which.
 	if !t.finish(ctx, probe, start, "get", err) {
 		return nil, fmt.Errorf("%w: %w", errRedisFailed, err)
 	}
-	if err != nil { // redis.Nil
-		t.m.l2SharedMiss.Inc()
-		return nil, ErrSharedMissing
+	out := make([][]byte, len(cmds))
+	for i, cmd := range cmds {
+		b, err := cmd.Bytes()
+		if err != nil { // redis.Nil
+			t.m.l2SharedMiss.Inc()
+			return nil, ErrSharedMissing
+		}
+		t.m.l2SharedHit.Inc()
+		out[i] = b
 	}
-	t.m.l2SharedHit.Inc()
-	return b, nil
+	return out, nil
 }
 
 // enqueueSet queues a write to Redis, or drops it when the queue is full. The caller holds the
@@ -234,13 +253,16 @@ func (t *redisTier[V]) write(e *entry[V]) {
 		return
 	}
 	payload, err := t.codec.Marshal(e.val)
-	var sharedKey string
-	var shared []byte
+	var shared []SharedPart
+	var sharedKeys []string
 	if sc, ok := t.codec.(SharedCodec[V]); ok && err == nil {
-		var id string
-		id, shared = sc.Shared(e.val)
-		if sharedKey, ok = SharedKey(e.key, id); !ok {
-			err = fmt.Errorf("cache: no shared key for entry %q and id %q", e.key, id)
+		shared = sc.Shared(e.val)
+		sharedKeys = make([]string, len(shared))
+		for i, p := range shared {
+			if sharedKeys[i], ok = SharedKey(e.key, p.ID); !ok {
+				err = fmt.Errorf("cache: no shared key for entry %q and id %q", e.key, p.ID)
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -252,17 +274,19 @@ func (t *redisTier[V]) write(e *entry[V]) {
 	start := time.Now()
 	ctx := context.Background()
 	_, err = bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) (struct{}, error) {
-		if shared == nil {
+		if len(shared) == 0 {
 			return struct{}{}, t.rdb.Set(ctx, t.prefix+e.key, b, ttl).Err()
 		}
-		// The shared part first, living the longest an entry may: every entry naming it
-		// expires before it does. It is written only when absent (many users' entries name
-		// one part), and its life is extended otherwise, never shortened. Both keys are in
-		// one slot (SharedKey), so one pipeline.
+		// The shared parts first, living the longest an entry may: every entry naming them
+		// expires before they do. Each is written only when absent (many users' entries name
+		// one part), and its life is extended otherwise, never shortened. The keys are in
+		// the entry's slot (SharedKey), so one pipeline.
 		partTTL := max(t.l2TTL, ttl)
 		pipe := t.rdb.Pipeline()
-		pipe.SetNX(ctx, t.prefix+sharedKey, shared, partTTL)
-		pipe.Do(ctx, "pexpire", t.prefix+sharedKey, partTTL.Milliseconds(), "gt")
+		for i, p := range shared {
+			pipe.SetNX(ctx, t.prefix+sharedKeys[i], p.Data, partTTL)
+			pipe.Do(ctx, "pexpire", t.prefix+sharedKeys[i], partTTL.Milliseconds(), "gt")
+		}
 		pipe.Set(ctx, t.prefix+e.key, b, ttl)
 		_, err := pipe.Exec(ctx)
 		return struct{}{}, err

@@ -17,10 +17,10 @@ import (
 	"github.com/neofast/neoauthz/internal/redistest"
 )
 
-// sval stands for an entry with a shared part: its own version and a part many entries hold.
+// sval stands for an entry with shared parts: its own version and parts many entries hold.
 type sval struct {
 	Version int64
-	Part    *part
+	Parts   []*part
 }
 
 type part struct{ id, data string }
@@ -29,40 +29,62 @@ type part struct{ id, data string }
 type partCodec struct {
 	mu      sync.Mutex
 	parts   map[string]*part
-	fetches atomic.Int32
+	fetches atomic.Int32 // parts fetched
+	calls   atomic.Int32 // fetch calls
 }
 
 func newPartCodec() *partCodec { return &partCodec{parts: map[string]*part{}} }
 
 func (c *partCodec) Marshal(v sval) ([]byte, error) {
-	return fmt.Appendf(nil, "%d|%s", v.Version, v.Part.id), nil
+	b := fmt.Appendf(nil, "%d", v.Version)
+	for _, p := range v.Parts {
+		b = fmt.Appendf(b, "|%s", p.id)
+	}
+	return b, nil
 }
 
 func (c *partCodec) Unmarshal([]byte) (sval, error) { return sval{}, errors.New("unused") }
 
-func (c *partCodec) Shared(v sval) (string, []byte) { return v.Part.id, []byte(v.Part.data) }
+func (c *partCodec) Shared(v sval) []SharedPart {
+	out := make([]SharedPart, len(v.Parts))
+	for i, p := range v.Parts {
+		out[i] = SharedPart{ID: p.id, Data: []byte(p.data)}
+	}
+	return out
+}
 
-func (c *partCodec) UnmarshalShared(b []byte, fetch func(string) ([]byte, error)) (sval, int64, error) {
+func (c *partCodec) UnmarshalShared(b []byte, fetch func([]string) ([][]byte, error)) (sval, int64, error) {
 	var v sval
-	var id string
-	if _, err := fmt.Sscanf(strings.Replace(string(b), "|", " ", 1), "%d %s", &v.Version, &id); err != nil {
+	fields := strings.Split(string(b), "|")
+	if _, err := fmt.Sscanf(fields[0], "%d", &v.Version); err != nil {
 		return sval{}, 0, err
 	}
+	ids := fields[1:]
+	v.Parts = make([]*part, len(ids))
+	var missing []string
 	c.mu.Lock()
-	p := c.parts[id]
+	for i, id := range ids {
+		if v.Parts[i] = c.parts[id]; v.Parts[i] == nil {
+			missing = append(missing, id)
+		}
+	}
 	c.mu.Unlock()
-	if p == nil {
-		c.fetches.Add(1)
-		data, err := fetch(id)
+	if len(missing) > 0 {
+		c.fetches.Add(int32(len(missing)))
+		c.calls.Add(1)
+		data, err := fetch(missing)
 		if err != nil {
 			return sval{}, 0, err
 		}
-		p = &part{id: id, data: string(data)}
 		c.mu.Lock()
-		c.parts[id] = p
+		for j, id := range missing {
+			c.parts[id] = &part{id: id, data: string(data[j])}
+		}
+		for i, id := range ids {
+			v.Parts[i] = c.parts[id]
+		}
 		c.mu.Unlock()
 	}
-	v.Part = p
 	return v, 1, nil
 }
 
@@ -85,7 +107,7 @@ func TestSharedPartStoredOnceAndFetchedOnce(t *testing.T) {
 	key := func(u string) string { k, err := TenantUserKey("0a-1", u); require.NoError(t, err); return k }
 	fresh := func(v sval) bool { return v.Version >= 1 }
 	load := func(context.Context) (Loaded[sval], error) {
-		return Loaded[sval]{Value: sval{Version: 1, Part: shared}}, nil
+		return Loaded[sval]{Value: sval{Version: 1, Parts: []*part{shared}}}, nil
 	}
 
 	a := newSharedCache(t, rdb, prefix, newPartCodec())
@@ -124,7 +146,7 @@ func TestSharedPartStoredOnceAndFetchedOnce(t *testing.T) {
 		})
 		require.NoError(t, err)
 		assert.Equal(t, SourceL2, src, "user %s", u)
-		assert.Equal(t, shared.data, v.Part.data)
+		assert.Equal(t, shared.data, v.Parts[0].data)
 	}
 	assert.Equal(t, int32(1), codec.fetches.Load(), "got %d fetches of one shared part, want 1", codec.fetches.Load())
 
@@ -172,7 +194,7 @@ func TestSharedPartWrittenOnlyWhenAbsent(t *testing.T) {
 	key := func(u string) string { k, err := TenantUserKey("0a-2", u); require.NoError(t, err); return k }
 	fresh := func(v sval) bool { return v.Version >= 1 }
 	load := func(context.Context) (Loaded[sval], error) {
-		return Loaded[sval]{Value: sval{Version: 1, Part: shared}}, nil
+		return Loaded[sval]{Value: sval{Version: 1, Parts: []*part{shared}}}, nil
 	}
 	c := newSharedCache(t, rdb, prefix, newPartCodec())
 	_, _, err := c.Get(ctx, key("alice"), fresh, load)
@@ -193,4 +215,60 @@ func TestSharedPartWrittenOnlyWhenAbsent(t *testing.T) {
 	partTTL := rdb.PTTL(ctx, prefix+sk).Val()
 	require.Positive(t, entryTTL)
 	assert.GreaterOrEqual(t, partTTL, entryTTL, "got the part expiring (in %v) before the entry naming it (in %v)", partTTL, entryTTL)
+}
+
+// An entry made of several shared parts: each is stored once, read back in one fetch of the
+// parts not in memory, and an entry one of whose parts is gone is a miss.
+func TestSeveralSharedParts(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t, "cache")
+	p1, p2, p3 := &part{id: "e1", data: "role one"}, &part{id: "e2", data: "role two"}, &part{id: "e3", data: "direct"}
+	key := func(u string) string { k, err := TenantUserKey("0a-3", u); require.NoError(t, err); return k }
+	fresh := func(v sval) bool { return v.Version >= 1 }
+	loads := map[string][]*part{"alice": {p1, p2}, "bob": {p3, p1, p2}, "carol": {p2}}
+	a := newSharedCache(t, rdb, prefix, newPartCodec())
+	for u, parts := range loads {
+		_, _, err := a.Get(ctx, key(u), fresh, func(context.Context) (Loaded[sval], error) {
+			return Loaded[sval]{Value: sval{Version: 1, Parts: parts}}, nil
+		})
+		require.NoError(t, err)
+	}
+	a.WaitIdle()
+	for _, p := range []*part{p1, p2, p3} {
+		sk, ok := SharedKey(key("alice"), p.id)
+		require.True(t, ok)
+		assert.Equal(t, p.data, rdb.Get(ctx, prefix+sk).Val(), "part %s", p.id)
+	}
+
+	// Another instance: carol's entry brings p2 into memory, so bob's fetches only p3 and p1,
+	// in one round trip.
+	codec := newPartCodec()
+	b := newSharedCache(t, rdb, prefix, codec)
+	noLoad := func(context.Context) (Loaded[sval], error) {
+		return Loaded[sval]{}, errors.New("loaded although Redis has the entry")
+	}
+	for _, u := range []string{"carol", "bob"} {
+		v, src, err := b.Get(ctx, key(u), fresh, noLoad)
+		require.NoError(t, err)
+		require.Equal(t, SourceL2, src, "user %s", u)
+		require.Len(t, v.Parts, len(loads[u]))
+		for i, p := range loads[u] {
+			assert.Equal(t, p.data, v.Parts[i].data, "user %s part %d", u, i)
+		}
+	}
+	assert.Equal(t, int32(3), codec.fetches.Load(), "got %d parts fetched for three distinct parts, want 3", codec.fetches.Load())
+	assert.Equal(t, int32(2), codec.calls.Load(), "got %d fetches for two entries, want one each", codec.calls.Load())
+
+	// One of alice's parts gone from Redis: her entry is a miss, though the other part is there.
+	sk, _ := SharedKey(key("alice"), p2.id)
+	require.NoError(t, rdb.Del(ctx, prefix+sk).Err())
+	c := newSharedCache(t, rdb, prefix, newPartCodec())
+	loaded := false
+	_, src, err := c.Get(ctx, key("alice"), fresh, func(context.Context) (Loaded[sval], error) {
+		loaded = true
+		return Loaded[sval]{Value: sval{Version: 1, Parts: loads["alice"]}}, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, SourceLoad, src, "got an entry with a part gone served from %v, want a load", src)
+	assert.True(t, loaded)
 }

@@ -36,25 +36,32 @@ type factDeny struct {
 	exp   int64
 }
 
-// facts is one user's resolved set: the per-user part and the part many users may share.
+// facts is one user's resolved set: the per-user part and the compiled parts many users may
+// share — one per role assignment (role code and restriction group, in that order) and one for
+// the user's direct grants and denies.
 type facts struct {
 	user   userFacts
-	shared *sharedFacts
+	direct *sharedFacts   // nil when the user has no direct grant or deny
+	roles  []*sharedFacts // sorted by (role code, group); never empty parts
 }
 
-// userFacts is what is truly per user: it is what a cached entry holds besides a reference to
-// the shared part.
+// userFacts is what is truly per user: it is what a cached entry holds besides references to
+// the shared parts.
 type userFacts struct {
 	level   Level
 	version uint64
 	status  Reason   // ReasonGranted means "evaluate the grants"; anything else is the answer
 	problem string   // why status is ReasonInvalidData
+	until   int64    // with a problem: the earliest expiry of the items, broken ones included
 	userID  string   // compared with a resource's owner
 	members []string // sorted: teams of the user and their descendants (tenant level)
 }
 
-// sharedFacts is everything a compiled index is built from. Users whose inputs resolve to the
-// same sharedFacts (same grants, restrictions, denies and expiries) share one compiled part.
+// sharedFacts is everything one compiled part is built from. Users whose inputs resolve to the
+// same sharedFacts share the part: a role part (the grants one assignment of a role gives: the
+// codes of the role and every active role it reaches, labelled with the assigned role's code,
+// restriction group and expiry) is shared by every user of the tenant holding that assignment;
+// a direct part (direct grants and denies) by the users with the same direct items.
 type sharedFacts struct {
 	level    Level
 	scope    string              // the tenant id ("" at platform level): parts are shared within a tenant only
@@ -72,14 +79,29 @@ type sharedFacts struct {
 // which failure_mode_allow may turn into an allow. Compile returns an error only for Input that no
 // loader should produce at all (an unknown level).
 //
-// The set owns its compiled part; Interner.Compile shares that part between users.
+// The set owns its compiled parts; Interner.Compile shares them between users.
 func Compile(in Input, now time.Time) (*Set, error) {
 	f, err := resolve(in, now)
 	if err != nil {
 		return nil, err
 	}
-	return newSet(f.user, newCompiled(f.shared)), nil
+	var direct *compiled
+	if f.direct != nil {
+		direct = newCompiled(f.direct)
+	}
+	var roles *roleParts
+	if len(f.roles) > 0 {
+		parts := make([]*compiled, len(f.roles))
+		for i, rf := range f.roles {
+			parts[i] = newCompiled(rf)
+		}
+		roles = newRoleParts(parts)
+	}
+	return newSet(f.user, newTeams(f.user.members), direct, roles), nil
 }
+
+// roleKey names a role part: the assigned role's code and the assignment's restriction group.
+type roleKey struct{ role, group string }
 
 func resolve(in Input, now time.Time) (*facts, error) {
 	if !in.Level.valid() {
@@ -90,7 +112,6 @@ func resolve(in Input, now time.Time) (*facts, error) {
 		scope = in.TenantID
 	}
 	u := &userFacts{level: in.Level, version: in.Version, userID: in.UserID, status: ReasonGranted}
-	f := &sharedFacts{level: in.Level, scope: scope, expiry: never}
 	switch {
 	case in.Level == LevelTenant && !in.TenantKnown:
 		u.status = ReasonUnknownTenant
@@ -102,7 +123,7 @@ func resolve(in Input, now time.Time) (*facts, error) {
 		u.status = ReasonUserInactive
 	}
 	if u.status != ReasonGranted {
-		return &facts{user: *u, shared: f}, nil
+		return &facts{user: *u}, nil
 	}
 	nowUS := now.UnixMicro()
 
@@ -118,6 +139,8 @@ func resolve(in Input, now time.Time) (*facts, error) {
 		roles[r.ID] = r
 	}
 
+	var grants []factGrant
+	var denies []factDeny
 	visited := make(map[string]struct{})
 	var queue []*Role
 	for _, a := range in.Assignments {
@@ -138,7 +161,7 @@ func resolve(in Input, now time.Time) (*facts, error) {
 			r := queue[0]
 			queue = queue[1:]
 			for _, code := range r.Permissions {
-				f.grants = append(f.grants, factGrant{code: code, group: a.Group, role: assigned.Code, exp: exp})
+				grants = append(grants, factGrant{code: code, group: a.Group, role: assigned.Code, exp: exp})
 			}
 			for _, id := range r.Inherits {
 				next, ok := roles[id]
@@ -159,36 +182,28 @@ func resolve(in Input, now time.Time) (*facts, error) {
 			continue
 		}
 		if d.Granted {
-			f.grants = append(f.grants, factGrant{code: d.Code, group: d.Group, direct: true, exp: exp})
+			grants = append(grants, factGrant{code: d.Code, group: d.Group, direct: true, exp: exp})
 		} else {
-			f.denies = append(f.denies, factDeny{code: d.Code, group: d.Group, exp: exp})
+			denies = append(denies, factDeny{code: d.Code, group: d.Group, exp: exp})
 		}
 	}
-	for _, g := range f.grants {
-		f.expiry = min(f.expiry, g.exp)
+	until := int64(never)
+	for _, g := range grants {
+		until = min(until, g.exp)
 		if _, err := ParseCode(in.Level, g.code); err != nil && problem == "" {
 			problem = err.Error()
 		}
 	}
-	for _, d := range f.denies {
-		f.expiry = min(f.expiry, d.exp)
+	for _, d := range denies {
+		until = min(until, d.exp)
 		if _, err := ParseCode(in.Level, d.code); err != nil && problem == "" {
 			problem = err.Error()
 		}
 	}
 	if problem != "" {
-		u.status, u.problem = ReasonInvalidData, problem
-		f.grants, f.denies = nil, nil
-		return &facts{user: *u, shared: f}, nil
-	}
-
-	f.grants, f.denies = dedupGrants(f.grants), dedupDenies(f.denies)
-	f.expiry = never
-	for _, g := range f.grants {
-		f.expiry = min(f.expiry, g.exp)
-	}
-	for _, d := range f.denies {
-		f.expiry = min(f.expiry, d.exp)
+		// The broken item may go away at its expiry, so the set must be rebuilt then.
+		u.status, u.problem, u.until = ReasonInvalidData, problem, until
+		return &facts{user: *u}, nil
 	}
 
 	// Platform groups are tenants, which have no hierarchy and no membership.
@@ -196,18 +211,49 @@ func resolve(in Input, now time.Time) (*facts, error) {
 	if in.Level == LevelPlatform {
 		desc = nil
 	}
-	f.closures = make(map[string][]string)
-	addClosure := func(g string) {
-		if _, ok := f.closures[g]; g != "" && !ok {
-			f.closures[g] = closure(desc, g)
+	part := func(gs []factGrant, ds []factDeny) *sharedFacts {
+		f := &sharedFacts{level: in.Level, scope: scope, expiry: never, grants: dedupGrants(gs), denies: dedupDenies(ds)}
+		add := func(g string, exp int64) {
+			f.expiry = min(f.expiry, exp)
+			if _, ok := f.closures[g]; g != "" && !ok {
+				if f.closures == nil {
+					f.closures = make(map[string][]string)
+				}
+				f.closures[g] = closure(desc, g)
+			}
 		}
+		for _, g := range f.grants {
+			add(g.group, g.exp)
+		}
+		for _, d := range f.denies {
+			add(d.group, d.exp)
+		}
+		return f
 	}
-	for _, g := range f.grants {
-		addClosure(g.group)
+
+	// dedupGrants puts the grants in the matched-grant order: direct ones first, then by
+	// assigned role and group, which is the order of the parts. Assignments of one role and
+	// group fall into one part, where items that differ only in expiry merge, keeping the
+	// latest; denies come only from direct items.
+	grants = dedupGrants(grants)
+	f := &facts{user: *u}
+	n := 0
+	for n < len(grants) && grants[n].direct {
+		n++
 	}
-	for _, d := range f.denies {
-		addClosure(d.group)
+	if n > 0 || len(denies) > 0 {
+		f.direct = part(grants[:n:n], denies)
 	}
+	for i := n; i < len(grants); {
+		k := roleKey{grants[i].role, grants[i].group}
+		j := i + 1
+		for j < len(grants) && grants[j].role == k.role && grants[j].group == k.group {
+			j++
+		}
+		f.roles = append(f.roles, part(grants[i:j:j], nil))
+		i = j
+	}
+
 	if in.Level == LevelTenant {
 		seen := make(map[string]struct{})
 		for _, t := range in.MemberOf {
@@ -219,11 +265,11 @@ func resolve(in Input, now time.Time) (*facts, error) {
 			}
 		}
 		for g := range seen {
-			u.members = append(u.members, g)
+			f.user.members = append(f.user.members, g)
 		}
-		slices.Sort(u.members)
+		slices.Sort(f.user.members)
 	}
-	return &facts{user: *u, shared: f}, nil
+	return f, nil
 }
 
 func sameRole(a, b *Role) bool {

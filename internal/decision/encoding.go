@@ -3,46 +3,86 @@ package decision
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
 )
 
 // Every encoding starts with a format byte; a reader rejects formats it does not know, so a
 // cache written by an older or newer binary is a miss, not a misread. The three kinds have
-// different bytes so that one is never read as another.
+// different bytes so that one is never read as another. (Formats 2 and 3 were the set and user
+// encodings of sets with one compiled part.)
 const (
-	formatSet    byte = 2 // a whole set: the per-user part followed by the shared part
-	formatUser   byte = 3 // the per-user part and the id of its shared part
-	formatShared byte = 4 // the shared part, whose SHA-256 is its id
+	formatSet    byte = 5 // a whole set: the per-user part followed by its compiled parts
+	formatUser   byte = 6 // the per-user part and the ids of its compiled parts
+	formatShared byte = 4 // one compiled part, whose SHA-256 is its id
 )
 
 // MarshalBinary encodes the whole set, self-contained. It encodes the resolved facts, and
 // UnmarshalSet rebuilds the index with the same code Compile uses.
 func (s *Set) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+32*(len(s.c.grants)+len(s.c.denies)))
+	parts := s.parts()
+	b := make([]byte, 0, 64+256*len(parts))
 	b = append(b, formatSet)
 	b = s.appendUser(b)
-	return appendShared(b, s.c.facts()), nil
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, p := range parts {
+		b = appendBytes(b, appendShared(nil, p.facts()))
+	}
+	return b, nil
 }
 
-// MarshalUser encodes what is per user and the id of the shared part (see SharedID). A cache
-// stores the shared part once (MarshalShared) and this for every user; UnmarshalUser joins them.
+// MarshalUser encodes what is per user and the ids of the compiled parts (see Parts). A cache
+// stores each part once (Parts) and this for every user; UnmarshalUser joins them.
 func (s *Set) MarshalUser() []byte {
-	b := make([]byte, 0, 48+len(s.userID)+len(s.problem)+16*len(s.members)+sha256.Size)
+	parts := s.parts()
+	b := make([]byte, 0, 48+len(s.userID)+len(s.Problem())+16*len(s.teamIDs())+1+sha256.Size*len(parts))
 	b = append(b, formatUser)
 	b = s.appendUser(b)
-	return append(b, s.c.hash[:]...)
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, p := range parts {
+		b = append(b, p.hash[:]...)
+	}
+	return b
 }
 
-// MarshalShared encodes the set's shared part; its SHA-256 is SharedID.
-func (s *Set) MarshalShared() []byte { return appendShared(nil, s.c.facts()) }
+// Part is one of a set's compiled parts: its id, the lowercase hex SHA-256 of Data, and Data,
+// its canonical encoding.
+type Part struct {
+	ID   string
+	Data []byte
+}
+
+// Parts returns the set's compiled parts in the order MarshalUser names them. Sets holding a
+// part with the same id decide alike on what that part holds.
+func (s *Set) Parts() []Part {
+	parts := s.parts()
+	out := make([]Part, len(parts))
+	for i, p := range parts {
+		out[i] = Part{ID: hex.EncodeToString(p.hash[:]), Data: appendShared(nil, p.facts())}
+	}
+	return out
+}
+
+// PartIDs returns the ids of the set's compiled parts, as Parts does, without encoding them.
+func (s *Set) PartIDs() []string {
+	parts := s.parts()
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = hex.EncodeToString(p.hash[:])
+	}
+	return out
+}
 
 func (s *Set) appendUser(b []byte) []byte {
-	b = append(b, byte(s.c.f.level), byte(s.status))
+	b = append(b, byte(s.level), byte(s.status))
 	b = binary.AppendUvarint(b, s.version)
 	b = appendString(b, s.userID)
-	b = appendString(b, s.problem)
-	return appendStrings(b, s.members)
+	b = appendString(b, s.Problem())
+	if s.problem != nil {
+		b = binary.AppendVarint(b, s.problem.until)
+	}
+	return appendStrings(b, s.teamIDs())
 }
 
 // appendShared appends the canonical encoding of f: identical facts give identical bytes,
@@ -82,6 +122,11 @@ func appendShared(b []byte, f *sharedFacts) []byte {
 	return b
 }
 
+func appendBytes(b, x []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(x)))
+	return append(b, x...)
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -96,25 +141,43 @@ func appendStrings(b []byte, xs []string) []byte {
 }
 
 // UnmarshalSet decodes a MarshalBinary encoding. It validates everything it reads (format,
-// level, reason, every code, counts against the bytes left, no trailing bytes) and returns an
-// error wrapping ErrInvalidEncoding for anything else; it never panics.
+// level, reason, every code, counts against the bytes left, the kinds and order of the parts,
+// no trailing bytes) and returns an error wrapping ErrInvalidEncoding for anything else; it
+// never panics.
 func UnmarshalSet(data []byte) (*Set, error) {
 	d := decoder{b: data}
 	if v := d.byte(); d.err == nil && v != formatSet {
 		return nil, fmt.Errorf("%w: unknown format %d", ErrInvalidEncoding, v)
 	}
 	u := d.user()
+	var parts []*compiled
+	for n, i := d.count(1), 0; i < n && d.err == nil; i++ {
+		b := d.bytes()
+		if d.err != nil {
+			break
+		}
+		f, err := decodeShared(b)
+		if err != nil {
+			d.fail(err.Error())
+			break
+		}
+		parts = append(parts, newCompiled(f))
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, d.err)
 	}
-	f, err := decodeShared(d.b)
-	if err == nil {
-		err = validatePair(&u, f, len(f.grants)+len(f.denies))
-	}
+	direct, roles, err := assemble(&u, parts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 	}
-	return newSet(u, newCompiled(f)), nil
+	var list *roleParts
+	if len(roles) > 0 {
+		list = newRoleParts(roles)
+	}
+	return newSet(u, newTeams(u.members), direct, list), nil
 }
 
 // decodeShared decodes and validates an appendShared encoding.
@@ -126,7 +189,7 @@ func decodeShared(data []byte) (*sharedFacts, error) {
 	f := &sharedFacts{level: Level(d.byte())}
 	f.scope = d.string()
 	f.expiry = d.varint()
-	if n := d.count(2); d.err == nil {
+	if n := d.count(2); d.err == nil && n > 0 {
 		f.closures = make(map[string][]string, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			g := d.string()
@@ -219,6 +282,16 @@ func (d *decoder) string() string {
 	return s
 }
 
+func (d *decoder) bytes() []byte {
+	n := d.count(1)
+	if d.err != nil {
+		return nil
+	}
+	b := d.b[:n:n]
+	d.b = d.b[n:]
+	return b
+}
+
 func (d *decoder) strings() []string {
 	n := d.count(1)
 	var xs []string
@@ -234,6 +307,9 @@ func (d *decoder) user() userFacts {
 	u.version = d.uvarint()
 	u.userID = d.string()
 	u.problem = d.string()
+	if u.problem != "" {
+		u.until = d.varint()
+	}
 	u.members = d.strings()
 	return u
 }
@@ -269,23 +345,54 @@ func validateShared(f *sharedFacts) error {
 	return nil
 }
 
-// validatePair checks a per-user part against the shared part it is joined with, which holds
-// items grants and denies.
-func validatePair(u *userFacts, f *sharedFacts, items int) error {
-	if u.level != f.level {
-		return fmt.Errorf("user part of level %d, shared part of level %d", u.level, f.level)
-	}
+// assemble checks a per-user part against the compiled parts it is joined with, listed in the
+// order a set lists them, and splits them: at most one direct part, first, then role parts in
+// strictly increasing (role code, group) order — so the matched-grant order is the order of
+// the parts — all of the user's level and of one tenant.
+func assemble(u *userFacts, parts []*compiled) (direct *compiled, roles []*compiled, err error) {
 	if u.status >= reasonCount || u.status == ReasonNoPermission || u.status == ReasonExplicitDeny {
-		return fmt.Errorf("bad status %d", u.status)
+		return nil, nil, fmt.Errorf("bad status %d", u.status)
+	}
+	if !u.level.valid() {
+		return nil, nil, fmt.Errorf("bad level %d", u.level)
 	}
 	if (u.status == ReasonInvalidData) != (u.problem != "") {
-		return fmt.Errorf("problem text does not match status")
+		return nil, nil, fmt.Errorf("problem text does not match status")
 	}
-	if u.status != ReasonGranted && items > 0 {
-		return fmt.Errorf("items in a set that denies everything")
+	if u.status != ReasonGranted && len(parts) > 0 {
+		return nil, nil, fmt.Errorf("items in a set that denies everything")
 	}
-	if u.status == ReasonGranted && items == 0 && f.expiry != never {
-		return fmt.Errorf("expiry without items")
+	if len(parts) > 0 && parts[0].isDirect() {
+		direct, parts = parts[0], parts[1:]
 	}
-	return nil
+	var prev roleKey
+	for i, p := range parts {
+		k, ok := p.roleKey()
+		if !ok {
+			return nil, nil, fmt.Errorf("part %d is neither the direct part nor a role part", i)
+		}
+		if i > 0 && (k.role < prev.role || k.role == prev.role && k.group <= prev.group) {
+			return nil, nil, fmt.Errorf("role parts out of order")
+		}
+		prev = k
+	}
+	for _, p := range append([]*compiled{direct}, parts...) {
+		if p == nil {
+			continue
+		}
+		if p.f.level != u.level {
+			return nil, nil, fmt.Errorf("user part of level %d, compiled part of level %d", u.level, p.f.level)
+		}
+		if first := firstPart(direct, parts); p.f.scope != first.f.scope {
+			return nil, nil, fmt.Errorf("compiled parts of different tenants")
+		}
+	}
+	return direct, parts, nil
+}
+
+func firstPart(direct *compiled, roles []*compiled) *compiled {
+	if direct != nil {
+		return direct
+	}
+	return roles[0]
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func TestInternerSharesSameRolesOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, built, "got built true for a second user with the same roles, want the part shared")
 	assert.True(t, a.Shares(b), "got two compiled parts for users with the same roles, want one")
-	assert.Equal(t, a.SharedID(), b.SharedID())
+	assert.Equal(t, a.PartIDs(), b.PartIDs())
 
 	// Per-user facts stay per user.
 	own := Request{Permission: "files.read", HasResource: true, Resource: Resource{OwnerID: "alice"}}
@@ -59,7 +60,9 @@ func TestInternerSharesSameRolesOnly(t *testing.T) {
 	c, _, err := it.Compile(other.in, t0)
 	require.NoError(t, err)
 	assert.False(t, a.Shares(c), "got a part shared across tenants, want one per tenant")
-	assert.NotEqual(t, a.SharedID(), c.SharedID())
+	for _, id := range c.PartIDs() {
+		assert.NotContains(t, a.PartIDs(), id, "got a part shared across tenants")
+	}
 
 	// A different expiry of the same role is a different set.
 	e, _, err := it.Compile(tenantFx().role("ed", "docs.*.team", "files.read.own").role("viewer", "wiki.read.tenant").
@@ -97,7 +100,7 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 	require.NoError(t, err)
 	b, _, err := it.Compile(editors("bob").in, t0)
 	require.NoError(t, err)
-	require.Equal(t, 1, it.Len())
+	require.Equal(t, 2, it.Len(), "got %d parts for two role assignments, want 2", it.Len())
 	require.True(t, a.Shares(b)) // alice's last use: only bob holds the part from here
 	_, part := b.Size()
 	assert.Equal(t, part, it.Bytes(), "got %d bytes of parts, want the one part's %d", it.Bytes(), part)
@@ -115,43 +118,95 @@ func TestInternerReleasesPartWithLastUser(t *testing.T) {
 	assert.Zero(t, it.Bytes(), "got %d bytes of parts after their last user went, want 0", it.Bytes())
 }
 
+// fetchFrom serves parts like a cache holding them, counting the ids asked for.
+func fetchFrom(parts []Part, asked *[]string) func([]string) ([][]byte, error) {
+	return func(ids []string) ([][]byte, error) {
+		*asked = append(*asked, ids...)
+		out := make([][]byte, len(ids))
+		for i, id := range ids {
+			for _, p := range parts {
+				if p.ID == id {
+					out[i] = p.Data
+				}
+			}
+			if out[i] == nil {
+				return nil, ErrSharedMissing
+			}
+		}
+		return out, nil
+	}
+}
+
 func TestUnmarshalUser(t *testing.T) {
 	src := NewInterner()
 	set, _, err := src.Compile(editors("alice").member("t1").deny("docs.write.team", "t1").in, t0)
 	require.NoError(t, err)
-	user, shared := set.MarshalUser(), set.MarshalShared()
+	user, parts := set.MarshalUser(), set.Parts()
+	require.Len(t, parts, 3, "got %d parts, want the direct one and one per role", len(parts))
+	for i, p := range parts {
+		assert.Equal(t, set.PartIDs()[i], p.ID)
+	}
 
-	noFetch := func(string) ([]byte, error) { return nil, errors.New("fetched a live part") }
+	noFetch := func([]string) ([][]byte, error) { return nil, errors.New("fetched a live part") }
 	back, err := src.UnmarshalUser(user, noFetch)
-	require.NoError(t, err, "got an error joining with a live part, want no fetch")
+	require.NoError(t, err, "got an error joining with live parts, want no fetch")
 	assert.True(t, back.Shares(set))
 
 	dst := NewInterner() // another process: nothing alive
-	var asked string
-	back, err = dst.UnmarshalUser(user, func(id string) ([]byte, error) { asked = id; return shared, nil })
+	var asked []string
+	back, err = dst.UnmarshalUser(user, fetchFrom(parts, &asked))
 	require.NoError(t, err)
-	assert.Equal(t, set.SharedID(), asked)
+	assert.Equal(t, set.PartIDs(), asked, "got the parts asked for in another order or more than once")
 	wantBytes, _ := set.MarshalBinary()
 	gotBytes, _ := back.MarshalBinary()
 	assert.Equal(t, wantBytes, gotBytes, "got a different set after the split round trip")
 	again, err := dst.UnmarshalUser(user, noFetch)
-	require.NoError(t, err, "got a fetch for a part decoded before, want it shared")
+	require.NoError(t, err, "got a fetch for parts decoded before, want them shared")
 	assert.True(t, again.Shares(back))
 
-	_, err = NewInterner().UnmarshalUser(user, func(string) ([]byte, error) { return nil, ErrSharedMissing })
+	// Another user holding one of the roles fetches only what is not alive: nothing.
+	bob, _, err := src.Compile(tenantFx().role("viewer", "wiki.read.tenant").assign("viewer", "").in, t0)
+	require.NoError(t, err)
+	asked = nil
+	_, err = dst.UnmarshalUser(bob.MarshalUser(), fetchFrom(bob.Parts(), &asked))
+	require.NoError(t, err)
+	assert.Empty(t, asked, "got %v fetched for a role part alive in memory", asked)
+
+	// One part missing is a miss.
+	asked = nil
+	_, err = NewInterner().UnmarshalUser(user, fetchFrom(parts[:2], &asked))
 	require.ErrorIs(t, err, ErrSharedMissing)
 
-	tampered := append([]byte{}, shared...)
-	tampered[len(tampered)-1] ^= 1
-	_, err = NewInterner().UnmarshalUser(user, func(string) ([]byte, error) { return tampered, nil })
-	require.ErrorIs(t, err, ErrInvalidEncoding, "got a part that does not match its id accepted")
+	for i := range parts {
+		tampered := slices.Clone(parts)
+		tampered[i].Data = slices.Clone(tampered[i].Data)
+		tampered[i].Data[len(tampered[i].Data)-1] ^= 1
+		_, err = NewInterner().UnmarshalUser(user, fetchFrom(tampered, &asked))
+		require.ErrorIs(t, err, ErrInvalidEncoding, "got part %d that does not match its id accepted", i)
+	}
+
+	// Parts named in another order, or twice, are refused: the order is the matched-grant order.
+	swapped := slices.Clone(user)
+	n := len(swapped)
+	copy(swapped[n-64:], user[n-32:])
+	copy(swapped[n-32:], user[n-64:n-32])
+	_, err = NewInterner().UnmarshalUser(swapped, fetchFrom(parts, &asked))
+	require.ErrorIs(t, err, ErrInvalidEncoding, "got role parts out of order accepted")
+	twice := slices.Clone(user)
+	copy(twice[n-32:], user[n-64:n-32])
+	_, err = NewInterner().UnmarshalUser(twice, fetchFrom(parts, &asked))
+	require.ErrorIs(t, err, ErrInvalidEncoding, "got a role part named twice accepted")
+	direct := slices.Clone(user)
+	copy(direct[n-32:], user[n-96:n-64])
+	_, err = NewInterner().UnmarshalUser(direct, fetchFrom(parts, &asked))
+	require.ErrorIs(t, err, ErrInvalidEncoding, "got a direct part after the role parts accepted")
 
 	for i := range len(user) {
-		_, err := NewInterner().UnmarshalUser(user[:i], func(string) ([]byte, error) { return shared, nil })
+		_, err := NewInterner().UnmarshalUser(user[:i], fetchFrom(parts, &asked))
 		require.ErrorIs(t, err, ErrInvalidEncoding, "truncated at %d", i)
 	}
 	full, _ := set.MarshalBinary()
-	_, err = NewInterner().UnmarshalUser(full, func(string) ([]byte, error) { return shared, nil })
+	_, err = NewInterner().UnmarshalUser(full, fetchFrom(parts, &asked))
 	require.ErrorIs(t, err, ErrInvalidEncoding, "got a whole-set encoding read as a user part")
 }
 
@@ -160,10 +215,47 @@ func TestSetSize(t *testing.T) {
 	a, _, err := it.Compile(editors("alice").member("t1", "t2").in, t0)
 	require.NoError(t, err)
 	ua, sa := a.Size()
-	b, _, err := it.Compile(editors("bob").in, t0)
+	b, _, err := it.Compile(editors("bobby").in, t0)
 	require.NoError(t, err)
 	ub, sb := b.Size()
-	assert.Equal(t, sa, sb, "got different shared sizes for one part")
-	assert.Greater(t, ua, ub, "got a member's set no larger than a non-member's")
-	assert.Greater(t, sa, ua, "got a shared part smaller than a user's part")
+	c, _, err := it.Compile(editors("carol").member("t2", "t1").in, t0)
+	require.NoError(t, err)
+	uc, sc := c.Size()
+	// A membership is shared like the parts: alice's and carol's are one.
+	assert.Equal(t, ua, ub, "got a member's own size other than a non-member's")
+	assert.Equal(t, ua, uc)
+	assert.Equal(t, sa, sc, "got different shared sizes for one membership and one list of parts")
+	assert.Greater(t, sa, sb, "got a member's shared part no larger than a non-member's")
+	assert.Greater(t, sb, ub, "got shared parts smaller than a user's part")
+	assert.Equal(t, sa, it.Bytes(), "got the interner counting %d bytes, want the parts, list and membership's %d", it.Bytes(), sa)
+	runtime.KeepAlive([]*Set{a, b, c})
+}
+
+// TestDirectPartLeavesWithItsUser: a user's direct part leaves memory with that user even
+// while others keep using the role parts and the list they shared with the user — the list
+// holds the role parts only.
+func TestDirectPartLeavesWithItsUser(t *testing.T) {
+	src := NewInterner()
+	alice := must3(src.Compile(editors("alice").grant("files.write.own", "").in, t0))
+	bob := must3(src.Compile(editors("bob").in, t0))
+	var asked []string
+	it := NewInterner() // another process, reading both from the cache
+	a, err := it.UnmarshalUser(alice.MarshalUser(), fetchFrom(alice.Parts(), &asked))
+	require.NoError(t, err)
+	b, err := it.UnmarshalUser(bob.MarshalUser(), fetchFrom(bob.Parts(), &asked))
+	require.NoError(t, err)
+	require.True(t, a.SharesRoles(b))
+	require.Equal(t, 3, it.Len())
+	runtime.KeepAlive(a) // alice's last use
+	deadline := time.Now().Add(30 * time.Second)
+	for it.Len() > 2 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, 2, it.Len(), "got %d parts after alice went, want bob's two role parts", it.Len())
+	_, shared := b.Size()
+	assert.Equal(t, shared, it.Bytes(), "got %d bytes counted, want bob's %d", it.Bytes(), shared)
+	d, err := b.Check(t0, request("wiki.read.tenant", nil))
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
 }

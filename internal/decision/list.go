@@ -14,19 +14,26 @@ func (s *Set) ListPermissions(now time.Time, catalog []string) []string {
 	if s == nil || s.status != ReasonGranted {
 		return nil
 	}
-	cands := make([]string, 0, len(catalog)+3*len(s.c.grants))
+	parts := s.parts()
+	n := 0
+	for _, p := range parts {
+		n += len(p.grants)
+	}
+	cands := make([]string, 0, len(catalog)+3*n)
 	for _, c := range catalog {
-		if _, _, _, hasScope, err := ParseRequest(s.c.f.level, c); err == nil && hasScope {
+		if _, _, _, hasScope, err := ParseRequest(s.level, c); err == nil && hasScope {
 			cands = append(cands, c)
 		}
 	}
-	for i := range s.c.grants {
-		c, _ := ParseCode(s.c.f.level, s.c.grants[i].text.Value().code)
-		if c.AnyResource || c.AnyAction {
-			continue
-		}
-		for sc := ScopeLow; sc <= ScopeTop; sc++ {
-			cands = append(cands, c.Resource+"."+c.Action+"."+sc.Name(s.c.f.level))
+	for _, p := range parts {
+		for i := range p.grants {
+			c, _ := ParseCode(s.level, p.grants[i].text.Value().code)
+			if c.AnyResource || c.AnyAction {
+				continue
+			}
+			for sc := ScopeLow; sc <= ScopeTop; sc++ {
+				cands = append(cands, c.Resource+"."+c.Action+"."+sc.Name(s.level))
+			}
 		}
 	}
 	slices.Sort(cands)
@@ -34,7 +41,7 @@ func (s *Set) ListPermissions(now time.Time, catalog []string) []string {
 	nowUS := now.UnixMicro()
 	out := cands[:0]
 	for _, c := range cands {
-		r, a, sc, _, _ := ParseRequest(s.c.f.level, c)
+		r, a, sc, _, _ := ParseRequest(s.level, c)
 		if s.eval(nowUS, r, a, uint8(sc), true, Resource{}).Allowed {
 			out = append(out, c)
 		}

@@ -2,9 +2,11 @@ package decision
 
 import (
 	"crypto/sha256"
+	"hash/maphash"
 	"slices"
 	"time"
 	"unique"
+	"unsafe"
 )
 
 // Reason says why a decision came out the way it did.
@@ -106,19 +108,133 @@ type raKey struct{ r, a string }
 
 // Set is a user's compiled, immutable permission set. It is safe for concurrent use.
 //
-// A Set is small: what is truly per user (version, status, external id, team membership) and a
-// reference to a compiled part that every user of the tenant whose inputs resolve to the same
-// grants, restrictions, denies and expiries may share (see Interner).
+// A Set is small: what is truly per user (version, status, external id, team membership) and
+// references to compiled parts many users share (see Interner): the list of its role parts —
+// one per role assignment, shared by every user of the tenant holding that assignment, the list
+// itself shared by the users holding the same assignments — and the part of its direct grants
+// and denies, if any. Together the parts hold exactly the grants and denies of one compiled
+// whole: denies apply across all parts, and the matched-grant order runs over the direct part,
+// then the role parts in (role code, group) order, then the position within a part.
 type Set struct {
-	c       *compiled
+	direct  *compiled  // direct grants and denies; nil when there are none
+	roles   *roleParts // nil when there are no role grants
 	version uint64
 	userID  string
-	problem string
-	members []string // sorted canonical team ids; nil when the user is in no team
+	problem *problem // why status is ReasonInvalidData; nil otherwise (rare, so not inline)
+	members *teams   // nil when the user is in no team
 	status  Reason
+	level   Level
 }
 
-// compiled is the immutable index of a set's grants and denies, shared between Sets.
+// teams is a user's team membership: the sorted canonical ids of the user's teams and their
+// descendants. Users with the same membership share one (see Interner).
+type teams struct {
+	hash [sha256.Size]byte // of the ids' encoding
+	ids  []string
+}
+
+// newTeams returns the membership of the team ids members (any order, duplicates allowed), or
+// nil for none.
+func newTeams(members []string) *teams {
+	if len(members) == 0 {
+		return nil
+	}
+	ids := make([]string, len(members))
+	for i, g := range members {
+		ids[i] = unique.Make(g).Value()
+	}
+	slices.Sort(ids)
+	t := &teams{ids: slices.Clip(slices.Compact(ids))}
+	t.hash = sha256.Sum256(appendStrings(nil, t.ids))
+	return t
+}
+
+// size is the membership's estimated retained size. The ids are canonical strings, held by
+// the parts' closures or other memberships too: only the slice is counted.
+func (t *teams) size() int64 {
+	return int64(unsafe.Sizeof(*t)) + int64(cap(t.ids))*stringHeader
+}
+
+// problem is why a set denies everything with ReasonInvalidData, and until when.
+type problem struct {
+	why   string
+	until int64 // the earliest expiry of the items, broken ones included; never = none
+}
+
+// roleParts is an ordered list of role parts, sorted by (role code, group) with no two of the
+// same role and group; the users who hold the same role assignments share one.
+type roleParts struct {
+	hash   [sha256.Size]byte // of the parts' hashes in order
+	parts  []*compiled       // inline[:n] when there are at most len(inline): one object
+	expiry int64             // earliest item expiry of the parts, never = none
+	size   int64             // estimated bytes of the list itself (the parts count on their own)
+	inline [3]*compiled
+}
+
+// newRoleParts lists parts, which are role parts in order.
+func newRoleParts(parts []*compiled) *roleParts { return buildRoleParts(parts, listHash(parts)) }
+
+// listHash is the id of a list of parts: the SHA-256 of their hashes in order.
+func listHash(parts []*compiled) (sum [sha256.Size]byte) {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p.hash[:])
+	}
+	h.Sum(sum[:0])
+	return sum
+}
+
+// buildRoleParts lists parts, whose listHash is hash. It copies parts, which may be a window
+// of a longer slice: the list must hold nothing else alive.
+func buildRoleParts(parts []*compiled, hash [sha256.Size]byte) *roleParts {
+	l := &roleParts{hash: hash, expiry: never}
+	if len(parts) <= len(l.inline) {
+		l.parts = l.inline[:copy(l.inline[:], parts):len(parts)]
+	} else {
+		l.parts = slices.Clone(parts)
+	}
+	for _, p := range l.parts {
+		l.expiry = min(l.expiry, p.f.expiry)
+	}
+	l.size = int64(unsafe.Sizeof(*l))
+	if len(parts) > len(l.inline) {
+		l.size += 8 * int64(cap(l.parts))
+	}
+	return l
+}
+
+// roleKey returns the role code and restriction group of a role part (all its grants share
+// them); ok is false for a part that is not a role part.
+func (c *compiled) roleKey() (k roleKey, ok bool) {
+	if len(c.grants) == 0 || len(c.denies) > 0 {
+		return roleKey{}, false
+	}
+	for i := range c.grants {
+		e := &c.grants[i]
+		rk := roleKey{e.text.Value().role, c.groups[e.group]}
+		if e.direct || (i > 0 && rk != k) {
+			return roleKey{}, false
+		}
+		k = rk
+	}
+	return k, true
+}
+
+// isDirect reports whether c is a direct part: some items, every grant a direct one.
+func (c *compiled) isDirect() bool {
+	if len(c.grants) == 0 && len(c.denies) == 0 {
+		return false
+	}
+	for i := range c.grants {
+		if !c.grants[i].direct {
+			return false
+		}
+	}
+	return true
+}
+
+// compiled is one immutable compiled part — the index of one role assignment's grants, or of a
+// user's direct grants and denies — shared between Sets.
 //
 // Index: every concrete (resource, action) pair written in some code has one merged bucket holding
 // the exact entries plus those of "r.*", "*.a" and "*.*", so the common check is one map lookup.
@@ -137,6 +253,11 @@ type compiled struct {
 	closures []map[string]struct{}
 	index    pairTable // (r, a), (r, "*") and ("*", a) buckets; star is the ("*", "*") one
 	star     span
+	// Filters of the index's keys, one bit per hashed segment (segmentBit): exact has the
+	// resource of every (r, a) key, rAny the resource of every (r, "*") key, aAny the action
+	// of every ("*", a) key. A check looks up only the keys whose bit is set, so a part that
+	// names neither the request's resource nor its action costs no lookup.
+	exact, rAny, aAny uint64
 }
 
 func (c *compiled) grantsIn(b span) []uint32 { return c.idx[b.off : b.off+b.ng] }
@@ -166,16 +287,11 @@ type bucket struct {
 	denies []uint32
 }
 
-// newSet joins a user's facts and a compiled part.
-func newSet(u userFacts, c *compiled) *Set {
-	s := &Set{c: c, version: u.version, status: u.status, problem: u.problem, userID: u.userID}
-	if len(u.members) > 0 {
-		s.members = make([]string, len(u.members))
-		for i, g := range u.members {
-			s.members[i] = unique.Make(g).Value()
-		}
-		slices.Sort(s.members)
-		s.members = slices.Compact(s.members)
+// newSet joins a user's facts, membership and compiled parts.
+func newSet(u userFacts, members *teams, direct *compiled, roles *roleParts) *Set {
+	s := &Set{direct: direct, roles: roles, members: members, version: u.version, status: u.status, userID: u.userID, level: u.level}
+	if u.problem != "" {
+		s.problem = &problem{why: u.problem, until: u.until}
 	}
 	return s
 }
@@ -209,7 +325,9 @@ func newCompiled(f *sharedFacts) *compiled {
 // denies move into the entries.
 func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 	canonical(f)
-	s := &compiled{f: f, hash: hash, groups: []string{""}, closures: []map[string]struct{}{nil}}
+	// Most parts name no group: they share the one-element lists of "no group", which an
+	// append copies before it adds to them (their capacity is 1).
+	s := &compiled{f: f, hash: hash, groups: noGroups[:1:1], closures: noClosures[:1:1]}
 	index := make(map[string]uint32, len(f.closures))
 	groupOf := func(g string) uint32 {
 		if g == "" {
@@ -317,11 +435,26 @@ func buildCompiled(f *sharedFacts, hash [sha256.Size]byte) *compiled {
 		keys, spans = append(keys, raKey{"*", a}), append(spans, add(b))
 	}
 	s.index = newPairTable(keys, spans)
+	for _, k := range keys {
+		switch {
+		case k.a == "*":
+			s.rAny |= segmentBit(maphash.String(pairSeed, k.r))
+		case k.r == "*":
+			s.aAny |= segmentBit(maphash.String(pairSeed, k.a))
+		default:
+			s.exact |= segmentBit(maphash.String(pairSeed, k.r))
+		}
+	}
 	s.star = add(&star)
 	s.groups, s.closures = slices.Clip(s.groups), slices.Clip(s.closures)
 	s.size = s.estimateSize()
 	return s
 }
+
+var (
+	noGroups   = []string{""}
+	noClosures = []map[string]struct{}{nil}
+)
 
 func getBucket[K comparable](m map[K]*bucket, k K) *bucket {
 	b := m[k]
@@ -353,15 +486,30 @@ func inSet(m map[string]struct{}, g string) bool {
 func (s *Set) Version() uint64 { return s.version }
 
 // Level returns the level the set was compiled for.
-func (s *Set) Level() Level { return s.c.f.level }
+func (s *Set) Level() Level { return s.level }
 
 // Expiry returns the earliest expiry among the items the set contains (zero = none). Decisions
 // change at that instant without a notification, so caches must not keep the set past it.
 func (s *Set) Expiry() time.Time {
-	if s.c.f.expiry == never {
+	exp := s.expiry()
+	if exp == never {
 		return time.Time{}
 	}
-	return time.UnixMicro(s.c.f.expiry).UTC()
+	return time.UnixMicro(exp).UTC()
+}
+
+func (s *Set) expiry() int64 {
+	exp := int64(never)
+	if s.direct != nil {
+		exp = s.direct.f.expiry
+	}
+	if s.roles != nil {
+		exp = min(exp, s.roles.expiry)
+	}
+	if s.problem != nil {
+		exp = min(exp, s.problem.until)
+	}
+	return exp
 }
 
 // Status returns ReasonGranted for a set that decides by its grants, or the reason it denies
@@ -370,7 +518,12 @@ func (s *Set) Status() Reason { return s.status }
 
 // Problem returns why the set denies everything with ReasonInvalidData, or "" when it does not;
 // it is meant for logs, since a decision carries only the reason.
-func (s *Set) Problem() string { return s.problem }
+func (s *Set) Problem() string {
+	if s.problem == nil {
+		return ""
+	}
+	return s.problem.why
+}
 
 // Check decides req at now. A malformed request is an error (ErrInvalidRequest), not a decision.
 // Check never allocates.
@@ -378,7 +531,7 @@ func (s *Set) Check(now time.Time, req Request) (Decision, error) {
 	if s == nil {
 		return Decision{}, ErrNilSet
 	}
-	r, a, want, codeCheck, err := parseChecked(s.c.f.level, req)
+	r, a, want, codeCheck, err := parseChecked(s.level, req)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -420,81 +573,140 @@ type query struct {
 }
 
 func (s *Set) eval(nowUS int64, r, a string, want uint8, codeCheck bool, res Resource) Decision {
-	c := s.c
-	var bs [3]span
-	n := 0
-	if b, ok := c.index.find(r, a); ok {
-		bs[0], n = b, 1
-	} else {
-		if b, ok := c.index.find(r, "*"); ok {
-			bs[n], n = b, n+1
-		}
-		if b, ok := c.index.find("*", a); ok {
-			bs[n], n = b, n+1
-		}
-		bs[n], n = c.star, n+1
-	}
+	h := newPairHashes(r, a)
 	q := query{codeCheck: codeCheck, want: want, group: res.Group, owned: res.OwnerID != "" && res.OwnerID == s.userID}
 
 	// capAll is the lowest scope removed from every instance; denies restricted to a group the
-	// resource lies outside of are handled per restricted instance (outside).
+	// resource lies outside of are handled per restricted instance (outside). Denies are direct
+	// items, so only the direct part has any; they apply to the grants of every part.
 	capAll, outside := uint8(ScopeAny), false
-	for _, b := range bs[:n] {
-		for _, di := range c.deniesIn(b) {
-			d := &c.denies[di]
-			if nowUS >= d.exp {
-				continue
-			}
-			if codeCheck || d.group == 0 || inSet(c.closures[d.group], q.group) {
-				capAll = min(capAll, d.rank)
-			} else {
-				outside = true
+	var ds [3]span
+	var dn int
+	if d := s.direct; d != nil && len(d.denies) > 0 {
+		dn = d.lookup(&h, r, a, &ds)
+		for _, b := range ds[:dn] {
+			for _, di := range d.deniesIn(b) {
+				dd := &d.denies[di]
+				if nowUS >= dd.exp {
+					continue
+				}
+				if codeCheck || dd.group == 0 || inSet(d.closures[dd.group], q.group) {
+					capAll = min(capAll, dd.rank)
+				} else {
+					outside = true
+				}
 			}
 		}
 	}
 
-	var best *grantEntry
-	var bestEff uint8
-	var bestAt uint32
-	wouldAllow := false
-	for _, b := range bs[:n] {
+	m := match{nowUS: nowUS, capAll: capAll, outside: outside, q: &q, denies: ds[:dn]}
+	if d := s.direct; d != nil {
+		if len(d.denies) == 0 {
+			dn = d.lookup(&h, r, a, &ds)
+		}
+		s.scan(&m, d, 0, ds[:dn])
+	}
+	if s.roles != nil {
+		var bs [3]span
+		for i, p := range s.roles.parts {
+			n := p.lookup(&h, r, a, &bs)
+			s.scan(&m, p, uint32(i+1), bs[:n])
+		}
+	}
+	d := Decision{Version: s.version}
+	switch {
+	case m.best != nil:
+		d.Allowed, d.Reason = true, ReasonGranted
+		t := m.best.text.Value()
+		d.Grant = Grant{Code: t.code, Direct: m.best.direct, Role: t.role, Group: m.bestPart.groups[m.best.group], Scope: Scope(m.bestEff)}
+	case m.wouldAllow:
+		d.Reason = ReasonExplicitDeny
+	default:
+		d.Reason = ReasonNoPermission
+	}
+	return d
+}
+
+// match is one evaluation's state while it scans the parts' grants.
+type match struct {
+	nowUS      int64
+	capAll     uint8
+	outside    bool
+	q          *query
+	denies     []span // the direct part's buckets holding the request's denies
+	best       *grantEntry
+	bestPart   *compiled
+	bestEff    uint8
+	bestAt     position
+	wouldAllow bool
+}
+
+// position is a grant's place in the static matched-grant order: its part's place in the set
+// (the direct part first, then the role parts in order) and its index in that part.
+type position struct{ part, at uint32 }
+
+func (p position) before(o position) bool {
+	return p.part < o.part || p.part == o.part && p.at < o.at
+}
+
+// segmentBit is a segment's bit in compiled's key filters, from its hash.
+func segmentBit(h uint64) uint64 { return 1 << (h >> 58) }
+
+// lookup puts into bs the buckets of c that hold the entries for (r, a) and returns how many.
+func (c *compiled) lookup(h *pairHashes, r, a string, bs *[3]span) int {
+	if c.exact&h.rbit != 0 {
+		if b, ok := c.index.find(h.ra, r, a); ok {
+			bs[0] = b
+			return 1
+		}
+	}
+	n := 0
+	if c.rAny&h.rbit != 0 {
+		if b, ok := c.index.find(h.rs, r, "*"); ok {
+			bs[n], n = b, n+1
+		}
+	}
+	if c.aAny&h.abit != 0 {
+		if b, ok := c.index.find(h.sa, "*", a); ok {
+			bs[n], n = b, n+1
+		}
+	}
+	if c.star.ng+c.star.nd > 0 {
+		bs[n], n = c.star, n+1
+	}
+	return n
+}
+
+// scan matches the grants of part c, the set's part number part, in the buckets bs against
+// the request.
+func (s *Set) scan(m *match, c *compiled, part uint32, bs []span) {
+	for _, b := range bs {
 		for _, gi := range c.grantsIn(b) {
 			e := &c.grants[gi]
-			if nowUS >= e.exp {
+			if m.nowUS >= e.exp {
 				continue
 			}
-			if !wouldAllow && s.allows(e, effective(e, e.hi), &q) {
-				wouldAllow = true
+			if !m.wouldAllow && s.allows(c, e, effective(e, e.hi), m.q) {
+				m.wouldAllow = true
 			}
-			limit := capAll
-			if outside && e.restricted {
-				limit = min(limit, c.outsideCap(bs[:n], nowUS, q.group, c.groups[e.group]))
+			limit := m.capAll
+			if m.outside && e.restricted {
+				limit = min(limit, s.direct.outsideCap(m.denies, m.nowUS, m.q.group, c.groups[e.group]))
 			}
 			top := min(e.hi, limit-1)
 			if top < e.lo {
 				continue // every instance removed
 			}
 			eff := effective(e, top)
-			if !s.allows(e, eff, &q) {
+			if !s.allows(c, e, eff, m.q) {
 				continue
 			}
-			if best == nil || better(e, eff, gi, best, bestEff, bestAt) {
-				best, bestEff, bestAt = e, eff, gi
+			at := position{part, gi}
+			if m.best == nil || better(e, eff, at, m.best, m.bestEff, m.bestAt) {
+				m.best, m.bestPart, m.bestEff, m.bestAt = e, c, eff, at
 			}
 		}
 	}
-	d := Decision{Version: s.version}
-	switch {
-	case best != nil:
-		d.Allowed, d.Reason = true, ReasonGranted
-		t := best.text.Value()
-		d.Grant = Grant{Code: t.code, Direct: best.direct, Role: t.role, Group: c.groups[best.group], Scope: Scope(bestEff)}
-	case wouldAllow:
-		d.Reason = ReasonExplicitDeny
-	default:
-		d.Reason = ReasonNoPermission
-	}
-	return d
 }
 
 // outsideCap applies the denies restricted to a group the resource lies outside of: they remove
@@ -520,7 +732,10 @@ func (s *Set) member(g string) bool {
 	if g == "" {
 		return false
 	}
-	_, ok := slices.BinarySearch(s.members, g)
+	if s.members == nil {
+		return false
+	}
+	_, ok := slices.BinarySearch(s.members.ids, g)
 	return ok
 }
 
@@ -532,8 +747,9 @@ func effective(e *grantEntry, scope uint8) uint8 {
 	return scope
 }
 
-// allows reports whether one instance of e with effective rank eff allows the query by itself.
-func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
+// allows reports whether one instance of e, a grant of part c, with effective rank eff allows
+// the query by itself.
+func (s *Set) allows(c *compiled, e *grantEntry, eff uint8, q *query) bool {
 	if q.codeCheck {
 		return eff >= q.want
 	}
@@ -542,7 +758,7 @@ func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
 	}
 	var reach bool
 	if e.restricted {
-		reach = inSet(s.c.closures[e.group], q.group)
+		reach = inSet(c.closures[e.group], q.group)
 	} else {
 		reach = s.member(q.group)
 	}
@@ -553,13 +769,33 @@ func (s *Set) allows(e *grantEntry, eff uint8, q *query) bool {
 }
 
 // better is the matched-grant order: direct, then higher effective rank, then the static order.
-// at and bestAt are the entries' positions in compiled.grants, which are in the static order.
-func better(e *grantEntry, eff uint8, at uint32, best *grantEntry, bestEff uint8, bestAt uint32) bool {
+// at and bestAt are the entries' positions, which are in the static order.
+func better(e *grantEntry, eff uint8, at position, best *grantEntry, bestEff uint8, bestAt position) bool {
 	if e.direct != best.direct {
 		return e.direct
 	}
 	if eff != bestEff {
 		return eff > bestEff
 	}
-	return at < bestAt
+	return at.before(bestAt)
+}
+
+// parts returns the set's compiled parts in the matched-grant order: the direct part first.
+func (s *Set) parts() []*compiled {
+	var out []*compiled
+	if s.direct != nil {
+		out = append(out, s.direct)
+	}
+	if s.roles != nil {
+		out = append(out, s.roles.parts...)
+	}
+	return out
+}
+
+// teamIDs returns the user's sorted team ids (nil for none).
+func (s *Set) teamIDs() []string {
+	if s.members == nil {
+		return nil
+	}
+	return s.members.ids
 }

@@ -40,19 +40,20 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 
 	b, err := entryCodec{}.Marshal(orig)
 	require.NoError(t, err)
-	id, shared := entryCodec{}.Shared(orig)
-	// Another instance: its own interner, so the compiled part must come from "Redis".
+	shared := entryCodec{}.Shared(orig)
+	// The direct part and one per role assignment.
+	require.Len(t, shared, 3, "got %d shared parts, want 3", len(shared))
+	// Another instance: its own interner, so the compiled parts must come from "Redis".
 	other := entryCodec{parts: decision.NewInterner()}
 	_, err = other.Unmarshal(b)
-	require.ErrorIs(t, err, cache.ErrSharedMissing, "an entry whose shared part is not at hand is a miss")
+	require.ErrorIs(t, err, cache.ErrSharedMissing, "an entry whose shared parts are not at hand is a miss")
 	fetched := 0
-	got, _, err := other.UnmarshalShared(b, func(asked string) ([]byte, error) {
+	got, _, err := other.UnmarshalShared(b, func(ids []string) ([][]byte, error) {
 		fetched++
-		assert.Equal(t, id, asked, "the entry names its shared part")
-		return shared, nil
+		return partsFor(t, shared, ids)
 	})
 	require.NoError(t, err)
-	assert.Equal(t, 1, fetched, "the shared part is fetched once")
+	assert.Equal(t, 1, fetched, "the shared parts are fetched in one call")
 
 	assert.Equal(t, orig.AdminVersion, got.AdminVersion, "admin version")
 	assert.True(t, orig.LoadedAt.Equal(got.LoadedAt), "load time: got %s, want %s", got.LoadedAt, orig.LoadedAt)
@@ -94,12 +95,35 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 		"other format": append([]byte{entryFormat + 1}, b[1:]...),
 		"cut set":      b[:len(b)-1],
 	} {
-		_, _, err := other.UnmarshalShared(bad, func(string) ([]byte, error) { return shared, nil })
+		_, _, err := other.UnmarshalShared(bad, func(ids []string) ([][]byte, error) { return partsFor(t, shared, ids) })
 		assert.Error(t, err, name)
 	}
 	// A shared part that does not match the hash the entry names is refused too.
-	tampered := append([]byte(nil), shared...)
-	tampered[len(tampered)-1] ^= 0xff
-	_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(string) ([]byte, error) { return tampered, nil })
-	assert.Error(t, err, "tampered shared part")
+	for i := range shared {
+		tampered := append([]cache.SharedPart(nil), shared...)
+		tampered[i].Data = append([]byte(nil), tampered[i].Data...)
+		tampered[i].Data[len(tampered[i].Data)-1] ^= 0xff
+		_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(ids []string) ([][]byte, error) { return partsFor(t, tampered, ids) })
+		assert.Error(t, err, "tampered shared part %d", i)
+	}
+	// So is an entry one of whose parts is missing: a miss.
+	_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(ids []string) ([][]byte, error) { return partsFor(t, shared[1:], ids) })
+	assert.ErrorIs(t, err, cache.ErrSharedMissing, "got an entry with a part missing")
+}
+
+// partsFor serves the parts ids from parts, as Redis would.
+func partsFor(t *testing.T, parts []cache.SharedPart, ids []string) ([][]byte, error) {
+	t.Helper()
+	stored := make(map[string][]byte, len(parts))
+	for _, p := range parts {
+		stored[p.ID] = p.Data
+	}
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		var ok bool
+		if out[i], ok = stored[id]; !ok {
+			return nil, cache.ErrSharedMissing
+		}
+	}
+	return out, nil
 }

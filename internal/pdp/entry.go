@@ -29,17 +29,19 @@ func entryCost(set *decision.Set) int64 {
 }
 
 // entryCodec stores an Entry in Redis as its per-user part — a format byte, the admin version,
-// the load time and the set's per-user encoding, which names its compiled part by content
-// hash — and the compiled part once per tenant under that hash (cache.SharedCodec).
+// the load time and the set's per-user encoding, which names its compiled parts (one per role
+// assignment, one for direct grants and denies) by content hash — and each compiled part once
+// per tenant under its hash (cache.SharedCodec).
 type entryCodec struct {
 	parts *decision.Interner
 }
 
 var _ cache.SharedCodec[*Entry] = entryCodec{}
 
-// entryFormat 2 splits the compiled part out; entries of format 1 are misses.
+// entryFormat 3 names several compiled parts; entries of formats 1 (whole set) and 2 (one
+// compiled part) are misses.
 const (
-	entryFormat = 2
+	entryFormat = 3
 	entryHeader = 17
 )
 
@@ -52,16 +54,21 @@ func (entryCodec) Marshal(e *Entry) ([]byte, error) {
 	return append(b, set...), nil
 }
 
-func (entryCodec) Shared(e *Entry) (string, []byte) {
-	return e.Set.SharedID(), e.Set.MarshalShared()
+func (entryCodec) Shared(e *Entry) []cache.SharedPart {
+	parts := e.Set.Parts()
+	out := make([]cache.SharedPart, len(parts))
+	for i, p := range parts {
+		out[i] = cache.SharedPart{ID: p.ID, Data: p.Data}
+	}
+	return out
 }
 
 func (c entryCodec) Unmarshal(b []byte) (*Entry, error) {
-	e, _, err := c.UnmarshalShared(b, func(string) ([]byte, error) { return nil, cache.ErrSharedMissing })
+	e, _, err := c.UnmarshalShared(b, func([]string) ([][]byte, error) { return nil, cache.ErrSharedMissing })
 	return e, err
 }
 
-func (c entryCodec) UnmarshalShared(b []byte, fetch func(id string) ([]byte, error)) (*Entry, int64, error) {
+func (c entryCodec) UnmarshalShared(b []byte, fetch func(ids []string) ([][]byte, error)) (*Entry, int64, error) {
 	if len(b) < entryHeader || b[0] != entryFormat {
 		return nil, 0, errors.New("not a cached permission set")
 	}

@@ -19,11 +19,15 @@ import (
 // pdp did before. Run it with -benchtime=1x: one iteration warms every user.
 //
 //	heap-B/user            live heap per warm user, shared parts included
+//	heap-objs/user         live heap objects per warm user, shared parts included
 //	beyond-shared-B/user   live heap per further warm user whose part is already in memory: a
 //	                       twin of every user (same facts, another id) is warmed after them
-//	parts                  distinct compiled parts
-//	cost-B/user            what the byte budget counts per user (entry cost + cache overhead)
-//	est-part-B             the parts' estimated size (Set.Size), averaged
+//	parts                  distinct compiled parts (a set has one per role assignment and one
+//	                       for its direct grants and denies)
+//	cost-B/user            what the byte budget counts per user (entry cost + cache overhead,
+//	                       plus the shared parts' estimated size once)
+//	est-shared-B/user      the estimated size of the parts, lists of parts and memberships
+//	                       (Set.Size's shared figure, each counted once), per user
 func BenchmarkWarmUserMemory(b *testing.B) {
 	for _, ds := range []struct {
 		name  string
@@ -65,19 +69,18 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 		in := gen(i)
 		keys[i], _ = cache.TenantUserKey(in.TenantID, in.UserID)
 	}
-	before := liveHeap()
-	var cost int64
-	distinct := map[string]int64{}
+	before, beforeObjs := liveHeapObjects()
+	var cost, unsharedBytes int64
+	var unsharedParts int
 	warm := func(keys []string, twin string) {
 		for i, key := range keys {
 			_, _, err := c.Get(ctx, key, func(*Entry) bool { return true }, func(context.Context) (cache.Loaded[*Entry], error) {
 				in := gen(i)
 				in.UserID += twin
 				var set *decision.Set
-				built := true
 				var err error
 				if shared {
-					set, built, err = parts.Compile(in, now)
+					set, _, err = parts.Compile(in, now)
 				} else {
 					set, err = decision.Compile(in, now)
 				}
@@ -87,14 +90,11 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 				e := &Entry{Set: set, AdminVersion: 1, LoadedAt: now}
 				n := entryCost(set)
 				if twin == "" {
-					cost += n + 224 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
-					if _, part := set.Size(); built {
-						cost += part
-					}
-					if _, part := set.Size(); shared {
-						distinct[set.SharedID()] = part
-					} else {
-						distinct[fmt.Sprint(i)] = part
+					cost += n + 256 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
+					if !shared {
+						_, part := set.Size()
+						unsharedBytes += part
+						unsharedParts += len(set.PartIDs())
 					}
 				}
 				return cache.Loaded[*Entry]{Value: e, Cost: n}, nil
@@ -109,7 +109,7 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 		c.WaitIdle()
 	}
 	warm(keys, "")
-	after := liveHeap()
+	after, afterObjs := liveHeapObjects()
 	twins := make([]string, users)
 	for i := range twins {
 		in := gen(i)
@@ -129,27 +129,35 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 	if resident < users*99/100 {
 		b.Fatalf("got %d of %d users resident in L1", resident, users)
 	}
-	var partBytes int64
-	for _, n := range distinct {
-		partBytes += n
+	partBytes, nparts := unsharedBytes, unsharedParts
+	if shared {
+		partBytes, nparts = parts.Bytes(), parts.Len()
 	}
+	cost += partBytes
 	delta := float64(after) - float64(before)
 	b.ReportMetric(delta/float64(resident), "heap-B/user")
+	b.ReportMetric((float64(afterObjs)-float64(beforeObjs))/float64(resident), "heap-objs/user")
 	if shared {
 		b.ReportMetric((float64(afterTwins)-float64(beforeTwins))/float64(users), "beyond-shared-B/user")
 	}
-	b.ReportMetric(float64(partBytes)/float64(len(distinct)), "est-part-B")
-	b.ReportMetric(float64(len(distinct)), "parts")
+	b.ReportMetric(float64(partBytes)/float64(users), "est-shared-B/user")
+	b.ReportMetric(float64(nparts), "parts")
 	b.ReportMetric(float64(cost)/float64(users), "cost-B/user")
 	runtime.KeepAlive(c)
 }
 
 func liveHeap() uint64 {
+	h, _ := liveHeapObjects()
+	return h
+}
+
+// liveHeapObjects returns the live heap's bytes and objects after a collection.
+func liveHeapObjects() (bytes, objects uint64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc, ms.HeapObjects
 }
 
 // loadgenShape is user i of the load tool's data set (internal/loadgen seedSQL), generated
