@@ -44,22 +44,8 @@ func newCachedToken(level Level, realm string, tenant *TenantRealm, c *claims, a
 		Subject: c.sub, PreferredUsername: c.preferredUsername, Email: c.email, SessionID: c.sid,
 		ExpiresAt: c.exp,
 	}}
-	ct.id.UserKey = userKey(&ct.id)
-	packStrings(&ct.id.Subject, &ct.id.PreferredUsername, &ct.id.Email, &ct.id.SessionID, &ct.id.UserKey)
+	packStrings(&ct.id.Subject, &ct.id.PreferredUsername, &ct.id.Email, &ct.id.SessionID)
 	return ct
-}
-
-// userKey is id's UserKey: built once per verified token so that a check on a cached token
-// builds none.
-func userKey(id *Identity) string {
-	if id.Level == LevelPlatform {
-		return cache.PlatformUserKey(id.Subject)
-	}
-	k, err := cache.TenantUserKey(id.TenantID, id.Subject)
-	if err != nil {
-		return ""
-	}
-	return k
 }
 
 // packStrings copies the strings into one allocation and points each at its copy; a string
@@ -112,7 +98,7 @@ func earlier(fields []*string, s string) int {
 func (ct *cachedToken) size() int64 {
 	id := &ct.id
 	p := ct.parties.Value()
-	own := distinctLen(&id.Subject, &id.PreferredUsername, &id.Email, &id.SessionID, &id.UserKey)
+	own := distinctLen(&id.Subject, &id.PreferredUsername, &id.Email, &id.SessionID)
 	return int64(unsafe.Sizeof(*ct)) + sha256.Size + cache.TTLEntryOverhead + int64(own+len(p.azp)+len(p.aud))
 }
 

@@ -48,8 +48,4 @@ type Identity struct {
 	ExpiresAt time.Time
 	// SessionID is sid (session_state on older Keycloak versions).
 	SessionID string
-	// UserKey is the key of the user's permission set in the pdp's caches,
-	// cache.TenantUserKey(TenantID, Subject) or cache.PlatformUserKey(Subject), computed once
-	// per verified token; "" when there is none (a tenant id the cache does not take).
-	UserKey string
 }

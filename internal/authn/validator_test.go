@@ -21,7 +21,6 @@ import (
 
 	"github.com/neofast/neoauthz/internal/authn"
 	"github.com/neofast/neoauthz/internal/authn/authntest"
-	"github.com/neofast/neoauthz/internal/cache"
 )
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -63,13 +62,6 @@ func TestValidateAcceptsValidTokens(t *testing.T) {
 			want.Subject, want.AuthorizedParty, want.PreferredUsername, want.Email = "user-42", "web", "alice", "alice@example.com"
 			want.SessionID = "sess-1"
 			want.ExpiresAt = exp
-			// The pdp's cache key of the user, built once per token; none for a tenant id the
-			// cache does not take (these tests' "t-acme", ...).
-			if want.Level == authn.LevelPlatform {
-				want.UserKey = cache.PlatformUserKey(want.Subject)
-			} else if k, err := cache.TenantUserKey(want.TenantID, want.Subject); err == nil {
-				want.UserKey = k
-			}
 			id, err := e.v.Validate(context.Background(), e.mint(t, tc.realm, full))
 			require.NoError(t, err)
 			assert.Equal(t, want, *id, "got identity %+v, want %+v", *id, want)

@@ -255,18 +255,6 @@ func BenchmarkCheckWarm(b *testing.B) {
 	benchWarm(b, in, sub)
 }
 
-// BenchmarkCheckWarmToken is BenchmarkCheckWarm for a verified token's subject, whose
-// identity carries the user's cache key.
-func BenchmarkCheckWarmToken(b *testing.B) {
-	f := newFixture(b)
-	in := f.start(b, pdp.Config{}, nil)
-	sub := f.tokenSubject("alice", "", "")
-	key, err := cache.TenantUserKey(f.tenant.ID, "alice")
-	require.NoError(b, err)
-	sub.Identity.UserKey = key
-	benchWarm(b, in, sub)
-}
-
 // benchWarm measures warm checks of sub on in, after one check that fills the caches.
 func benchWarm(b *testing.B, in *instance, sub pdp.Subject) {
 	ctx := context.Background()

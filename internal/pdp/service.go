@@ -403,10 +403,7 @@ var (
 func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency.Token, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
 		atLeast := at.Admin
-		key := sub.userKey("")
-		if key == "" {
-			key = cache.PlatformUserKey(sub.UserID)
-		}
+		key := cache.PlatformUserKey(sub.UserID)
 		if e, ok := s.warm(key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now); ok {
 			return resolved{Entry: e}, nil
 		}
@@ -434,11 +431,9 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 	if t.Status != "active" {
 		return resolved{tenant: t, reason: &reasonTenantSuspended}, nil
 	}
-	key := sub.userKey(t.ID)
-	if key == "" {
-		if key, err = cache.TenantUserKey(t.ID, sub.UserID); err != nil {
-			return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
-		}
+	key, err := cache.TenantUserKey(t.ID, sub.UserID)
+	if err != nil {
+		return resolved{}, fmt.Errorf("tenant %q: %w", t.ID, err)
 	}
 	db := authzsync.DatabaseKey(t.ConnectionID, t.Database)
 	e, ok := s.warm(key, t.ID, sub.UserID, db, t.AdminVersion, atLeast, now)
@@ -452,16 +447,6 @@ func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency
 		return s.synced(ctx, sub, t, key, db, atLeast, now, e)
 	}
 	return resolved{Entry: e, tenant: t}, nil
-}
-
-// userKey is the cache key of sub's set in tenant tenantID ("": platform level) when its
-// verified token carries it (built once per token, the same key), or "".
-func (sub Subject) userKey(tenantID string) string {
-	id := sub.Identity
-	if id == nil || id.Subject != sub.UserID || id.Level != sub.Level || id.TenantID != tenantID {
-		return ""
-	}
-	return id.UserKey
 }
 
 // tenantFill loads a tenant user's facts for a cache fill of an entry that must be at least at
