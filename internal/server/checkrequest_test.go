@@ -380,7 +380,7 @@ func TestExtAuthzCheckHandlerInterceptor(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, authv3.Authorization_Check_FullMethodName, seen)
 	require.IsType(t, &extAuthzAnswer{}, got)
-	assert.NotNil(t, got.(*extAuthzAnswer).resp.GetOkResponse())
+	assert.NotNil(t, got.(*extAuthzAnswer).response().GetOkResponse())
 
 	for _, icpt := range []grpc.UnaryServerInterceptor{nil, intercept} {
 		got, err = extAuthzCheckHandler(srv, ctx, decodeFrom(envoyRequest("GET", "/api/broken", "app", bearer("alice-token"), nil)), icpt)

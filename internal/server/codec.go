@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -21,7 +22,10 @@ import (
 // written here, directly, into the same bytes a protobuf encoder writes (field 4 of
 // CheckResponse: a map<string, Value> of string_value members): protobuf-go encodes a map
 // field through reflection, twice (size, then bytes), with allocations for every member, and
-// building the map costs two more. Everything else goes to the proto codec unchanged.
+// building the map costs two more. An allow (allowAnswer, the hot path's answer) is written
+// here whole — status, identity headers, headers to remove, the consistency token — in field
+// number order, as protobuf-go writes it, so it never becomes a tree of messages. Everything
+// else goes to the proto codec unchanged.
 type extAuthzCodec struct {
 	encoding.CodecV2
 }
@@ -30,8 +34,18 @@ func newExtAuthzCodec() extAuthzCodec {
 	return extAuthzCodec{CodecV2: encoding.GetCodecV2("proto")}
 }
 
-// CheckResponse's dynamic_metadata, and the fields of Struct and Value the encoding uses.
+// The fields of CheckResponse, OkHttpResponse, HeaderValueOption, HeaderValue, Struct and
+// Value the encoding uses.
 const (
+	fieldStatus          = 1 // CheckResponse.status
+	fieldOkResponse      = 3 // CheckResponse.ok_response
+	fieldOkHeaders       = 2 // OkHttpResponse.headers
+	fieldOkRemove        = 5 // OkHttpResponse.headers_to_remove
+	fieldOkResponseAdd   = 6 // OkHttpResponse.response_headers_to_add
+	fieldOptionHeader    = 1 // HeaderValueOption.header
+	fieldOptionAction    = 3 // HeaderValueOption.append_action
+	fieldHeaderKey       = 1 // HeaderValue.key
+	fieldHeaderValue     = 2 // HeaderValue.value
 	fieldDynamicMetadata = 4 // CheckResponse.dynamic_metadata
 	fieldStructFields    = 1 // Struct.fields
 	fieldEntryKey        = 1 // map entry key
@@ -54,19 +68,35 @@ func (c extAuthzCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return c.CodecV2.Marshal(v)
 	}
-	if a.md == nil || a.resp.DynamicMetadata != nil { // none, or already a Struct (response)
+	if a.resp != nil && (a.md == nil || a.resp.DynamicMetadata != nil) { // none, or already a Struct
 		return c.CodecV2.Marshal(a.resp)
 	}
-	mdLen, ok := a.md.size()
+	mdLen, ok := 0, true
+	if a.md != nil {
+		mdLen, ok = a.md.size()
+	}
+	var allowLen int
+	if ok && a.allow != nil && a.resp == nil {
+		allowLen, ok = a.allow.size()
+	}
 	if !ok {
 		// The proto codec refuses invalid UTF-8, with its own error.
 		return c.CodecV2.Marshal(a.response())
 	}
-	size := proto.Size(a.resp)
-	buf := make([]byte, 0, size+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(mdLen))
-	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, a.resp)
-	if err != nil {
-		return nil, err
+	var buf []byte
+	if a.resp == nil { // an allow: written here, fields in number order as protobuf-go writes them
+		buf = make([]byte, 0, allowLen+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(mdLen))
+		buf = a.allow.append(buf)
+	} else {
+		size := proto.Size(a.resp)
+		buf = make([]byte, 0, size+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(mdLen))
+		var err error
+		if buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(buf, a.resp); err != nil {
+			return nil, err
+		}
+	}
+	if a.md == nil {
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
 	buf = protowire.AppendTag(buf, fieldDynamicMetadata, protowire.BytesType)
 	buf = protowire.AppendVarint(buf, uint64(mdLen))
@@ -124,4 +154,96 @@ func entrySize(k string, n int) int {
 // valueSize is the size of a Value holding a string of n bytes.
 func valueSize(n int) int {
 	return protowire.SizeTag(fieldStringValue) + protowire.SizeBytes(n)
+}
+
+// overwriteOrAdd is the append action of every header an allow sets.
+const overwriteOrAdd = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
+
+// size is the encoded size of the allow's CheckResponse without dynamic metadata: an OK
+// status (code 0, an empty message) and the OkHttpResponse. ok is false when a string is not
+// valid UTF-8 (which protobuf refuses to encode).
+func (a *allowAnswer) size() (n int, ok bool) {
+	okLen, ok := a.okSize()
+	if !ok {
+		return 0, false
+	}
+	return protowire.SizeTag(fieldStatus) + protowire.SizeBytes(0) +
+		protowire.SizeTag(fieldOkResponse) + protowire.SizeBytes(okLen), true
+}
+
+func (a *allowAnswer) okSize() (n int, ok bool) {
+	for _, h := range a.headers[:a.n] {
+		if !utf8.ValidString(h.name) || !utf8.ValidString(h.value) {
+			return 0, false
+		}
+		n += protowire.SizeTag(fieldOkHeaders) + protowire.SizeBytes(optionSize(h.name, h.value))
+	}
+	for _, r := range a.remove {
+		if !utf8.ValidString(r) {
+			return 0, false
+		}
+		n += protowire.SizeTag(fieldOkRemove) + protowire.SizeBytes(len(r))
+	}
+	if a.token != "" {
+		if !utf8.ValidString(a.token) {
+			return 0, false
+		}
+		n += protowire.SizeTag(fieldOkResponseAdd) + protowire.SizeBytes(optionSize(headerConsistency, a.token))
+	}
+	return n, true
+}
+
+// append writes the allow's CheckResponse without dynamic metadata (size says how long).
+func (a *allowAnswer) append(b []byte) []byte {
+	okLen, _ := a.okSize()
+	b = protowire.AppendTag(b, fieldStatus, protowire.BytesType)
+	b = protowire.AppendVarint(b, 0)
+	b = protowire.AppendTag(b, fieldOkResponse, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(okLen))
+	for _, h := range a.headers[:a.n] {
+		b = appendOption(b, fieldOkHeaders, h.name, h.value)
+	}
+	for _, r := range a.remove {
+		b = protowire.AppendTag(b, fieldOkRemove, protowire.BytesType)
+		b = protowire.AppendString(b, r)
+	}
+	if a.token != "" {
+		b = appendOption(b, fieldOkResponseAdd, headerConsistency, a.token)
+	}
+	return b
+}
+
+// headerValueSize is the size of a HeaderValue; proto3 leaves empty strings out.
+func headerValueSize(k, v string) int {
+	n := 0
+	if k != "" {
+		n += protowire.SizeTag(fieldHeaderKey) + protowire.SizeBytes(len(k))
+	}
+	if v != "" {
+		n += protowire.SizeTag(fieldHeaderValue) + protowire.SizeBytes(len(v))
+	}
+	return n
+}
+
+// optionSize is the size of a HeaderValueOption setting k to v with overwriteOrAdd.
+func optionSize(k, v string) int {
+	return protowire.SizeTag(fieldOptionHeader) + protowire.SizeBytes(headerValueSize(k, v)) +
+		protowire.SizeTag(fieldOptionAction) + protowire.SizeVarint(overwriteOrAdd)
+}
+
+func appendOption(b []byte, field protowire.Number, k, v string) []byte {
+	b = protowire.AppendTag(b, field, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(optionSize(k, v)))
+	b = protowire.AppendTag(b, fieldOptionHeader, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(headerValueSize(k, v)))
+	if k != "" {
+		b = protowire.AppendTag(b, fieldHeaderKey, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+	}
+	if v != "" {
+		b = protowire.AppendTag(b, fieldHeaderValue, protowire.BytesType)
+		b = protowire.AppendString(b, v)
+	}
+	b = protowire.AppendTag(b, fieldOptionAction, protowire.VarintType)
+	return protowire.AppendVarint(b, overwriteOrAdd)
 }

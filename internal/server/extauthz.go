@@ -41,16 +41,53 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 // service hands it to extAuthzCodec, which writes the members straight from md, without
 // building (and then walking) a map; Check, in process, turns it into the CheckResponse.
 type extAuthzAnswer struct {
-	resp *authv3.CheckResponse // without dynamic metadata
-	md   *metadataArena        // nil: none
+	resp  *authv3.CheckResponse // without dynamic metadata; nil for an allow until response()
+	allow *allowAnswer          // an OK with identity headers, written by the codec itself
+	md    *metadataArena        // nil: none
 }
 
 // response is the answer as a CheckResponse, its dynamic metadata a Struct.
 func (a *extAuthzAnswer) response() *authv3.CheckResponse {
+	if a.resp == nil && a.allow != nil {
+		a.resp = a.allow.response()
+	}
 	if a.md != nil && a.resp.DynamicMetadata == nil {
 		a.resp.DynamicMetadata = a.md.toStruct()
 	}
 	return a.resp
+}
+
+// allowAnswer is an OK answer as the few strings it is made of: the identity headers to set
+// (OVERWRITE_IF_EXISTS_OR_ADD), the headers to remove and the consistency token to send back.
+// The server's codec writes it directly (appendAllow); response builds its messages for
+// in-process callers. It is the hot path's answer, so it is one small allocation, not a tree
+// of messages.
+type allowAnswer struct {
+	headers [3]headerPair
+	n       int
+	remove  []string // headers_to_remove, shared (never written to)
+	token   string   // the consistency token for the client ("": none)
+}
+
+type headerPair struct{ name, value string }
+
+func (a *allowAnswer) set(name, value string) {
+	a.headers[a.n] = headerPair{name, value}
+	a.n++
+}
+
+func (a *allowAnswer) response() *authv3.CheckResponse {
+	ok := &authv3.OkHttpResponse{HeadersToRemove: a.remove}
+	for _, h := range a.headers[:a.n] {
+		ok.Headers = append(ok.Headers, setHeader(h.name, h.value))
+	}
+	if a.token != "" {
+		ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{setHeader(headerConsistency, a.token)}
+	}
+	return &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	}
 }
 
 // checkExtAuthz is Check on what it reads of the request; the gRPC service calls it with
@@ -116,53 +153,30 @@ var contentTypeJSON = setHeader("content-type", "application/json")
 // appended: a client-sent copy that got past Envoy's header_mutation must not survive next to
 // ours, and the upstream must read exactly one value.
 //
-// The messages are carved out of a few slices rather than allocated one by one: this is the
-// hot path, and it halves its allocations.
+// The answer, its headers and its metadata are one allocation: this is the hot path.
 func (s *Server) extAllow(g *gateResult) *extAuthzAnswer {
 	var a struct {
 		answer extAuthzAnswer
-		resp   authv3.CheckResponse
-		ok     authv3.OkHttpResponse
-		oneof  authv3.CheckResponse_OkResponse
-		status rpcstatus.Status
-		opts   [3]corev3.HeaderValueOption
-		vals   [3]corev3.HeaderValue
-		ptrs   [3]*corev3.HeaderValueOption
+		allow  allowAnswer
 		md     metadataArena
-		tokOpt corev3.HeaderValueOption
-		tokVal corev3.HeaderValue
-		tokPtr [1]*corev3.HeaderValueOption
-	}
-	n := 0
-	set := func(name, value string) {
-		a.vals[n].Key, a.vals[n].Value = name, value
-		a.opts[n].Header, a.opts[n].AppendAction = &a.vals[n], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		a.ptrs[n] = &a.opts[n]
-		n++
 	}
 	if g.sub.TenantSlug != "" {
-		set(s.cfg.TenantHeader, g.sub.TenantSlug)
+		a.allow.set(s.cfg.TenantHeader, g.sub.TenantSlug)
 	} else {
 		// A platform subject has no tenant; an empty value cannot be set (Envoy drops it), so
 		// remove the header instead.
-		a.ok.HeadersToRemove = s.ext.tenantRemove
+		a.allow.remove = s.ext.tenantRemove
 	}
-	set(s.cfg.UserHeader, g.sub.UserID)
-	set(s.cfg.DecisionIDHeader, g.res.DecisionID)
-	a.ok.Headers = a.ptrs[:n]
+	a.allow.set(s.cfg.UserHeader, g.sub.UserID)
+	a.allow.set(s.cfg.DecisionIDHeader, g.res.DecisionID)
 
 	// CheckResponse.dynamic_metadata rather than OkHttpResponse's, which is deprecated. It lands
 	// in the envoy.filters.http.ext_authz namespace, for access logs and later filters. Every
 	// member costs a map entry to encode, so tenant and user, which the headers carry, are
 	// there only when asked for (ExtAuthzMetadata).
 	tok := g.res.TokenString()
-	if tok != "" {
-		// To the client, which may send it back to read at least this data again.
-		a.tokVal.Key, a.tokVal.Value = headerConsistency, tok
-		a.tokOpt.Header, a.tokOpt.AppendAction = &a.tokVal, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		a.tokPtr[0] = &a.tokOpt
-		a.ok.ResponseHeadersToAdd = a.tokPtr[:]
-	}
+	// To the client, which may send it back to read at least this data again.
+	a.allow.token = tok
 	a.md.set("decision_id", g.res.DecisionID)
 	a.md.set("reason", g.rec.reason)
 	// A string, because a JSON number (float64) loses integers above 2^53.
@@ -174,11 +188,7 @@ func (s *Server) extAllow(g *gateResult) *extAuthzAnswer {
 		a.md.set("tenant", g.sub.TenantSlug)
 		a.md.set("user", g.sub.UserID)
 	}
-
-	a.status.Code = int32(codes.OK)
-	a.oneof.OkResponse = &a.ok
-	a.resp.Status, a.resp.HttpResponse = &a.status, &a.oneof
-	a.answer.resp, a.answer.md = &a.resp, &a.md
+	a.answer.allow, a.answer.md = &a.allow, &a.md
 	return &a.answer
 }
 
