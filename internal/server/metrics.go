@@ -153,24 +153,22 @@ func (l *labelLimiter) value(v string) string {
 	return s.(string)
 }
 
-// checkCounts is the permission_checks_total collector. A check finds its counters in two
-// lock-free map reads (tenant, then permission) and adds one to an atomic: no label hashing,
-// no lock and no allocation once its pair has been counted before. Each pair is one object
-// holding its four results' counts, where a CounterVec keeps some ten objects per series for
-// the garbage collector to mark; series are built only when /metrics is scraped.
+// checkCounts is the permission_checks_total collector. A check finds its counters in one
+// map read under a read lock and adds one to an atomic: no label hashing by prometheus and no
+// allocation once its pair has been counted before. Each pair is one object holding its four
+// results' counts, where a CounterVec keeps some ten objects per series for the garbage
+// collector to mark; series are built only when /metrics is scraped.
 type checkCounts struct {
 	desc        *prometheus.Desc
-	tenants     sync.Map // tenant label → *tenantChecks
+	mu          sync.RWMutex
+	pairs       map[pairKey]*pairChecks // by label values (the limiters' copies)
+	counted     int64                   // pairs made, "other" pairs excluded; under mu
 	tenantLabel labelLimiter
 	permLabel   labelLimiter
 	maxPairs    int64
-	pairs       atomic.Int64 // pairs made, "other" pairs excluded
 }
 
-// tenantChecks are one tenant label's pairs.
-type tenantChecks struct {
-	perms sync.Map // permission label → *pairChecks
-}
+type pairKey struct{ tenant, permission string }
 
 // pairChecks are the counts of one (tenant, permission) pair by result.
 type pairChecks struct {
@@ -199,6 +197,7 @@ func newCheckCounts(maxTenants, maxPermissions, maxPairs int64) *checkCounts {
 		desc: prometheus.NewDesc("permission_checks_total",
 			"Permission checks by tenant slug, requested permission and result (allowed, denied, unauthenticated, error).",
 			[]string{"tenant", "permission", "result"}, nil),
+		pairs:       make(map[pairKey]*pairChecks),
 		tenantLabel: labelLimiter{max: maxTenants},
 		permLabel:   labelLimiter{max: maxPermissions},
 		maxPairs:    maxPairs,
@@ -211,10 +210,11 @@ func (c *checkCounts) inc(tenant, permission, result string) {
 
 // pair returns the counters of (tenant, permission).
 func (c *checkCounts) pair(tenant, permission string) *pairChecks {
-	if t, ok := c.tenants.Load(tenant); ok {
-		if p, ok := t.(*tenantChecks).perms.Load(permission); ok {
-			return p.(*pairChecks)
-		}
+	c.mu.RLock()
+	p := c.pairs[pairKey{tenant, permission}]
+	c.mu.RUnlock()
+	if p != nil {
+		return p
 	}
 	return c.newPair(tenant, permission)
 }
@@ -224,28 +224,24 @@ func (c *checkCounts) pair(tenant, permission string) *pairChecks {
 // stored as keys, so that values beyond a limit add nothing.
 func (c *checkCounts) newPair(tenant, permission string) *pairChecks {
 	tenant, permission = c.tenantLabel.value(tenant), c.permLabel.value(permission)
-	v, ok := c.tenants.Load(tenant)
-	if !ok {
-		v, _ = c.tenants.LoadOrStore(tenant, &tenantChecks{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pairs[pairKey{tenant, permission}]; p != nil {
+		return p
 	}
-	t := v.(*tenantChecks)
-	if p, ok := t.perms.Load(permission); ok {
-		return p.(*pairChecks)
-	}
-	counted := permission != otherLabel
-	if counted && c.pairs.Add(1) > c.maxPairs {
-		c.pairs.Add(-1)
-		counted, permission = false, otherLabel
-		if p, ok := t.perms.Load(permission); ok {
-			return p.(*pairChecks)
+	if permission != otherLabel {
+		if c.counted >= c.maxPairs {
+			permission = otherLabel
+			if p := c.pairs[pairKey{tenant, permission}]; p != nil {
+				return p
+			}
+		} else {
+			c.counted++
 		}
 	}
 	p := &pairChecks{tenant: tenant, permission: permission}
-	actual, loaded := t.perms.LoadOrStore(p.permission, p)
-	if loaded && counted {
-		c.pairs.Add(-1) // another goroutine made it first
-	}
-	return actual.(*pairChecks)
+	c.pairs[pairKey{tenant, permission}] = p
+	return p
 }
 
 // Describe implements prometheus.Collector.
@@ -253,17 +249,18 @@ func (c *checkCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector: one series per result a pair has counted.
 func (c *checkCounts) Collect(ch chan<- prometheus.Metric) {
-	c.tenants.Range(func(_, t any) bool {
-		t.(*tenantChecks).perms.Range(func(_, v any) bool {
-			p := v.(*pairChecks)
-			for i := range p.n {
-				if n := p.n[i].Load(); n > 0 {
-					ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n),
-						p.tenant, p.permission, checkResults[i])
-				}
+	c.mu.RLock()
+	pairs := make([]*pairChecks, 0, len(c.pairs))
+	for _, p := range c.pairs {
+		pairs = append(pairs, p)
+	}
+	c.mu.RUnlock()
+	for _, p := range pairs {
+		for i := range p.n {
+			if n := p.n[i].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n),
+					p.tenant, p.permission, checkResults[i])
 			}
-			return true
-		})
-		return true
-	})
+		}
+	}
 }

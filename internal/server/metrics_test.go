@@ -103,7 +103,9 @@ func TestCheckMetricPairCap(t *testing.T) {
 	assert.LessOrEqual(t, len(permLabels), 51, "50 permissions and other")
 	assert.Equal(t, 100, pairs, "the pair limit is reached and holds")
 	assert.LessOrEqual(t, others, len(tenantLabels), "one other pair per tenant at most")
-	assert.Equal(t, int64(100), c.pairs.Load())
+	c.mu.RLock()
+	assert.Equal(t, int64(100), c.counted)
+	c.mu.RUnlock()
 	assert.Contains(t, tenantLabels, otherLabel)
 
 	// Known pairs keep their own series after the limit.
