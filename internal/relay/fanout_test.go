@@ -167,6 +167,9 @@ func (r *fanRun) startPDPs(n int) {
 		r.pdps = append(r.pdps, &fanPDP{idx: i, cmd: cmd, httpBase: "http://" + httpAddr, api: authzv1.NewAuthorizationServiceClient(conn)})
 	}
 	r.eachPDP(r.pdps[first:], func(p *fanPDP) { r.waitTrusting(p, true) })
+	if r.t.Failed() {
+		r.t.FailNow()
+	}
 }
 
 // eachPDP runs fn for every pdp at once.
@@ -208,23 +211,24 @@ func (p *fanPDP) databaseUp(db string) bool {
 }
 
 // waitTrusting waits until the pdp trusts (or distrusts) every database and returns when
-// /health first showed it.
-func (r *fanRun) waitTrusting(p *fanPDP, trusting bool) time.Time {
+// /health first showed it. It runs on eachPDP's goroutines, so a pdp that never gets there is
+// an error (t.Errorf, ok false) and the caller stops the test on its own goroutine.
+func (r *fanRun) waitTrusting(p *fanPDP, trusting bool) (at time.Time, ok bool) {
 	want := "degraded"
 	if trusting {
 		want = "ok"
 	}
-	var at time.Time
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if at.IsZero() && p.listenerStatus() == want {
 			at = time.Now()
 		}
 		if !at.IsZero() && p.databaseUp(r.tenantDB()) == trusting && p.databaseUp(authzsync.AdminDatabase) == trusting {
-			return at
+			return at, true
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("pdp %d: never reached listeners=%s (see %s)", p.idx, want, r.dir)
+			r.t.Errorf("pdp %d: never reached listeners=%s (see %s)", p.idx, want, r.dir)
+			return time.Time{}, false
 		}
 		time.Sleep(20 * time.Millisecond) // polling another process; no event to wait on
 	}
@@ -295,6 +299,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 func summary(d []time.Duration) string {
+	if len(d) == 0 {
+		return "n=0"
+	}
 	slices.Sort(d)
 	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", len(d), percentile(d, .5).Round(100*time.Microsecond),
 		percentile(d, .99).Round(100*time.Microsecond), d[len(d)-1].Round(100*time.Microsecond))
@@ -359,7 +366,15 @@ func TestFanOut(t *testing.T) {
 		t.Skip("the fan-out run starts 50 pdp processes: run it with make bench-scale (NEOAUTHZ_BENCH_SCALE=1)")
 	}
 	ctx := context.Background()
-	r := &fanRun{t: t, dir: t.TempDir(), tokens: map[string]string{}}
+	// The children's logs outlive a failed run, for its diagnosis (t.TempDir would remove them).
+	dir, err := os.MkdirTemp("", "neoauthz-fanout-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	r := &fanRun{t: t, dir: dir, tokens: map[string]string{}}
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
 	r.bin = filepath.Join(root, "bin", "pdp")
@@ -512,7 +527,10 @@ func TestFanOut(t *testing.T) {
 		var mu gosync.Mutex
 		var distrust []time.Duration
 		r.eachPDP(r.pdps, func(p *fanPDP) {
-			at := r.waitTrusting(p, false)
+			at, ok := r.waitTrusting(p, false)
+			if !ok {
+				return
+			}
 			mu.Lock()
 			distrust = append(distrust, at.Sub(killed))
 			mu.Unlock()
@@ -524,15 +542,24 @@ func TestFanOut(t *testing.T) {
 				allowedAfter.Add(1)
 			}
 		})
+		if t.Failed() {
+			t.FailNow()
+		}
 		restored := time.Now()
 		restore()
 		var recovery []time.Duration
 		r.eachPDP(r.pdps, func(p *fanPDP) {
-			at := r.waitTrusting(p, true)
+			at, ok := r.waitTrusting(p, true)
+			if !ok {
+				return
+			}
 			mu.Lock()
 			recovery = append(recovery, at.Sub(restored))
 			mu.Unlock()
 		})
+		if t.Failed() {
+			t.FailNow()
+		}
 		t.Logf("%s killed: distrusted after %s (staleness bound %v); back: trusted again after %s",
 			name, summary(distrust), fanStaleness, summary(recovery))
 		assert.Zero(t, allowedAfter.Load(), "%s down: pdps allowed (or failed) a revocation committed during the outage", name)
