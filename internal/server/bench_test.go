@@ -237,7 +237,7 @@ func BenchmarkExtAuthzWire(b *testing.B) {
 	b.Run("decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := handler(srv, ctx, decodeOnly, nil); err != errStop {
+			if _, err := handler(srv, ctx, decodeOnly, nil); !errors.Is(err, errStop) {
 				b.Fatal(err)
 			}
 		}

@@ -313,7 +313,7 @@ func eachField(b []byte, field func(num protowire.Number, v []byte) error) error
 				b = b[n:]
 				continue
 			}
-			if err != errUnknownField {
+			if !errors.Is(err, errUnknownField) {
 				return err
 			}
 		}

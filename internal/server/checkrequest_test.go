@@ -155,7 +155,7 @@ func TestCheckRequestFieldNumbers(t *testing.T) {
 		}
 		assert.Equal(t, rf.ContainingOneof() != nil, pf.ContainingOneof() != nil, "%s.%s oneof", f.real, f.name)
 		if rf.ContainingOneof() != nil {
-			assert.Equal(t, rf.ContainingOneof().Fields().Len(), 3, "the address oneof has members the pruned schema does not clear it with")
+			assert.Equal(t, 3, rf.ContainingOneof().Fields().Len(), "the address oneof has members the pruned schema does not clear it with")
 		}
 		if f.kind == tMsg && f.typeName != "Empty" {
 			assert.Equal(t, f.real, string(rf.ContainingMessage().FullName()))
