@@ -166,8 +166,9 @@ type entry[V any] struct {
 
 // l1Entry is what L1 holds: one heap object, key included (see l1Key). (Held by value in
 // ristretto's map it would not be an object of its own, but every hit would then copy it
-// through ristretto's generic Get, which made hits slower.) The key is kept to rule out ristretto hash collisions: ristretto stores by 128-bit hash, and a
-// collision would hand one user's permissions to another. The expiry is checked on every read
+// through ristretto's generic Get, which made hits slower.) The key is kept to rule out
+// ristretto hash collisions: ristretto stores by 128-bit hash, and a collision would hand one
+// user's permissions to another. The expiry is checked on every read
 // (live): ristretto is given no TTL, which spares its per-entry expiry buckets; an expired
 // entry stays until a Set replaces it or the byte budget evicts it, and is never returned.
 type l1Entry[V any] struct {

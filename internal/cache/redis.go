@@ -208,18 +208,25 @@ func (t *redisTier[V]) getShared(ctx context.Context, key string, ids []string) 
 		for i, k := range keys {
 			cmds[i] = pipe.Get(ctx, k)
 		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return cmds, err
+		}
+		// Exec reports the first command's error, which may be a missing part's redis.Nil
+		// while another command failed: the failure is what Redis answered.
+		for _, cmd := range cmds {
+			if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return cmds, err
+			}
+		}
+		return cmds, nil
 	})
-	// A part not there fails the pipeline with redis.Nil, which finish takes as an answer;
-	// its command says which.
 	if !t.finish(ctx, probe, start, "get", err) {
 		return nil, fmt.Errorf("%w: %w", errRedisFailed, err)
 	}
 	out := make([][]byte, len(cmds))
 	for i, cmd := range cmds {
 		b, err := cmd.Bytes()
-		if err != nil { // redis.Nil
+		if err != nil { // redis.Nil: every other error failed the pipeline above
 			t.m.l2SharedMiss.Inc()
 			return nil, ErrSharedMissing
 		}
@@ -279,8 +286,9 @@ func (t *redisTier[V]) write(e *entry[V]) {
 		}
 		// The shared parts first, living the longest an entry may: every entry naming them
 		// expires before they do. Each is written only when absent (many users' entries name
-		// one part), and its life is extended otherwise, never shortened. The keys are in
-		// the entry's slot (SharedKey), so one pipeline.
+		// one part), and its life is extended otherwise, never shortened. A pipeline, not
+		// MULTI: a tenant's parts share its entry's slot (SharedKey), but platform parts carry
+		// no hash tag, and a cluster pipeline splits by slot.
 		partTTL := max(t.l2TTL, ttl)
 		pipe := t.rdb.Pipeline()
 		for i, p := range shared {

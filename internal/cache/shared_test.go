@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/neofast/neoauthz/internal/metrictest"
 	"github.com/neofast/neoauthz/internal/redistest"
 )
 
@@ -271,4 +273,41 @@ func TestSeveralSharedParts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, SourceLoad, src, "got an entry with a part gone served from %v, want a load", src)
 	assert.True(t, loaded)
+}
+
+// TestSharedPartFailureIsNotAMiss: when one of an entry's parts is missing and reading
+// another fails (here a key of the wrong type, which Redis refuses to GET), the read is a
+// Redis error for the breaker and the metrics, not a missing part: the pipeline's first
+// error (the missing part's) does not hide the failure. Either way the entry is loaded.
+func TestSharedPartFailureIsNotAMiss(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t, "cache")
+	p1, p2 := &part{id: "f1", data: "role one"}, &part{id: "f2", data: "role two"}
+	key, err := TenantUserKey("0a-4", "alice")
+	require.NoError(t, err)
+	fresh := func(v sval) bool { return v.Version >= 1 }
+	load := func(context.Context) (Loaded[sval], error) {
+		return Loaded[sval]{Value: sval{Version: 1, Parts: []*part{p1, p2}}}, nil
+	}
+	a := newSharedCache(t, rdb, prefix, newPartCodec())
+	_, _, err = a.Get(ctx, key, fresh, load)
+	require.NoError(t, err)
+	a.WaitIdle()
+	k1, _ := SharedKey(key, p1.id)
+	k2, _ := SharedKey(key, p2.id)
+	require.NoError(t, rdb.Del(ctx, prefix+k1).Err())
+	require.NoError(t, rdb.Del(ctx, prefix+k2).Err())
+	require.NoError(t, rdb.RPush(ctx, prefix+k2, "not a part").Err())
+
+	reg := prometheus.NewRegistry()
+	b, err := New[sval](Options{Prefix: prefix, Name: "shared", Timeout: redistestTimeout}, rdb, newPartCodec(), reg)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	_, src, err := b.Get(ctx, key, fresh, load)
+	require.NoError(t, err)
+	assert.Equal(t, SourceLoad, src)
+	assert.InDelta(t, 1.0, metrictest.Sum(t, reg, "cache_operations_total", ops("l2", "get", "error")), 0,
+		"got the failed part read not counted as a Redis error")
+	assert.Zero(t, metrictest.Sum(t, reg, "cache_operations_total", ops("l2", "get_shared", "miss")),
+		"got the failed part read counted as a missing part")
 }

@@ -72,12 +72,15 @@ func NewTTLSized[K comparable, V any](size int, maxBytes int64, cost func(V) int
 	return c
 }
 
-// Get returns the value of k while it has not expired.
+// Get returns the value of k while it has not expired (and is no further than maxTTL from
+// expiring).
 func (c *TTL[K, V]) Get(k K) (V, bool) {
 	now := unixNano(c.now())
 	c.mu.Lock()
 	e, ok := c.lru.Get(k)
-	if ok && now >= e.expires {
+	// Past its expiry, or further from it than maxTTL: a wall clock set back cannot stretch
+	// an entry's life beyond the longest the cache gives.
+	if ok && (now >= e.expires || c.maxTTL > 0 && e.expires-now > int64(c.maxTTL)) {
 		c.lru.Remove(k)
 		ok = false
 	}

@@ -100,6 +100,21 @@ func TestTTLExpiryAndLRU(t *testing.T) {
 	assert.Zero(t, c.Len())
 }
 
+// TestTTLClockSetBack: an entry is never served further from its expiry than maxTTL, so a
+// wall clock set back (by an hour here) cannot keep a verified token or a tenant answer
+// beyond the longest the cache gives.
+func TestTTLClockSetBack(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	c := NewTTL[string, int](10, time.Minute, func() time.Time { return now })
+	c.Add("k", 1, now.Add(time.Hour)) // held for maxTTL: until now+1m
+	_, ok := c.Get("k")
+	require.True(t, ok)
+	now = now.Add(-time.Hour)
+	_, ok = c.Get("k")
+	assert.False(t, ok, "got an entry served an hour and a minute before its expiry, beyond maxTTL")
+	assert.Zero(t, c.Len(), "got the entry kept")
+}
+
 // A zero size bounds nothing; the byte bound then still holds.
 func TestTTLUnboundedCount(t *testing.T) {
 	now := time.Unix(1_000, 0)

@@ -81,23 +81,9 @@ type sharedFacts struct {
 //
 // The set owns its compiled parts; Interner.Compile shares them between users.
 func Compile(in Input, now time.Time) (*Set, error) {
-	f, err := resolve(in, now)
-	if err != nil {
-		return nil, err
-	}
-	var direct *compiled
-	if f.direct != nil {
-		direct = newCompiled(f.direct)
-	}
-	var roles *roleParts
-	if len(f.roles) > 0 {
-		parts := make([]*compiled, len(f.roles))
-		for i, rf := range f.roles {
-			parts[i] = newCompiled(rf)
-		}
-		roles = newRoleParts(parts)
-	}
-	return newSet(f.user, newTeams(f.user.members), direct, roles), nil
+	var unshared *Interner // a nil Interner builds every part afresh
+	s, _, err := unshared.Compile(in, now)
+	return s, err
 }
 
 // roleKey names a role part: the assigned role's code and the assignment's restriction group.

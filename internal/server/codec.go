@@ -75,9 +75,9 @@ func (c extAuthzCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if a.md != nil {
 		mdLen, ok = a.md.size()
 	}
-	var allowLen int
+	var allowLen, okLen int
 	if ok && a.allow != nil && a.resp == nil {
-		allowLen, ok = a.allow.size()
+		allowLen, okLen, ok = a.allow.size()
 	}
 	if !ok {
 		// The proto codec refuses invalid UTF-8, with its own error.
@@ -86,7 +86,7 @@ func (c extAuthzCodec) Marshal(v any) (mem.BufferSlice, error) {
 	var buf []byte
 	if a.resp == nil { // an allow: written here, fields in number order as protobuf-go writes them
 		buf = make([]byte, 0, allowLen+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(mdLen))
-		buf = a.allow.append(buf)
+		buf = a.allow.append(buf, okLen)
 	} else {
 		size := proto.Size(a.resp)
 		buf = make([]byte, 0, size+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(mdLen))
@@ -159,16 +159,15 @@ func valueSize(n int) int {
 // overwriteOrAdd is the append action of every header an allow sets.
 const overwriteOrAdd = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
 
-// size is the encoded size of the allow's CheckResponse without dynamic metadata: an OK
-// status (code 0, an empty message) and the OkHttpResponse. ok is false when a string is not
-// valid UTF-8 (which protobuf refuses to encode).
-func (a *allowAnswer) size() (n int, ok bool) {
-	okLen, ok := a.okSize()
-	if !ok {
-		return 0, false
+// size is the encoded size of the allow's CheckResponse without dynamic metadata, an OK
+// status (code 0, an empty message) and the OkHttpResponse, and okLen the OkHttpResponse's.
+// ok is false when a string is not valid UTF-8 (which protobuf refuses to encode).
+func (a *allowAnswer) size() (n, okLen int, ok bool) {
+	if okLen, ok = a.okSize(); !ok {
+		return 0, 0, false
 	}
 	return protowire.SizeTag(fieldStatus) + protowire.SizeBytes(0) +
-		protowire.SizeTag(fieldOkResponse) + protowire.SizeBytes(okLen), true
+		protowire.SizeTag(fieldOkResponse) + protowire.SizeBytes(okLen), okLen, true
 }
 
 func (a *allowAnswer) okSize() (n int, ok bool) {
@@ -193,9 +192,8 @@ func (a *allowAnswer) okSize() (n int, ok bool) {
 	return n, true
 }
 
-// append writes the allow's CheckResponse without dynamic metadata (size says how long).
-func (a *allowAnswer) append(b []byte) []byte {
-	okLen, _ := a.okSize()
+// append writes the allow's CheckResponse without dynamic metadata; okLen is size's.
+func (a *allowAnswer) append(b []byte, okLen int) []byte {
 	b = protowire.AppendTag(b, fieldStatus, protowire.BytesType)
 	b = protowire.AppendVarint(b, 0)
 	b = protowire.AppendTag(b, fieldOkResponse, protowire.BytesType)

@@ -110,13 +110,13 @@ func allowBytesMatch(t *testing.T, a *allowAnswer) {
 	t.Helper()
 	codecRoundTrip(t, &extAuthzAnswer{allow: a})
 	want, wantErr := proto.Marshal(a.response())
-	n, ok := a.size()
+	n, okLen, ok := a.size()
 	if wantErr != nil {
 		assert.False(t, ok, "the proto codec refuses %+v", a)
 		return
 	}
 	require.True(t, ok)
-	got := a.append(nil)
+	got := a.append(nil, okLen)
 	assert.Equal(t, want, got)
 	assert.Len(t, got, n)
 }

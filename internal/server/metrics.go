@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -141,6 +142,10 @@ func (l *labelLimiter) value(v string) string {
 	if s, ok := l.seen.Load(v); ok {
 		return s.(string)
 	}
+	if !utf8.ValidString(v) {
+		// Prometheus refuses such a label value when /metrics is scraped.
+		return labelInvalid
+	}
 	if l.n.Add(1) > l.max {
 		l.n.Add(-1)
 		return otherLabel
@@ -224,6 +229,17 @@ func (c *checkCounts) pair(tenant, permission string) *pairChecks {
 // stored as keys, so that values beyond a limit add nothing.
 func (c *checkCounts) newPair(tenant, permission string) *pairChecks {
 	tenant, permission = c.tenantLabel.value(tenant), c.permLabel.value(permission)
+	// Checks whose values map to other labels (beyond a cap) come here every time: find
+	// their pair under the read lock, so that only a pair still to be made takes the lock.
+	c.mu.RLock()
+	p := c.pairs[pairKey{tenant, permission}]
+	if p == nil && c.counted >= c.maxPairs {
+		p = c.pairs[pairKey{tenant, otherLabel}]
+	}
+	c.mu.RUnlock()
+	if p != nil {
+		return p
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p := c.pairs[pairKey{tenant, permission}]; p != nil {
@@ -239,7 +255,7 @@ func (c *checkCounts) newPair(tenant, permission string) *pairChecks {
 			c.counted++
 		}
 	}
-	p := &pairChecks{tenant: tenant, permission: permission}
+	p = &pairChecks{tenant: tenant, permission: permission}
 	c.pairs[pairKey{tenant, permission}] = p
 	return p
 }

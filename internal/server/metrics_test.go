@@ -169,3 +169,16 @@ func BenchmarkCheckMetric(b *testing.B) {
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "live-B")
 	runtime.KeepAlive(m)
 }
+
+// TestCheckMetricInvalidUTF8: a label value that is not UTF-8 counts as "invalid", so that no
+// scrape of /metrics fails (prometheus refuses such a value when it builds the series).
+func TestCheckMetricInvalidUTF8(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	m.check("\xff", "users.read.tenant", resultAllowed)
+	m.check("acme", "\xfe", resultDenied)
+	series := checkSeries(t, reg)
+	assert.InDelta(t, 1.0, series["invalid/users.read.tenant/allowed"], 0, "got %v", series)
+	assert.InDelta(t, 1.0, series["acme/invalid/denied"], 0, "got %v", series)
+}
