@@ -30,6 +30,8 @@ import (
 //
 // The client applies context deadlines to socket I/O (ContextTimeoutEnabled), which the
 // cache's per-operation Timeout relies on to avoid waiting in a spare goroutine.
+//
+// Connection buffers are smaller than go-redis' defaults (see the buffer constants below).
 func ParseRedisURL(raw string) (redis.UniversalClient, error) {
 	scheme, _, ok := strings.Cut(raw, "://")
 	if !ok {
@@ -42,6 +44,8 @@ func ParseRedisURL(raw string) (redis.UniversalClient, error) {
 			return nil, redactURLError(err)
 		}
 		o.ContextTimeoutEnabled = true
+		o.ReadBufferSize, o.WriteBufferSize = connBufferSize, connBufferSize
+		o.PipelineReadBufferSize, o.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 		return redis.NewClient(o), nil
 	case "redis-sentinel", "rediss-sentinel":
 		return parseSentinelURL(raw, scheme)
@@ -53,6 +57,16 @@ func ParseRedisURL(raw string) (redis.UniversalClient, error) {
 	}
 	return nil, errors.New("cache: invalid redis URL: unsupported scheme")
 }
+
+// Each pooled connection has a read and a write buffer, held for as long as the connection
+// is: go-redis' defaults (32 KiB per buffer, 128 KiB on its pipeline connections) keep about
+// 4 MiB in a pdp whose pools have filled once, a Redis Cluster client that much per node. The
+// cache's commands and replies are small (an entry, a few compiled parts, a batch of writes of
+// at most a few KiB each); a longer reply is read through the buffer in several reads.
+const (
+	connBufferSize     = 4 << 10
+	pipelineBufferSize = 16 << 10
+)
 
 // schemeRE says whether a scheme is safe to repeat in an error (it cannot be a password).
 var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]{0,30}$`)
@@ -183,6 +197,8 @@ func parseSentinelURL(raw, scheme string) (redis.UniversalClient, error) {
 	}
 	o.TLSConfig = m.tlsConfig(skip)
 	o.ContextTimeoutEnabled = true
+	o.ReadBufferSize, o.WriteBufferSize = connBufferSize, connBufferSize
+	o.PipelineReadBufferSize, o.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 	return redis.NewFailoverClient(o), nil
 }
 
@@ -209,5 +225,7 @@ func parseClusterURL(raw, scheme string) (redis.UniversalClient, error) {
 	}
 	o.TLSConfig = m.tlsConfig(skip)
 	o.ContextTimeoutEnabled = true
+	o.ReadBufferSize, o.WriteBufferSize = connBufferSize, connBufferSize
+	o.PipelineReadBufferSize, o.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 	return redis.NewClusterClient(o), nil
 }

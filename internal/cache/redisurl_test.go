@@ -30,6 +30,7 @@ func TestParseRedisURLStandalone(t *testing.T) {
 	assert.Equal(t, 2*time.Second, o.DialTimeout)
 	assert.True(t, o.ContextTimeoutEnabled)
 	assert.Nil(t, o.TLSConfig)
+	assertSmallBuffers(t, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
 
 	c, ok = parse(t, "rediss://cache.example:6390").(*redis.Client)
 	require.True(t, ok)
@@ -49,6 +50,15 @@ func TestParseRedisURLCluster(t *testing.T) {
 	require.NotNil(t, o.TLSConfig)
 	assert.Empty(t, o.TLSConfig.ServerName, "each node checked against its own name")
 	assert.True(t, o.TLSConfig.InsecureSkipVerify)
+	assertSmallBuffers(t, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
+}
+
+// assertSmallBuffers checks a client's connection buffers are the cache's, not go-redis' larger
+// defaults (see connBufferSize).
+func assertSmallBuffers(t *testing.T, read, write, pipelineRead, pipelineWrite int) {
+	t.Helper()
+	assert.Equal(t, []int{connBufferSize, connBufferSize, pipelineBufferSize, pipelineBufferSize},
+		[]int{read, write, pipelineRead, pipelineWrite})
 }
 
 func TestParseRedisURLSentinel(t *testing.T) {
@@ -59,6 +69,7 @@ func TestParseRedisURLSentinel(t *testing.T) {
 	assert.Equal(t, 3, o.DB)
 	assert.Equal(t, 7, o.PoolSize)
 	assert.True(t, o.ContextTimeoutEnabled)
+	assertSmallBuffers(t, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
 
 	c, ok = parse(t, "redis-sentinel://s1/mymaster?db=4").(*redis.Client)
 	require.True(t, ok)
