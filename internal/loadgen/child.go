@@ -127,11 +127,12 @@ func control(stdin io.Reader, stdout io.Writer) {
 		value := ""
 		switch {
 		case cmd == "heap":
-			// The heap in use after a collection: what the pdp really keeps.
+			// The heap in use after a collection, and the live objects in it: what the pdp
+			// really keeps.
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			value = " " + strconv.FormatUint(ms.HeapInuse, 10)
+			value = " " + strconv.FormatUint(ms.HeapInuse, 10) + " " + strconv.FormatUint(ms.HeapAlloc, 10)
 		case cmd == "heapprofile":
 			err = writeHeapProfile(arg)
 		case cmd == "cpuprofile" && prof == nil:

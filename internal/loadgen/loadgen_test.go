@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,19 @@ func TestParseProcStatCPU(t *testing.T) {
 	}
 	if _, err := parseProcStatCPU([]byte("4242 (x) S 1 2")); err == nil {
 		t.Error("got no error for a truncated line, want one")
+	}
+}
+
+func TestProcessMemory(t *testing.T) {
+	m, err := processMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// VmHWM is the highest VmRSS so far; the test binary's code is mapped from its file.
+	if m.rss <= 0 || m.peak < m.rss || m.file <= 0 || m.file > m.rss {
+		t.Errorf("got VmRSS %d, VmHWM %d, RssFile %d", m.rss, m.peak, m.file)
+	}
+	if _, err := processMemory(-1); err == nil {
+		t.Error("no error for a process that does not exist")
 	}
 }

@@ -16,10 +16,20 @@ import (
 // Memory is what warming every user costs: the pdp's own process (a child of the load tool)
 // before its warm-up and after it, and the pdp's Redis database.
 type Memory struct {
-	RSSBefore   int64  `json:"rss_before_bytes"`
-	RSSWarm     int64  `json:"rss_warm_bytes"`
-	HeapBefore  uint64 `json:"heap_inuse_before_bytes"`
-	HeapWarm    uint64 `json:"heap_inuse_warm_bytes"`
+	RSSBefore int64 `json:"rss_before_bytes"`
+	RSSWarm   int64 `json:"rss_warm_bytes"`
+	// RSSFileWarm is the part of RSSWarm that maps files (the binary's code and data), which
+	// the Go runtime's memory limit does not count.
+	RSSFileWarm int64 `json:"rss_file_warm_bytes"`
+	// RSSPeak is the process's highest RSS up to the end of the measured phases (VmHWM), and
+	// RSSEnd its RSS then.
+	RSSPeak    int64  `json:"rss_peak_bytes"`
+	RSSEnd     int64  `json:"rss_end_bytes"`
+	HeapBefore uint64 `json:"heap_inuse_before_bytes"`
+	HeapWarm   uint64 `json:"heap_inuse_warm_bytes"`
+	// LiveWarm is the bytes of the live objects after a collection (HeapAlloc); HeapWarm less
+	// this is the free space inside the spans in use.
+	LiveWarm    uint64 `json:"heap_live_warm_bytes"`
 	RedisBefore int64  `json:"redis_used_memory_before_bytes,omitempty"`
 	RedisWarm   int64  `json:"redis_used_memory_warm_bytes,omitempty"`
 	RedisKeys   int64  `json:"redis_keys_warm,omitempty"`
@@ -28,8 +38,9 @@ type Memory struct {
 
 // memSample is one reading.
 type memSample struct {
-	rss   int64
-	heap  uint64
+	rss   procMemory
+	heap  uint64 // HeapInuse after a collection
+	live  uint64 // HeapAlloc after a collection
 	redis int64
 	keys  int64
 }
@@ -42,10 +53,14 @@ func sampleMemory(ctx context.Context, p *childProc, redisURL string) (memSample
 	if err != nil {
 		return s, fmt.Errorf("the pdp's heap: %w", err)
 	}
-	if s.heap, err = strconv.ParseUint(heap, 10, 64); err != nil {
+	inuse, live, _ := strings.Cut(heap, " ")
+	if s.heap, err = strconv.ParseUint(inuse, 10, 64); err != nil {
 		return s, fmt.Errorf("the pdp's heap %q: %w", heap, err)
 	}
-	if s.rss, err = processRSS(p.cmd.Process.Pid); err != nil {
+	if s.live, err = strconv.ParseUint(live, 10, 64); err != nil {
+		return s, fmt.Errorf("the pdp's heap %q: %w", heap, err)
+	}
+	if s.rss, err = processMemory(p.cmd.Process.Pid); err != nil {
 		return s, err
 	}
 	if redisURL == "" {
@@ -93,33 +108,51 @@ func settleRedis(ctx context.Context, redisURL string) {
 	}
 }
 
-// processRSS returns a process's resident set size from /proc (Linux).
-func processRSS(pid int) (int64, error) {
+// procMemory is a process's resident memory as /proc/PID/status gives it.
+type procMemory struct {
+	rss, peak, file int64 // VmRSS, VmHWM, RssFile
+}
+
+// processMemory reads a process's resident memory from /proc (Linux).
+func processMemory(pid int) (procMemory, error) {
+	var m procMemory
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS:": &m.rss, "VmHWM:": &m.peak, "RssFile:": &m.file}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
-			}
-			return kb << 10, nil
+		name, v, _ := strings.Cut(sc.Text(), "\t")
+		dst, ok := fields[name]
+		if !ok {
+			continue
 		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("%s %q: %w", name, v, err)
+		}
+		*dst = kb << 10
+		delete(fields, name)
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	if len(fields) > 0 {
+		return m, fmt.Errorf("/proc/%d/status lacks %d of VmRSS, VmHWM and RssFile", pid, len(fields))
+	}
+	return m, sc.Err()
 }
 
 // line renders the memory figures for the table.
 func (m *Memory) line() string {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	per := func(d int64) string { return fmt.Sprintf("%+d B/user", d/int64(max(m.Users, 1))) }
-	s := fmt.Sprintf("memory, %d users warm: process RSS %s → %s (%s); Go heap in use %s → %s (%s)",
-		m.Users, mib(m.RSSBefore), mib(m.RSSWarm), per(m.RSSWarm-m.RSSBefore),
-		mib(int64(m.HeapBefore)), mib(int64(m.HeapWarm)), per(int64(m.HeapWarm)-int64(m.HeapBefore)))
+	s := fmt.Sprintf("memory, %d users warm: process RSS %s → %s (%s; %s of it file-backed)",
+		m.Users, mib(m.RSSBefore), mib(m.RSSWarm), per(m.RSSWarm-m.RSSBefore), mib(m.RSSFileWarm))
+	if m.RSSEnd > 0 {
+		s += fmt.Sprintf(", %s after the phases, peak %s", mib(m.RSSEnd), mib(m.RSSPeak))
+	}
+	s += fmt.Sprintf("; Go heap in use %s → %s (%s), live objects %s",
+		mib(int64(m.HeapBefore)), mib(int64(m.HeapWarm)), per(int64(m.HeapWarm)-int64(m.HeapBefore)), mib(int64(m.LiveWarm)))
 	if m.RedisWarm > 0 {
 		s += fmt.Sprintf("; Redis used_memory %s → %s (%s, %d keys)", mib(m.RedisBefore), mib(m.RedisWarm),
 			per(m.RedisWarm-m.RedisBefore), m.RedisKeys)

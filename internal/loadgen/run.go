@@ -228,7 +228,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	if err != nil {
 		return nil, fmt.Errorf("memory after the warm-up: %w", err)
 	}
-	rep.Memory = &Memory{RSSBefore: before.rss, RSSWarm: warm.rss, HeapBefore: before.heap, HeapWarm: warm.heap,
+	rep.Memory = &Memory{RSSBefore: before.rss.rss, RSSWarm: warm.rss.rss, RSSFileWarm: warm.rss.file,
+		HeapBefore: before.heap, HeapWarm: warm.heap, LiveWarm: warm.live,
 		RedisBefore: before.redis, RedisWarm: warm.redis, RedisKeys: warm.keys, Users: len(ds.Users)}
 	log.Info(rep.Memory.line())
 	if cfg.MemProfile != "" {
@@ -265,6 +266,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 			}
 		}
 	}
+	end, err := processMemory(p.cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("memory after the phases: %w", err)
+	}
+	rep.Memory.RSSPeak, rep.Memory.RSSEnd = end.peak, end.rss
 	rep.Phases = ordered(rep.Phases, cfg.Concurrency)
 	rep.TotalSeconds = time.Since(begin).Seconds()
 	rep.finish()
