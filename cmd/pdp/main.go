@@ -60,9 +60,11 @@ func relay(args []string) int {
 		fmt.Fprintln(os.Stderr, "pdp relay: configuration:", err)
 		return 2
 	}
+	log := cfg.Logger()
+	daemon.ApplyMemoryLimit(cfg.MemoryLimit, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.RunRelay(ctx, cfg, cfg.Logger()); err != nil {
+	if err := daemon.RunRelay(ctx, cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "pdp relay:", err)
 		return 1
 	}

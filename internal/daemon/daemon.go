@@ -214,8 +214,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		fs.Var(v, name, usage+" (env "+env+")")
 	}
-	parsed(parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", "NEOAUTHZ_MEMORY_LIMIT",
-		"the Go runtime's soft memory limit: auto (90% of the cgroup's memory limit, none without one), off, or a size like 120MiB; a GOMEMLIMIT in the environment takes precedence")
+	parsed(parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", memoryLimitEnv, memoryLimitUsage)
 	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
 	parsed(parsedValue[pgstore.Poolers]{&c.DBPoolers, pgstore.ParsePoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
 	parsed(parsedValue[registry.Regions]{&c.Regions, registry.ParseRegions}, "regions", "NEOAUTHZ_REGIONS",

@@ -18,6 +18,12 @@ import (
 // OOM killer would act.
 const MemoryLimitFraction = 0.9
 
+// memoryLimitEnv and memoryLimitUsage describe the -memory-limit flag of the pdp and of its relay.
+const (
+	memoryLimitEnv   = "NEOAUTHZ_MEMORY_LIMIT"
+	memoryLimitUsage = "the Go runtime's soft memory limit: auto (90% of the cgroup's memory limit, none without one), off, or a size like 120MiB; a GOMEMLIMIT in the environment takes precedence"
+)
+
 // MemoryLimit is the -memory-limit setting: auto (a share of the cgroup's memory limit), off,
 // or a size.
 type MemoryLimit struct {

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -164,4 +166,39 @@ func TestApplyMemoryLimit(t *testing.T) {
 	ApplyMemoryLimit(MemoryLimit{Bytes: 100 << 20}, log)
 	assert.Equal(t, int64(3<<30), debug.SetMemoryLimit(-1), "a GOMEMLIMIT in the environment is never overridden")
 	assert.Contains(t, buf.String(), `"source":"GOMEMLIMIT"`)
+}
+
+// The relay takes the same -memory-limit as the pdp, auto by default.
+func TestRelayMemoryLimitFlag(t *testing.T) {
+	parse := func(args ...string) (RelayConfig, error) {
+		c := DefaultRelayConfig()
+		fs := flag.NewFlagSet("pdp relay", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs)
+		c.AdminURL, c.RedisURL = "postgres://127.0.0.1/admin", "redis://127.0.0.1:6379"
+		return c, fs.Parse(args)
+	}
+	c, err := parse()
+	require.NoError(t, err)
+	assert.Equal(t, MemoryLimit{Auto: true}, c.MemoryLimit, "auto by default")
+
+	c, err = parse("-memory-limit", "48MiB")
+	require.NoError(t, err)
+	assert.Equal(t, MemoryLimit{Bytes: 48 << 20}, c.MemoryLimit)
+
+	_, err = parse("-memory-limit", "lots")
+	require.Error(t, err)
+
+	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "off")
+	c, err = parse()
+	require.NoError(t, err)
+	assert.Equal(t, MemoryLimit{}, c.MemoryLimit, "from the environment")
+	require.NoError(t, c.Validate())
+
+	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "lots")
+	c, err = parse()
+	require.NoError(t, err)
+	err = c.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "NEOAUTHZ_MEMORY_LIMIT")
 }

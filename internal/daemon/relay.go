@@ -47,12 +47,16 @@ type RelayConfig struct {
 	MaxLen int64
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// MemoryLimit is the Go runtime's soft memory limit (ApplyMemoryLimit), auto by default.
+	MemoryLimit MemoryLimit
+
+	envErrs []error // environment variables that did not parse, reported by Validate
 }
 
 // DefaultRelayConfig returns the defaults.
 func DefaultRelayConfig() RelayConfig {
 	return RelayConfig{HTTPAddr: ":8182", Heartbeat: 2 * time.Second, PollInterval: 5 * time.Second,
-		Stream: relay.DefaultStream, MaxLen: relay.DefaultMaxLen, LogLevel: "info"}
+		Stream: relay.DefaultStream, MaxLen: relay.DefaultMaxLen, LogLevel: "info", MemoryLimit: MemoryLimit{Auto: true}}
 }
 
 // RegisterFlags defines the relay's flags; each takes its default from its environment variable.
@@ -73,11 +77,19 @@ func (c *RelayConfig) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.Int64Var(&c.MaxLen, "relay-max-len", c.MaxLen, "about how many events the stream keeps (MAXLEN ~); a pdp further behind re-reads versions (env NEOAUTHZ_RELAY_MAX_LEN)")
 	envString(fs, &c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
+	if v, ok := os.LookupEnv(memoryLimitEnv); ok {
+		m, err := ParseMemoryLimit(v)
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", memoryLimitEnv, v, err))
+		}
+		c.MemoryLimit = m
+	}
+	fs.Var(parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", memoryLimitUsage+" (env "+memoryLimitEnv+")")
 }
 
 // Validate reports every problem at once.
 func (c *RelayConfig) Validate() error {
-	var errs []error
+	errs := append([]error(nil), c.envErrs...)
 	if c.AdminURL == "" {
 		errs = append(errs, errors.New("ADMIN_DATABASE_URL (--admin-database-url) is required"))
 	}
