@@ -116,12 +116,22 @@ func ApplyMemoryLimit(m MemoryLimit, log *slog.Logger) {
 // cgroup v2 (memory.max) is tried first, then v1 (memory.limit_in_bytes). root prefixes every
 // path read.
 func cgroupMemoryLimit(root string) (limit int64, src string, err error) {
+	mount, path, file, err := memoryCgroup(root)
+	if err != nil || mount == "" {
+		return 0, "", err
+	}
+	return lowestLimit(mount, path, file)
+}
+
+// memoryCgroup finds this process's memory cgroup: the hierarchy's mount (under root), the
+// cgroup's path in it and the name of its limit file; mount is "" when there is none.
+func memoryCgroup(root string) (mount, path, file string, err error) {
 	b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, "", nil // not Linux, or no /proc: no cgroup to read
+			return "", "", "", nil // not Linux, or no /proc: no cgroup to read
 		}
-		return 0, "", err
+		return "", "", "", err
 	}
 	var v1Path, v2Path string
 	v2 := false
@@ -139,11 +149,32 @@ func cgroupMemoryLimit(root string) (limit int64, src string, err error) {
 	}
 	switch {
 	case v1Path != "":
-		return lowestLimit(filepath.Join(root, "sys/fs/cgroup/memory"), v1Path, "memory.limit_in_bytes")
+		return filepath.Join(root, "sys/fs/cgroup/memory"), v1Path, "memory.limit_in_bytes", nil
 	case v2:
-		return lowestLimit(filepath.Join(root, "sys/fs/cgroup"), v2Path, "memory.max")
+		return filepath.Join(root, "sys/fs/cgroup"), v2Path, "memory.max", nil
 	}
-	return 0, "", nil
+	return "", "", "", nil
+}
+
+// MemoryCgroupDir returns the directory of this process's memory cgroup and the name of its
+// limit file (memory.limit_in_bytes for cgroup v1, memory.max for v2); dir is "" when the
+// process has none. Where the mount lacks the path /proc/self/cgroup names (cgroup namespaces),
+// the mount is the process's cgroup.
+func MemoryCgroupDir() (dir, limitFile string, err error) {
+	mount, path, file, err := memoryCgroup("/")
+	if err != nil || mount == "" {
+		return "", "", err
+	}
+	return cgroupDir(mount, path), file, nil
+}
+
+// cgroupDir is the directory of cgroup path under mount, or mount when it has no such path.
+func cgroupDir(mount, path string) string {
+	dir := filepath.Join(mount, filepath.Clean("/"+path))
+	if _, err := os.Stat(dir); err != nil {
+		return mount
+	}
+	return dir
 }
 
 func containsController(list, name string) bool {
@@ -165,10 +196,7 @@ const cgroupUnlimited = 1 << 62
 // walk then starts at the mount. "max" (v2) and v1's huge values mean no limit; anything else
 // that is not a number is an error.
 func lowestLimit(mount, path, file string) (limit int64, src string, err error) {
-	dir := filepath.Join(mount, filepath.Clean("/"+path))
-	if _, err := os.Stat(dir); err != nil {
-		dir = mount
-	}
+	dir := cgroupDir(mount, path)
 	for {
 		f := filepath.Join(dir, file)
 		b, rerr := os.ReadFile(f)

@@ -56,6 +56,8 @@ type childSpec struct {
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// MemoryLimit is the pdp's soft memory limit (GOMEMLIMIT; 0: none).
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// AutoMemoryLimit applies the pdp command's -memory-limit=auto (90% of the cgroup's limit).
+	AutoMemoryLimit bool `json:"auto_memory_limit,omitempty"`
 }
 
 // serveChild is Main in a child process: serve spec until stdin closes or ctx ends.
@@ -100,6 +102,9 @@ func serveChild(ctx context.Context, raw string, stdin io.Reader, stdout, stderr
 			level = slog.LevelInfo
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+		if spec.AutoMemoryLimit {
+			daemon.ApplyMemoryLimit(daemon.MemoryLimit{Auto: true}, log) // as the pdp command does
+		}
 		go func() { done <- daemon.Serve(ctx, cfg, log, lis[0], lis[1]) }()
 	default:
 		fmt.Fprintf(stderr, "loadgen child: unknown mode %q\n", spec.Mode)
@@ -186,11 +191,12 @@ type childProc struct {
 	grpcAddr string
 	httpAddr string
 	done     chan error
+	cgroup   *memoryCgroup // the child's memory cgroup, nil when none
 }
 
 // startChild starts the loadgen binary again as a child serving spec on two fresh loopback
-// listeners; its log lines go to logs.
-func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
+// listeners, in cgroup cg when it is not nil; its log lines go to logs.
+func startChild(spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the loadgen binary: %w", err)
@@ -220,6 +226,10 @@ func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
 		files = append(files, f)
 	}
 	cmd := exec.Command(self)
+	if cg != nil {
+		argv := cg.wrap(self)
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	if spec.MemoryLimit > 0 {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(spec.MemoryLimit, 10))
@@ -238,7 +248,7 @@ func startChild(spec childSpec, logs io.Writer) (*childProc, error) {
 		return nil, fmt.Errorf("start a %s child: %w", spec.Mode, err)
 	}
 	c := &childProc{cmd: cmd, stdin: stdin, replies: bufio.NewReader(stdout), grpcAddr: addrs[0], httpAddr: addrs[1],
-		done: make(chan error, 1)}
+		done: make(chan error, 1), cgroup: cg}
 	go func() { c.done <- cmd.Wait() }()
 	return c, nil
 }
@@ -253,6 +263,9 @@ func (c *childProc) stop() {
 		_ = c.cmd.Process.Kill()
 		err := <-c.done
 		_ = err
+	}
+	if c.cgroup != nil {
+		c.cgroup.remove()
 	}
 }
 

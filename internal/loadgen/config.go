@@ -29,8 +29,11 @@ type Config struct {
 	MemProfile  string // file: a heap profile with every user warm
 	CacheBytes  int64  // the pdp's -cache-max-bytes
 	MemoryLimit int64  // the pdp's GOMEMLIMIT (0: none)
-	Seed        uint64
-	Verbose     bool
+	// CgroupMemory runs each pdp in a memory cgroup of this limit, with -memory-limit=auto
+	// unless MemoryLimit is set (0: no cgroup).
+	CgroupMemory int64
+	Seed         uint64
+	Verbose      bool
 	// StreamWorkers is the pdp's -grpc-stream-workers (0: its default; -1: none).
 	StreamWorkers int
 
@@ -66,6 +69,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each warm ext_authz phase to PREFIX.ext_authz_warm_c<N>.pprof")
 	cacheBytes := fs.String("cache-max-bytes", "64MiB", "the pdp's in-process cache budget (its -cache-max-bytes)")
 	memLimit := fs.String("pdp-memory-limit", "", "the pdp's soft memory limit, set as its GOMEMLIMIT, e.g. 100MiB (default: none)")
+	cgroupMemory := fs.String("pdp-cgroup-memory", "", "run each pdp in a new memory cgroup of this limit, e.g. 128MiB, as in a container, with its -memory-limit=auto (Linux, root; default: none)")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile to FILE once every user is warm")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the user and permission choices")
 	fs.IntVar(&c.StreamWorkers, "pdp-grpc-stream-workers", 0, "the pdp's -grpc-stream-workers (0: its default, 32 per CPU; -1: a new goroutine per request, as the ceiling)")
@@ -90,6 +94,11 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if *memLimit != "" {
 		if c.MemoryLimit, err = daemon.ParseBytes(*memLimit); err != nil {
 			return Config{}, fmt.Errorf("-pdp-memory-limit: %w", err)
+		}
+	}
+	if *cgroupMemory != "" {
+		if c.CgroupMemory, err = daemon.ParseBytes(*cgroupMemory); err != nil {
+			return Config{}, fmt.Errorf("-pdp-cgroup-memory: %w", err)
 		}
 	}
 	return c, c.validate()

@@ -29,11 +29,16 @@ type Memory struct {
 	HeapWarm   uint64 `json:"heap_inuse_warm_bytes"`
 	// LiveWarm is the bytes of the live objects after a collection (HeapAlloc); HeapWarm less
 	// this is the free space inside the spans in use.
-	LiveWarm    uint64 `json:"heap_live_warm_bytes"`
-	RedisBefore int64  `json:"redis_used_memory_before_bytes,omitempty"`
-	RedisWarm   int64  `json:"redis_used_memory_warm_bytes,omitempty"`
-	RedisKeys   int64  `json:"redis_keys_warm,omitempty"`
-	Users       int    `json:"users_warm"`
+	LiveWarm uint64 `json:"heap_live_warm_bytes"`
+	// CgroupLimit is the limit of the memory cgroup the pdp ran in (0: none), CgroupPeak the
+	// cgroup's highest usage and OOMKills the processes the kernel killed for the limit.
+	CgroupLimit int64 `json:"cgroup_limit_bytes,omitempty"`
+	CgroupPeak  int64 `json:"cgroup_peak_bytes,omitempty"`
+	OOMKills    int64 `json:"cgroup_oom_kills,omitempty"`
+	RedisBefore int64 `json:"redis_used_memory_before_bytes,omitempty"`
+	RedisWarm   int64 `json:"redis_used_memory_warm_bytes,omitempty"`
+	RedisKeys   int64 `json:"redis_keys_warm,omitempty"`
+	Users       int   `json:"users_warm"`
 }
 
 // memSample is one reading.
@@ -153,6 +158,9 @@ func (m *Memory) line() string {
 	}
 	s += fmt.Sprintf("; Go heap in use %s → %s (%s), live objects %s",
 		mib(int64(m.HeapBefore)), mib(int64(m.HeapWarm)), per(int64(m.HeapWarm)-int64(m.HeapBefore)), mib(int64(m.LiveWarm)))
+	if m.CgroupLimit > 0 {
+		s += fmt.Sprintf("; in a memory cgroup of %s: peak usage %s, %d OOM kills", mib(m.CgroupLimit), mib(m.CgroupPeak), m.OOMKills)
+	}
 	if m.RedisWarm > 0 {
 		s += fmt.Sprintf("; Redis used_memory %s → %s (%s, %d keys)", mib(m.RedisBefore), mib(m.RedisWarm),
 			per(m.RedisWarm-m.RedisBefore), m.RedisKeys)

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 	}
 	env := pdpEnv{adminURL: ds.AdminURL, secretKey: ds.SecretKey, redisURL: redisURL, routes: routesPath, issuer: iss,
 		verbose: cfg.Verbose, streamWorkers: cfg.StreamWorkers, decisionLog: true, logs: pdpLogs, cacheBytes: cfg.CacheBytes,
-		memoryLimit: cfg.MemoryLimit}
+		memoryLimit: cfg.MemoryLimit, cgroupMemory: cfg.CgroupMemory}
 
 	ceilingProc, err := startCeiling(ctx, pdpLogs)
 	if err != nil {
@@ -271,6 +271,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, pdpLogs io.Writer) (
 		return nil, fmt.Errorf("memory after the phases: %w", err)
 	}
 	rep.Memory.RSSPeak, rep.Memory.RSSEnd = end.peak, end.rss
+	if p.cgroup != nil {
+		u, err := p.cgroup.usage()
+		if err != nil {
+			return nil, err
+		}
+		rep.Memory.CgroupLimit, rep.Memory.CgroupPeak, rep.Memory.OOMKills = p.cgroup.limit, u.peak, u.oomKills
+	}
 	rep.Phases = ordered(rep.Phases, cfg.Concurrency)
 	rep.TotalSeconds = time.Since(begin).Seconds()
 	rep.finish()

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -140,6 +141,7 @@ func flushRedis(ctx context.Context, redisURL string) error {
 type pdpEnv struct {
 	adminURL, secretKey, redisURL, routes string
 	cacheBytes, memoryLimit               int64
+	cgroupMemory                          int64 // run the pdp in a memory cgroup of this limit (0: no)
 	issuer                                *authntest.Issuer
 	verbose                               bool
 	streamWorkers                         int
@@ -152,23 +154,38 @@ type pdpEnv struct {
 func startPDP(ctx context.Context, env pdpEnv) (*childProc, error) {
 	spec := childSpec{Mode: modePDP, AdminURL: env.adminURL, SecretKey: env.secretKey, RedisURL: env.redisURL,
 		Routes: env.routes, Issuers: []string{env.issuer.URL()}, Verbose: env.verbose, StreamWorkers: env.streamWorkers,
-		NoDecisionLog: !env.decisionLog, CacheBytes: env.cacheBytes, MemoryLimit: env.memoryLimit}
+		NoDecisionLog: !env.decisionLog, CacheBytes: env.cacheBytes, MemoryLimit: env.memoryLimit,
+		AutoMemoryLimit: env.cgroupMemory > 0 && env.memoryLimit == 0}
 	if _, err := spec.pdpConfig(); err != nil {
 		return nil, err
 	}
-	return startServing(ctx, spec, env.logs)
+	var cg *memoryCgroup
+	if env.cgroupMemory > 0 {
+		var err error
+		name := fmt.Sprintf("neoauthz-loadgen-%d-%d", os.Getpid(), cgroupSeq.Add(1))
+		if cg, err = newMemoryCgroup(name, env.cgroupMemory); err != nil {
+			return nil, err
+		}
+	}
+	return startServing(ctx, spec, env.logs, cg)
 }
+
+// cgroupSeq numbers the memory cgroups a run makes.
+var cgroupSeq atomic.Int64
 
 // startCeiling starts the ceiling, nopAuthz, in a child process.
 func startCeiling(ctx context.Context, logs io.Writer) (*childProc, error) {
-	return startServing(ctx, childSpec{Mode: modeCeiling}, logs)
+	return startServing(ctx, childSpec{Mode: modeCeiling}, logs, nil)
 }
 
-// startServing starts a child and waits until its gRPC health says SERVING (the ceiling
+// startServing starts a child (in cgroup cg, when not nil) and waits until its gRPC health says SERVING (the ceiling
 // serves no health service: for it, any answer will do).
-func startServing(ctx context.Context, spec childSpec, logs io.Writer) (*childProc, error) {
-	p, err := startChild(spec, logs)
+func startServing(ctx context.Context, spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, error) {
+	p, err := startChild(spec, logs, cg)
 	if err != nil {
+		if cg != nil {
+			cg.remove()
+		}
 		return nil, err
 	}
 	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
