@@ -54,7 +54,8 @@ type SharedCodec[V any] interface {
 	// (its own part: shared parts are counted once, with Reserve). fetch reads shared parts'
 	// bytes from Redis, in the order of ids; it is to be called at most once, only with the
 	// parts not already in memory, and returns an error wrapping ErrSharedMissing when Redis
-	// does not have one of them.
+	// does not have one of them. Fetched parts that are not what their ids name are reported
+	// with an error wrapping a CorruptShared, and Redis then drops them.
 	UnmarshalShared(b []byte, fetch func(ids []string) ([][]byte, error)) (V, int64, error)
 }
 
@@ -67,6 +68,15 @@ type SharedPart struct {
 // ErrSharedMissing is what SharedCodec's fetch returns (wrapped) for a shared part Redis does
 // not hold: the entry is an L2 miss.
 var ErrSharedMissing = errors.New("cache: shared part not in Redis")
+
+// CorruptShared is what an UnmarshalShared error wraps when fetched shared parts are not what
+// their ids name (their bytes fail the id's check). The entry is a miss, and the parts are
+// deleted from Redis: a part is written with SET NX, which never replaces it, and each use
+// extends its life, so a corrupt part would otherwise stay a miss for every entry naming it.
+type CorruptShared interface {
+	error
+	CorruptSharedIDs() []string
+}
 
 // Options configures a Cache. Zero fields take the Default* values.
 type Options struct {

@@ -159,9 +159,15 @@ func (t *redisTier[V]) get(ctx context.Context, key string, fresh func(V) bool) 
 			v, err = t.codec.Unmarshal(payload)
 		}
 	}
+	var corrupt CorruptShared
 	switch {
 	case errors.Is(err, ErrSharedMissing):
 		t.m.l2Miss.Inc()
+		return nil, false
+	case errors.As(err, &corrupt):
+		t.m.l2GetErr.Inc()
+		t.m.l2Decode.Inc()
+		t.dropShared(ctx, key, corrupt.CorruptSharedIDs())
 		return nil, false
 	case errors.Is(err, errRedisFailed):
 		t.m.l2GetErr.Inc()
@@ -234,6 +240,33 @@ func (t *redisTier[V]) getShared(ctx context.Context, key string, ids []string) 
 		out[i] = b
 	}
 	return out, nil
+}
+
+// dropShared deletes the shared parts ids of entry key (see CorruptShared), in one round trip.
+func (t *redisTier[V]) dropShared(ctx context.Context, key string, ids []string) {
+	var keys []string
+	for _, id := range ids {
+		if sk, ok := SharedKey(key, id); ok {
+			keys = append(keys, t.prefix+sk)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	probe, ok := t.br.allow()
+	if !ok {
+		return
+	}
+	start := time.Now()
+	_, err := bounded(ctx, t.timeout, t.ctxHonored, func(ctx context.Context) ([]redis.Cmder, error) {
+		// One DEL per key: a cluster pipeline splits by slot, a multi-key DEL would not.
+		pipe := t.rdb.Pipeline()
+		for _, k := range keys {
+			pipe.Del(ctx, k)
+		}
+		return pipe.Exec(ctx)
+	})
+	t.finish(ctx, probe, start, "del", err)
 }
 
 // enqueueSet queues a write to Redis, or drops it when the queue is full. The caller holds the

@@ -78,6 +78,11 @@ func (c *partCodec) UnmarshalShared(b []byte, fetch func([]string) ([][]byte, er
 		if err != nil {
 			return sval{}, 0, err
 		}
+		for j, id := range missing {
+			if strings.HasPrefix(string(data[j]), "corrupt") {
+				return sval{}, 0, fmt.Errorf("entry: %w", corruptPart{id})
+			}
+		}
 		c.mu.Lock()
 		for j, id := range missing {
 			c.parts[id] = &part{id: id, data: string(data[j])}
@@ -89,6 +94,12 @@ func (c *partCodec) UnmarshalShared(b []byte, fetch func([]string) ([][]byte, er
 	}
 	return v, 1, nil
 }
+
+// corruptPart is partCodec's error for a fetched part that is not what its id names.
+type corruptPart struct{ id string }
+
+func (e corruptPart) Error() string              { return "part " + e.id + " is corrupt" }
+func (e corruptPart) CorruptSharedIDs() []string { return []string{e.id} }
 
 func newSharedCache(t *testing.T, rdb redis.UniversalClient, prefix string, codec *partCodec) *Cache[sval] {
 	t.Helper()
@@ -217,6 +228,45 @@ func TestSharedPartWrittenOnlyWhenAbsent(t *testing.T) {
 	partTTL := rdb.PTTL(ctx, prefix+sk).Val()
 	require.Positive(t, entryTTL)
 	assert.GreaterOrEqual(t, partTTL, entryTTL, "got the part expiring (in %v) before the entry naming it (in %v)", partTTL, entryTTL)
+}
+
+// A part in Redis that is not what its id names is deleted when read, so the fill that follows
+// writes it again (SET NX would not replace it): one corrupt part is not a miss for good.
+func TestCorruptSharedPartReplaced(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t, "cache")
+	shared := &part{id: "ef56", data: "the compiled part"}
+	key, err := TenantUserKey("0a-3", "carol")
+	require.NoError(t, err)
+	fresh := func(v sval) bool { return v.Version >= 1 }
+	var loads atomic.Int32
+	load := func(context.Context) (Loaded[sval], error) {
+		loads.Add(1)
+		return Loaded[sval]{Value: sval{Version: 1, Parts: []*part{shared}}}, nil
+	}
+	c := newSharedCache(t, rdb, prefix, newPartCodec())
+	_, _, err = c.Get(ctx, key, fresh, load)
+	require.NoError(t, err)
+	c.WaitIdle()
+	sk, ok := SharedKey(key, shared.id)
+	require.True(t, ok)
+	require.NoError(t, rdb.Set(ctx, prefix+sk, "corrupt bytes", time.Hour).Err())
+
+	// A pdp with nothing in memory reads the entry, then the corrupt part.
+	c2 := newSharedCache(t, rdb, prefix, newPartCodec())
+	v, src, err := c2.Get(ctx, key, fresh, load)
+	require.NoError(t, err)
+	assert.Equal(t, SourceLoad, src, "got a corrupt part served")
+	assert.Equal(t, shared.data, v.Parts[0].data)
+	c2.WaitIdle()
+	assert.Equal(t, shared.data, rdb.Get(ctx, prefix+sk).Val(), "got the corrupt part left in place")
+
+	// And a third reads it whole from Redis.
+	c3 := newSharedCache(t, rdb, prefix, newPartCodec())
+	_, src, err = c3.Get(ctx, key, fresh, load)
+	require.NoError(t, err)
+	assert.Equal(t, SourceL2, src)
+	assert.Equal(t, int32(2), loads.Load())
 }
 
 // An entry made of several shared parts: each is stored once, read back in one fetch of the
