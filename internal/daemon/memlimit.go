@@ -13,15 +13,21 @@ import (
 )
 
 // MemoryLimitFraction is the share of the container's memory limit that -memory-limit=auto
-// gives the Go runtime as its soft limit: the rest is room for what the runtime does not
-// count (thread stacks outside the heap's accounting, cgroup page cache) before the kernel's
-// OOM killer would act.
+// gives the Go runtime as its soft limit, once the binary's file-backed pages are taken out:
+// the rest is room for what the runtime does not count (thread stacks outside the heap's
+// accounting, cgroup page cache) before the kernel's OOM killer would act.
+//
+// The binary's code and read-only data are mapped from its file, which the runtime's limit
+// does not count but the container's does. A pdp's binary has about 25 MiB of them resident
+// once it has started; a 128 MiB container whose Go heap was allowed 90% of the whole limit
+// left its code too little room and spent its time reading it back from disk (major faults),
+// so auto leaves room for them as measured at start.
 const MemoryLimitFraction = 0.9
 
 // memoryLimitEnv and memoryLimitUsage describe the -memory-limit flag of the pdp and of its relay.
 const (
 	memoryLimitEnv   = "NEOAUTHZ_MEMORY_LIMIT"
-	memoryLimitUsage = "the Go runtime's soft memory limit: auto (90% of the cgroup's memory limit, none without one), off, or a size like 120MiB; a GOMEMLIMIT in the environment takes precedence"
+	memoryLimitUsage = "the Go runtime's soft memory limit: auto (90% of what the cgroup's memory limit leaves beside the binary's resident file pages, none without a limit), off, or a size like 120MiB; a GOMEMLIMIT in the environment takes precedence"
 )
 
 // MemoryLimit is the -memory-limit setting: auto (a share of the cgroup's memory limit), off,
@@ -65,12 +71,14 @@ type memoryLimitPlan struct {
 	set    bool   // whether to call debug.SetMemoryLimit
 	source string // where the value comes from, for the log
 	cgroup int64  // the cgroup's limit, when one was read
+	file   int64  // the process's file-backed resident memory (RssFile), when auto read it
 	err    error  // a cgroup file that could not be read or parsed
 }
 
 // planMemoryLimit decides the soft limit: an operator's GOMEMLIMIT always wins (the runtime
 // has already applied it), then an explicit size, then with auto the cgroup's limit (read
-// under root, "/" outside tests) times MemoryLimitFraction.
+// under root, "/" outside tests), less the process's file-backed resident memory (but never
+// below half the limit), times MemoryLimitFraction.
 func planMemoryLimit(m MemoryLimit, gomemlimit string, root string) memoryLimitPlan {
 	switch {
 	case gomemlimit != "":
@@ -84,7 +92,28 @@ func planMemoryLimit(m MemoryLimit, gomemlimit string, root string) memoryLimitP
 	if err != nil || limit == 0 {
 		return memoryLimitPlan{source: "auto: no cgroup memory limit", err: err}
 	}
-	return memoryLimitPlan{limit: int64(float64(limit) * MemoryLimitFraction), set: true, source: "auto: " + src, cgroup: limit}
+	file := fileResident(root)
+	avail := max(limit-file, limit/2)
+	return memoryLimitPlan{limit: int64(float64(avail) * MemoryLimitFraction), set: true, source: "auto: " + src, cgroup: limit, file: file}
+}
+
+// fileResident is the process's file-backed resident memory (RssFile in /proc/self/status,
+// under root), 0 when it cannot be read.
+func fileResident(root string) int64 {
+	b, err := os.ReadFile(filepath.Join(root, "proc/self/status"))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil || kb < 0 {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // ApplyMemoryLimit sets the Go runtime's soft memory limit as m says (never overriding a
@@ -102,7 +131,7 @@ func ApplyMemoryLimit(m MemoryLimit, log *slog.Logger) {
 		attrs = append(attrs, "limit", "none")
 	}
 	if p.cgroup > 0 {
-		attrs = append(attrs, "cgroup_limit_bytes", p.cgroup, "fraction", MemoryLimitFraction)
+		attrs = append(attrs, "cgroup_limit_bytes", p.cgroup, "file_backed_bytes", p.file, "fraction", MemoryLimitFraction)
 	}
 	if p.err != nil {
 		log.Warn("memory limit: the cgroup's memory limit could not be read; no soft limit set", append(attrs, "err", p.err)...)

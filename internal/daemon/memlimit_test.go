@@ -140,6 +140,20 @@ func TestMemoryLimitPlan(t *testing.T) {
 	p := planMemoryLimit(MemoryLimit{Auto: true}, "", root)
 	assert.Equal(t, memoryLimitPlan{limit: 120795955, set: true, source: "auto: " + filepath.Join(root, "sys/fs/cgroup/memory.max"), cgroup: 128 << 20}, p,
 		"90%% of a 128 MiB container")
+
+	// The binary's resident file pages count against the container's limit, not the runtime's.
+	src := "auto: " + filepath.Join(root, "sys/fs/cgroup/memory.max")
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "proc/self"), 0o755))
+	status := filepath.Join(root, "proc/self/status")
+	require.NoError(t, os.WriteFile(status, []byte("Name:\tpdp\nVmRSS:\t   31148 kB\nRssAnon:\t    6760 kB\nRssFile:\t   24576 kB\n"), 0o644))
+	assert.Equal(t, memoryLimitPlan{limit: 98146713, set: true, source: src, cgroup: 128 << 20, file: 24 << 20},
+		planMemoryLimit(MemoryLimit{Auto: true}, "", root), "90%% of the 104 MiB that 24 MiB of code leaves of 128 MiB")
+	require.NoError(t, os.WriteFile(status, []byte("RssFile:\t 204800 kB\n"), 0o644))
+	assert.Equal(t, int64(60397977), planMemoryLimit(MemoryLimit{Auto: true}, "", root).limit,
+		"never less than 90%% of half the limit")
+	require.NoError(t, os.WriteFile(status, []byte("RssFile:\t lots\n"), 0o644))
+	assert.Equal(t, int64(120795955), planMemoryLimit(MemoryLimit{Auto: true}, "", root).limit, "an unreadable RssFile counts as none")
+
 	assert.Equal(t, memoryLimitPlan{limit: 100 << 20, set: true, source: "flag"}, planMemoryLimit(MemoryLimit{Bytes: 100 << 20}, "", root))
 	assert.Equal(t, memoryLimitPlan{source: "off"}, planMemoryLimit(MemoryLimit{}, "", root))
 	for _, m := range []MemoryLimit{{Auto: true}, {Bytes: 100 << 20}, {}} {

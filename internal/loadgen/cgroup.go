@@ -3,10 +3,13 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/neofast/neoauthz/internal/daemon"
 )
@@ -19,6 +22,7 @@ import (
 type memoryCgroup struct {
 	dir   string
 	limit int64
+	exe   string // the child's own copy of the loadgen binary; "" until copyBinary
 }
 
 // newMemoryCgroup makes a cgroup named name under the load tool's own memory cgroup, limited
@@ -94,5 +98,49 @@ func (g *memoryCgroup) readFirst(names ...string) (string, error) {
 	return "", fmt.Errorf("memory cgroup: %s has none of %s", g.dir, strings.Join(names, ", "))
 }
 
-// remove deletes the cgroup once its processes have exited.
-func (g *memoryCgroup) remove() { _ = os.Remove(g.dir) }
+// copyBinary gives the child its own copy of the binary self, none of it in the page cache. The
+// kernel charges a file page to the cgroup that first reads it: a child running the parent's
+// binary would find its code already read and charged to the parent, and would be measured
+// without it, unlike a pdp in a container.
+func (g *memoryCgroup) copyBinary(self string) error {
+	src, err := os.Open(self)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.CreateTemp("", "neoauthz-loadgen-pdp-")
+	if err != nil {
+		return err
+	}
+	g.exe = dst.Name()
+	_, err = io.Copy(dst, src)
+	if err == nil {
+		err = dst.Sync() // written back, so that the pages can be dropped
+	}
+	if err == nil {
+		err = unix.Fadvise(int(dst.Fd()), 0, 0, unix.FADV_DONTNEED)
+	}
+	if err == nil {
+		err = dst.Chmod(0o755)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("memory cgroup: copy the binary: %w", err)
+	}
+	return nil
+}
+
+// removeBinary deletes the binary's copy (a started child keeps it open).
+func (g *memoryCgroup) removeBinary() {
+	if g.exe != "" {
+		_ = os.Remove(g.exe)
+	}
+}
+
+// remove deletes the cgroup, once its processes have exited, and the binary's copy.
+func (g *memoryCgroup) remove() {
+	_ = os.Remove(g.dir)
+	g.removeBinary()
+}

@@ -227,7 +227,10 @@ func startChild(spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, e
 	}
 	cmd := exec.Command(self)
 	if cg != nil {
-		argv := cg.wrap(self)
+		if err := cg.copyBinary(self); err != nil {
+			return nil, err
+		}
+		argv := cg.wrap(cg.exe)
 		cmd = exec.Command(argv[0], argv[1:]...)
 	}
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
@@ -244,7 +247,11 @@ func startChild(spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, e
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if cg != nil {
+		cg.removeBinary() // the child, once started, holds it open
+	}
+	if err != nil {
 		return nil, fmt.Errorf("start a %s child: %w", spec.Mode, err)
 	}
 	c := &childProc{cmd: cmd, stdin: stdin, replies: bufio.NewReader(stdout), grpcAddr: addrs[0], httpAddr: addrs[1],
