@@ -165,7 +165,7 @@ type call struct {
 	r         *http.Request
 	s         *Server
 	route     *route
-	id        *authn.Identity
+	id        *authn.Identity // the caller's, set by authorize (nil on public routes)
 	tenant    *pgstore.Tenant // the tenant a tenant-scoped route is about, resolved by authorization
 	actorIn   decision.Input  // the actor's platform facts, loaded by authorization
 	actorSet  *decision.Set   // the actor's compiled platform set (nil on public routes)

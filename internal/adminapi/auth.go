@@ -40,7 +40,7 @@ func (s *Server) authorize(c *call) error {
 	if id.Level != authn.LevelPlatform {
 		return errForbidden("a platform-realm token is required; tenant tokens cannot use the admin API", map[string]any{"level": id.Level.String()})
 	}
-	c.id = id
+	c.id = &id
 	c.log = c.log.With("actor", id.Subject)
 
 	req := decision.Request{Permission: rt.Permission}

@@ -23,7 +23,7 @@ import (
 
 // TokenValidator verifies bearer tokens; *authn.Validator implements it.
 type TokenValidator interface {
-	Validate(ctx context.Context, token string) (*authn.Identity, error)
+	Validate(ctx context.Context, token string) (authn.Identity, error)
 }
 
 // Deps are what the API runs on. All are required except Log.

@@ -3,6 +3,7 @@ package authn
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -12,11 +13,10 @@ import (
 	"github.com/neofast/neoauthz/internal/cache"
 )
 
-// cachedToken is a verified token as the token cache keeps it: one heap object holding the
-// identity Validate returns, whose strings are either shared with the other tokens of its
-// tenant and client (parties) or packed into one allocation of the token's own (packClaims).
+// cachedToken is a verified token as the token cache keeps it: one 64-byte heap object, the
+// strings it shares with the other tokens of its tenant and client (parties), and one
+// allocation of the token's own claims (own). Validate builds the identity from it on each hit.
 type cachedToken struct {
-	id Identity
 	// parties keeps the interned realm, tenant, client and audiences alive, so that the tokens
 	// using them go on sharing one copy; aud is read from it on a tenant re-check.
 	parties unique.Handle[parties]
@@ -24,7 +24,38 @@ type cachedToken struct {
 	// has happened since and the realm answer it used has not expired, a hit needs no new one.
 	// Records are shared by the tokens checked against one realm answer at one generation.
 	checked atomic.Pointer[tenantCheck]
+	// own holds the own claims, each value once.
+	own string
+	// lens are the lengths of the own claims. Each is a string member of a payload decoded
+	// from at most maxTokenBytesLimit bytes of token, and decoding a JSON string at most
+	// triples it (an invalid UTF-8 byte becomes U+FFFD, three bytes; escapes shrink), so it
+	// fits in 32 bits (the constant below does not compile otherwise); so do the offsets,
+	// which sum distinct claims, distinct parts of the payload.
+	lens [numOwnClaims]uint32
+	// expSec and expNsec are exp as Unix time (a NumericDate may have a fraction).
+	expSec  int64
+	expNsec uint32
+	// from holds, for each own claim i, in bits 2i and 2i+1, the index of the claim whose
+	// bytes in own it uses: i itself, or the first earlier claim equal to it.
+	from  uint8
+	level Level
 }
+
+// A decoded own claim's length fits in lens (see there).
+const _ uint32 = 3 * maxTokenBytesLimit
+
+// The own claims, in own's order: a token's claims that are its own, not its tenant's or
+// client's.
+const (
+	claimSub = iota
+	claimPreferredUsername
+	claimEmail
+	claimSessionID
+	numOwnClaims
+)
+
+// from's two bits per claim hold the indexes of numOwnClaims claims.
+var _ [4 - numOwnClaims]struct{}
 
 // parties are the claims and tenant data a token has in common with the other tokens of its
 // tenant issued to the same client.
@@ -33,60 +64,66 @@ type parties struct {
 	aud                              string // the aud values, encoded by encodeAud
 }
 
-// newCachedToken builds the cache's record of a verified token whose claims are c, for id's
-// level and tenant. The identity's strings are taken from the interned parties and from one
-// allocation holding the token's own claims.
+// newCachedToken builds the cache's record of a verified token whose claims are c, for the
+// level and tenant it was validated at.
 func newCachedToken(level Level, realm string, tenant *TenantRealm, c *claims, aud string) *cachedToken {
-	h := unique.Make(parties{realm: realm, tenantID: tenant.TenantID, tenantSlug: tenant.Slug, azp: c.azp, aud: aud})
-	p := h.Value()
-	ct := &cachedToken{parties: h, id: Identity{
-		Level: level, Realm: p.realm, TenantID: p.tenantID, TenantSlug: p.tenantSlug, AuthorizedParty: p.azp,
-		Subject: c.sub, PreferredUsername: c.preferredUsername, Email: c.email, SessionID: c.sid,
-		ExpiresAt: c.exp,
-	}}
-	packStrings(&ct.id.Subject, &ct.id.PreferredUsername, &ct.id.Email, &ct.id.SessionID)
+	ct := &cachedToken{
+		parties: unique.Make(parties{realm: realm, tenantID: tenant.TenantID, tenantSlug: tenant.Slug, azp: c.azp, aud: aud}),
+		expSec:  c.exp.Unix(),
+		expNsec: uint32(c.exp.Nanosecond()),
+		level:   level,
+	}
+	ct.setOwn(&[numOwnClaims]string{claimSub: c.sub, claimPreferredUsername: c.preferredUsername, claimEmail: c.email, claimSessionID: c.sid})
 	return ct
 }
 
-// packStrings copies the strings into one allocation and points each at its copy; a string
-// equal to an earlier one shares that one's copy.
-func packStrings(fields ...*string) {
-	var b strings.Builder
-	b.Grow(distinctLen(fields...))
-	for i, f := range fields {
-		if earlier(fields[:i], *f) < 0 {
-			b.WriteString(*f)
-		}
-	}
-	all := b.String()
-	for i, f := range fields {
-		if j := earlier(fields[:i], *f); j >= 0 {
-			*f = *fields[j]
-		} else {
-			*f, all = all[:len(*f)], all[len(*f):]
-		}
-	}
-}
-
-// distinctLen is the length of the strings, each counted once.
-func distinctLen(fields ...*string) int {
+// setOwn stores the own claims in one allocation, each value once.
+func (ct *cachedToken) setOwn(claims *[numOwnClaims]string) {
 	n := 0
-	for i, f := range fields {
-		if earlier(fields[:i], *f) < 0 {
-			n += len(*f)
+	for i, s := range claims {
+		j := slices.Index(claims[:i+1], s) // i when no earlier claim equals s
+		ct.from |= uint8(j) << (2 * i)
+		ct.lens[i] = uint32(len(s))
+		if j == i {
+			n += len(s)
 		}
 	}
-	return n
+	var b strings.Builder
+	b.Grow(n)
+	for i, s := range claims {
+		if ct.source(i) == i {
+			b.WriteString(s)
+		}
+	}
+	ct.own = b.String()
 }
 
-// earlier is the index of the first of fields equal to s, or -1.
-func earlier(fields []*string, s string) int {
-	for j, f := range fields {
-		if *f == s {
-			return j
+// source is the index of the claim whose bytes in own claim i uses.
+func (ct *cachedToken) source(i int) int { return int(ct.from>>(2*i)) & 3 }
+
+// ownClaims returns the own claims, as views of own.
+func (ct *cachedToken) ownClaims() (claims [numOwnClaims]string) {
+	next := uint32(0)
+	for i := range claims {
+		if j := ct.source(i); j != i {
+			claims[i] = claims[j] // equal, so of the same length
+			continue
 		}
+		claims[i] = ct.own[next : next+ct.lens[i]]
+		next += ct.lens[i]
 	}
-	return -1
+	return claims
+}
+
+// identity is the identity the token carries.
+func (ct *cachedToken) identity() Identity {
+	p := ct.parties.Value()
+	own := ct.ownClaims()
+	return Identity{
+		Level: ct.level, TenantID: p.tenantID, TenantSlug: p.tenantSlug, Realm: p.realm, AuthorizedParty: p.azp,
+		Subject: own[claimSub], PreferredUsername: own[claimPreferredUsername], Email: own[claimEmail],
+		SessionID: own[claimSessionID], ExpiresAt: time.Unix(ct.expSec, int64(ct.expNsec)).UTC(),
+	}
 }
 
 // size estimates what a cached token retains: the record, its own strings, its key and the
@@ -96,10 +133,8 @@ func earlier(fields []*string, s string) int {
 // realm cache, and not counted. The cache is bounded in bytes by this, not by its entry count
 // alone. TestCachedTokenSize compares it with a measurement.
 func (ct *cachedToken) size() int64 {
-	id := &ct.id
 	p := ct.parties.Value()
-	own := distinctLen(&id.Subject, &id.PreferredUsername, &id.Email, &id.SessionID)
-	return int64(unsafe.Sizeof(*ct)) + sha256.Size + cache.TTLEntryOverhead + int64(own+len(p.azp)+len(p.aud))
+	return int64(unsafe.Sizeof(*ct)) + sha256.Size + cache.TTLEntryOverhead + int64(len(ct.own)+len(p.azp)+len(p.aud))
 }
 
 // tenantCheck records a passed tenant check: the realm cache's generation read before the

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Two aud lists share an encoding only when they are equal, and membership read from the
@@ -29,17 +30,52 @@ func TestEncodeAud(t *testing.T) {
 	}
 }
 
-// packStrings keeps every value, in one allocation, an equal value sharing its copy.
-func TestPackStrings(t *testing.T) {
-	sub, user, email, sid := "user-1", "user-1", "u@example.com", ""
-	want := []string{sub, user, email, sid}
-	packStrings(&sub, &user, &email, &sid)
-	assert.Equal(t, want, []string{sub, user, email, sid})
-	assert.Same(t, unsafeData(sub), unsafeData(user), "got the equal username copied apart from sub")
-	assert.Same(t, unsafeData(email), ptrAdd(unsafeData(sub), len(sub)), "got email outside the subject's allocation")
-	assert.Equal(t, len(sub)+len(email), distinctLen(&sub, &user, &email, &sid))
+// A cached token keeps its own claims, in one allocation, a claim equal to an earlier one
+// sharing its bytes, and its exp to the nanosecond, at every NumericDate the parser accepts.
+func TestCachedTokenClaims(t *testing.T) {
+	long := strings.Repeat("ü", 200)
+	owns := [][numOwnClaims]string{
+		{"sub", "user", "u@example.com", "sid"},
+		{"sub", "sub", "u@example.com", ""},
+		{"sub", "u@example.com", "u@example.com", "sid"},
+		{"sub", "", "", "sub"},
+		{"x", "x", "x", "x"},
+		{"sub", "user", "sub", "user"},
+		{long, "a", long, "b" + long},
+	}
+	exps := []string{"1772366700", "1772366700.5", "1772366700.123456789", "0", "253402300799", "253402300798.75"}
+	tenant := &TenantRealm{TenantID: "t-acme", Slug: "acme"}
+	for _, own := range owns {
+		for _, rawExp := range exps {
+			exp, ok, err := numericDate([]byte(rawExp))
+			require.NoError(t, err)
+			require.True(t, ok)
+			c := &claims{sub: own[claimSub], preferredUsername: own[claimPreferredUsername], email: own[claimEmail], sid: own[claimSessionID], azp: "web", exp: exp}
+			ct := newCachedToken(LevelTenant, "acme", tenant, c, encodeAud([]string{"api"}))
+			want := Identity{Level: LevelTenant, TenantID: "t-acme", TenantSlug: "acme", Realm: "acme", AuthorizedParty: "web",
+				Subject: c.sub, PreferredUsername: c.preferredUsername, Email: c.email, SessionID: c.sid, ExpiresAt: exp}
+			assert.Equal(t, want, ct.identity(), "claims %q, exp %s", own, rawExp)
+		}
+		ct := newCachedToken(LevelTenant, "acme", tenant, &claims{sub: own[0], preferredUsername: own[1], email: own[2], sid: own[3]}, "")
+		got := ct.ownClaims()
+		distinct := 0
+		for i, s := range own {
+			j := slices.Index(own[:], s)
+			if j == i {
+				distinct += len(s)
+			} else if s != "" {
+				assert.Same(t, unsafe.StringData(got[j]), unsafe.StringData(got[i]), "claim %d of %q copied apart from the equal claim %d", i, own, j)
+			}
+			if s != "" {
+				off := uintptr(unsafe.Pointer(unsafe.StringData(got[i]))) - uintptr(unsafe.Pointer(unsafe.StringData(ct.own)))
+				assert.LessOrEqual(t, off+uintptr(len(s)), uintptr(len(ct.own)), "claim %d of %q outside the record's own claims", i, own)
+			}
+		}
+		assert.Len(t, ct.own, distinct, "own claims of %q", own)
+	}
 }
 
-func unsafeData(s string) *byte { return unsafe.StringData(s) }
-
-func ptrAdd(p *byte, n int) *byte { return (*byte)(unsafe.Add(unsafe.Pointer(p), n)) }
+// The record stays in the 64-byte size class.
+func TestCachedTokenRecordSize(t *testing.T) {
+	assert.LessOrEqual(t, unsafe.Sizeof(cachedToken{}), uintptr(64))
+}

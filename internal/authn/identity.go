@@ -24,11 +24,10 @@ func (l Level) String() string {
 	}
 }
 
-// Identity is what a verified token says about its bearer. A *Identity
-// returned by Validate may be shared with other callers through the token
-// cache and must be treated as read-only. Its strings may share memory with
-// other identities': the tenant's, realm's and client's with every token of
-// the tenant, the per-token ones with each other.
+// Identity is what a verified token says about its bearer. Validate builds
+// it from the token cache's record on each call; its strings share memory
+// with the record and with other identities': the tenant's, realm's and
+// client's with every token of the tenant, the per-token ones with each other.
 type Identity struct {
 	// Level is LevelPlatform for the platform realm, LevelTenant otherwise.
 	Level Level

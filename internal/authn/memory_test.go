@@ -66,9 +66,9 @@ func tokenCache(t *testing.T, n int) (bytes, objects, estimate float64) {
 	return float64(bn-b1) / float64(n), float64(on-o1) / float64(n), float64(est-est1) / float64(n)
 }
 
-// A cached token is three heap objects (the cache's list element, the record holding the
-// identity, and the token's own strings), and the byte bound's estimate of it is within 15% of
-// what it really retains.
+// A cached token is three heap objects (the cache's list element, the 64-byte record Validate
+// builds the identity from, and the token's own strings), and the byte bound's estimate of it is
+// within 15% of what it really retains.
 func TestCachedTokenSize(t *testing.T) {
 	bytes, objects, estimate := tokenCache(t, 5_000)
 	t.Logf("per cached token: %.0f bytes, %.2f heap objects; estimated %.0f bytes", bytes, objects, estimate)

@@ -109,27 +109,27 @@ func (v *Validator) InvalidateAll() {
 // Validate verifies token and returns the identity it carries. Errors are
 // *Error values classified by Kind; match them with errors.Is against the
 // Err* sentinels. Neither errors nor logs ever contain the token.
-func (v *Validator) Validate(ctx context.Context, token string) (*Identity, error) {
+func (v *Validator) Validate(ctx context.Context, token string) (Identity, error) {
 	if len(token) > v.cfg.MaxTokenBytes {
-		return nil, ErrTooLarge
+		return Identity{}, ErrTooLarge
 	}
 	if token == "" {
-		return nil, newError(KindMalformed, "empty token")
+		return Identity{}, newError(KindMalformed, "empty token")
 	}
 	now := v.cfg.Now()
 	gen := v.realms.gen.Load()
 	sum := tokenKey(token)
 	if ct, ok := v.tokens.Get(sum); ok {
-		if ct.id.Level != LevelTenant || ct.stillChecked(gen, now) {
-			return &ct.id, nil
+		if ct.level != LevelTenant || ct.stillChecked(gen, now) {
+			return ct.identity(), nil
 		}
 		fresh, err := v.checkTenant(ctx, ct, now)
 		if err != nil {
 			v.tokens.Remove(sum)
-			return nil, err
+			return Identity{}, err
 		}
 		if fresh {
-			return &ct.id, nil
+			return ct.identity(), nil
 		}
 		// The realm now belongs to another tenant: validate from scratch so
 		// the answer is the one an uncached token would get.
@@ -138,11 +138,11 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 
 	pt, err := parseToken(token, v.allowed)
 	if err != nil {
-		return nil, err
+		return Identity{}, err
 	}
 	base, realm, ok := v.matchIssuer(pt.iss)
 	if !ok {
-		return nil, ErrUnknownIssuer
+		return Identity{}, ErrUnknownIssuer
 	}
 	level := LevelPlatform
 	var tenant TenantRealm
@@ -152,40 +152,40 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		// not make us fetch anything from Keycloak.
 		level = LevelTenant
 		if answer, err = v.realms.lookup(ctx, realm); err != nil {
-			return nil, err
+			return Identity{}, err
 		}
 		if tenant, err = answer.result(); err != nil {
-			return nil, err
+			return Identity{}, err
 		}
 	}
 
 	key, err := v.keys.key(ctx, pt.iss, base.url, pt.kid)
 	if err != nil {
-		return nil, err
+		return Identity{}, err
 	}
 	if !keyFits(key, pt.alg, v.allowed[pt.alg]) {
-		return nil, newError(KindAlgorithmNotAllowed, "key does not match alg")
+		return Identity{}, newError(KindAlgorithmNotAllowed, "key does not match alg")
 	}
 	sigAlg, ok := jwa.LookupSignatureAlgorithm(pt.alg)
 	if !ok {
-		return nil, newError(KindAlgorithmNotAllowed, "")
+		return Identity{}, newError(KindAlgorithmNotAllowed, "")
 	}
 	// jws.Verify works on the exact bytes parseToken decoded, so the payload
 	// read below is the one that was signed.
 	if _, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKey(sigAlg, key.pub), jws.WithAlgorithmMatch(true)); err != nil {
-		return nil, ErrBadSignature
+		return Identity{}, ErrBadSignature
 	}
 
 	c, err := readClaims(pt.payload)
 	if err != nil {
-		return nil, err
+		return Identity{}, err
 	}
 	aud := encodeAud(c.aud)
 	if err := v.checkClaims(c, aud, now, &tenant); err != nil {
-		return nil, err
+		return Identity{}, err
 	}
 	if level == LevelTenant && tenant.Status != TenantStatusActive {
-		return nil, ErrTenantNotActive
+		return Identity{}, ErrTenantNotActive
 	}
 	ct := newCachedToken(level, realm, &tenant, c, aud)
 
@@ -201,7 +201,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Identity, erro
 		}
 		v.tokens.Add(sum, ct, expires)
 	}
-	return &ct.id, nil
+	return ct.identity(), nil
 }
 
 // maxSubBytes bounds sub, the user's external id.
@@ -295,9 +295,9 @@ func (v *Validator) checkParties(aud, azp string, tenant *TenantRealm) error {
 // It returns false when the realm now maps to another tenant. A passed check is recorded in ct,
 // so that later hits skip it until the next invalidation or the realm answer's expiry.
 func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken, now time.Time) (bool, error) {
-	id := &ct.id
+	p := ct.parties.Value()
 	gen := v.realms.gen.Load() // before the lookup: an invalidation during it makes the record stale
-	r, err := v.realms.lookup(ctx, id.Realm)
+	r, err := v.realms.lookup(ctx, p.realm)
 	if err != nil {
 		return false, err
 	}
@@ -305,13 +305,13 @@ func (v *Validator) checkTenant(ctx context.Context, ct *cachedToken, now time.T
 	if err != nil {
 		return false, err
 	}
-	if tr.TenantID != id.TenantID {
+	if tr.TenantID != p.tenantID {
 		return false, nil
 	}
 	if tr.Status != TenantStatusActive {
 		return false, ErrTenantNotActive
 	}
-	if err := v.checkParties(ct.parties.Value().aud, id.AuthorizedParty, &tr); err != nil {
+	if err := v.checkParties(p.aud, p.azp, &tr); err != nil {
 		return false, err
 	}
 	if now.Before(r.expires) {

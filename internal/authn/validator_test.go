@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,7 +65,7 @@ func TestValidateAcceptsValidTokens(t *testing.T) {
 			want.ExpiresAt = exp
 			id, err := e.v.Validate(context.Background(), e.mint(t, tc.realm, full))
 			require.NoError(t, err)
-			assert.Equal(t, want, *id, "got identity %+v, want %+v", *id, want)
+			assert.Equal(t, want, id, "got identity %+v, want %+v", id, want)
 		})
 	}
 }
@@ -74,6 +75,18 @@ func TestValidateSessionStateFallback(t *testing.T) {
 	id, err := e.v.Validate(context.Background(), e.mint(t, "acme", map[string]any{"session_state": "old-sess"}))
 	require.NoError(t, err)
 	assert.Equal(t, "old-sess", id.SessionID, "got SessionID %q, want %q", id.SessionID, "old-sess")
+}
+
+// A NumericDate may have a fraction: ExpiresAt keeps it, from the cache as on a fresh validation.
+func TestValidateFractionalExp(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, "acme", map[string]any{"exp": float64(t0.Unix()+300) + 0.25})
+	want := time.Unix(t0.Unix()+300, 250_000_000).UTC()
+	for _, call := range []string{"fresh", "cached"} {
+		id, err := e.v.Validate(context.Background(), tok)
+		require.NoError(t, err)
+		assert.Equal(t, want, id.ExpiresAt, "%s validation: got ExpiresAt %v, want %v", call, id.ExpiresAt, want)
+	}
 }
 
 // TestValidateRejects is the bad-token catalogue.
@@ -247,7 +260,7 @@ func TestValidateRejects(t *testing.T) {
 			id, err := e.v.Validate(context.Background(), tok)
 			require.Error(t, err, "got identity %+v, want error %v", id, tc.want)
 			require.ErrorIs(t, err, tc.want, "got %v, want %v", err, tc.want)
-			assert.Nil(t, id)
+			assert.Zero(t, id)
 			if len(tok) > 20 {
 				for _, seg := range strings.Split(tok, ".") {
 					if len(seg) > 8 {
@@ -476,7 +489,8 @@ func TestValidateCacheHit(t *testing.T) {
 	fetches := e.idp.JWKSFetches("acme")
 	second, err := e.v.Validate(context.Background(), tok)
 	require.NoError(t, err)
-	assert.Same(t, first, second, "got a new identity, want the cached one")
+	assert.Equal(t, first, second)
+	assert.Same(t, unsafe.StringData(first.Subject), unsafe.StringData(second.Subject), "got a new identity, want the cached one")
 	assert.Equal(t, fetches, e.idp.JWKSFetches("acme"))
 }
 
@@ -501,7 +515,7 @@ func TestValidateCachedTokenBoundedByCacheTTL(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	second, err := e.v.Validate(context.Background(), tok)
 	require.NoError(t, err)
-	assert.NotSame(t, first, second, "got the cached identity, want a fresh verification after CacheTTL")
+	assert.NotSame(t, unsafe.StringData(first.Subject), unsafe.StringData(second.Subject), "got the cached identity, want a fresh verification after CacheTTL")
 }
 
 func TestInvalidateReachesCachedTokens(t *testing.T) {

@@ -402,14 +402,18 @@ var (
 // tenant's sets at least at the tenant's part.
 func (s *Service) permissionSet(ctx context.Context, sub Subject, at consistency.Token, now time.Time) (resolved, error) {
 	if sub.Level == authn.LevelPlatform {
+		// The fill captures the user, not sub: a subject (with its token's identity) is too
+		// large to be captured by value, and capturing it by reference would move it to the
+		// heap on every check.
+		user := sub.UserID
 		atLeast := at.Admin
-		key := cache.PlatformUserKey(sub.UserID)
-		if e, ok := s.warm(key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now); ok {
+		key := cache.PlatformUserKey(user)
+		if e, ok := s.warm(key, authzsync.PlatformScope, user, authzsync.AdminDatabase, 0, atLeast, now); ok {
 			return resolved{Entry: e}, nil
 		}
-		e, err := s.get(ctx, key, authzsync.PlatformScope, sub.UserID, authzsync.AdminDatabase, 0, atLeast, now,
+		e, err := s.get(ctx, key, authzsync.PlatformScope, user, authzsync.AdminDatabase, 0, atLeast, now,
 			func(ctx context.Context) (decision.Input, uint64, error) {
-				in, err := s.store.LoadPlatformUser(ctx, sub.UserID)
+				in, err := s.store.LoadPlatformUser(ctx, user)
 				return in, in.Version, err
 			})
 		return resolved{Entry: e}, err

@@ -101,9 +101,14 @@ type Subject struct {
 	TenantID   string // "" at platform level
 	TenantSlug string
 	UserID     string // external id (token sub)
-	// Identity is the verified token's claims; nil for a principal subject.
-	Identity *authn.Identity
+	// Identity is the verified token's claims; the zero Identity (Level 0) for a principal
+	// subject. It is a value, not a pointer, so that a subject established from a cached token
+	// costs no allocation.
+	Identity authn.Identity
 }
+
+// FromToken reports whether the subject was established from a verified token.
+func (s *Subject) FromToken() bool { return s.Identity.Level != 0 }
 
 // Resource is what a resource check is about. At tenant level OwnerID and TeamID apply; at
 // platform level OwnerID and Tenant (the target tenant, id or slug).

@@ -144,8 +144,8 @@ func (u *userSync) hash(id *authn.Identity) uint64 {
 // a verified token (never a principal) of t's own realm, naming the subject, of an active
 // tenant with sync on.
 func syncable(sub Subject, t pgstore.Tenant) bool {
-	id := sub.Identity
-	return t.UserSync && t.Status == "active" && id != nil && id.Level == authn.LevelTenant &&
+	id := &sub.Identity
+	return t.UserSync && t.Status == "active" && id.Level == authn.LevelTenant &&
 		id.TenantID == t.ID && id.Realm == t.Realm && id.Realm != "" && id.Subject == sub.UserID &&
 		sub.UserID != "" && validID(sub.UserID)
 }
@@ -160,10 +160,10 @@ func (s *Service) synced(ctx context.Context, sub Subject, t pgstore.Tenant, key
 		return r, nil
 	}
 	if e.Set.Status() != decision.ReasonUnknownUser {
-		s.maybeSyncProfile(ctx, t, key, sub.Identity, now)
+		s.maybeSyncProfile(ctx, t, key, &sub.Identity, now)
 		return r, nil
 	}
-	p := profileOf(sub.Identity)
+	p := profileOf(&sub.Identity)
 	if !u.take(t.ID, now) {
 		u.total.WithLabelValues(syncRateLimited).Inc()
 		r.detail = DetailSyncRateLimited
@@ -180,7 +180,7 @@ func (s *Service) synced(ctx context.Context, sub Subject, t pgstore.Tenant, key
 	if outcome == pgstore.SyncDisabled {
 		return r, nil
 	}
-	u.profiles.Add(key, u.hash(sub.Identity), now.Add(u.cfg.ProfileInterval))
+	u.profiles.Add(key, u.hash(&sub.Identity), now.Add(u.cfg.ProfileInterval))
 	// The cached unknown-user set was computed below the write's version: raising the user's
 	// floor makes it a miss here at once (the notification does so on every pdp), and the
 	// load below reads at least the new row.

@@ -37,7 +37,7 @@ func (f *fixture) setUserSync(t testing.TB, enabled bool, roles []string, ins ..
 // returns).
 func (f *fixture) tokenSubject(sub, email, username string) pdp.Subject {
 	return pdp.Subject{Level: authn.LevelTenant, TenantID: f.tenant.ID, TenantSlug: "acme", UserID: sub,
-		Identity: &authn.Identity{Level: authn.LevelTenant, TenantID: f.tenant.ID, TenantSlug: "acme", Realm: "acme",
+		Identity: authn.Identity{Level: authn.LevelTenant, TenantID: f.tenant.ID, TenantSlug: "acme", Realm: "acme",
 			Subject: sub, Email: email, PreferredUsername: username}}
 }
 
@@ -146,7 +146,7 @@ func TestUserSyncOnlyForTheTenantsOwnTokens(t *testing.T) {
 		})
 	}
 	// The platform level never reaches a tenant's users.
-	plat := pdp.Subject{Level: authn.LevelPlatform, UserID: "erin", Identity: &authn.Identity{Level: authn.LevelPlatform, Realm: "platform", Subject: "erin"}}
+	plat := pdp.Subject{Level: authn.LevelPlatform, UserID: "erin", Identity: authn.Identity{Level: authn.LevelPlatform, Realm: "platform", Subject: "erin"}}
 	res, err := in.svc.Check(context.Background(), plat, pdp.Request{Permission: "tenants.read.platform"})
 	require.NoError(t, err)
 	assert.Equal(t, pdp.ReasonUnknownUser, res.Reason)

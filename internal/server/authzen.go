@@ -362,7 +362,7 @@ func (s *Server) authzenCaller(r *http.Request) (azCaller, *azError) {
 		}
 		return azCaller{}, &azError{Status: http.StatusServiceUnavailable, Message: unavailableOutcome.message, err: err}
 	}
-	if sub.Identity != nil {
+	if sub.FromToken() {
 		for i := range s.authzen.cfg.PEPs {
 			p := &s.authzen.cfg.PEPs[i]
 			c := p.Client
