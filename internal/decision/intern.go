@@ -62,9 +62,20 @@ func NewInterner() *Interner {
 // Compile is Compile with sharing. built reports whether this call built a compiled part or a
 // list of them (rather than finding all alive); Bytes counts what it built.
 func (it *Interner) Compile(in Input, now time.Time) (s *Set, built bool, err error) {
+	s = new(Set)
+	if built, err = it.CompileInto(s, in, now); err != nil {
+		return nil, false, err
+	}
+	return s, built, nil
+}
+
+// CompileInto is Compile into *dst, which it overwrites, and leaves untouched on error: a
+// caller that keeps the set inside a record of its own (a cache entry) holds one object, not
+// two. dst must not be in use by anyone else meanwhile.
+func (it *Interner) CompileInto(dst *Set, in Input, now time.Time) (built bool, err error) {
 	f, err := resolve(in, now)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	var direct *compiled
 	if f.direct != nil {
@@ -82,7 +93,8 @@ func (it *Interner) Compile(in Input, now time.Time) (s *Set, built bool, err er
 		roles, b = it.internList(parts)
 		built = built || b
 	}
-	return newSet(f.user, it.internTeams(f.user.members), direct, roles), built, nil
+	*dst = makeSet(f.user, it.internTeams(f.user.members), direct, roles)
+	return built, nil
 }
 
 // intern returns the live part with hash h, or builds one from f and records it.
@@ -220,9 +232,18 @@ const maxParts = 1 << 12
 // Bad bytes give an error wrapping ErrInvalidEncoding; parts that cannot be had give the error
 // of fetch (which should wrap ErrSharedMissing for "not there").
 func (it *Interner) UnmarshalUser(data []byte, fetch func(ids []string) ([][]byte, error)) (*Set, error) {
+	s := new(Set)
+	if err := it.UnmarshalUserInto(s, data, fetch); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// UnmarshalUserInto is UnmarshalUser into *dst, as CompileInto is Compile.
+func (it *Interner) UnmarshalUserInto(dst *Set, data []byte, fetch func(ids []string) ([][]byte, error)) error {
 	d := decoder{b: data}
 	if v := d.byte(); d.err == nil && v != formatUser {
-		return nil, fmt.Errorf("%w: unknown format %d", ErrInvalidEncoding, v)
+		return fmt.Errorf("%w: unknown format %d", ErrInvalidEncoding, v)
 	}
 	u := d.user()
 	n := d.count(sha256.Size)
@@ -230,7 +251,7 @@ func (it *Interner) UnmarshalUser(data []byte, fetch func(ids []string) ([][]byt
 		d.fail("bad part ids")
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, d.err)
+		return fmt.Errorf("%w: %w", ErrInvalidEncoding, d.err)
 	}
 	hashes := make([][sha256.Size]byte, n)
 	parts := make([]*compiled, n)
@@ -248,31 +269,32 @@ func (it *Interner) UnmarshalUser(data []byte, fetch func(ids []string) ([][]byt
 		}
 		got, err := fetch(ids)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(got) != len(ids) {
-			return nil, fmt.Errorf("%w: asked for %d parts, got %d", ErrSharedMissing, len(ids), len(got))
+			return fmt.Errorf("%w: asked for %d parts, got %d", ErrSharedMissing, len(ids), len(got))
 		}
 		for j, i := range missing {
 			if sha256.Sum256(got[j]) != hashes[i] {
-				return nil, fmt.Errorf("%w: compiled part does not match its id", ErrInvalidEncoding)
+				return fmt.Errorf("%w: compiled part does not match its id", ErrInvalidEncoding)
 			}
 			f, err := decodeShared(got[j])
 			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
+				return fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 			}
 			parts[i], _ = it.intern(f, hashes[i])
 		}
 	}
 	direct, roles, err := assemble(&u, parts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
+		return fmt.Errorf("%w: %w", ErrInvalidEncoding, err)
 	}
 	var list *roleParts
 	if len(roles) > 0 {
 		list, _ = it.internList(roles)
 	}
-	return newSet(u, it.internTeams(u.members), direct, list), nil
+	*dst = makeSet(u, it.internTeams(u.members), direct, list)
+	return nil
 }
 
 // Shares reports whether s and o use the same compiled parts in memory, all of them.

@@ -259,3 +259,51 @@ func TestDirectPartLeavesWithItsUser(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 }
+
+// TestCompileInto: CompileInto and UnmarshalUserInto fill a caller's Set with the set Compile
+// and UnmarshalUser return — the same parts, encoding and decisions — without allocating the
+// set itself, and leave it untouched on error. A cache that holds the set inside its entry
+// relies on both.
+func TestCompileInto(t *testing.T) {
+	it := NewInterner()
+	in := editors("alice").member("t1").deny("docs.write.team", "t1").in
+	want := must3(it.Compile(in, t0))
+	var got Set
+	built, err := it.CompileInto(&got, in, t0)
+	require.NoError(t, err)
+	assert.False(t, built, "got parts built again, want the live ones")
+	assert.True(t, got.Shares(want), "got other parts than Compile's")
+	assert.Equal(t, want.MarshalUser(), got.MarshalUser())
+	for _, r := range []Request{
+		{Permission: "wiki.read.tenant"},
+		{Permission: "docs.write", HasResource: true, Resource: Resource{Group: "t1"}},
+		{Permission: "files.read", HasResource: true, Resource: Resource{OwnerID: "alice"}},
+	} {
+		assert.Equal(t, must2(want.Check(t0, r)), must2(got.Check(t0, r)), "%+v", r)
+	}
+
+	noFetch := func([]string) ([][]byte, error) { return nil, errors.New("fetched a live part") }
+	var back Set
+	require.NoError(t, it.UnmarshalUserInto(&back, want.MarshalUser(), noFetch))
+	assert.True(t, back.Shares(want), "got other parts than the live ones")
+	assert.Equal(t, want.MarshalUser(), back.MarshalUser())
+
+	// One object fewer than the pointer forms, whose Sets are kept (sink): the Set itself.
+	var sink *Set
+	compile := testing.AllocsPerRun(20, func() { sink = must3(it.Compile(in, t0)) })
+	into := testing.AllocsPerRun(20, func() { _, _ = it.CompileInto(&got, in, t0) })
+	assert.InDelta(t, compile-1, into, 0, "got %v allocations filling a Set, want %v (Compile's less the Set)", into, compile-1)
+	data := want.MarshalUser()
+	unmarshal := testing.AllocsPerRun(20, func() { sink = must(it.UnmarshalUser(data, noFetch)) })
+	unmarshalInto := testing.AllocsPerRun(20, func() { _ = it.UnmarshalUserInto(&back, data, noFetch) })
+	assert.InDelta(t, unmarshal-1, unmarshalInto, 0, "got %v allocations decoding into a Set, want %v", unmarshalInto, unmarshal-1)
+
+	before := got
+	bad := in
+	bad.Level = 0
+	_, err = it.CompileInto(&got, bad, t0)
+	require.ErrorIs(t, err, ErrInvalidInput)
+	require.Error(t, it.UnmarshalUserInto(&got, data[:len(data)-1], noFetch))
+	assert.True(t, got == before, "got the destination changed by a failed fill")
+	runtime.KeepAlive([]*Set{want, sink})
+}

@@ -115,6 +115,11 @@ type raKey struct{ r, a string }
 // and denies, if any. Together the parts hold exactly the grants and denies of one compiled
 // whole: denies apply across all parts, and the matched-grant order runs over the direct part,
 // then the role parts in (role code, group) order, then the position within a part.
+//
+// A Set holds no lock and no pointer into itself, and nothing in it changes once it is built:
+// a copy is the same set, sharing the same parts, so a caller may hold a Set by value inside a
+// record of its own (Interner.CompileInto, Interner.UnmarshalUserInto) and save its allocation.
+// The zero Set is no user's set; use only Sets the package built.
 type Set struct {
 	direct  *compiled  // direct grants and denies; nil when there are none
 	roles   *roleParts // nil when there are no role grants
@@ -287,13 +292,19 @@ type bucket struct {
 	denies []uint32
 }
 
-// newSet joins a user's facts, membership and compiled parts.
-func newSet(u userFacts, members *teams, direct *compiled, roles *roleParts) *Set {
-	s := &Set{direct: direct, roles: roles, members: members, version: u.version, status: u.status, userID: u.userID, level: u.level}
+// makeSet joins a user's facts, membership and compiled parts.
+func makeSet(u userFacts, members *teams, direct *compiled, roles *roleParts) Set {
+	s := Set{direct: direct, roles: roles, members: members, version: u.version, status: u.status, userID: u.userID, level: u.level}
 	if u.problem != "" {
 		s.problem = &problem{why: u.problem, until: u.until}
 	}
 	return s
+}
+
+// newSet is makeSet on the heap.
+func newSet(u userFacts, members *teams, direct *compiled, roles *roleParts) *Set {
+	s := makeSet(u, members, direct, roles)
+	return &s
 }
 
 // canonical makes f's closure strings the process-wide canonical copies (package unique), so

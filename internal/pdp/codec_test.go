@@ -1,8 +1,10 @@
 package pdp
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,10 +38,15 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 	}
 	set, err := decision.Compile(in, now)
 	require.NoError(t, err)
-	orig := &Entry{Set: set, AdminVersion: 7, LoadedAt: now}
+	orig := &Entry{Set: *set, AdminVersion: 7, LoadedAt: now.UnixNano()}
 
 	b, err := entryCodec{}.Marshal(orig)
 	require.NoError(t, err)
+	// Format 3's header: the format, the admin version, the load time in Unix nanoseconds.
+	require.GreaterOrEqual(t, len(b), entryHeader)
+	assert.Equal(t, []byte{entryFormat}, b[:1], "format")
+	assert.Equal(t, orig.AdminVersion, binary.BigEndian.Uint64(b[1:9]), "admin version in the header")
+	assert.Equal(t, uint64(now.UnixNano()), binary.BigEndian.Uint64(b[9:17]), "load time in the header")
 	shared := entryCodec{}.Shared(orig)
 	// The direct part and one per role assignment.
 	require.Len(t, shared, 3, "got %d shared parts, want 3", len(shared))
@@ -56,7 +63,9 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 	assert.Equal(t, 1, fetched, "the shared parts are fetched in one call")
 
 	assert.Equal(t, orig.AdminVersion, got.AdminVersion, "admin version")
-	assert.True(t, orig.LoadedAt.Equal(got.LoadedAt), "load time: got %s, want %s", got.LoadedAt, orig.LoadedAt)
+	assert.Equal(t, orig.LoadedAt, got.LoadedAt, "load time")
+	assert.True(t, now.Equal(got.loaded()), "load time: got %s, want %s", got.loaded(), now)
+	assert.Equal(t, entryCost(orig), entryCost(got), "entry cost")
 	assert.Equal(t, set.Version(), got.Set.Version(), "set version")
 	assert.True(t, set.Expiry().Equal(got.Set.Expiry()), "expiry: got %s, want %s", got.Set.Expiry(), set.Expiry())
 	assert.Equal(t, set.Status(), got.Set.Status())
@@ -126,4 +135,21 @@ func partsFor(t *testing.T, parts []cache.SharedPart, ids []string) ([][]byte, e
 		}
 	}
 	return out, nil
+}
+
+// TestEntryIsOneObject: a warm user's entry, set included, is one heap object of the 80-byte
+// size class (the set's user id aside), and entryCost counts it once: the entry's own fields
+// and Set.Size's per-user figure, which includes the inline set.
+func TestEntryIsOneObject(t *testing.T) {
+	assert.LessOrEqual(t, unsafe.Sizeof(Entry{}), uintptr(80), "got an entry of %d bytes, past the 80-byte size class", unsafe.Sizeof(Entry{}))
+	in := decision.Input{
+		Level: decision.LevelTenant, TenantID: "t1", TenantKnown: true, TenantStatus: "active",
+		UserKnown: true, UserID: "alice", UserStatus: "active", Version: 1,
+		Roles:       []decision.Role{{ID: "r1", Code: "viewer", Active: true, Permissions: []string{"reports.read.own"}}},
+		Assignments: []decision.Assignment{{RoleID: "r1"}},
+	}
+	e := &Entry{}
+	_, err := decision.NewInterner().CompileInto(&e.Set, in, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, int64(unsafe.Sizeof(Entry{}))+int64(len("alice")), entryCost(e), "entry cost")
 }

@@ -12,7 +12,7 @@ func CachedSet(s *Service, tenantID, user string) *decision.Set {
 		return nil
 	}
 	if e, ok := s.sets.PeekL1(key); ok {
-		return e.Set
+		return &e.Set
 	}
 	return nil
 }

@@ -77,24 +77,17 @@ func warmMemory(b *testing.B, users int, gen func(int) decision.Input, shared bo
 			_, _, err := c.Get(ctx, key, func(*Entry) bool { return true }, func(context.Context) (cache.Loaded[*Entry], error) {
 				in := gen(i)
 				in.UserID += twin
-				var set *decision.Set
-				var err error
-				if shared {
-					set, _, err = parts.Compile(in, now)
-				} else {
-					set, err = decision.Compile(in, now)
-				}
-				if err != nil {
+				e := &Entry{AdminVersion: 1, LoadedAt: now.UnixNano()}
+				if _, err := parts.CompileInto(&e.Set, in, now); err != nil { // a nil parts shares nothing
 					return cache.Loaded[*Entry]{}, err
 				}
-				e := &Entry{Set: set, AdminVersion: 1, LoadedAt: now}
-				n := entryCost(set)
+				n := entryCost(e)
 				if twin == "" {
 					cost += n + 256 + int64(len(key)) // the cache's own overhead per entry, see cache.l1Cost
 					if !shared {
-						_, part := set.Size()
+						_, part := e.Set.Size()
 						unsharedBytes += part
-						unsharedParts += len(set.PartIDs())
+						unsharedParts += len(e.Set.PartIDs())
 					}
 				}
 				return cache.Loaded[*Entry]{Value: e, Cost: n}, nil

@@ -471,14 +471,14 @@ func (s *Service) tenantFill(t pgstore.Tenant, user string, atLeast uint64) func
 // directory floor and the one in use, and is not past the earliest expiry inside it (nor, for
 // an unknown user, past UnknownUserTTL).
 func (s *Service) current(e *Entry, scope, user string, adminVersion, atLeast uint64, now time.Time) bool {
-	if e == nil || e.Set == nil {
+	if e == nil {
 		return false
 	}
 	floor := max(s.floors.Floor(scope, user), atLeast)
 	if e.Set.Version() < floor || e.AdminVersion < s.floors.DirFloor(scope) || e.AdminVersion < adminVersion {
 		return false
 	}
-	if e.Set.Status() == decision.ReasonUnknownUser && now.Sub(e.LoadedAt) >= s.cfg.UnknownUserTTL {
+	if e.Set.Status() == decision.ReasonUnknownUser && now.Sub(e.loaded()) >= s.cfg.UnknownUserTTL {
 		// The cache tiers drop it after UnknownUserTTL too; this holds on the decision clock.
 		return false
 	}
@@ -490,7 +490,7 @@ func (s *Service) current(e *Entry, scope, user string, adminVersion, atLeast ui
 // every check, kept free of the closures a miss needs.
 func (s *Service) warm(key, scope, user, db string, adminVersion, atLeast uint64, now time.Time) (*Entry, bool) {
 	e, ok := s.sets.PeekL1(key)
-	if !ok || !s.current(e, scope, user, adminVersion, atLeast, now) || !s.trusted(db, e.LoadedAt, now) {
+	if !ok || !s.current(e, scope, user, adminVersion, atLeast, now) || !s.trusted(db, e.loaded(), now) {
 		return nil, false
 	}
 	s.sets.HitL1()
@@ -505,7 +505,7 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 	load func(context.Context) (decision.Input, uint64, error)) (*Entry, error) {
 	var mine atomic.Pointer[Entry]
 	fresh := func(e *Entry) bool {
-		return s.current(e, scope, user, adminVersion, atLeast, now) && (mine.Load() == e || s.trusted(db, e.LoadedAt, now))
+		return s.current(e, scope, user, adminVersion, atLeast, now) && (mine.Load() == e || s.trusted(db, e.loaded(), now))
 	}
 	e, _, err := s.sets.Get(ctx, key, fresh, func(ctx context.Context) (cache.Loaded[*Entry], error) {
 		in, av, err := load(ctx)
@@ -513,17 +513,16 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 			return cache.Loaded[*Entry]{}, err
 		}
 		loadedAt := s.now()
-		set, _, err := s.parts.Compile(in, loadedAt)
-		if err != nil {
+		e := &Entry{AdminVersion: av, LoadedAt: loadedAt.UnixNano()}
+		if _, err := s.parts.CompileInto(&e.Set, in, loadedAt); err != nil {
 			return cache.Loaded[*Entry]{}, err
 		}
-		e := &Entry{Set: set, AdminVersion: av, LoadedAt: loadedAt}
 		mine.Store(e)
 		var ttl time.Duration
 		if !in.UserKnown {
 			ttl = s.cfg.UnknownUserTTL
 		}
-		if exp := set.Expiry(); !exp.IsZero() {
+		if exp := e.Set.Expiry(); !exp.IsZero() {
 			until := exp.Sub(loadedAt)
 			if until <= 0 {
 				until = time.Millisecond
@@ -532,7 +531,7 @@ func (s *Service) get(ctx context.Context, key, scope, user, db string, adminVer
 				ttl = until
 			}
 		}
-		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: entryCost(set)}, nil
+		return cache.Loaded[*Entry]{Value: e, TTL: ttl, Cost: entryCost(e)}, nil
 	})
 	// Compiled parts, built or read from Redis, count against the same budget, once.
 	s.sets.Reserve(s.parts.Bytes())
