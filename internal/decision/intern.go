@@ -218,6 +218,20 @@ func (it *Interner) Len() int {
 	return len(it.parts)
 }
 
+// CorruptPartsError is UnmarshalUser's error when fetched compiled parts are not what their ids
+// name (their bytes do not hash to them): IDs names them, for the cache to drop
+// (cache.CorruptShared). It wraps ErrInvalidEncoding.
+type CorruptPartsError struct{ IDs []string }
+
+func (e *CorruptPartsError) Error() string {
+	return fmt.Sprintf("%v: %d compiled part(s) do not match their ids", ErrInvalidEncoding, len(e.IDs))
+}
+
+func (e *CorruptPartsError) Unwrap() error { return ErrInvalidEncoding }
+
+// CorruptSharedIDs returns IDs.
+func (e *CorruptPartsError) CorruptSharedIDs() []string { return e.IDs }
+
 // ErrSharedMissing is returned (wrapped) by UnmarshalUser when a compiled part is neither alive
 // in the Interner nor available from the caller: the cached entry is a miss.
 var ErrSharedMissing = errors.New("decision: shared part not found")
@@ -274,10 +288,16 @@ func (it *Interner) UnmarshalUserInto(dst *Set, data []byte, fetch func(ids []st
 		if len(got) != len(ids) {
 			return fmt.Errorf("%w: asked for %d parts, got %d", ErrSharedMissing, len(ids), len(got))
 		}
+		var corrupt []string
 		for j, i := range missing {
 			if sha256.Sum256(got[j]) != hashes[i] {
-				return fmt.Errorf("%w: compiled part does not match its id", ErrInvalidEncoding)
+				corrupt = append(corrupt, ids[j])
 			}
+		}
+		if corrupt != nil {
+			return &CorruptPartsError{IDs: corrupt}
+		}
+		for j, i := range missing {
 			f, err := decodeShared(got[j])
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrInvalidEncoding, err)

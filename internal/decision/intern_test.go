@@ -183,6 +183,9 @@ func TestUnmarshalUser(t *testing.T) {
 		tampered[i].Data[len(tampered[i].Data)-1] ^= 1
 		_, err = NewInterner().UnmarshalUser(user, fetchFrom(tampered, &asked))
 		require.ErrorIs(t, err, ErrInvalidEncoding, "got part %d that does not match its id accepted", i)
+		var corrupt *CorruptPartsError
+		require.ErrorAs(t, err, &corrupt)
+		assert.Equal(t, []string{tampered[i].ID}, corrupt.CorruptSharedIDs(), "the corrupt part named, for the cache to drop")
 	}
 
 	// Parts named in another order, or twice, are refused: the order is the matched-grant order.

@@ -113,7 +113,10 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 		tampered[i].Data = append([]byte(nil), tampered[i].Data...)
 		tampered[i].Data[len(tampered[i].Data)-1] ^= 0xff
 		_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(ids []string) ([][]byte, error) { return partsFor(t, tampered, ids) })
-		assert.Error(t, err, "tampered shared part %d", i)
+		var corrupt cache.CorruptShared
+		if assert.ErrorAs(t, err, &corrupt, "tampered shared part %d: refused, and named for the cache to drop", i) {
+			assert.Equal(t, []string{tampered[i].ID}, corrupt.CorruptSharedIDs())
+		}
 	}
 	// So is an entry one of whose parts is missing: a miss.
 	_, _, err = entryCodec{parts: decision.NewInterner()}.UnmarshalShared(b, func(ids []string) ([][]byte, error) { return partsFor(t, shared[1:], ids) })
