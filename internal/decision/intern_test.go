@@ -307,6 +307,6 @@ func TestCompileInto(t *testing.T) {
 	_, err = it.CompileInto(&got, bad, t0)
 	require.ErrorIs(t, err, ErrInvalidInput)
 	require.Error(t, it.UnmarshalUserInto(&got, data[:len(data)-1], noFetch))
-	assert.True(t, got == before, "got the destination changed by a failed fill")
+	assert.Equal(t, before, got, "got the destination changed by a failed fill")
 	runtime.KeepAlive([]*Set{want, sink})
 }
