@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/neofast/neoauthz/internal/fleet"
+	"github.com/neofast/neoauthz/internal/memtest"
 	"github.com/neofast/neoauthz/internal/pgtest"
 	"github.com/neofast/neoauthz/internal/registry"
 	"github.com/neofast/neoauthz/internal/tenancy"
@@ -310,4 +311,22 @@ func TestRecordNeverBlocksWithoutALoop(t *testing.T) {
 	var nilRecorder *Recorder
 	assert.False(t, nilRecorder.Keep("", false))
 	nilRecorder.Record(Entry{}) // no panic
+}
+
+// An idle recorder's fixed memory is its queue's ring of pointers, not QueueSize entries: a
+// channel's sends walk its whole buffer, which stays resident however short the queue.
+func TestQueueHoldsPointers(t *testing.T) {
+	bytes, _ := memtest.Retained(func() any {
+		r, err := New(Config{QueueSize: DefaultQueueSize}, nil, nil, nil, nil)
+		require.NoError(t, err)
+		return r
+	})
+	t.Logf("a recorder with a queue of %d: %d bytes", DefaultQueueSize, bytes)
+	assert.Less(t, bytes, int64(DefaultQueueSize*16), "got %d bytes for an empty queue of %d", bytes, DefaultQueueSize)
+
+	r, err := New(Config{QueueSize: 4}, nil, nil, nil, nil)
+	require.NoError(t, err)
+	r.Record(Entry{DecisionID: "d1", Reason: "no_permission", Permission: "wiki.read.tenant"})
+	got := <-r.queue
+	assert.Equal(t, "wiki.read.tenant", got.Permission, "the queued entry is the recorded one")
 }

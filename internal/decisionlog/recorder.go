@@ -126,7 +126,10 @@ type Recorder struct {
 	admin *pgxpool.Pool
 	reg   *registry.Store
 	log   *slog.Logger
-	queue chan Entry
+	// queue holds pointers: a channel's buffer is a ring its sends walk all the way round, so
+	// a buffer of entries (300 B each) would keep QueueSize of them resident however short
+	// the queue, 2.5 MB at the default. An entry is allocated only once it is let through.
+	queue chan *Entry
 	snap  atomic.Pointer[snapshot]
 	// refreshNow asks the loop to re-read tenants (an entry named a tenant not yet known).
 	refreshNow chan struct{}
@@ -166,7 +169,7 @@ func New(cfg Config, admin *pgxpool.Pool, reg *registry.Store, log *slog.Logger,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{cfg: cfg, admin: admin, reg: reg, log: log, queue: make(chan Entry, cfg.QueueSize),
+	r := &Recorder{cfg: cfg, admin: admin, reg: reg, log: log, queue: make(chan *Entry, cfg.QueueSize),
 		refreshNow: make(chan struct{}, 1), dropCounts: map[string]int64{}, pools: map[string]openPool{}}
 	r.snap.Store(&snapshot{tenants: map[string]*tenantInfo{}, shared: newBucket(cfg.TenantRate), dbs: map[string]registry.Connection{}})
 	r.written = prometheus.NewCounter(prometheus.CounterOpts{Name: "decision_log_written_total",
@@ -233,8 +236,10 @@ func (r *Recorder) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = now
 	}
+	queued := new(Entry)
+	*queued = e
 	select {
-	case r.queue <- e:
+	case r.queue <- queued:
 	default:
 		r.drop(DropQueueFull, 1)
 	}
@@ -280,7 +285,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			for len(batch) < cap(batch) {
 				select {
 				case e := <-r.queue:
-					batch = append(batch, e)
+					batch = append(batch, *e)
 					continue
 				default:
 				}
@@ -292,7 +297,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			r.reportDrops()
 			return nil
 		case e := <-r.queue:
-			batch = append(batch, e)
+			batch = append(batch, *e)
 			if len(batch) == cap(batch) {
 				r.write(ctx, batch)
 				batch = batch[:0]
