@@ -247,11 +247,7 @@ func startChild(spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, e
 	if err != nil {
 		return nil, err
 	}
-	err = cmd.Start()
-	if cg != nil {
-		cg.removeBinary() // the child, once started, holds it open
-	}
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start a %s child: %w", spec.Mode, err)
 	}
 	c := &childProc{cmd: cmd, stdin: stdin, replies: bufio.NewReader(stdout), grpcAddr: addrs[0], httpAddr: addrs[1],

@@ -178,8 +178,8 @@ func startCeiling(ctx context.Context, logs io.Writer) (*childProc, error) {
 	return startServing(ctx, childSpec{Mode: modeCeiling}, logs, nil)
 }
 
-// startServing starts a child (in cgroup cg, when not nil) and waits until its gRPC health says SERVING (the ceiling
-// serves no health service: for it, any answer will do).
+// startServing starts a child (in cgroup cg, when not nil) and waits until its gRPC health
+// says SERVING (the ceiling serves no health service: for it, any answer will do).
 func startServing(ctx context.Context, spec childSpec, logs io.Writer, cg *memoryCgroup) (*childProc, error) {
 	p, err := startChild(spec, logs, cg)
 	if err != nil {
@@ -202,9 +202,13 @@ func startServing(ctx context.Context, spec childSpec, logs io.Writer, cg *memor
 		rcancel()
 		if (err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING) ||
 			(spec.Mode == modeCeiling && status.Code(err) == codes.Unimplemented) {
+			if cg != nil {
+				cg.removeBinary() // the serving child holds it open
+			}
 			return p, nil
 		}
 		if exitErr, ok := p.exited(); ok {
+			p.stop()
 			return nil, fmt.Errorf("the %s stopped while starting: %w", spec.Mode, exitErr)
 		}
 		select {
