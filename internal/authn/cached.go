@@ -50,7 +50,6 @@ const (
 	claimSub = iota
 	claimPreferredUsername
 	claimEmail
-	claimSessionID
 	numOwnClaims
 )
 
@@ -73,7 +72,7 @@ func newCachedToken(level Level, realm string, tenant *TenantRealm, c *claims, a
 		expNsec: uint32(c.exp.Nanosecond()),
 		level:   level,
 	}
-	ct.setOwn(&[numOwnClaims]string{claimSub: c.sub, claimPreferredUsername: c.preferredUsername, claimEmail: c.email, claimSessionID: c.sid})
+	ct.setOwn(&[numOwnClaims]string{claimSub: c.sub, claimPreferredUsername: c.preferredUsername, claimEmail: c.email})
 	return ct
 }
 
@@ -122,7 +121,7 @@ func (ct *cachedToken) identity() Identity {
 	return Identity{
 		Level: ct.level, TenantID: p.tenantID, TenantSlug: p.tenantSlug, Realm: p.realm, AuthorizedParty: p.azp,
 		Subject: own[claimSub], PreferredUsername: own[claimPreferredUsername], Email: own[claimEmail],
-		SessionID: own[claimSessionID], ExpiresAt: time.Unix(ct.expSec, int64(ct.expNsec)).UTC(),
+		ExpiresAt: time.Unix(ct.expSec, int64(ct.expNsec)).UTC(),
 	}
 }
 

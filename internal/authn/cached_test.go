@@ -35,13 +35,15 @@ func TestEncodeAud(t *testing.T) {
 func TestCachedTokenClaims(t *testing.T) {
 	long := strings.Repeat("ü", 200)
 	owns := [][numOwnClaims]string{
-		{"sub", "user", "u@example.com", "sid"},
-		{"sub", "sub", "u@example.com", ""},
-		{"sub", "u@example.com", "u@example.com", "sid"},
-		{"sub", "", "", "sub"},
-		{"x", "x", "x", "x"},
-		{"sub", "user", "sub", "user"},
-		{long, "a", long, "b" + long},
+		{"sub", "user", "u@example.com"},
+		{"sub", "sub", "u@example.com"},
+		{"sub", "u@example.com", "u@example.com"},
+		{"sub", "", ""},
+		{"sub", "", "sub"},
+		{"x", "x", "x"},
+		{"sub", "user", "sub"},
+		{long, "a", long},
+		{long, "b" + long, "b" + long},
 	}
 	exps := []string{"1772366700", "1772366700.5", "1772366700.123456789", "0", "253402300799", "253402300798.75"}
 	tenant := &TenantRealm{TenantID: "t-acme", Slug: "acme"}
@@ -50,13 +52,13 @@ func TestCachedTokenClaims(t *testing.T) {
 			exp, ok, err := numericDate([]byte(rawExp))
 			require.NoError(t, err)
 			require.True(t, ok)
-			c := &claims{sub: own[claimSub], preferredUsername: own[claimPreferredUsername], email: own[claimEmail], sid: own[claimSessionID], azp: "web", exp: exp}
+			c := &claims{sub: own[claimSub], preferredUsername: own[claimPreferredUsername], email: own[claimEmail], azp: "web", exp: exp}
 			ct := newCachedToken(LevelTenant, "acme", tenant, c, encodeAud([]string{"api"}))
 			want := Identity{Level: LevelTenant, TenantID: "t-acme", TenantSlug: "acme", Realm: "acme", AuthorizedParty: "web",
-				Subject: c.sub, PreferredUsername: c.preferredUsername, Email: c.email, SessionID: c.sid, ExpiresAt: exp}
+				Subject: c.sub, PreferredUsername: c.preferredUsername, Email: c.email, ExpiresAt: exp}
 			assert.Equal(t, want, ct.identity(), "claims %q, exp %s", own, rawExp)
 		}
-		ct := newCachedToken(LevelTenant, "acme", tenant, &claims{sub: own[0], preferredUsername: own[1], email: own[2], sid: own[3]}, "")
+		ct := newCachedToken(LevelTenant, "acme", tenant, &claims{sub: own[0], preferredUsername: own[1], email: own[2]}, "")
 		got := ct.ownClaims()
 		distinct := 0
 		for i, s := range own {

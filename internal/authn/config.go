@@ -83,7 +83,7 @@ type Config struct {
 	// CacheSize bounds the verified-token cache (entries).
 	CacheSize int
 	// CacheMaxBytes bounds the verified-token cache in bytes of estimated retained memory
-	// (claims, the key and the LRU's bookkeeping; about 360 bytes for a typical Keycloak token).
+	// (claims, the key and the LRU's bookkeeping; about 320 bytes for a typical Keycloak token).
 	CacheMaxBytes int64
 	// CacheTTL bounds how long a verified token is trusted without being
 	// verified again, whatever its exp; it bounds how long a key removed from

@@ -45,6 +45,4 @@ type Identity struct {
 	Email             string
 	// ExpiresAt is the token's exp.
 	ExpiresAt time.Time
-	// SessionID is sid (session_state on older Keycloak versions).
-	SessionID string
 }

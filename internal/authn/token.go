@@ -132,7 +132,7 @@ func parseToken(token string, allowed map[string]keyFamily) (*parsedToken, error
 // claims are the payload members we use, read after the signature verified. realmRoles and
 // groups are read only so that a token holding them malformed is refused; nothing keeps them.
 type claims struct {
-	sub, azp, typ, sid, preferredUsername, email string
+	sub, azp, typ, preferredUsername, email string
 	aud                                          []string
 	exp, nbf, iat                                time.Time
 	hasExp, hasNbf, hasIat                       bool
@@ -149,17 +149,11 @@ func readClaims(m map[string]json.RawMessage) (*claims, error) {
 		name string
 		dst  *string
 	}{
-		{"sub", &c.sub}, {"azp", &c.azp}, {"typ", &c.typ}, {"sid", &c.sid},
+		{"sub", &c.sub}, {"azp", &c.azp}, {"typ", &c.typ},
 		{"preferred_username", &c.preferredUsername}, {"email", &c.email},
 	} {
 		if *f.dst, _, err = stringMember(m, f.name); err != nil {
 			return nil, newError(KindMalformed, f.name+" is not a string")
-		}
-	}
-	if c.sid == "" {
-		// Keycloak before 18 sent the session id as session_state only.
-		if c.sid, _, err = stringMember(m, "session_state"); err != nil {
-			return nil, newError(KindMalformed, "session_state is not a string")
 		}
 	}
 	if c.aud, err = stringOrArray(m["aud"]); err != nil {

@@ -61,20 +61,12 @@ func TestValidateAcceptsValidTokens(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want := tc.want
 			want.Subject, want.AuthorizedParty, want.PreferredUsername, want.Email = "user-42", "web", "alice", "alice@example.com"
-			want.SessionID = "sess-1"
 			want.ExpiresAt = exp
 			id, err := e.v.Validate(context.Background(), e.mint(t, tc.realm, full))
 			require.NoError(t, err)
 			assert.Equal(t, want, id, "got identity %+v, want %+v", id, want)
 		})
 	}
-}
-
-func TestValidateSessionStateFallback(t *testing.T) {
-	e := newEnv(t, nil)
-	id, err := e.v.Validate(context.Background(), e.mint(t, "acme", map[string]any{"session_state": "old-sess"}))
-	require.NoError(t, err)
-	assert.Equal(t, "old-sess", id.SessionID, "got SessionID %q, want %q", id.SessionID, "old-sess")
 }
 
 // A NumericDate may have a fraction: ExpiresAt keeps it, from the cache as on a fresh validation.
