@@ -133,10 +133,10 @@ func parseToken(token string, allowed map[string]keyFamily) (*parsedToken, error
 // groups are read only so that a token holding them malformed is refused; nothing keeps them.
 type claims struct {
 	sub, azp, typ, preferredUsername, email string
-	aud                                          []string
-	exp, nbf, iat                                time.Time
-	hasExp, hasNbf, hasIat                       bool
-	realmRoles, groups                           []string
+	aud                                     []string
+	exp, nbf, iat                           time.Time
+	hasExp, hasNbf, hasIat                  bool
+	realmRoles, groups                      []string
 }
 
 // readClaims extracts typed claims. Member names are matched exactly:
