@@ -66,14 +66,16 @@ func tokenCache(t *testing.T, n int) (bytes, objects, estimate float64) {
 	return float64(bn-b1) / float64(n), float64(on-o1) / float64(n), float64(est-est1) / float64(n)
 }
 
-// A cached token is three heap objects (the cache's list element, the 64-byte record Validate
-// builds the identity from, and the token's own strings), and the byte bound's estimate of it is
-// within 15% of what it really retains.
+// A cached token is two heap objects (the 64-byte record Validate builds the identity from, and
+// the token's own strings) and a slot of the cache's map, and the byte bound's estimate of it is
+// no less than what it really retains (the map's bookkeeping is counted at its upper end, see
+// cache.TTLEntryOverhead) and at most 30% more.
 func TestCachedTokenSize(t *testing.T) {
 	bytes, objects, estimate := tokenCache(t, 5_000)
 	t.Logf("per cached token: %.0f bytes, %.2f heap objects; estimated %.0f bytes", bytes, objects, estimate)
-	assert.InEpsilon(t, bytes, estimate, 0.15, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
-	assert.LessOrEqual(t, objects, 3.1, "got %.2f heap objects per cached token", objects)
+	assert.GreaterOrEqual(t, estimate, bytes*0.97, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
+	assert.LessOrEqual(t, estimate, bytes*1.3, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
+	assert.LessOrEqual(t, objects, 2.1, "got %.2f heap objects per cached token", objects)
 }
 
 // A cache hit allocates nothing, also when its tenant check is a record shared with another

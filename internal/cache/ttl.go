@@ -4,42 +4,54 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// TTL is a bounded LRU whose entries each carry their own expiry, judged by an injected
+// TTL is a bounded cache whose entries each carry their own expiry, judged by an injected
 // clock: the in-process cache for small answers (verified tokens, realm and tenant lookups,
-// negative answers) that need no second tier. It is golang-lru's simplelru under one mutex:
-// one list element and one map slot per entry, no expiry buckets and no reaper goroutine. An
-// expired entry is dropped when it is read, or as the least recently used when room is needed.
+// negative answers) that need no second tier. It is one map under one mutex: no list, no
+// expiry buckets, no reaper goroutine. An expired entry is dropped when it is read, or first
+// when room is needed.
+//
+// Room is made by sampled LRU, as Redis does: of up to ttlEvictionSample entries the map's
+// randomised iteration offers, the least recently used goes (an expired one at once). A cache
+// of at most that many entries is therefore exactly LRU; a larger one evicts an entry among
+// the least recently used. An exact LRU list (golang-lru's, which this replaced) costs a
+// 112-byte list element per entry beside the map slot: for the verified-token cache that was
+// a third of a token's retained memory, and every hit moved the element under the lock.
 //
 // A TTL made by NewTTLSized is bounded in bytes too: each entry's cost (its estimated retained
 // size, the cache's bookkeeping included) counts against maxBytes, and adding an entry evicts
-// the least recently used ones until the total fits.
+// until the total fits.
 type TTL[K comparable, V any] struct {
 	now    func() time.Time
 	maxTTL time.Duration // <= 0: no bound beyond each entry's own expiry
+	size   int           // most entries held
 
 	cost     func(V) int64 // nil: no byte bound
 	maxBytes int64
 
 	mu    sync.Mutex
-	lru   *simplelru.LRU[K, ttlEntry[V]]
-	bytes int64 // cost of the entries held, under mu
+	m     map[K]ttlEntry[V]
+	tick  uint64 // counts uses: an entry's used is the tick of its last Add or Get
+	bytes int64  // cost of the entries held
 }
 
+// ttlEntry is what the map holds per key. Its cost is not kept: cost(v) is asked again when
+// the entry leaves (cost must give a value the same answer every time).
 type ttlEntry[V any] struct {
 	v       V
 	expires int64 // Unix nanoseconds: the entry is valid while now is before it
-	cost    int64
+	used    uint64
 }
 
+// ttlEvictionSample is how many entries an eviction compares.
+const ttlEvictionSample = 16
+
 // TTLEntryOverhead is what the cache's bookkeeping costs per entry besides the key and value:
-// simplelru's list element (its links, the entry's expiry and cost, and the size-class
-// rounding of the element) and the map slot holding the key again and a pointer, at the map's
-// average load. Measured by TestTTLEntryOverhead with 32-byte keys and pointer values.
-const TTLEntryOverhead = 136
+// the map slot's expiry and use tick and the slots the map holds free, which depend on where
+// it is between two growths. Measured by TestTTLEntryOverhead with 32-byte keys and pointer
+// values between 44 and 91 bytes; this is the upper end, so that a byte bound bounds memory.
+const TTLEntryOverhead = 96
 
 // NewTTL returns a TTL cache of at most size entries (size <= 0: no bound on the count), none
 // kept longer than maxTTL whatever its expiry (maxTTL <= 0: no such bound); now == nil means
@@ -49,8 +61,8 @@ func NewTTL[K comparable, V any](size int, maxTTL time.Duration, now func() time
 }
 
 // NewTTLSized is NewTTL bounded also in bytes: the entries' costs (cost(v), which should
-// include TTLEntryOverhead and the key) never sum to more than maxBytes once an Add returns.
-// maxBytes <= 0 or cost == nil bounds the entry count only.
+// include TTLEntryOverhead and the key, and must not change while v is held) never sum to more
+// than maxBytes once an Add returns. maxBytes <= 0 or cost == nil bounds the entry count only.
 func NewTTLSized[K comparable, V any](size int, maxBytes int64, cost func(V) int64, maxTTL time.Duration, now func() time.Time) *TTL[K, V] {
 	if now == nil {
 		now = time.Now
@@ -58,17 +70,10 @@ func NewTTLSized[K comparable, V any](size int, maxBytes int64, cost func(V) int
 	if size <= 0 {
 		size = math.MaxInt
 	}
-	c := &TTL[K, V]{now: now, maxTTL: maxTTL}
-	var onEvict simplelru.EvictCallback[K, ttlEntry[V]]
+	c := &TTL[K, V]{now: now, maxTTL: maxTTL, size: size, m: map[K]ttlEntry[V]{}}
 	if maxBytes > 0 && cost != nil {
 		c.cost, c.maxBytes = cost, maxBytes
-		onEvict = func(_ K, e ttlEntry[V]) { c.bytes -= e.cost } // called under c.mu
 	}
-	lru, err := simplelru.NewLRU(size, onEvict)
-	if err != nil {
-		panic(err) // unreachable: size > 0
-	}
-	c.lru = lru
 	return c
 }
 
@@ -77,12 +82,18 @@ func NewTTLSized[K comparable, V any](size int, maxBytes int64, cost func(V) int
 func (c *TTL[K, V]) Get(k K) (V, bool) {
 	now := unixNano(c.now())
 	c.mu.Lock()
-	e, ok := c.lru.Get(k)
-	// Past its expiry, or further from it than maxTTL: a wall clock set back cannot stretch
-	// an entry's life beyond the longest the cache gives.
-	if ok && (now >= e.expires || c.maxTTL > 0 && e.expires-now > int64(c.maxTTL)) {
-		c.lru.Remove(k)
+	e, ok := c.m[k]
+	switch {
+	case !ok:
+	case c.stale(e, now):
+		c.removeLocked(k, e)
 		ok = false
+	case c.tick-e.used >= uint64(len(c.m))/2:
+		// Refreshed only when not among the most recently used half: eviction looks for the
+		// least recently used, and a hot entry then costs no map write.
+		c.tick++
+		e.used = c.tick
+		c.m[k] = e
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -92,9 +103,15 @@ func (c *TTL[K, V]) Get(k K) (V, bool) {
 	return e.v, true
 }
 
-// Add stores v under k until expires (or maxTTL from now, if sooner), evicting the least
-// recently used entries when full. It replaces what k held; an entry already expired, or
-// whose cost alone exceeds the byte bound, is not stored.
+// stale reports whether e is past its expiry at now, or further from it than maxTTL: a wall
+// clock set back cannot stretch an entry's life beyond the longest the cache gives.
+func (c *TTL[K, V]) stale(e ttlEntry[V], now int64) bool {
+	return now >= e.expires || c.maxTTL > 0 && e.expires-now > int64(c.maxTTL)
+}
+
+// Add stores v under k until expires (or maxTTL from now, if sooner), evicting when full. It
+// replaces what k held; an entry already expired, or whose cost alone exceeds the byte bound,
+// is not stored.
 func (c *TTL[K, V]) Add(k K, v V, expires time.Time) {
 	now := c.now()
 	if c.maxTTL > 0 {
@@ -108,28 +125,61 @@ func (c *TTL[K, V]) Add(k K, v V, expires time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !now.Before(expires) || n > c.maxBytes && c.cost != nil {
-		c.lru.Remove(k)
+	old, had := c.m[k]
+	if had {
+		c.removeLocked(k, old)
+	}
+	if !now.Before(expires) || c.cost != nil && n > c.maxBytes {
 		return
 	}
-	// Add replaces a value in place without the eviction callback: take the old cost out here,
-	// so that it leaves the total exactly once.
-	if old, ok := c.lru.Peek(k); ok {
-		c.bytes -= old.cost
-	}
+	c.tick++
+	c.m[k] = ttlEntry[V]{v: v, expires: unixNano(expires), used: c.tick}
 	c.bytes += n
-	c.lru.Add(k, ttlEntry[V]{v: v, expires: unixNano(expires), cost: n})
-	for c.bytes > c.maxBytes && c.cost != nil {
-		if _, _, ok := c.lru.RemoveOldest(); !ok {
+	for len(c.m) > c.size || c.cost != nil && c.bytes > c.maxBytes {
+		c.evictOne(k, unixNano(now))
+	}
+}
+
+// evictOne removes, of up to ttlEvictionSample entries other than keep, the first stale one
+// or else the least recently used. The caller holds c.mu, and keep is not the only entry.
+func (c *TTL[K, V]) evictOne(keep K, now int64) {
+	var victim K
+	var oldest ttlEntry[V]
+	found, seen := false, 0
+	for k, e := range c.m {
+		if k == keep {
+			continue
+		}
+		if c.stale(e, now) {
+			victim, oldest, found = k, e, true
 			break
 		}
+		if !found || e.used < oldest.used {
+			victim, oldest, found = k, e, true
+		}
+		if seen++; seen == ttlEvictionSample {
+			break
+		}
+	}
+	if found {
+		c.removeLocked(victim, oldest)
+	}
+}
+
+// removeLocked deletes k, which holds e; the caller holds c.mu.
+func (c *TTL[K, V]) removeLocked(k K, e ttlEntry[V]) {
+	delete(c.m, k)
+	if c.cost != nil {
+		c.bytes -= c.cost(e.v)
 	}
 }
 
 // Remove drops k.
 func (c *TTL[K, V]) Remove(k K) {
 	c.mu.Lock()
-	c.lru.Remove(k)
+	if e, ok := c.m[k]; ok {
+		c.removeLocked(k, e)
+	}
 	c.mu.Unlock()
 }
 
@@ -143,7 +193,8 @@ func (c *TTL[K, V]) Bytes() int64 {
 // Purge drops every entry.
 func (c *TTL[K, V]) Purge() {
 	c.mu.Lock()
-	c.lru.Purge()
+	clear(c.m)
+	c.bytes = 0
 	c.mu.Unlock()
 }
 
@@ -151,7 +202,7 @@ func (c *TTL[K, V]) Purge() {
 func (c *TTL[K, V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lru.Len()
+	return len(c.m)
 }
 
 // unixNano is t in Unix nanoseconds, saturated to the int64 range (past 2262 without maxTTL).
