@@ -69,12 +69,12 @@ func tokenCache(t *testing.T, n int) (bytes, objects, estimate float64) {
 // A cached token is two heap objects (the 64-byte record Validate builds the identity from, and
 // the token's own strings) and a slot of the cache's map, and the byte bound's estimate of it is
 // no less than what it really retains (the map's bookkeeping is counted at its upper end, see
-// cache.TTLEntryOverhead) and at most 30% more.
+// cache.TTLEntryOverhead) and at most 40% more.
 func TestCachedTokenSize(t *testing.T) {
 	bytes, objects, estimate := tokenCache(t, 5_000)
 	t.Logf("per cached token: %.0f bytes, %.2f heap objects; estimated %.0f bytes", bytes, objects, estimate)
 	assert.GreaterOrEqual(t, estimate, bytes*0.97, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
-	assert.LessOrEqual(t, estimate, bytes*1.3, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
+	assert.LessOrEqual(t, estimate, bytes*1.4, "got an estimate of %.0f bytes per token, measured %.0f", estimate, bytes)
 	assert.LessOrEqual(t, objects, 2.1, "got %.2f heap objects per cached token", objects)
 }
 
