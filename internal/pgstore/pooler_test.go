@@ -61,6 +61,9 @@ func pooledStore(t *testing.T, e *env, b *pgtest.PgBouncer, maxConns int32) *pgs
 	st := pgstore.New(admin, registry.New(admin, nil), pgstore.Options{
 		MaxConnsPerDatabase: maxConns,
 		Poolers:             pgstore.Poolers{e.primary.Name: b.Addr()},
+		// The default 2s counts the wait for a pooled connection: 48 clients queueing for a
+		// pool of 3 on a busy machine wait longer, and these tests are about bounds, not time.
+		QueryTimeout: 30 * time.Second,
 	})
 	t.Cleanup(st.Close)
 	return st
