@@ -31,27 +31,49 @@ func TestParseMemoryLimit(t *testing.T) {
 	}
 }
 
+// The pdp and its relay take -memory-limit and NEOAUTHZ_MEMORY_LIMIT alike, auto by default.
 func TestMemoryLimitFlag(t *testing.T) {
-	c, err := parseFlags()
-	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{Auto: true}, c.MemoryLimit, "auto by default")
+	t.Run("pdp", func(t *testing.T) {
+		checkMemoryLimitFlag(t, func(args ...string) (MemoryLimit, func() error, error) {
+			c, err := parseFlags(args...)
+			return c.MemoryLimit, c.Validate, err
+		})
+	})
+	t.Run("relay", func(t *testing.T) {
+		checkMemoryLimitFlag(t, func(args ...string) (MemoryLimit, func() error, error) {
+			c := DefaultRelayConfig()
+			fs := flag.NewFlagSet("pdp relay", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			c.RegisterFlags(fs)
+			err := fs.Parse(args)
+			return c.MemoryLimit, c.Validate, err
+		})
+	})
+}
 
-	c, err = parseFlags("-memory-limit", "120MiB")
+// checkMemoryLimitFlag checks a command's -memory-limit: parse parses the arguments as the
+// command does and returns the setting and the configuration's Validate.
+func checkMemoryLimitFlag(t *testing.T, parse func(args ...string) (MemoryLimit, func() error, error)) {
+	m, _, err := parse()
 	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{Bytes: 120 << 20}, c.MemoryLimit)
+	assert.Equal(t, MemoryLimit{Auto: true}, m, "auto by default")
 
-	_, err = parseFlags("-memory-limit", "lots")
+	m, _, err = parse("-memory-limit", "120MiB")
+	require.NoError(t, err)
+	assert.Equal(t, MemoryLimit{Bytes: 120 << 20}, m)
+
+	_, _, err = parse("-memory-limit", "lots")
 	require.Error(t, err)
 
 	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "off")
-	c, err = parseFlags()
+	m, _, err = parse()
 	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{}, c.MemoryLimit, "from the environment")
+	assert.Equal(t, MemoryLimit{}, m, "from the environment")
 
 	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "lots")
-	c, err = parseFlags()
+	_, validate, err := parse()
 	require.NoError(t, err)
-	err = c.Validate()
+	err = validate()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "NEOAUTHZ_MEMORY_LIMIT")
 }
@@ -180,39 +202,4 @@ func TestApplyMemoryLimit(t *testing.T) {
 	ApplyMemoryLimit(MemoryLimit{Bytes: 100 << 20}, log)
 	assert.Equal(t, int64(3<<30), debug.SetMemoryLimit(-1), "a GOMEMLIMIT in the environment is never overridden")
 	assert.Contains(t, buf.String(), `"source":"GOMEMLIMIT"`)
-}
-
-// The relay takes the same -memory-limit as the pdp, auto by default.
-func TestRelayMemoryLimitFlag(t *testing.T) {
-	parse := func(args ...string) (RelayConfig, error) {
-		c := DefaultRelayConfig()
-		fs := flag.NewFlagSet("pdp relay", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		c.RegisterFlags(fs)
-		c.AdminURL, c.RedisURL = "postgres://127.0.0.1/admin", "redis://127.0.0.1:6379"
-		return c, fs.Parse(args)
-	}
-	c, err := parse()
-	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{Auto: true}, c.MemoryLimit, "auto by default")
-
-	c, err = parse("-memory-limit", "48MiB")
-	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{Bytes: 48 << 20}, c.MemoryLimit)
-
-	_, err = parse("-memory-limit", "lots")
-	require.Error(t, err)
-
-	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "off")
-	c, err = parse()
-	require.NoError(t, err)
-	assert.Equal(t, MemoryLimit{}, c.MemoryLimit, "from the environment")
-	require.NoError(t, c.Validate())
-
-	t.Setenv("NEOAUTHZ_MEMORY_LIMIT", "lots")
-	c, err = parse()
-	require.NoError(t, err)
-	err = c.Validate()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "NEOAUTHZ_MEMORY_LIMIT")
 }
