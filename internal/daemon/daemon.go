@@ -206,14 +206,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Func("cache-max-entries", "removed: use -cache-max-bytes", func(string) error { return errRemovedEntries })
 	str(&c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
 
-	parsed := func(v flag.Value, name, env, usage string) {
-		if s, ok := os.LookupEnv(env); ok {
-			if err := v.Set(s); err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", env, s, err))
-			}
-		}
-		fs.Var(v, name, usage+" (env "+env+")")
-	}
+	parsed := func(v flag.Value, name, env, usage string) { envValue(fs, v, name, env, usage, &c.envErrs) }
 	parsed(parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", memoryLimitEnv, memoryLimitUsage)
 	parsed(intFlag{&c.DBMaxConns}, "db-max-conns", "NEOAUTHZ_DB_MAX_CONNS", "most connections of each pool the pdp opens on a database for its reads, admin database included (registered pool_max caps it too)")
 	parsed(parsedValue[pgstore.Poolers]{&c.DBPoolers, pgstore.ParsePoolers}, "db-poolers", "NEOAUTHZ_DB_POOLERS", "comma-separated <connection name>=<host>:<port>: load from that registered connection's databases through this PgBouncer (transaction pooling mode); LISTEN stays direct")
@@ -240,6 +233,17 @@ func envString(fs *flag.FlagSet, p *string, name, env, usage string) {
 		*p = v
 	}
 	fs.StringVar(p, name, *p, usage+" (env "+env+")")
+}
+
+// envValue defines flag name as v, set first from env when it is set; a value of env that does
+// not parse is added to errs (for Validate to report).
+func envValue(fs *flag.FlagSet, v flag.Value, name, env, usage string, errs *[]error) {
+	if s, ok := os.LookupEnv(env); ok {
+		if err := v.Set(s); err != nil {
+			*errs = append(*errs, fmt.Errorf("%s=%q: %w", env, s, err))
+		}
+	}
+	fs.Var(v, name, usage+" (env "+env+")")
 }
 
 // envDuration defines a duration flag whose default comes from env when it parses.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -100,20 +101,40 @@ func planMemoryLimit(m MemoryLimit, gomemlimit string, root string) memoryLimitP
 // fileResident is the process's file-backed resident memory (RssFile in /proc/self/status,
 // under root), 0 when it cannot be read.
 func fileResident(root string) int64 {
-	b, err := os.ReadFile(filepath.Join(root, "proc/self/status"))
+	v, err := ProcStatus(filepath.Join(root, "proc/self/status"), "RssFile")
 	if err != nil {
 		return 0
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil || kb < 0 {
-				return 0
-			}
-			return kb << 10
-		}
+	return v[0]
+}
+
+// ProcStatus reads fields of a Linux /proc/<pid>/status file at path (VmRSS, VmHWM, RssFile:
+// the ones given in kB) and returns them in bytes, in the order asked; a field the file lacks
+// or that is not a size is an error.
+func ProcStatus(path string, fields ...string) ([]int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	return 0
+	out := make([]int64, len(fields))
+	found := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		i := slices.Index(fields, name)
+		if !ok || i < 0 {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil || kb < 0 {
+			return nil, fmt.Errorf("%s: %s %q is not a size", path, name, truncate(strings.TrimSpace(v), 40))
+		}
+		out[i] = kb << 10
+		found++
+	}
+	if found < len(fields) {
+		return nil, fmt.Errorf("%s lacks some of %s", path, strings.Join(fields, ", "))
+	}
+	return out, nil
 }
 
 // ApplyMemoryLimit sets the Go runtime's soft memory limit as m says (never overriding a

@@ -77,14 +77,7 @@ func (c *RelayConfig) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.Int64Var(&c.MaxLen, "relay-max-len", c.MaxLen, "about how many events the stream keeps (MAXLEN ~); a pdp further behind re-reads versions (env NEOAUTHZ_RELAY_MAX_LEN)")
 	envString(fs, &c.LogLevel, "log-level", "NEOAUTHZ_LOG_LEVEL", "debug, info, warn or error")
-	if v, ok := os.LookupEnv(memoryLimitEnv); ok {
-		m, err := ParseMemoryLimit(v)
-		if err != nil {
-			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", memoryLimitEnv, v, err))
-		}
-		c.MemoryLimit = m
-	}
-	fs.Var(parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", memoryLimitUsage+" (env "+memoryLimitEnv+")")
+	envValue(fs, parsedValue[MemoryLimit]{&c.MemoryLimit, ParseMemoryLimit}, "memory-limit", memoryLimitEnv, memoryLimitUsage, &c.envErrs)
 }
 
 // Validate reports every problem at once.

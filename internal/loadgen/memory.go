@@ -1,16 +1,16 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/neofast/neoauthz/internal/daemon"
 )
 
 // Memory is what warming every user costs: the pdp's own process (a child of the load tool)
@@ -120,31 +120,11 @@ type procMemory struct {
 
 // processMemory reads a process's resident memory from /proc (Linux).
 func processMemory(pid int) (procMemory, error) {
-	var m procMemory
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	v, err := daemon.ProcStatus("/proc/"+strconv.Itoa(pid)+"/status", "VmRSS", "VmHWM", "RssFile")
 	if err != nil {
-		return m, err
+		return procMemory{}, err
 	}
-	defer f.Close()
-	fields := map[string]*int64{"VmRSS:": &m.rss, "VmHWM:": &m.peak, "RssFile:": &m.file}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, v, _ := strings.Cut(sc.Text(), "\t")
-		dst, ok := fields[name]
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("%s %q: %w", name, v, err)
-		}
-		*dst = kb << 10
-		delete(fields, name)
-	}
-	if len(fields) > 0 {
-		return m, fmt.Errorf("/proc/%d/status lacks %d of VmRSS, VmHWM and RssFile", pid, len(fields))
-	}
-	return m, sc.Err()
+	return procMemory{rss: v[0], peak: v[1], file: v[2]}, nil
 }
 
 // line renders the memory figures for the table.
